@@ -1,0 +1,119 @@
+"""Plain dataclasses carried between layers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    EDITOR = "editor"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return _ROLE_RANK[self]
+
+    def allows(self, required: Role) -> bool:
+        """True when this role is at least as strong as ``required``."""
+        return self.rank >= required.rank
+
+
+_ROLE_RANK = {Role.VIEWER: 0, Role.EDITOR: 1, Role.ADMIN: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: UUID
+    email: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UserCredentials:
+    user: User
+    password_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Organization:
+    id: UUID
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    user_id: UUID
+    organization_id: UUID
+    role: Role
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OrganizationMembership:
+    """An organisation seen through one user's membership (their role in it)."""
+
+    organization: Organization
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A user seen as a member of the current organisation."""
+
+    user: User
+    role: Role
+    joined_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: resolved from an access token for every request."""
+
+    user_id: UUID
+    organization_id: UUID
+    role: Role
+    session_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshTokenRecord:
+    id: UUID
+    user_id: UUID
+    organization_id: UUID
+    family_id: UUID
+    expires_at: datetime
+    used_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedAccessToken:
+    token: str
+    expires_in: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSession:
+    """What a successful sign-up, log-in or refresh hands back."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    user: User
+    organization: Organization
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    action: str
+    organization_id: UUID | None
+    actor_user_id: UUID | None
+    target: str | None = None
+    ip: str | None = None
+    details: dict[str, str] | None = None

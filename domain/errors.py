@@ -1,0 +1,118 @@
+"""The one registry of error codes clients see in ``extensions.code``.
+
+Every expected failure raises a :class:`DomainError` subclass carrying one of
+these codes; the GraphQL layer copies the code into the error's extensions and
+masks everything else as ``INTERNAL``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Stable, SCREAMING_SNAKE_CASE codes; never rename one clients rely on."""
+
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    NOT_FOUND = "NOT_FOUND"
+    VALIDATION_FAILED = "VALIDATION_FAILED"
+    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+    EMAIL_TAKEN = "EMAIL_TAKEN"
+    WEAK_PASSWORD = "WEAK_PASSWORD"
+    TOKEN_EXPIRED = "TOKEN_EXPIRED"
+    INVALID_REFRESH_TOKEN = "INVALID_REFRESH_TOKEN"
+    REFRESH_TOKEN_REUSED = "REFRESH_TOKEN_REUSED"
+    ALREADY_MEMBER = "ALREADY_MEMBER"
+    LAST_ADMIN = "LAST_ADMIN"
+    RATE_LIMITED = "RATE_LIMITED"
+    CSRF_CHECK_FAILED = "CSRF_CHECK_FAILED"
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+    QUERY_TOO_DEEP = "QUERY_TOO_DEEP"
+    TOO_MANY_ALIASES = "TOO_MANY_ALIASES"
+    TOO_MANY_TOKENS = "TOO_MANY_TOKENS"
+    GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+    GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+    UNSUPPORTED_FILE_TYPE = "UNSUPPORTED_FILE_TYPE"
+    FILE_TOO_LARGE = "FILE_TOO_LARGE"
+    DUPLICATE_DOCUMENT = "DUPLICATE_DOCUMENT"
+    LLM_UNAVAILABLE = "LLM_UNAVAILABLE"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    INTERNAL = "INTERNAL"
+
+
+class DomainError(Exception):
+    """An expected failure with a code from the registry and a human message."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+    default_message: str = "The request failed."
+
+    def __init__(self, message: str | None = None, **details: str | int | float | bool) -> None:
+        self.message = message or self.default_message
+        self.details = details
+        super().__init__(self.message)
+
+
+class Unauthenticated(DomainError):
+    code = ErrorCode.UNAUTHENTICATED
+    default_message = "Authentication required."
+
+
+class TokenExpired(DomainError):
+    code = ErrorCode.TOKEN_EXPIRED
+    default_message = "The access token has expired; refresh the session."
+
+
+class Forbidden(DomainError):
+    code = ErrorCode.FORBIDDEN
+    default_message = "Your role does not allow this."
+
+
+class NotFound(DomainError):
+    code = ErrorCode.NOT_FOUND
+    default_message = "Not found."
+
+
+class ValidationFailed(DomainError):
+    code = ErrorCode.VALIDATION_FAILED
+    default_message = "The input is not valid."
+
+
+class InvalidCredentials(DomainError):
+    code = ErrorCode.INVALID_CREDENTIALS
+    default_message = "Email or password is incorrect."
+
+
+class EmailTaken(DomainError):
+    code = ErrorCode.EMAIL_TAKEN
+    default_message = "An account with this email already exists."
+
+
+class WeakPassword(DomainError):
+    code = ErrorCode.WEAK_PASSWORD
+    default_message = "The password does not meet the password policy."
+
+
+class InvalidRefreshToken(DomainError):
+    code = ErrorCode.INVALID_REFRESH_TOKEN
+    default_message = "The refresh token is invalid or expired; log in again."
+
+
+class RefreshTokenReused(DomainError):
+    code = ErrorCode.REFRESH_TOKEN_REUSED
+    default_message = "This refresh token was already used; the session has been revoked."
+
+
+class AlreadyMember(DomainError):
+    code = ErrorCode.ALREADY_MEMBER
+    default_message = "This user is already a member of the organisation."
+
+
+class LastAdmin(DomainError):
+    code = ErrorCode.LAST_ADMIN
+    default_message = "An organisation must keep at least one admin."
+
+
+class ServiceUnavailable(DomainError):
+    code = ErrorCode.SERVICE_UNAVAILABLE
+    default_message = "A backing service is unavailable; try again shortly."

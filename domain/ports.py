@@ -1,0 +1,177 @@
+"""Ports: what the domain needs from the outside world, as Protocols.
+
+Adapters live in ``infrastructure``; the domain never imports them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+from uuid import UUID
+
+from domain.entities import (
+    AuditEntry,
+    IssuedAccessToken,
+    Member,
+    Membership,
+    Organization,
+    OrganizationMembership,
+    Principal,
+    RefreshTokenRecord,
+    Role,
+    User,
+    UserCredentials,
+)
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class PasswordHasher(Protocol):
+    """Slow, salted password hashing (argon2id in production)."""
+
+    async def hash(self, password: str) -> str: ...
+
+    async def verify(self, password_hash: str, password: str) -> bool:
+        """True when ``password`` matches; never raises for a mismatch."""
+        ...
+
+    async def verify_dummy(self, password: str) -> None:
+        """Spend the same time as :meth:`verify` for an unknown account."""
+        ...
+
+    def needs_rehash(self, password_hash: str) -> bool: ...
+
+
+class AccessTokenCodec(Protocol):
+    """Signs and checks short-lived access tokens."""
+
+    def issue(self, principal: Principal) -> IssuedAccessToken: ...
+
+    def decode(self, token: str) -> tuple[Principal, datetime]:
+        """The principal and the issue time; raises Unauthenticated/TokenExpired."""
+        ...
+
+
+class SessionRevocations(Protocol):
+    """Shared (cross-process) record of sessions whose access tokens must stop working."""
+
+    async def revoke(self, session_ids: Sequence[UUID]) -> None:
+        """Every access token of these sessions is rejected from now on."""
+        ...
+
+    async def require_refresh(self, session_ids: Sequence[UUID]) -> None:
+        """Access tokens issued up to now are rejected; refreshed ones work."""
+        ...
+
+    async def check(self, session_id: UUID, issued_at: datetime) -> None:
+        """Raise Unauthenticated or TokenExpired when the token was revoked."""
+        ...
+
+
+class UserRepository(Protocol):
+    async def add(self, user: User, password_hash: str) -> None: ...
+
+    async def get(self, user_id: UUID) -> User | None: ...
+
+    async def get_many(self, user_ids: Sequence[UUID]) -> list[User]: ...
+
+    async def find_credentials(self, email: str) -> UserCredentials | None: ...
+
+    async def find_by_email(self, email: str) -> User | None: ...
+
+    async def set_password_hash(self, user_id: UUID, password_hash: str) -> None: ...
+
+
+class OrganizationRepository(Protocol):
+    async def add(self, organization: Organization) -> None: ...
+
+    async def get(self, organization_id: UUID) -> Organization | None: ...
+
+    async def get_many(self, organization_ids: Sequence[UUID]) -> list[Organization]: ...
+
+    async def lock(self, organization_id: UUID) -> None:
+        """Serialise membership changes of one organisation until commit."""
+        ...
+
+
+class MembershipRepository(Protocol):
+    async def add(self, membership: Membership) -> None: ...
+
+    async def get(self, user_id: UUID, organization_id: UUID) -> Membership | None: ...
+
+    async def list_for_user(self, user_id: UUID) -> list[OrganizationMembership]:
+        """The user's organisations, oldest membership first."""
+        ...
+
+    async def list_members(self, organization_id: UUID) -> list[Member]: ...
+
+    async def count_admins(self, organization_id: UUID) -> int: ...
+
+    async def set_role(self, user_id: UUID, organization_id: UUID, role: Role) -> None: ...
+
+    async def remove(self, user_id: UUID, organization_id: UUID) -> None: ...
+
+
+class RefreshTokenRepository(Protocol):
+    async def add(
+        self, record: RefreshTokenRecord, token_hash: str, created_at: datetime
+    ) -> None: ...
+
+    async def find_for_update(self, token_hash: str) -> RefreshTokenRecord | None:
+        """The token row, locked until commit so two refreshes cannot both win."""
+        ...
+
+    async def mark_used(self, token_id: UUID, at: datetime) -> None: ...
+
+    async def revoke_family(self, family_id: UUID, at: datetime) -> None: ...
+
+    async def revoke_for_member(
+        self, user_id: UUID, organization_id: UUID, at: datetime
+    ) -> list[UUID]:
+        """Revoke every live session of a user in one organisation; returns family ids."""
+        ...
+
+    async def live_families_for_member(
+        self, user_id: UUID, organization_id: UUID
+    ) -> list[UUID]: ...
+
+
+class AuditLog(Protocol):
+    async def record(self, entry: AuditEntry, at: datetime) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction. Leaving the block without :meth:`commit` rolls back."""
+
+    users: UserRepository
+    organizations: OrganizationRepository
+    memberships: MembershipRepository
+    refresh_tokens: RefreshTokenRepository
+    audit: AuditLog
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def system(self) -> UnitOfWork:
+        """A transaction outside any tenant (sign-up, log-in, token refresh)."""
+        ...
+
+    def tenant(self, principal: Principal) -> UnitOfWork:
+        """A transaction that sees only the principal's organisation's rows."""
+        ...

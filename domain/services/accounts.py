@@ -1,0 +1,253 @@
+"""Sign-up, log-in, refresh-token rotation and log-out."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from uuid import UUID, uuid4
+
+from domain.entities import (
+    AuditEntry,
+    AuthSession,
+    Membership,
+    Organization,
+    Principal,
+    RefreshTokenRecord,
+    Role,
+    User,
+)
+from domain.errors import (
+    EmailTaken,
+    Forbidden,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    RefreshTokenReused,
+    ValidationFailed,
+)
+from domain.ports import (
+    AccessTokenCodec,
+    Clock,
+    PasswordHasher,
+    SessionRevocations,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+from domain.validation import check_password_policy, clean_name, normalize_email
+
+MAX_REFRESH_TOKEN_LENGTH = 200
+
+
+def hash_refresh_token(token: str) -> str:
+    """Refresh tokens are 256-bit random strings, so a fast hash is enough at rest."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOrigin:
+    """Where a request came from, for the audit log."""
+
+    ip: str | None = None
+
+
+class AccountService:
+    """Accounts and sessions; the only place that issues tokens."""
+
+    def __init__(
+        self,
+        *,
+        uow_factory: UnitOfWorkFactory,
+        hasher: PasswordHasher,
+        tokens: AccessTokenCodec,
+        revocations: SessionRevocations,
+        clock: Clock,
+        refresh_token_ttl: timedelta,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._hasher = hasher
+        self._tokens = tokens
+        self._revocations = revocations
+        self._clock = clock
+        self._refresh_ttl = refresh_token_ttl
+
+    async def sign_up(
+        self, email: str, password: str, organization_name: str | None, origin: RequestOrigin
+    ) -> AuthSession:
+        email = normalize_email(email)
+        check_password_policy(password, email)
+        name = clean_name(
+            organization_name
+            if organization_name is not None
+            else f"{email.split('@')[0]}'s organisation",
+            "organizationName",
+        )
+        password_hash = await self._hasher.hash(password)
+        now = self._clock.now()
+        user = User(id=uuid4(), email=email, created_at=now)
+        organization = Organization(id=uuid4(), name=name, created_at=now)
+        async with self._uow_factory.system() as uow:
+            if await uow.users.find_by_email(email) is not None:
+                raise EmailTaken()
+            await uow.users.add(user, password_hash)
+            await uow.organizations.add(organization)
+            await uow.memberships.add(Membership(user.id, organization.id, Role.ADMIN, now))
+            session = await self._start_session(uow, user, organization, Role.ADMIN, uuid4())
+            await uow.audit.record(
+                AuditEntry(
+                    "auth.sign_up", organization.id, user.id, target=f"user:{user.id}", ip=origin.ip
+                ),
+                now,
+            )
+            await uow.commit()
+        return session
+
+    async def log_in(
+        self, email: str, password: str, organization_id: UUID | None, origin: RequestOrigin
+    ) -> AuthSession:
+        try:
+            email = normalize_email(email)
+        except ValidationFailed:
+            await self._hasher.verify_dummy(password)
+            raise InvalidCredentials() from None
+        async with self._uow_factory.system() as uow:
+            credentials = await uow.users.find_credentials(email)
+            if credentials is None:
+                await self._hasher.verify_dummy(password)
+                ok = False
+            else:
+                ok = await self._hasher.verify(credentials.password_hash, password)
+            if credentials is None or not ok:
+                await uow.audit.record(
+                    AuditEntry(
+                        "auth.login_failed",
+                        None,
+                        credentials.user.id if credentials else None,
+                        target=f"email:{email}",
+                        ip=origin.ip,
+                    ),
+                    self._clock.now(),
+                )
+                await uow.commit()
+                raise InvalidCredentials()
+            user = credentials.user
+            if self._hasher.needs_rehash(credentials.password_hash):
+                await uow.users.set_password_hash(user.id, await self._hasher.hash(password))
+            memberships = await uow.memberships.list_for_user(user.id)
+            if organization_id is None:
+                chosen = memberships[0] if memberships else None
+            else:
+                chosen = next(
+                    (m for m in memberships if m.organization.id == organization_id), None
+                )
+            if chosen is None:
+                raise Forbidden("You are not a member of that organisation.")
+            session = await self._start_session(
+                uow, user, chosen.organization, chosen.role, uuid4()
+            )
+            await uow.audit.record(
+                AuditEntry(
+                    "auth.login_succeeded",
+                    chosen.organization.id,
+                    user.id,
+                    target=f"user:{user.id}",
+                    ip=origin.ip,
+                ),
+                self._clock.now(),
+            )
+            await uow.commit()
+        return session
+
+    async def refresh(self, refresh_token: str, origin: RequestOrigin) -> AuthSession:
+        if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
+            raise InvalidRefreshToken()
+        now = self._clock.now()
+        async with self._uow_factory.system() as uow:
+            record = await uow.refresh_tokens.find_for_update(hash_refresh_token(refresh_token))
+            if record is None or record.revoked_at is not None:
+                raise InvalidRefreshToken()
+            if record.used_at is not None:
+                await uow.refresh_tokens.revoke_family(record.family_id, now)
+                await uow.audit.record(
+                    AuditEntry(
+                        "auth.refresh_token_reused",
+                        record.organization_id,
+                        record.user_id,
+                        target=f"session:{record.family_id}",
+                        ip=origin.ip,
+                    ),
+                    now,
+                )
+                await uow.commit()
+                await self._revocations.revoke([record.family_id])
+                raise RefreshTokenReused()
+            if record.expires_at <= now:
+                raise InvalidRefreshToken()
+            membership = await uow.memberships.get(record.user_id, record.organization_id)
+            user = await uow.users.get(record.user_id)
+            organization = await uow.organizations.get(record.organization_id)
+            if membership is None or user is None or organization is None:
+                await uow.refresh_tokens.revoke_family(record.family_id, now)
+                await uow.commit()
+                raise InvalidRefreshToken()
+            await uow.refresh_tokens.mark_used(record.id, now)
+            session = await self._start_session(
+                uow, user, organization, membership.role, record.family_id
+            )
+            await uow.commit()
+        return session
+
+    async def log_out(self, refresh_token: str, origin: RequestOrigin) -> bool:
+        """Revoke the whole session the refresh token belongs to."""
+        if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
+            return False
+        now = self._clock.now()
+        async with self._uow_factory.system() as uow:
+            record = await uow.refresh_tokens.find_for_update(hash_refresh_token(refresh_token))
+            if record is None or record.revoked_at is not None:
+                return False
+            await uow.refresh_tokens.revoke_family(record.family_id, now)
+            await uow.audit.record(
+                AuditEntry(
+                    "auth.logout",
+                    record.organization_id,
+                    record.user_id,
+                    target=f"session:{record.family_id}",
+                    ip=origin.ip,
+                ),
+                now,
+            )
+            await uow.commit()
+        await self._revocations.revoke([record.family_id])
+        return True
+
+    async def authenticate(self, access_token: str) -> Principal:
+        """The principal of a valid, unrevoked access token."""
+        principal, issued_at = self._tokens.decode(access_token)
+        await self._revocations.check(principal.session_id, issued_at)
+        return principal
+
+    async def _start_session(
+        self, uow: UnitOfWork, user: User, organization: Organization, role: Role, family_id: UUID
+    ) -> AuthSession:
+        now = self._clock.now()
+        refresh_token = secrets.token_urlsafe(32)
+        record = RefreshTokenRecord(
+            id=uuid4(),
+            user_id=user.id,
+            organization_id=organization.id,
+            family_id=family_id,
+            expires_at=now + self._refresh_ttl,
+            used_at=None,
+            revoked_at=None,
+        )
+        await uow.refresh_tokens.add(record, hash_refresh_token(refresh_token), now)
+        access = self._tokens.issue(Principal(user.id, organization.id, role, family_id))
+        return AuthSession(
+            access_token=access.token,
+            refresh_token=refresh_token,
+            expires_in=access.expires_in,
+            user=user,
+            organization=organization,
+            role=role,
+        )

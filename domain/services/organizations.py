@@ -1,0 +1,159 @@
+"""The caller's own profile and organisation, and admin management of members."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from domain.entities import (
+    AuditEntry,
+    Member,
+    Membership,
+    Organization,
+    OrganizationMembership,
+    Principal,
+    Role,
+    User,
+)
+from domain.errors import AlreadyMember, Forbidden, LastAdmin, NotFound
+from domain.ports import Clock, SessionRevocations, UnitOfWorkFactory
+from domain.validation import normalize_email
+
+
+def require_role(principal: Principal, required: Role) -> None:
+    if not principal.role.allows(required):
+        raise Forbidden(f"This needs the {required.value} role.")
+
+
+class OrganizationService:
+    """Reads of the caller's user and organisation; member management for admins.
+
+    Every call runs in a tenant transaction, so row-level security limits it to
+    the principal's organisation whatever the queries say.
+    """
+
+    def __init__(
+        self, uow_factory: UnitOfWorkFactory, revocations: SessionRevocations, clock: Clock
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._revocations = revocations
+        self._clock = clock
+
+    async def users_by_id(self, principal: Principal, user_ids: list[UUID]) -> list[User | None]:
+        async with self._uow_factory.tenant(principal) as uow:
+            found = {user.id: user for user in await uow.users.get_many(user_ids)}
+        return [found.get(user_id) for user_id in user_ids]
+
+    async def organizations_by_id(
+        self, principal: Principal, organization_ids: list[UUID]
+    ) -> list[Organization | None]:
+        async with self._uow_factory.tenant(principal) as uow:
+            found = {org.id: org for org in await uow.organizations.get_many(organization_ids)}
+        return [found.get(org_id) for org_id in organization_ids]
+
+    async def my_organizations(self, principal: Principal) -> list[OrganizationMembership]:
+        async with self._uow_factory.tenant(principal) as uow:
+            return await uow.memberships.list_for_user(principal.user_id)
+
+    async def list_members(self, principal: Principal) -> list[Member]:
+        require_role(principal, Role.ADMIN)
+        async with self._uow_factory.tenant(principal) as uow:
+            return await uow.memberships.list_members(principal.organization_id)
+
+    async def add_member(
+        self, principal: Principal, email: str, role: Role, ip: str | None
+    ) -> Member:
+        require_role(principal, Role.ADMIN)
+        email = normalize_email(email)
+        async with self._uow_factory.system() as lookup:
+            user = await lookup.users.find_by_email(email)
+        if user is None:
+            raise NotFound("No account uses this email; ask them to sign up first.")
+        now = self._clock.now()
+        async with self._uow_factory.tenant(principal) as uow:
+            await uow.organizations.lock(principal.organization_id)
+            if await uow.memberships.get(user.id, principal.organization_id) is not None:
+                raise AlreadyMember()
+            await uow.memberships.add(Membership(user.id, principal.organization_id, role, now))
+            await uow.audit.record(
+                AuditEntry(
+                    "member.added",
+                    principal.organization_id,
+                    principal.user_id,
+                    target=f"user:{user.id}",
+                    ip=ip,
+                    details={"role": role.value},
+                ),
+                now,
+            )
+            await uow.commit()
+        return Member(user=user, role=role, joined_at=now)
+
+    async def change_role(
+        self, principal: Principal, user_id: UUID, role: Role, ip: str | None
+    ) -> Member:
+        require_role(principal, Role.ADMIN)
+        now = self._clock.now()
+        async with self._uow_factory.tenant(principal) as uow:
+            await uow.organizations.lock(principal.organization_id)
+            membership = await uow.memberships.get(user_id, principal.organization_id)
+            user = await uow.users.get(user_id)
+            if membership is None or user is None:
+                raise NotFound("No such member.")
+            if membership.role == role:
+                return Member(user=user, role=role, joined_at=membership.created_at)
+            if (
+                membership.role == Role.ADMIN
+                and await uow.memberships.count_admins(principal.organization_id) <= 1
+            ):
+                raise LastAdmin()
+            await uow.memberships.set_role(user_id, principal.organization_id, role)
+            families = await uow.refresh_tokens.live_families_for_member(
+                user_id, principal.organization_id
+            )
+            await uow.audit.record(
+                AuditEntry(
+                    "member.role_changed",
+                    principal.organization_id,
+                    principal.user_id,
+                    target=f"user:{user_id}",
+                    ip=ip,
+                    details={"from": membership.role.value, "to": role.value},
+                ),
+                now,
+            )
+            await uow.commit()
+        # Access tokens carry the role: make the member's current ones refresh.
+        await self._revocations.require_refresh(families)
+        return Member(user=user, role=role, joined_at=membership.created_at)
+
+    async def remove_member(self, principal: Principal, user_id: UUID, ip: str | None) -> bool:
+        require_role(principal, Role.ADMIN)
+        now = self._clock.now()
+        async with self._uow_factory.tenant(principal) as uow:
+            await uow.organizations.lock(principal.organization_id)
+            membership = await uow.memberships.get(user_id, principal.organization_id)
+            if membership is None:
+                raise NotFound("No such member.")
+            if (
+                membership.role == Role.ADMIN
+                and await uow.memberships.count_admins(principal.organization_id) <= 1
+            ):
+                raise LastAdmin()
+            await uow.memberships.remove(user_id, principal.organization_id)
+            families = await uow.refresh_tokens.revoke_for_member(
+                user_id, principal.organization_id, now
+            )
+            await uow.audit.record(
+                AuditEntry(
+                    "member.removed",
+                    principal.organization_id,
+                    principal.user_id,
+                    target=f"user:{user_id}",
+                    ip=ip,
+                    details={"role": membership.role.value},
+                ),
+                now,
+            )
+            await uow.commit()
+        await self._revocations.revoke(families)
+        return True

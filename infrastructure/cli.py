@@ -1,0 +1,114 @@
+"""`foundry` command line: up, serve, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from infrastructure import security_gate
+from infrastructure.http.app import create_app
+from infrastructure.observability.logging import configure_logging
+from infrastructure.runtime import Backends, migrate
+from infrastructure.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, object] = {}
+    if getattr(args, "state_dir", None):
+        overrides["state_dir"] = Path(args.state_dir)
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "port", None):
+        overrides["port"] = args.port
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def _serve(settings: Settings, backends: Backends, run_migrations: bool) -> int:
+    urls = backends.start()
+    try:
+        if run_migrations:
+            migrate(settings, urls)
+        app = create_app(settings, urls)
+        print(
+            f"Knowledge Foundry is up: GraphiQL at http://{settings.host}:{settings.port}/graphql"
+        )
+        print(f"State directory: {settings.state_dir}  (Ctrl-C stops everything)")
+        sys.stdout.flush()
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            proxy_headers=False,
+            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+            ws_max_size=1_048_576,
+        )
+    finally:
+        backends.stop()
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Everything on one machine: embedded backends unless URLs are set, migrations, API."""
+    settings = _settings(args)
+    return _serve(settings, Backends(settings), run_migrations=True)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The API alone (production: with FOUNDRY_DATABASE_URL and FOUNDRY_REDIS_URL)."""
+    settings = _settings(args)
+    return _serve(settings, Backends(settings), run_migrations=False)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    backends = Backends(settings)
+    try:
+        migrate(settings, backends.start())
+    finally:
+        backends.stop()
+    print("Migrations applied.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="foundry", description="Knowledge Foundry server")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, func, help_text in (
+        ("up", cmd_up, "run everything on this machine (embedded PostgreSQL/Redis by default)"),
+        ("serve", cmd_serve, "run the API server"),
+        ("migrate", cmd_migrate, "apply database migrations"),
+    ):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--state-dir", help="where embedded data lives (default ./.foundry)")
+        if name != "migrate":
+            sub.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+            sub.add_argument("--port", type=int, help="port to listen on (default 8000)")
+        sub.set_defaults(func=func)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except Exception as exc:
+        print(f"Invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_json)
+    try:
+        security_gate.enforce(settings)
+    except security_gate.UnsafeConfiguration as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.entities import RefreshTokenRecord
+from infrastructure.database.models import RefreshTokenRow
+
+
+def to_record(row: RefreshTokenRow) -> RefreshTokenRecord:
+    return RefreshTokenRecord(
+        id=row.id,
+        user_id=row.user_id,
+        organization_id=row.organization_id,
+        family_id=row.family_id,
+        expires_at=row.expires_at,
+        used_at=row.used_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+class SqlRefreshTokenRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, record: RefreshTokenRecord, token_hash: str, created_at: datetime) -> None:
+        self._session.add(
+            RefreshTokenRow(
+                id=record.id,
+                organization_id=record.organization_id,
+                user_id=record.user_id,
+                family_id=record.family_id,
+                token_hash=token_hash,
+                created_at=created_at,
+                expires_at=record.expires_at,
+            )
+        )
+        await self._session.flush()
+
+    async def find_for_update(self, token_hash: str) -> RefreshTokenRecord | None:
+        row = await self._session.scalar(
+            select(RefreshTokenRow)
+            .where(RefreshTokenRow.token_hash == token_hash)
+            .with_for_update()
+        )
+        return to_record(row) if row else None
+
+    async def mark_used(self, token_id: UUID, at: datetime) -> None:
+        await self._session.execute(
+            update(RefreshTokenRow).where(RefreshTokenRow.id == token_id).values(used_at=at)
+        )
+
+    async def revoke_family(self, family_id: UUID, at: datetime) -> None:
+        await self._session.execute(
+            update(RefreshTokenRow)
+            .where(RefreshTokenRow.family_id == family_id, RefreshTokenRow.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+
+    async def revoke_for_member(
+        self, user_id: UUID, organization_id: UUID, at: datetime
+    ) -> list[UUID]:
+        families = await self.live_families_for_member(user_id, organization_id)
+        await self._session.execute(
+            update(RefreshTokenRow)
+            .where(
+                RefreshTokenRow.user_id == user_id,
+                RefreshTokenRow.organization_id == organization_id,
+                RefreshTokenRow.revoked_at.is_(None),
+            )
+            .values(revoked_at=at)
+        )
+        return families
+
+    async def live_families_for_member(self, user_id: UUID, organization_id: UUID) -> list[UUID]:
+        rows = await self._session.scalars(
+            select(RefreshTokenRow.family_id)
+            .where(
+                RefreshTokenRow.user_id == user_id,
+                RefreshTokenRow.organization_id == organization_id,
+                RefreshTokenRow.revoked_at.is_(None),
+            )
+            .distinct()
+        )
+        return list(rows)

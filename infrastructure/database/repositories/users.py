@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from uuid import UUID
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.entities import User, UserCredentials
+from infrastructure.database.models import UserRow
+
+
+def to_user(row: UserRow) -> User:
+    return User(id=row.id, email=row.email, created_at=row.created_at)
+
+
+class SqlUserRepository:
+    """Users are global (one account, many organisations); RLS shows a tenant only its members."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, user: User, password_hash: str) -> None:
+        self._session.add(
+            UserRow(
+                id=user.id,
+                email=user.email,
+                password_hash=password_hash,
+                created_at=user.created_at,
+                updated_at=user.created_at,
+            )
+        )
+        await self._session.flush()
+
+    async def get(self, user_id: UUID) -> User | None:
+        row = await self._session.get(UserRow, user_id)
+        return to_user(row) if row else None
+
+    async def get_many(self, user_ids: Sequence[UUID]) -> list[User]:
+        if not user_ids:
+            return []
+        rows = await self._session.scalars(select(UserRow).where(UserRow.id.in_(set(user_ids))))
+        return [to_user(row) for row in rows]
+
+    async def find_credentials(self, email: str) -> UserCredentials | None:
+        row = await self._session.scalar(select(UserRow).where(UserRow.email == email))
+        return UserCredentials(to_user(row), row.password_hash) if row else None
+
+    async def find_by_email(self, email: str) -> User | None:
+        row = await self._session.scalar(select(UserRow).where(UserRow.email == email))
+        return to_user(row) if row else None
+
+    async def set_password_hash(self, user_id: UUID, password_hash: str) -> None:
+        await self._session.execute(
+            update(UserRow)
+            .where(UserRow.id == user_id)
+            .values(password_hash=password_hash, updated_at=datetime.now(UTC))
+        )

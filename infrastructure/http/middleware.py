@@ -1,0 +1,162 @@
+"""Pure ASGI middleware: request ids + logs + metrics, body size limits, CSRF for multipart."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from domain.errors import ErrorCode
+from infrastructure.observability.metrics import HTTP_DURATION, HTTP_REQUESTS
+
+log = structlog.get_logger("foundry.http")
+
+KNOWN_ROUTES = frozenset({"/", "/graphql", "/healthz", "/readyz", "/metrics"})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+CSRF_HEADERS = ((b"x-requested-with", b"foundry"), (b"apollo-require-preflight", b"true"))
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return bytes(value)
+    return None
+
+
+def route_label(path: str) -> str:
+    return path if path in KNOWN_ROUTES else "other"
+
+
+async def send_error(send: Send, status: int, code: ErrorCode, message: str) -> None:
+    body = json.dumps(
+        {"errors": [{"message": message, "extensions": {"code": code.value}}]}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (X-Request-ID), logs it once, and counts it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        incoming = (_header(scope, b"x-request-id") or b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500 if scope["type"] == "http" else 101
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = route_label(scope["path"])
+            method = scope.get("method", "WS")
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            HTTP_DURATION.labels(route).observe(elapsed)
+            if route not in ("/healthz", "/metrics"):
+                log.info(
+                    "http.request",
+                    method=method,
+                    path=route,
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                    client=scope["client"][0] if scope.get("client") else None,
+                )
+
+
+class GraphQLGuardMiddleware:
+    """Refuses oversized bodies and multipart POSTs without a CSRF-safe header."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, max_upload_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/graphql" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        content_type = (_header(scope, b"content-type") or b"").lower()
+        multipart = content_type.startswith(b"multipart/form-data")
+        if multipart and not any(
+            (_header(scope, name) or b"").strip().lower() == value for name, value in CSRF_HEADERS
+        ):
+            await send_error(
+                send,
+                400,
+                ErrorCode.CSRF_CHECK_FAILED,
+                "Multipart requests need the header 'X-Requested-With: foundry' "
+                "or 'Apollo-Require-Preflight: true'.",
+            )
+            return
+        limit = self.max_upload_bytes if multipart else self.max_body_bytes
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await send_error(
+                send, 413, ErrorCode.REQUEST_TOO_LARGE, f"The request exceeds {limit} bytes."
+            )
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, _limited(receive, limit), tracking_send)
+        except BodyTooLarge:
+            if started:
+                raise
+            await send_error(
+                send, 413, ErrorCode.REQUEST_TOO_LARGE, f"The request exceeds {limit} bytes."
+            )
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """Count bytes as they arrive, for bodies without (or lying about) Content-Length."""
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge(f"request body exceeds {limit} bytes")
+        return message
+
+    return wrapped

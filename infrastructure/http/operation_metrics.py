@@ -1,0 +1,45 @@
+"""Per-operation metrics and one log line per GraphQL operation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import structlog
+from strawberry.extensions import SchemaExtension
+
+from infrastructure.observability.metrics import (
+    GRAPHQL_DURATION,
+    GRAPHQL_OPERATIONS,
+    operation_label,
+)
+from schema.errors import first_error_code
+
+log = structlog.get_logger("foundry.graphql")
+
+
+class OperationMetrics(SchemaExtension):
+    def on_operation(self) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        elapsed = time.perf_counter() - started
+        ctx = self.execution_context
+        name = operation_label(ctx.operation_name)
+        try:
+            kind = ctx.operation_type.value
+        except Exception:  # the document did not parse
+            kind = "unknown"
+        outcome = first_error_code(getattr(ctx.result, "errors", None))
+        GRAPHQL_OPERATIONS.labels(name, kind, outcome).inc()
+        GRAPHQL_DURATION.labels(name, kind).observe(elapsed)
+        principal = getattr(ctx.context, "principal", None)
+        structlog.contextvars.bind_contextvars(operation=name)
+        log.info(
+            "graphql.operation",
+            operation=name,
+            type=kind,
+            outcome=outcome,
+            duration_ms=round(elapsed * 1000, 2),
+            user_id=str(principal.user_id) if principal else None,
+            organization_id=str(principal.organization_id) if principal else None,
+        )

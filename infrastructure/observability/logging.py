@@ -1,0 +1,85 @@
+"""structlog JSON logs with secrets scrubbed; stdlib (uvicorn) logs go through the same pipeline."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import cast
+
+import structlog
+from structlog.types import EventDict, Processor, WrappedLogger
+
+REDACTED = "[REDACTED]"
+_SECRET_KEYS = frozenset(
+    {"authorization", "cookie", "set-cookie", "password", "secret", "token", "api_key", "apikey"}
+)
+_SECRET_SUFFIXES = ("password", "token", "secret", "api_key", "authorization", "cookie")
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
+
+
+def _is_secret_key(key: str) -> bool:
+    lowered = key.lower().replace("-", "_")
+    return lowered in _SECRET_KEYS or lowered.endswith(_SECRET_SUFFIXES)
+
+
+def scrub_value(value: object) -> object:
+    if isinstance(value, str):
+        return _JWT.sub(REDACTED, _BEARER.sub(rf"\1 {REDACTED}", value))
+    if isinstance(value, Mapping):
+        return {
+            k: (REDACTED if isinstance(k, str) and _is_secret_key(k) else scrub_value(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [scrub_value(item) for item in value]
+    return value
+
+
+def scrub_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Drop authorization headers, tokens, passwords and cookies from every event."""
+    return cast(EventDict, scrub_value(event_dict))
+
+
+def configure_logging(level: str, json_logs: bool) -> None:
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+        scrub_secrets,
+    ]
+    renderer: Processor
+    if json_logs:
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    # Requests are logged by our middleware with ids and durations; uvicorn's line would duplicate them.
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+def bind_request_fields(fields: MutableMapping[str, object]) -> None:
+    structlog.contextvars.bind_contextvars(**{k: v for k, v in fields.items() if v is not None})

@@ -1,0 +1,85 @@
+"""All configuration, read from ``FOUNDRY_*`` environment variables and ``.env``."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Environment = Literal["development", "test", "production"]
+
+
+class Settings(BaseSettings):
+    """One settings object, built once by the composition root and passed down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FOUNDRY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    environment: Environment = "development"
+    debug: bool = False
+    state_dir: Path = Path(".foundry")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    # Storage. Without a URL the server runs embedded PostgreSQL / Redis under state_dir.
+    database_url: SecretStr | None = None
+    database_name: str = "foundry"
+    database_app_role: str = Field(default="foundry_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_statement_timeout_ms: int = Field(default=15_000, ge=100)
+    redis_url: SecretStr | None = None
+    redis_key_prefix: str = "foundry:"
+
+    # Authentication.
+    jwt_secret: SecretStr | None = None
+    jwt_issuer: str = "knowledge-foundry"
+    jwt_audience: str = "knowledge-foundry-api"
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    refresh_token_ttl_seconds: int = Field(default=30 * 86_400, ge=300)
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_cost_kib: int = Field(default=65_536, ge=8)
+    argon2_parallelism: int = Field(default=4, ge=1)
+
+    # HTTP and GraphQL.
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    graphiql_enabled: bool = True
+    graphql_max_depth: int = Field(default=12, ge=2)
+    graphql_max_aliases: int = Field(default=20, ge=0)
+    graphql_max_tokens: int = Field(default=2_000, ge=50)
+    graphql_max_body_bytes: int = Field(default=1_000_000, ge=1_024)
+    upload_max_request_bytes: int = Field(default=200 * 1024 * 1024, ge=1_024)
+    ws_connection_init_timeout_seconds: int = Field(default=10, ge=1)
+    ws_max_subscriptions_per_connection: int = Field(default=20, ge=1)
+    shutdown_grace_seconds: int = Field(default=20, ge=0)
+
+    # Logs.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+
+    @field_validator("cors_allow_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute_state_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @cached_property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url is None

@@ -1,0 +1,46 @@
+"""Sign-up, log-in, refresh, log-out and the caller's own user."""
+
+from __future__ import annotations
+
+from domain.errors import NotFound
+from resolvers.ids import parse_id
+from schema.context import Info
+from schema.types.auth import AuthPayload, LogInInput, SignUpInput
+from schema.types.user import User
+
+
+async def sign_up(info: Info, input: SignUpInput) -> AuthPayload:
+    ctx = info.context
+    session = await ctx.services.accounts.sign_up(
+        input.email, input.password, input.organization_name, ctx.origin
+    )
+    return AuthPayload.from_domain(session)
+
+
+async def log_in(info: Info, input: LogInInput) -> AuthPayload:
+    ctx = info.context
+    organization_id = (
+        parse_id(input.organization_id, "organization") if input.organization_id else None
+    )
+    session = await ctx.services.accounts.log_in(
+        input.email, input.password, organization_id, ctx.origin
+    )
+    return AuthPayload.from_domain(session)
+
+
+async def refresh_session(info: Info, refresh_token: str) -> AuthPayload:
+    ctx = info.context
+    return AuthPayload.from_domain(await ctx.services.accounts.refresh(refresh_token, ctx.origin))
+
+
+async def log_out(info: Info, refresh_token: str) -> bool:
+    ctx = info.context
+    return await ctx.services.accounts.log_out(refresh_token, ctx.origin)
+
+
+async def me(info: Info) -> User:
+    principal = info.context.require_principal()
+    user = await info.context.loaders.user.load(principal.user_id)
+    if user is None:
+        raise NotFound("Your account no longer exists.")
+    return User.from_domain(user)

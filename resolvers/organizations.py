@@ -1,0 +1,54 @@
+"""The caller's organisation and, for admins, its members."""
+
+from __future__ import annotations
+
+import strawberry
+
+from domain.errors import NotFound
+from resolvers.ids import parse_id
+from schema.context import Info
+from schema.types.enums import Role
+from schema.types.organization import Member, Organization
+
+
+async def organization(info: Info) -> Organization:
+    principal = info.context.require_principal()
+    found = await info.context.loaders.organization.load(principal.organization_id)
+    if found is None:
+        raise NotFound("Your organisation no longer exists.")
+    return Organization.from_domain(found, principal.role)
+
+
+async def my_organizations(info: Info) -> list[Organization]:
+    principal = info.context.require_principal()
+    memberships = await info.context.services.organizations.my_organizations(principal)
+    return [Organization.from_domain(m.organization, m.role) for m in memberships]
+
+
+async def list_members(info: Info) -> list[Member]:
+    principal = info.context.require_principal()
+    members = await info.context.services.organizations.list_members(principal)
+    return [Member.from_domain(member) for member in members]
+
+
+async def add_member(info: Info, email: str, role: Role) -> Member:
+    ctx = info.context
+    member = await ctx.services.organizations.add_member(
+        ctx.require_principal(), email, role.to_domain(), ctx.client_ip
+    )
+    return Member.from_domain(member)
+
+
+async def change_member_role(info: Info, user_id: strawberry.ID, role: Role) -> Member:
+    ctx = info.context
+    member = await ctx.services.organizations.change_role(
+        ctx.require_principal(), parse_id(user_id, "member"), role.to_domain(), ctx.client_ip
+    )
+    return Member.from_domain(member)
+
+
+async def remove_member(info: Info, user_id: strawberry.ID) -> bool:
+    ctx = info.context
+    return await ctx.services.organizations.remove_member(
+        ctx.require_principal(), parse_id(user_id, "member"), ctx.client_ip
+    )

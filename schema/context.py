@@ -1,0 +1,60 @@
+"""The typed GraphQL context: who is calling, the services, per-request DataLoaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from uuid import UUID
+
+from strawberry.dataloader import DataLoader
+from strawberry.types import Info as StrawberryInfo
+
+from domain.entities import Organization, Principal, User
+from domain.errors import DomainError, Unauthenticated
+from domain.services import Services
+from domain.services.accounts import RequestOrigin
+
+
+@dataclass
+class Context:
+    services: Services
+    request_id: str
+    client_ip: str | None
+    principal: Principal | None = None
+    auth_error: DomainError | None = None
+    # Filled by strawberry from the WebSocket connection_init payload.
+    connection_params: dict[str, object] | None = None
+    operation_name: str | None = field(default=None)
+
+    @property
+    def origin(self) -> RequestOrigin:
+        return RequestOrigin(ip=self.client_ip)
+
+    def require_principal(self) -> Principal:
+        if self.principal is not None:
+            return self.principal
+        raise self.auth_error or Unauthenticated()
+
+    @cached_property
+    def loaders(self) -> Loaders:
+        return Loaders(self)
+
+
+class Loaders:
+    """DataLoaders live for one request; a process-wide loader would be a cache bug."""
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+        self.user = DataLoader[UUID, User | None](load_fn=self._load_users)
+        self.organization = DataLoader[UUID, Organization | None](load_fn=self._load_organizations)
+
+    async def _load_users(self, ids: list[UUID]) -> list[User | None]:
+        principal = self._context.require_principal()
+        return await self._context.services.organizations.users_by_id(principal, ids)
+
+    async def _load_organizations(self, ids: list[UUID]) -> list[Organization | None]:
+        principal = self._context.require_principal()
+        return await self._context.services.organizations.organizations_by_id(principal, ids)
+
+
+Info = StrawberryInfo[Context, None]

@@ -1,0 +1,81 @@
+"""Turn every GraphQL error into one with a registry code; mask the unexpected ones."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import structlog
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from domain.errors import DomainError, ErrorCode
+
+log = structlog.get_logger("foundry.graphql")
+
+MASKED_MESSAGE = "Unexpected error."
+
+# Messages of strawberry's limiters and graphql-core's parser, mapped to codes.
+_MESSAGE_CODES: tuple[tuple[re.Pattern[str], ErrorCode], ...] = (
+    (re.compile(r"exceeds maximum operation depth"), ErrorCode.QUERY_TOO_DEEP),
+    (re.compile(r"aliases found\. Allowed"), ErrorCode.TOO_MANY_ALIASES),
+    (re.compile(r"Document contains more than \d+ tokens"), ErrorCode.TOO_MANY_TOKENS),
+    (re.compile(r"^Syntax Error"), ErrorCode.GRAPHQL_PARSE_FAILED),
+)
+
+
+def code_for_validation_message(message: str) -> ErrorCode:
+    for pattern, code in _MESSAGE_CODES:
+        if pattern.search(message):
+            return code
+    return ErrorCode.GRAPHQL_VALIDATION_FAILED
+
+
+def classify(error: GraphQLError, request_id: str) -> GraphQLError:
+    """The error as the client should see it, with ``extensions.code`` set."""
+    original = error.original_error
+    if isinstance(original, DomainError):
+        extensions: dict[str, object] = {"code": original.code.value, **original.details}
+        return _with(error, original.message, extensions)
+    if original is None:
+        code = (error.extensions or {}).get("code") or code_for_validation_message(error.message)
+        return _with(error, error.message, {**(error.extensions or {}), "code": str(code)})
+    if isinstance(original, GraphQLError) and original.original_error is None:
+        # Errors strawberry raises itself (e.g. argument coercion) are safe to show.
+        code = code_for_validation_message(original.message)
+        return _with(error, original.message, {"code": code.value})
+    log.error(
+        "graphql.unexpected_error",
+        request_id=request_id,
+        path=list(error.path or []),
+        exc_info=(type(original), original, original.__traceback__),
+    )
+    return _with(error, MASKED_MESSAGE, {"code": ErrorCode.INTERNAL.value, "requestId": request_id})
+
+
+def _with(error: GraphQLError, message: str, extensions: dict[str, object]) -> GraphQLError:
+    return GraphQLError(
+        message=message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions=extensions,
+    )
+
+
+def first_error_code(errors: list[GraphQLError] | None) -> str:
+    if not errors:
+        return "ok"
+    return str((errors[0].extensions or {}).get("code", ErrorCode.INTERNAL.value))
+
+
+class ErrorCodes(SchemaExtension):
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        errors = getattr(result, "errors", None)
+        if result is not None and errors:
+            request_id = getattr(self.execution_context.context, "request_id", "-")
+            result.errors = [classify(error, request_id) for error in errors]

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import strawberry
+
+from resolvers import accounts
+from schema.types.auth import AuthPayload
+
+
+@strawberry.type
+class AccountMutations:
+    sign_up: AuthPayload = strawberry.mutation(
+        resolver=accounts.sign_up,
+        description="Create an account and a personal organisation with you as admin.",
+    )
+    log_in: AuthPayload = strawberry.mutation(
+        resolver=accounts.log_in,
+        description="Start a session, in `organizationId` or your first organisation.",
+    )
+    refresh_session: AuthPayload = strawberry.mutation(
+        resolver=accounts.refresh_session,
+        description="Trade a refresh token (single use) for new tokens.",
+    )
+    log_out: bool = strawberry.mutation(
+        resolver=accounts.log_out,
+        description="End the session the refresh token belongs to; false if it was unknown.",
+    )

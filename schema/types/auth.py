@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import strawberry
+
+from domain.entities import AuthSession
+from schema.types.organization import Organization
+from schema.types.user import User
+
+
+@strawberry.input
+class SignUpInput:
+    email: str
+    password: str
+    organization_name: str | None = None
+
+
+@strawberry.input
+class LogInInput:
+    email: str
+    password: str
+    organization_id: strawberry.ID | None = None
+
+
+@strawberry.type(description="Tokens for a session: send accessToken as a Bearer token.")
+class AuthPayload:
+    access_token: str
+    refresh_token: str
+    expires_in: int = strawberry.field(description="Seconds until the access token expires.")
+    user: User
+    organization: Organization
+
+    @classmethod
+    def from_domain(cls, session: AuthSession) -> AuthPayload:
+        return cls(
+            access_token=session.access_token,
+            refresh_token=session.refresh_token,
+            expires_in=session.expires_in,
+            user=User.from_domain(session.user),
+            organization=Organization.from_domain(session.organization, session.role),
+        )

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from domain.entities import User as DomainUser
+from schema.context import Info
+
+if TYPE_CHECKING:
+    from schema.types.organization import Organization
+
+
+@strawberry.type(description="A person with an account.")
+class User:
+    id: strawberry.ID
+    email: str
+    created_at: datetime
+
+    @classmethod
+    def from_domain(cls, user: DomainUser) -> User:
+        return cls(id=strawberry.ID(str(user.id)), email=user.email, created_at=user.created_at)
+
+    @strawberry.field(description="Organisations this user belongs to, with their role in each.")
+    async def organizations(
+        self, info: Info
+    ) -> list[Annotated[Organization, strawberry.lazy("schema.types.organization")]]:
+        from resolvers.organizations import my_organizations
+
+        return await my_organizations(info)
