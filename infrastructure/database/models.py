@@ -145,7 +145,12 @@ class DocumentRow(Base):
         CheckConstraint(
             "status IN ('pending', 'processing', 'ready', 'failed', 'deleted')", name="status"
         ),
-        Index(None, "organization_id", text("created_at DESC"), text("id DESC")),
+        Index(
+            "ix_documents_organization_id_created_at_id",
+            "organization_id",
+            text("created_at DESC"),
+            text("id DESC"),
+        ),
         Index(
             "uq_documents_organization_id_sha256_live",
             "organization_id",
@@ -212,7 +217,14 @@ class ChunkRow(Base):
 
 class ChatRow(Base):
     __tablename__ = "chats"
-    __table_args__ = (Index(None, "organization_id", "user_id", text("updated_at DESC")),)
+    __table_args__ = (
+        Index(
+            "ix_chats_organization_id_user_id_updated_at",
+            "organization_id",
+            "user_id",
+            text("updated_at DESC"),
+        ),
+    )
 
     id: Mapped[UUID] = mapped_column(primary_key=True)
     organization_id: Mapped[UUID] = mapped_column(
@@ -257,7 +269,9 @@ class MessageRow(Base):
 class AuditLogRow(Base):
     __tablename__ = "audit_log"
     __table_args__ = (
-        Index(None, "organization_id", text("created_at DESC")),
+        Index(
+            "ix_audit_log_organization_id_created_at", "organization_id", text("created_at DESC")
+        ),
         Index(None, "action", "created_at"),
     )
 

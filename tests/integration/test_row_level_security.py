@@ -1,0 +1,169 @@
+"""PostgreSQL row-level security: a query that forgets the organisation filter still
+sees only the current organisation's rows, and cannot write into another's."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
+
+from domain.entities import Membership, Organization, Principal, Role, User
+from infrastructure.container import Container
+from infrastructure.database.models import (
+    AuditLogRow,
+    ChunkRow,
+    DocumentRow,
+    MembershipRow,
+    UserRow,
+)
+from infrastructure.database.uow import SqlUnitOfWork
+
+
+async def _organization_with_data(container: Container, name: str) -> Principal:
+    now = datetime.now(UTC)
+    user = User(uuid.uuid4(), f"{uuid.uuid4().hex[:10]}@example.com", now)
+    org = Organization(uuid.uuid4(), name, now)
+    document_id = uuid.uuid4()
+    uow = container_uow(container, None)
+    async with uow:
+        await uow.users.add(user, "not-a-real-hash")
+        await uow.organizations.add(org)
+        await uow.memberships.add(Membership(user.id, org.id, Role.ADMIN, now))
+        uow.session.add(
+            DocumentRow(
+                id=document_id,
+                organization_id=org.id,
+                uploaded_by=user.id,
+                filename=f"{name}.txt",
+                mime_type="text/plain",
+                size_bytes=5,
+                sha256=hashlib.sha256(name.encode()).hexdigest(),
+                storage_key=str(document_id),
+                status="ready",
+            )
+        )
+        await uow.session.flush()
+        uow.session.add(
+            ChunkRow(
+                id=uuid.uuid4(),
+                organization_id=org.id,
+                document_id=document_id,
+                ordinal=0,
+                text=f"secret plans of {name}",
+                char_start=0,
+                char_end=20,
+                token_count=5,
+                embedding=[0.1] * 384,
+            )
+        )
+        uow.session.add(AuditLogRow(id=uuid.uuid4(), organization_id=org.id, action="test.seed"))
+        await uow.commit()
+    return Principal(user.id, org.id, Role.ADMIN, uuid.uuid4())
+
+
+def container_uow(container: Container, principal: Principal | None) -> SqlUnitOfWork:
+    factory = container.services.organizations._uow_factory  # the same factory the services use
+    uow = factory.tenant(principal) if principal else factory.system()
+    assert isinstance(uow, SqlUnitOfWork)
+    return uow
+
+
+async def test_forgotten_filter_still_returns_only_current_organization(
+    container: Container,
+) -> None:
+    alpha = await _organization_with_data(container, "alpha")
+    beta = await _organization_with_data(container, "beta")
+    async with container_uow(container, alpha) as uow:
+        # Deliberately no WHERE organization_id = ...: RLS must do it.
+        documents = (await uow.session.scalars(select(DocumentRow.organization_id))).all()
+        chunks = (await uow.session.scalars(select(ChunkRow.text))).all()
+        audit = (await uow.session.scalars(select(AuditLogRow.organization_id))).all()
+        memberships = (await uow.session.scalars(select(MembershipRow.organization_id))).all()
+        users = (await uow.session.scalars(select(UserRow.id))).all()
+    assert set(documents) == {alpha.organization_id}
+    assert chunks == ["secret plans of alpha"]
+    assert set(audit) == {alpha.organization_id}
+    assert set(memberships) == {alpha.organization_id}
+    assert users == [alpha.user_id]
+    # The system connection (the table owner) does see both.
+    async with container_uow(container, None) as uow:
+        both = await uow.session.scalar(
+            select(func.count())
+            .select_from(DocumentRow)
+            .where(DocumentRow.organization_id.in_([alpha.organization_id, beta.organization_id]))
+        )
+    assert both == 2
+
+
+async def test_explicit_filter_for_another_organization_finds_nothing(container: Container) -> None:
+    alpha = await _organization_with_data(container, "alpha2")
+    beta = await _organization_with_data(container, "beta2")
+    async with container_uow(container, alpha) as uow:
+        stolen = await uow.session.scalars(
+            select(DocumentRow).where(DocumentRow.organization_id == beta.organization_id)
+        )
+        assert stolen.all() == []
+        updated = await uow.session.execute(
+            text("UPDATE documents SET filename = 'pwned' WHERE organization_id = :org"),
+            {"org": beta.organization_id},
+        )
+        assert updated.rowcount == 0  # type: ignore[attr-defined]
+
+
+async def test_cannot_write_rows_into_another_organization(container: Container) -> None:
+    alpha = await _organization_with_data(container, "alpha3")
+    beta = await _organization_with_data(container, "beta3")
+    with pytest.raises(DBAPIError, match="row-level security"):
+        async with container_uow(container, alpha) as uow:
+            uow.session.add(
+                AuditLogRow(id=uuid.uuid4(), organization_id=beta.organization_id, action="x")
+            )
+            await uow.session.flush()
+
+
+async def test_app_role_does_not_bypass_row_level_security(container: Container) -> None:
+    alpha = await _organization_with_data(container, "alpha4")
+    async with container_uow(container, alpha) as uow:
+        who = await uow.session.scalar(text("SELECT current_user"))
+        flags = (
+            await uow.session.execute(
+                text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+            )
+        ).one()
+        enabled = await uow.session.scalars(
+            text("SELECT relname FROM pg_class WHERE relrowsecurity AND relname = ANY(:names)"),
+            {
+                "names": [
+                    "documents",
+                    "chunks",
+                    "chats",
+                    "messages",
+                    "audit_log",
+                    "memberships",
+                    "organizations",
+                    "refresh_tokens",
+                    "api_keys",
+                    "users",
+                ]
+            },
+        )
+        assert len(enabled.all()) == 10
+    assert who == "foundry_app"
+    assert tuple(flags) == (False, False)
+
+
+async def test_tenant_setting_does_not_leak_past_the_transaction(container: Container) -> None:
+    alpha = await _organization_with_data(container, "alpha5")
+    async with container_uow(container, alpha) as uow:
+        await uow.session.scalar(text("SELECT 1"))
+    async with container_uow(container, None) as uow:
+        current_org = await uow.session.scalar(
+            text("SELECT current_setting('app.organization_id', true)")
+        )
+        role = await uow.session.scalar(text("SELECT current_user"))
+    assert current_org in (None, "")
+    assert role != "foundry_app"
