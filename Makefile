@@ -7,10 +7,15 @@ BIN    := $(VENV)/bin
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml requirements.lock
+$(VENV)/.installed: pyproject.toml requirements.lock web/graphiql/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
 	$(BIN)/pip install --quiet -c requirements.lock -e ".[dev]"
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix web/graphiql --ignore-scripts --silent; \
+	else \
+		echo "npm not found: GraphiQL will load its scripts from unpkg.com"; \
+	fi
 	touch $@
 
 up: install

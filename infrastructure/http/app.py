@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from infrastructure import security_gate
 from infrastructure.container import BackendUrls, Container
+from infrastructure.http.graphiql import STATIC_PREFIX, build_graphiql_page
 from infrastructure.http.graphql_view import FoundryGraphQL
 from infrastructure.http.health import healthz, metrics, readyz
 from infrastructure.http.middleware import GraphQLGuardMiddleware, RequestContextMiddleware
@@ -42,6 +43,7 @@ class _LazyGraphQL:
 def create_app(settings: Settings, urls: BackendUrls) -> Starlette:
     security_gate.enforce(settings)
     graphql = _LazyGraphQL()
+    graphiql = build_graphiql_page()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -55,7 +57,7 @@ def create_app(settings: Settings, urls: BackendUrls) -> Starlette:
             outer_extensions=[OperationMetrics],
         )
         app.state.container = container
-        graphql.view = FoundryGraphQL(schema, container)
+        graphql.view = FoundryGraphQL(schema, container, graphiql)
         log.info("app.started", environment=settings.environment)
         try:
             yield
@@ -94,6 +96,7 @@ def create_app(settings: Settings, urls: BackendUrls) -> Starlette:
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            Route(STATIC_PREFIX + "{path:path}", graphiql.serve_asset, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import strawberry
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -17,6 +17,7 @@ from strawberry.types.unset import UnsetType
 
 from domain.errors import DomainError, Unauthenticated
 from infrastructure.container import Container
+from infrastructure.http.graphiql import GraphiQLPage
 from schema.context import Context
 
 BEARER_PREFIX = "bearer "
@@ -39,7 +40,9 @@ def request_id_of(connection: Request | WebSocket) -> str:
 
 
 class FoundryGraphQL(GraphQL[Context, None]):
-    def __init__(self, schema: strawberry.Schema, container: Container) -> None:
+    def __init__(
+        self, schema: strawberry.Schema, container: Container, graphiql: GraphiQLPage
+    ) -> None:
         settings = container.settings
         super().__init__(
             schema,
@@ -55,6 +58,10 @@ class FoundryGraphQL(GraphQL[Context, None]):
             max_subscriptions_per_connection=settings.ws_max_subscriptions_per_connection,
         )
         self._container = container
+        self._graphiql = graphiql
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return HTMLResponse(self._graphiql.html)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket

@@ -28,6 +28,8 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 
 def route_label(path: str) -> str:
+    if path.startswith("/graphiql/static/"):
+        return "/graphiql/static"
     return path if path in KNOWN_ROUTES else "other"
 
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import cast
 
+from sqlalchemy import select
+
+from infrastructure.container import Container
+from infrastructure.database.models import AuditLogRow
 from tests.helpers import JSON, ME, REFRESH, GraphQLClient
 
 ADD = (
@@ -98,6 +103,31 @@ async def test_role_change_makes_old_tokens_refresh_and_removal_ends_sessions(
         await api.error_code(REFRESH, {"token": refreshed["refreshToken"]})
         == "INVALID_REFRESH_TOKEN"
     )
+
+
+async def test_membership_changes_are_audited(api: GraphQLClient, container: Container) -> None:
+    admin = await api.sign_up()
+    member = await api.sign_up()
+    await api.data(ADD, {"e": member.email, "r": "VIEWER"}, admin.access_token)
+    await api.data(CHANGE, {"u": member.user_id, "r": "EDITOR"}, admin.access_token)
+    await api.data(REMOVE, {"u": member.user_id}, admin.access_token)
+    async with container.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(AuditLogRow.action, AuditLogRow.target, AuditLogRow.details)
+                .where(
+                    AuditLogRow.organization_id == uuid.UUID(admin.organization_id),
+                    AuditLogRow.action.like("member.%"),
+                )
+                .order_by(AuditLogRow.created_at)
+            )
+        ).all()
+    assert [(r.action, r.target) for r in rows] == [
+        ("member.added", f"user:{member.user_id}"),
+        ("member.role_changed", f"user:{member.user_id}"),
+        ("member.removed", f"user:{member.user_id}"),
+    ]
+    assert rows[1].details == {"from": "viewer", "to": "editor"}
 
 
 async def test_admins_cannot_touch_other_organizations_members(api: GraphQLClient) -> None:

@@ -108,6 +108,21 @@ def test_up_serves_signup_and_me_stops_cleanly_and_keeps_data(state_dir: Path) -
         second.kill()
 
 
+def test_migrate_applies_migrations_on_the_embedded_database(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*FOUNDRY, "migrate", "--state-dir", str(tmp_path / "state")],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Migrations applied." in result.stdout
+    assert "0001_initial" in result.stderr  # alembic's log line
+    assert not (tmp_path / "state" / "postgres" / "postmaster.pid").exists()
+
+
 def test_production_refuses_unsafe_settings_naming_each(tmp_path: Path) -> None:
     result = subprocess.run(
         [*FOUNDRY, "serve", "--state-dir", str(tmp_path)],
