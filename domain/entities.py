@@ -86,6 +86,7 @@ class RefreshTokenRecord:
     user_id: UUID
     organization_id: UUID
     family_id: UUID
+    session_started_at: datetime
     expires_at: datetime
     used_at: datetime | None
     revoked_at: datetime | None
@@ -117,3 +118,78 @@ class AuditEntry:
     target: str | None = None
     ip: str | None = None
     details: dict[str, str] | None = None
+
+
+class DocumentStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    READY = "ready"
+    FAILED = "failed"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    id: UUID
+    organization_id: UUID
+    uploaded_by: UUID | None
+    filename: str
+    mime_type: str
+    size_bytes: int
+    sha256: str
+    storage_key: str
+    status: DocumentStatus
+    error_code: str | None
+    page_count: int | None
+    chunk_count: int
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    processed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentEvent:
+    """A change of one document, published to every API process by the workers."""
+
+    document: Document
+    progress: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Extracted text of one page (``number`` is None for formats without pages)."""
+
+    number: int | None
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedDocument:
+    pages: list[Page]
+    page_count: int | None
+
+    @property
+    def char_count(self) -> int:
+        return sum(len(page.text) for page in self.pages)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkDraft:
+    """A chunk before it is stored: offsets index the document's joined page texts."""
+
+    ordinal: int
+    text: str
+    page: int | None
+    char_start: int
+    char_end: int
+    token_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentPage:
+    """One page of a Relay-style listing."""
+
+    items: list[Document]
+    has_next_page: bool
+    total_count: int

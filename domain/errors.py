@@ -36,6 +36,13 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_FILE_TYPE = "UNSUPPORTED_FILE_TYPE"
     FILE_TOO_LARGE = "FILE_TOO_LARGE"
     DUPLICATE_DOCUMENT = "DUPLICATE_DOCUMENT"
+    TOO_MANY_FILES = "TOO_MANY_FILES"
+    PARSE_FAILED = "PARSE_FAILED"
+    ENCRYPTED_PDF = "ENCRYPTED_PDF"
+    EMPTY_DOCUMENT = "EMPTY_DOCUMENT"
+    DOCUMENT_TOO_LARGE = "DOCUMENT_TOO_LARGE"
+    PROCESSING_TIMEOUT = "PROCESSING_TIMEOUT"
+    EMBEDDING_UNAVAILABLE = "EMBEDDING_UNAVAILABLE"
     LLM_UNAVAILABLE = "LLM_UNAVAILABLE"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     INTERNAL = "INTERNAL"
@@ -116,3 +123,53 @@ class LastAdmin(DomainError):
 class ServiceUnavailable(DomainError):
     code = ErrorCode.SERVICE_UNAVAILABLE
     default_message = "A backing service is unavailable; try again shortly."
+
+
+class FileTooLarge(DomainError):
+    code = ErrorCode.FILE_TOO_LARGE
+    default_message = "The file is larger than the upload limit."
+
+
+class UnsupportedFileType(DomainError):
+    code = ErrorCode.UNSUPPORTED_FILE_TYPE
+    default_message = "Only PDF, DOCX, Markdown, HTML and plain-text files are accepted."
+
+
+class DuplicateDocument(DomainError):
+    code = ErrorCode.DUPLICATE_DOCUMENT
+    default_message = "This file was already uploaded."
+
+
+class TooManyFiles(DomainError):
+    code = ErrorCode.TOO_MANY_FILES
+    default_message = "Too many files in one request."
+
+
+class IngestionFailed(DomainError):
+    """A document that cannot be ingested as it is; retrying will not help."""
+
+    code = ErrorCode.PARSE_FAILED
+    default_message = "The document could not be read."
+
+
+class ParseFailed(IngestionFailed):
+    code = ErrorCode.PARSE_FAILED
+
+
+class EncryptedPdf(IngestionFailed):
+    code = ErrorCode.ENCRYPTED_PDF
+    default_message = "The PDF is password-protected."
+
+
+class EmptyDocument(IngestionFailed):
+    code = ErrorCode.EMPTY_DOCUMENT
+    default_message = "The document contains no text."
+
+
+class DocumentTooLarge(IngestionFailed):
+    code = ErrorCode.DOCUMENT_TOO_LARGE
+    default_message = "The document has more pages or text than the limits allow."
+
+
+class TransientFailure(Exception):
+    """A dependency (database, Redis, embedding provider) failed; the job should retry."""

@@ -5,7 +5,7 @@ Adapters live in ``infrastructure``; the domain never imports them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
@@ -24,6 +24,7 @@ from domain.entities import (
     User,
     UserCredentials,
 )
+from domain.ingestion.ports import ChunkRepository, DocumentRepository, MaintenanceRepository
 
 
 class Clock(Protocol):
@@ -154,6 +155,13 @@ class UnitOfWork(Protocol):
     memberships: MembershipRepository
     refresh_tokens: RefreshTokenRepository
     audit: AuditLog
+    documents: DocumentRepository
+    chunks: ChunkRepository
+    maintenance: MaintenanceRepository
+
+    def on_commit(self, action: Callable[[], Awaitable[None]]) -> None:
+        """Run ``action`` after a successful commit (jobs, events); dropped on rollback."""
+        ...
 
     async def __aenter__(self) -> Self: ...
 
@@ -174,4 +182,8 @@ class UnitOfWorkFactory(Protocol):
 
     def tenant(self, principal: Principal) -> UnitOfWork:
         """A transaction that sees only the principal's organisation's rows."""
+        ...
+
+    def organization(self, organization_id: UUID) -> UnitOfWork:
+        """A tenant transaction on behalf of the system (workers), for one organisation."""
         ...

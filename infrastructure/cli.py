@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
 
 from infrastructure import security_gate
+from infrastructure.container import BackendUrls
 from infrastructure.http.app import create_app
 from infrastructure.observability.logging import configure_logging
 from infrastructure.runtime import Backends, migrate
@@ -27,41 +32,83 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)  # type: ignore[arg-type]
 
 
-def _serve(settings: Settings, backends: Backends, run_migrations: bool) -> int:
+@contextmanager
+def worker_process(settings: Settings, urls: BackendUrls) -> Iterator[subprocess.Popen[bytes]]:
+    """`foundry worker` as a child process using the same backends; stopped on exit."""
+    env = {
+        **os.environ,
+        "FOUNDRY_DATABASE_URL": urls.database_url,
+        "FOUNDRY_REDIS_URL": urls.redis_url,
+        "FOUNDRY_STATE_DIR": str(settings.state_dir),
+    }
+    child = subprocess.Popen([sys.executable, "-m", "infrastructure.cli", "worker"], env=env)
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(timeout=settings.shutdown_grace_seconds + 10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+def _serve(settings: Settings, backends: Backends, run_migrations: bool, with_worker: bool) -> int:
     urls = backends.start()
     try:
         if run_migrations:
             migrate(settings, urls)
-        app = create_app(settings, urls)
-        print(
-            f"Knowledge Foundry is up: GraphiQL at http://{settings.host}:{settings.port}/graphql"
-        )
-        print(f"State directory: {settings.state_dir}  (Ctrl-C stops everything)")
-        sys.stdout.flush()
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            proxy_headers=False,
-            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
-            ws_max_size=1_048_576,
-        )
+        with worker_process(settings, urls) if with_worker else _nothing():
+            _run_api(settings, urls)
     finally:
         backends.stop()
     return 0
 
 
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield None
+
+
+def _run_api(settings: Settings, urls: BackendUrls) -> None:
+    app = create_app(settings, urls)
+    print(f"Knowledge Foundry is up: GraphiQL at http://{settings.host}:{settings.port}/graphql")
+    print(f"State directory: {settings.state_dir}  (Ctrl-C stops everything)")
+    sys.stdout.flush()
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        proxy_headers=False,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        ws_max_size=1_048_576,
+    )
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     """Everything on one machine: embedded backends unless URLs are set, migrations, API."""
     settings = _settings(args)
-    return _serve(settings, Backends(settings), run_migrations=True)
+    return _serve(settings, Backends(settings), run_migrations=True, with_worker=True)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """The API alone (production: with FOUNDRY_DATABASE_URL and FOUNDRY_REDIS_URL)."""
     settings = _settings(args)
-    return _serve(settings, Backends(settings), run_migrations=False)
+    return _serve(settings, Backends(settings), run_migrations=False, with_worker=False)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Ingestion workers and the watchdog (embedded backends if no URLs are set)."""
+    from workers.process import run_worker
+
+    settings = _settings(args)
+    backends = Backends(settings)
+    try:
+        return run_worker(settings, backends.start())
+    finally:
+        backends.stop()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -82,10 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("up", cmd_up, "run everything on this machine (embedded PostgreSQL/Redis by default)"),
         ("serve", cmd_serve, "run the API server"),
         ("migrate", cmd_migrate, "apply database migrations"),
+        ("worker", cmd_worker, "run ingestion workers and the stuck-document watchdog"),
     ):
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("--state-dir", help="where embedded data lives (default ./.foundry)")
-        if name != "migrate":
+        if name in ("up", "serve"):
             sub.add_argument("--host", help="address to listen on (default 127.0.0.1)")
             sub.add_argument("--port", type=int, help="port to listen on (default 8000)")
         sub.set_defaults(func=func)

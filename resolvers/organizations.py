@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from domain.errors import NotFound
+from domain.errors import Forbidden, NotFound
 from resolvers.ids import parse_id
 from schema.context import Info
 from schema.types.enums import Role
@@ -19,14 +19,20 @@ async def organization(info: Info) -> Organization:
     return Organization.from_domain(found, principal.role)
 
 
-async def my_organizations(info: Info) -> list[Organization]:
+async def organizations_of(info: Info, user_id: str) -> list[Organization]:
+    """Only a user's own organisations are visible, and only to that user."""
     principal = info.context.require_principal()
+    if user_id != str(principal.user_id):
+        raise Forbidden("You can only list your own organisations.")
     memberships = await info.context.services.organizations.my_organizations(principal)
     return [Organization.from_domain(m.organization, m.role) for m in memberships]
 
 
-async def list_members(info: Info) -> list[Member]:
+async def list_members(info: Info, organization_id: str) -> list[Member]:
+    """Members of the session's organisation; another one needs a session there."""
     principal = info.context.require_principal()
+    if organization_id != str(principal.organization_id):
+        raise Forbidden("Log in to that organisation to see its members.")
     members = await info.context.services.organizations.list_members(principal)
     return [Member.from_domain(member) for member in members]
 

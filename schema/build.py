@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -14,10 +15,23 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
 
 from schema.errors import ErrorCodes
 from schema.mutation import Mutation
 from schema.query import Query
+from schema.session_check import RevalidateSocketSession
+from schema.subscription import Subscription
+
+
+class QuietSchema(strawberry.Schema):
+    """strawberry logs every error with the query text, which can hold passwords and
+    tokens; ErrorCodes logs the unexpected ones (without variables) instead."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +52,15 @@ def build_schema(
         # Outermost first: outer extensions see the codes ErrorCodes assigned.
         *outer_extensions,
         ErrorCodes,
+        RevalidateSocketSession,
         partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
         partial(QueryDepthLimiter, max_depth=limits.max_depth),
         partial(MaxAliasesLimiter, max_alias_count=limits.max_aliases),
     ]
-    return strawberry.Schema(
+    return QuietSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         config=StrawberryConfig(auto_camel_case=True),
         extensions=extensions,
     )

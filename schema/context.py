@@ -22,6 +22,8 @@ class Context:
     client_ip: str | None
     principal: Principal | None = None
     auth_error: DomainError | None = None
+    # The bearer token a WebSocket authenticated with, re-checked while it stays open.
+    socket_token: str | None = None
     # Filled by strawberry from the WebSocket connection_init payload.
     connection_params: dict[str, object] | None = None
     operation_name: str | None = field(default=None)
@@ -29,6 +31,19 @@ class Context:
     @property
     def origin(self) -> RequestOrigin:
         return RequestOrigin(ip=self.client_ip)
+
+    async def authenticate(self, token: str) -> None:
+        try:
+            self.principal = await self.services.accounts.authenticate(token)
+            self.auth_error = None
+        except DomainError as exc:  # SERVICE_UNAVAILABLE too: protected fields report it
+            self.principal = None
+            self.auth_error = exc
+
+    async def revalidate_socket(self) -> None:
+        """A socket outlives log-outs, removals and token expiry: check again."""
+        if self.socket_token is not None:
+            await self.authenticate(self.socket_token)
 
     def require_principal(self) -> Principal:
         if self.principal is not None:

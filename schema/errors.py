@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import structlog
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.types.execution import StreamExecutionResult
 
 from domain.errors import DomainError, ErrorCode
 
@@ -72,10 +73,31 @@ def first_error_code(errors: list[GraphQLError] | None) -> str:
 
 
 class ErrorCodes(SchemaExtension):
+    """Classifies errors of HTTP results (on_operation) and of each result streamed over
+    a WebSocket (on_stream_result), once each."""
+
+    def __init__(self) -> None:
+        self._streamed = False
+
     def on_operation(self) -> Iterator[None]:
         yield
-        result = self.execution_context.result
+        if not self._streamed:
+            self._classify(self.execution_context.result)
+
+    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
+        self._streamed = True
+        self._classify(result)
+        yield
+
+    def _classify(self, result: object) -> None:
         errors = getattr(result, "errors", None)
         if result is not None and errors:
             request_id = getattr(self.execution_context.context, "request_id", "-")
-            result.errors = [classify(error, request_id) for error in errors]
+            result.errors = [  # type: ignore[attr-defined]
+                error if _is_classified(error) else classify(error, request_id) for error in errors
+            ]
+
+
+def _is_classified(error: GraphQLError) -> bool:
+    """Already passed through classify() (a streamed result can be seen twice)."""
+    return error.original_error is None and "code" in (error.extensions or {})

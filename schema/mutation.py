@@ -3,9 +3,10 @@ from __future__ import annotations
 import strawberry
 
 from schema.mutations.accounts import AccountMutations
+from schema.mutations.documents import DocumentMutations
 from schema.mutations.members import MemberMutations
 
 
 @strawberry.type
-class Mutation(AccountMutations, MemberMutations):
+class Mutation(AccountMutations, MemberMutations, DocumentMutations):
     """One mixin per feature."""

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -21,6 +24,7 @@ from infrastructure.container import BackendUrls, Container
 from infrastructure.database.migrate import upgrade_to_head
 from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.http.app import create_app
+from infrastructure.observability.logging import configure_logging
 from infrastructure.settings import Settings
 from tests.helpers import GraphQLClient
 
@@ -33,6 +37,12 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _logging() -> None:
+    """Logs go through the stdlib like in production, so tests can read them (caplog)."""
+    configure_logging("INFO", json_logs=True)
 
 
 @pytest.fixture(scope="session")
@@ -81,6 +91,7 @@ def redis_url() -> str:
 @pytest.fixture(scope="session")
 def settings(state_dir: Path, database_url: str, redis_url: str) -> Settings:
     return Settings(
+        _env_file=None,  # a developer's .env must not change what the tests run against
         environment="test",
         state_dir=state_dir,
         database_url=SecretStr(database_url),
@@ -94,6 +105,7 @@ def settings(state_dir: Path, database_url: str, redis_url: str) -> Settings:
         graphql_max_aliases=10,
         graphql_max_tokens=1_000,
         graphql_max_body_bytes=20_000,
+        upload_max_file_bytes=2_000_000,
         log_json=True,
     )
 
@@ -144,6 +156,75 @@ def server(settings: Settings, urls: BackendUrls) -> Iterator[ServerThread]:
     thread.start()
     yield thread
     thread.stop()
+
+
+def worker_env(settings: Settings, **overrides: str) -> dict[str, str]:
+    """Environment for a `foundry worker` child sharing the test's backends and storage."""
+    assert settings.database_url is not None and settings.redis_url is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FOUNDRY_")}
+    env.update(
+        {
+            "FOUNDRY_ENVIRONMENT": "test",
+            "FOUNDRY_DATABASE_URL": settings.database_url.get_secret_value(),
+            "FOUNDRY_REDIS_URL": settings.redis_url.get_secret_value(),
+            "FOUNDRY_STATE_DIR": str(settings.state_dir),
+            "FOUNDRY_REDIS_KEY_PREFIX": settings.redis_key_prefix,
+            "FOUNDRY_JWT_SECRET": TEST_JWT_SECRET,
+            "FOUNDRY_WORKER_THREADS": "2",
+            "FOUNDRY_WATCHDOG_INTERVAL_SECONDS": "2",
+            "FOUNDRY_LOG_JSON": "true",
+        }
+    )
+    env.update(overrides)
+    return env
+
+
+class WorkerProcess:
+    """A real `foundry worker` (Dramatiq consumers + watchdog) as a child process."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "infrastructure.cli", "worker"],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_started(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited:\n{self.log_path.read_text()[-4000:]}")
+            if b"worker.started" in self.log_path.read_bytes():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"worker did not start:\n{self.log_path.read_text()[-4000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    process = WorkerProcess(worker_env(settings), log_path)
+    process.wait_started()
+    yield process
+    process.stop()
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from dataclasses import dataclass
 from typing import cast
@@ -113,3 +115,63 @@ class GraphQLClient:
             access_token=cast(str, payload["accessToken"]),
             refresh_token=cast(str, payload["refreshToken"]),
         )
+
+
+UPLOAD = """
+mutation Upload($files: [Upload!]!) {
+  uploadDocuments(files: $files) {
+    filename
+    document { id status filename mimeType sizeBytes sha256 }
+    error { code message }
+  }
+}
+"""
+DOCUMENT = """
+query Doc($id: ID!) {
+  document(id: $id) { id status errorCode pageCount chunkCount processedAt filename }
+}
+"""
+
+
+async def upload(
+    http: httpx.AsyncClient,
+    token: str,
+    files: list[tuple[str, bytes, str]],
+    csrf: bool = True,
+) -> httpx.Response:
+    """A GraphQL multipart request (the spec Apollo/urql upload clients send)."""
+    operations = {"query": UPLOAD, "variables": {"files": [None] * len(files)}}
+    mapping = {str(i): [f"variables.files.{i}"] for i in range(len(files))}
+    parts: list[tuple[str, tuple[str | None, bytes | str, str | None]]] = [
+        ("operations", (None, json.dumps(operations), None)),
+        ("map", (None, json.dumps(mapping), None)),
+    ]
+    parts += [(str(i), (name, data, mime)) for i, (name, data, mime) in enumerate(files)]
+    headers = {"authorization": f"Bearer {token}"}
+    if csrf:
+        headers["x-requested-with"] = "foundry"
+    return await http.post("/graphql", files=parts, headers=headers)
+
+
+async def upload_outcomes(
+    http: httpx.AsyncClient, token: str, files: list[tuple[str, bytes, str]]
+) -> list[JSON]:
+    response = await upload(http, token, files)
+    body = response.json()
+    assert "errors" not in body, body
+    return cast(list[JSON], body["data"]["uploadDocuments"])
+
+
+async def wait_for_document(
+    api: GraphQLClient, token: str, document_id: str, seconds: float = 90
+) -> JSON:
+    """Poll until the document is READY or FAILED."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        data = await api.data(DOCUMENT, {"id": document_id}, token)
+        document = cast(JSON, data["document"])
+        if document["status"] in ("READY", "FAILED"):
+            return document
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"document still {document['status']} after {seconds}s")
+        await asyncio.sleep(0.2)

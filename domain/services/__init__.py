@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from domain.services.accounts import AccountService
+from domain.services.documents import DocumentService
 from domain.services.organizations import OrganizationService
 
 
@@ -14,3 +15,4 @@ class Services:
 
     accounts: AccountService
     organizations: OrganizationService
+    documents: DocumentService

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 from domain.entities import (
@@ -23,6 +23,7 @@ from domain.errors import (
     Forbidden,
     InvalidCredentials,
     InvalidRefreshToken,
+    NotFound,
     RefreshTokenReused,
     ValidationFailed,
 )
@@ -63,6 +64,7 @@ class AccountService:
         revocations: SessionRevocations,
         clock: Clock,
         refresh_token_ttl: timedelta,
+        session_max_age: timedelta,
     ) -> None:
         self._uow_factory = uow_factory
         self._hasher = hasher
@@ -70,6 +72,7 @@ class AccountService:
         self._revocations = revocations
         self._clock = clock
         self._refresh_ttl = refresh_token_ttl
+        self._session_max_age = session_max_age
 
     async def sign_up(
         self, email: str, password: str, organization_name: str | None, origin: RequestOrigin
@@ -92,7 +95,7 @@ class AccountService:
             await uow.users.add(user, password_hash)
             await uow.organizations.add(organization)
             await uow.memberships.add(Membership(user.id, organization.id, Role.ADMIN, now))
-            session = await self._start_session(uow, user, organization, Role.ADMIN, uuid4())
+            session = await self._start_session(uow, user, organization, Role.ADMIN, uuid4(), now)
             await uow.audit.record(
                 AuditEntry(
                     "auth.sign_up", organization.id, user.id, target=f"user:{user.id}", ip=origin.ip
@@ -140,10 +143,12 @@ class AccountService:
                 chosen = next(
                     (m for m in memberships if m.organization.id == organization_id), None
                 )
+            if chosen is None and organization_id is not None:
+                raise NotFound("No such organization.")
             if chosen is None:
-                raise Forbidden("You are not a member of that organisation.")
+                raise Forbidden("You are not a member of any organisation.")
             session = await self._start_session(
-                uow, user, chosen.organization, chosen.role, uuid4()
+                uow, user, chosen.organization, chosen.role, uuid4(), self._clock.now()
             )
             await uow.audit.record(
                 AuditEntry(
@@ -181,7 +186,7 @@ class AccountService:
                 await uow.commit()
                 await self._revocations.revoke([record.family_id])
                 raise RefreshTokenReused()
-            if record.expires_at <= now:
+            if record.expires_at <= now or record.session_started_at + self._session_max_age <= now:
                 raise InvalidRefreshToken()
             membership = await uow.memberships.get(record.user_id, record.organization_id)
             user = await uow.users.get(record.user_id)
@@ -192,7 +197,12 @@ class AccountService:
                 raise InvalidRefreshToken()
             await uow.refresh_tokens.mark_used(record.id, now)
             session = await self._start_session(
-                uow, user, organization, membership.role, record.family_id
+                uow,
+                user,
+                organization,
+                membership.role,
+                record.family_id,
+                record.session_started_at,
             )
             await uow.commit()
         return session
@@ -227,8 +237,14 @@ class AccountService:
         await self._revocations.check(principal.session_id, issued_at)
         return principal
 
-    async def _start_session(
-        self, uow: UnitOfWork, user: User, organization: Organization, role: Role, family_id: UUID
+    async def _start_session(  # noqa: PLR0917  # private helper, called positionally
+        self,
+        uow: UnitOfWork,
+        user: User,
+        organization: Organization,
+        role: Role,
+        family_id: UUID,
+        session_started_at: datetime,
     ) -> AuthSession:
         now = self._clock.now()
         refresh_token = secrets.token_urlsafe(32)
@@ -237,7 +253,9 @@ class AccountService:
             user_id=user.id,
             organization_id=organization.id,
             family_id=family_id,
-            expires_at=now + self._refresh_ttl,
+            session_started_at=session_started_at,
+            # A session ends at its absolute maximum age however often it refreshes.
+            expires_at=min(now + self._refresh_ttl, session_started_at + self._session_max_age),
             used_at=None,
             revoked_at=None,
         )

@@ -15,7 +15,7 @@ from domain.entities import (
     User,
 )
 from domain.errors import AlreadyMember, Forbidden, LastAdmin, NotFound
-from domain.ports import Clock, SessionRevocations, UnitOfWorkFactory
+from domain.ports import Clock, SessionRevocations, UnitOfWork, UnitOfWorkFactory
 from domain.validation import normalize_email
 
 
@@ -38,6 +38,12 @@ class OrganizationService:
         self._revocations = revocations
         self._clock = clock
 
+    async def _confirm_admin(self, uow: UnitOfWork, principal: Principal) -> None:
+        """The token's role may be minutes old: check the membership as it is now."""
+        current = await uow.memberships.get(principal.user_id, principal.organization_id)
+        if current is None or current.role is not Role.ADMIN:
+            raise Forbidden("This needs the admin role.")
+
     async def users_by_id(self, principal: Principal, user_ids: list[UUID]) -> list[User | None]:
         async with self._uow_factory.tenant(principal) as uow:
             found = {user.id: user for user in await uow.users.get_many(user_ids)}
@@ -57,6 +63,7 @@ class OrganizationService:
     async def list_members(self, principal: Principal) -> list[Member]:
         require_role(principal, Role.ADMIN)
         async with self._uow_factory.tenant(principal) as uow:
+            await self._confirm_admin(uow, principal)
             return await uow.memberships.list_members(principal.organization_id)
 
     async def add_member(
@@ -71,6 +78,7 @@ class OrganizationService:
         now = self._clock.now()
         async with self._uow_factory.tenant(principal) as uow:
             await uow.organizations.lock(principal.organization_id)
+            await self._confirm_admin(uow, principal)
             if await uow.memberships.get(user.id, principal.organization_id) is not None:
                 raise AlreadyMember()
             await uow.memberships.add(Membership(user.id, principal.organization_id, role, now))
@@ -95,6 +103,7 @@ class OrganizationService:
         now = self._clock.now()
         async with self._uow_factory.tenant(principal) as uow:
             await uow.organizations.lock(principal.organization_id)
+            await self._confirm_admin(uow, principal)
             membership = await uow.memberships.get(user_id, principal.organization_id)
             user = await uow.users.get(user_id)
             if membership is None or user is None:
@@ -131,6 +140,7 @@ class OrganizationService:
         now = self._clock.now()
         async with self._uow_factory.tenant(principal) as uow:
             await uow.organizations.lock(principal.organization_id)
+            await self._confirm_admin(uow, principal)
             membership = await uow.memberships.get(user_id, principal.organization_id)
             if membership is None:
                 raise NotFound("No such member.")

@@ -17,11 +17,18 @@ def resolve_jwt_secret(settings: Settings) -> str:
     # every local process (API, workers) signs with the same key.
     path = settings.state_dir / "secrets" / "jwt_secret"
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="utf-8").strip()
+    value = secrets.token_hex(32)
+    staging = path.with_name(f".jwt_secret.{os.getpid()}")
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        value = secrets.token_hex(32)
         handle.write(value)
+    try:
+        # Atomic: a concurrent process sees either no file or the whole secret.
+        os.link(staging, path)
+    except FileExistsError:
+        value = path.read_text(encoding="utf-8").strip()
+    finally:
+        staging.unlink(missing_ok=True)
+    if len(value) < 32:
+        raise RuntimeError(f"{path} holds a truncated secret; delete it and restart")
     return value

@@ -12,7 +12,9 @@ from domain.errors import TokenExpired, Unauthenticated
 from domain.ports import Clock
 
 ALGORITHM = "HS256"
-REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "org", "role", "jti", "sid"]
+REQUIRED_CLAIMS = [
+    "exp", "iat", "nbf", "iss", "aud", "sub", "org", "role", "jti", "sid", "iat_ms",
+]  # fmt: skip
 MAX_TOKEN_LENGTH = 4_096
 
 
@@ -37,6 +39,8 @@ class JwtAccessTokenCodec:
             "sid": str(principal.session_id),
             "jti": uuid4().hex,
             "iat": int(now.timestamp()),
+            # Millisecond issue time: revocations compare against it (iat is whole seconds).
+            "iat_ms": int(now.timestamp() * 1000),
             "nbf": int(now.timestamp()),
             "exp": int((now + self._ttl).timestamp()),
         }
@@ -62,7 +66,7 @@ class JwtAccessTokenCodec:
                 role=Role(claims["role"]),
                 session_id=UUID(claims["sid"]),
             )
-            issued_at = datetime.fromtimestamp(int(claims["iat"]), UTC)
+            issued_at = datetime.fromtimestamp(int(claims["iat_ms"]) / 1000, UTC)
         except jwt.ExpiredSignatureError as exc:
             raise TokenExpired() from exc
         except (jwt.InvalidTokenError, ValueError, TypeError, KeyError) as exc:

@@ -57,14 +57,14 @@ class RedisSessionRevocations:
         entry = json.loads(raw)
         if entry["state"] == _REVOKED:
             raise Unauthenticated("This session has ended; log in again.")
-        # Tokens issued in the second of the change or earlier carry stale claims.
-        if issued_at.timestamp() <= float(entry["before"]):
+        # Tokens issued before the change carry stale claims; refreshed ones are newer.
+        if issued_at.timestamp() < float(entry["before"]):
             raise TokenExpired("Your access changed; refresh the session.")
 
     async def _put(self, session_ids: Sequence[UUID], state: str) -> None:
         if not session_ids:
             return
-        before = int(self._clock.now().astimezone(UTC).timestamp())
+        before = round(self._clock.now().astimezone(UTC).timestamp(), 3)
         value = json.dumps({"state": state, "before": before})
         for session_id in session_ids:
             key = self._prefix + str(session_id)

@@ -20,6 +20,8 @@ def create_engine(url: str, pool_size: int, statement_timeout_ms: int) -> AsyncE
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_recycle=1_800,
+        # Statement parameters (password hashes, tokens) never appear in errors or logs.
+        hide_parameters=True,
         connect_args={
             "server_settings": {
                 "statement_timeout": str(statement_timeout_ms),

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Computed,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -110,6 +111,7 @@ class RefreshTokenRow(Base):
         ForeignKey("users.id", ondelete="CASCADE"), nullable=False
     )
     family_id: Mapped[UUID] = mapped_column(nullable=False)
+    session_started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
     created_at: Mapped[datetime] = _now_default()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
@@ -158,6 +160,8 @@ class DocumentRow(Base):
             unique=True,
             postgresql_where=text("status <> 'deleted'"),
         ),
+        # Target of the composite keys that pin chunks to their own organisation.
+        UniqueConstraint("organization_id", "id"),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True)
@@ -185,6 +189,13 @@ class ChunkRow(Base):
     __tablename__ = "chunks"
     __table_args__ = (
         UniqueConstraint("document_id", "ordinal"),
+        # Foreign keys bypass row-level security: the composite key keeps a chunk in
+        # its document's organisation.
+        ForeignKeyConstraint(
+            ["organization_id", "document_id"],
+            ["documents.organization_id", "documents.id"],
+            ondelete="CASCADE",
+        ),
         Index(None, "organization_id", "document_id"),
         Index(
             "ix_chunks_embedding_hnsw",
@@ -199,9 +210,7 @@ class ChunkRow(Base):
     organization_id: Mapped[UUID] = mapped_column(
         ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False
     )
-    document_id: Mapped[UUID] = mapped_column(
-        ForeignKey("documents.id", ondelete="CASCADE"), nullable=False
-    )
+    document_id: Mapped[UUID] = mapped_column(nullable=False)
     ordinal: Mapped[int] = mapped_column(Integer, nullable=False)
     text: Mapped[str] = mapped_column(Text, nullable=False)
     page: Mapped[int | None] = mapped_column(Integer)
@@ -224,6 +233,7 @@ class ChatRow(Base):
             "user_id",
             text("updated_at DESC"),
         ),
+        UniqueConstraint("organization_id", "id"),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True)
@@ -242,6 +252,11 @@ class MessageRow(Base):
     __tablename__ = "messages"
     __table_args__ = (
         CheckConstraint("role IN ('user', 'assistant')", name="role"),
+        ForeignKeyConstraint(
+            ["organization_id", "chat_id"],
+            ["chats.organization_id", "chats.id"],
+            ondelete="CASCADE",
+        ),
         Index(None, "chat_id", "created_at"),
         Index(None, "organization_id"),
     )
@@ -250,9 +265,7 @@ class MessageRow(Base):
     organization_id: Mapped[UUID] = mapped_column(
         ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False
     )
-    chat_id: Mapped[UUID] = mapped_column(
-        ForeignKey("chats.id", ondelete="CASCADE"), nullable=False
-    )
+    chat_id: Mapped[UUID] = mapped_column(nullable=False)
     role: Mapped[str] = mapped_column(String(16), nullable=False)
     content: Mapped[str] = mapped_column(Text, nullable=False)
     sources: Mapped[list[dict[str, object]]] = mapped_column(

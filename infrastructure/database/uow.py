@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self
+from uuid import UUID
 
+import structlog
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.entities import Principal
 from domain.errors import ServiceUnavailable
+from domain.ingestion.ports import ChunkRepository, DocumentRepository, MaintenanceRepository
 from domain.ports import (
     AuditLog,
     MembershipRepository,
@@ -19,10 +23,17 @@ from domain.ports import (
     UserRepository,
 )
 from infrastructure.database.repositories.audit import SqlAuditLog
+from infrastructure.database.repositories.chunks import SqlChunkRepository
+from infrastructure.database.repositories.documents import (
+    SqlDocumentRepository,
+    SqlMaintenanceRepository,
+)
 from infrastructure.database.repositories.memberships import SqlMembershipRepository
 from infrastructure.database.repositories.organizations import SqlOrganizationRepository
 from infrastructure.database.repositories.refresh_tokens import SqlRefreshTokenRepository
 from infrastructure.database.repositories.users import SqlUserRepository
+
+log = structlog.get_logger("foundry.uow")
 
 # One round trip: switch to the non-bypassing app role and pin the tenant, for
 # this transaction only (set_config(..., true) is reset at commit/rollback).
@@ -48,29 +59,38 @@ class SqlUnitOfWork:
     memberships: MembershipRepository
     refresh_tokens: RefreshTokenRepository
     audit: AuditLog
+    documents: DocumentRepository
+    chunks: ChunkRepository
+    maintenance: MaintenanceRepository
 
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        principal: Principal | None,
+        organization_id: UUID | None,
+        user_id: UUID | None,
         app_role: str,
     ) -> None:
         self._sessions = sessions
-        self._principal = principal
+        self._organization_id = organization_id
+        self._user_id = user_id
         self._app_role = app_role
         self._committed = False
+        self._after_commit: list[Callable[[], Awaitable[None]]] = []
+
+    def on_commit(self, action: Callable[[], Awaitable[None]]) -> None:
+        self._after_commit.append(action)
 
     async def __aenter__(self) -> Self:
         self.session = self._sessions()
         try:
             await self.session.begin()
-            if self._principal is not None:
+            if self._organization_id is not None:
                 await self.session.execute(
                     _ENTER_TENANT,
                     {
                         "role": self._app_role,
-                        "organization_id": str(self._principal.organization_id),
-                        "user_id": str(self._principal.user_id),
+                        "organization_id": str(self._organization_id),
+                        "user_id": str(self._user_id) if self._user_id else "",
                     },
                 )
         except Exception as exc:
@@ -83,11 +103,22 @@ class SqlUnitOfWork:
         self.memberships = SqlMembershipRepository(self.session)
         self.refresh_tokens = SqlRefreshTokenRepository(self.session)
         self.audit = SqlAuditLog(self.session)
+        self.documents = SqlDocumentRepository(self.session, self._organization_id)
+        self.chunks = SqlChunkRepository(self.session, self._organization_id)
+        self.maintenance = SqlMaintenanceRepository(self.session)
         return self
 
     async def commit(self) -> None:
         await self.session.commit()
         self._committed = True
+        actions, self._after_commit = self._after_commit, []
+        for action in actions:
+            try:
+                await action()
+            except Exception:
+                # The data is committed; a lost job or event is recovered by the
+                # watchdog (jobs) or the next event (status), so log and go on.
+                log.warning("uow.after_commit_failed", exc_info=True)
 
     async def __aexit__(
         self,
@@ -114,7 +145,12 @@ class SqlUnitOfWorkFactory:
         self._app_role = app_role
 
     def system(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self._sessions, None, self._app_role)
+        return SqlUnitOfWork(self._sessions, None, None, self._app_role)
 
     def tenant(self, principal: Principal) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self._sessions, principal, self._app_role)
+        return SqlUnitOfWork(
+            self._sessions, principal.organization_id, principal.user_id, self._app_role
+        )
+
+    def organization(self, organization_id: UUID) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self._sessions, organization_id, None, self._app_role)

@@ -15,7 +15,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UnsetType
 
-from domain.errors import DomainError, Unauthenticated
+from domain.errors import Unauthenticated
 from infrastructure.container import Container
 from infrastructure.http.graphiql import GraphiQLPage
 from schema.context import Context
@@ -74,7 +74,7 @@ class FoundryGraphQL(GraphQL[Context, None]):
         if isinstance(request, Request):
             token = bearer_token(request.headers.get("authorization"))
             if token is not None:
-                await self._authenticate(context, token)
+                await context.authenticate(token)
         return context
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
@@ -84,14 +84,9 @@ class FoundryGraphQL(GraphQL[Context, None]):
         token = bearer_token(raw)
         if token is None:
             raise ConnectionRejectionError({"code": Unauthenticated.code.value})
-        await self._authenticate(context, token)
+        await context.authenticate(token)
         if context.principal is None:
             code = context.auth_error.code.value if context.auth_error else "UNAUTHENTICATED"
             raise ConnectionRejectionError({"code": code})
+        context.socket_token = token
         return None
-
-    async def _authenticate(self, context: Context, token: str) -> None:
-        try:
-            context.principal = await self._container.services.accounts.authenticate(token)
-        except DomainError as exc:  # includes SERVICE_UNAVAILABLE: protected fields report it
-            context.auth_error = exc

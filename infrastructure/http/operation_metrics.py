@@ -31,7 +31,7 @@ class OperationMetrics(SchemaExtension):
             kind = "unknown"
         outcome = first_error_code(getattr(ctx.result, "errors", None))
         GRAPHQL_OPERATIONS.labels(name, kind, outcome).inc()
-        GRAPHQL_DURATION.labels(name, kind).observe(elapsed)
+        GRAPHQL_DURATION.labels(name, kind, outcome).observe(elapsed)
         principal = getattr(ctx.context, "principal", None)
         structlog.contextvars.bind_contextvars(operation=name)
         log.info(

@@ -15,7 +15,7 @@ GRAPHQL_OPERATIONS = Counter(
 GRAPHQL_DURATION = Histogram(
     "foundry_graphql_operation_duration_seconds",
     "GraphQL operation latency in seconds.",
-    ["operation", "type"],
+    ["operation", "type", "outcome"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 HTTP_REQUESTS = Counter(

@@ -85,6 +85,7 @@ def _create_tables() -> None:
             "user_id", sa.Uuid(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False
         ),
         sa.Column("family_id", sa.Uuid(), nullable=False),
+        _ts("session_started_at", default=False),
         sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
         _ts("created_at"),
         _ts("expires_at", default=False),
@@ -131,6 +132,7 @@ def _create_tables() -> None:
         sa.CheckConstraint(
             "status IN ('pending', 'processing', 'ready', 'failed', 'deleted')", name="status"
         ),
+        sa.UniqueConstraint("organization_id", "id"),
     )
     op.create_index(
         "ix_documents_organization_id_created_at_id",
@@ -148,12 +150,7 @@ def _create_tables() -> None:
         "chunks",
         sa.Column("id", sa.Uuid(), primary_key=True),
         _org_fk(),
-        sa.Column(
-            "document_id",
-            sa.Uuid(),
-            sa.ForeignKey("documents.id", ondelete="CASCADE"),
-            nullable=False,
-        ),
+        sa.Column("document_id", sa.Uuid(), nullable=False),
         sa.Column("ordinal", sa.Integer(), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("page", sa.Integer()),
@@ -168,6 +165,13 @@ def _create_tables() -> None:
         ),
         _ts("created_at"),
         sa.UniqueConstraint("document_id", "ordinal"),
+        # Foreign keys bypass row-level security; the composite key keeps a chunk
+        # inside its document's organisation.
+        sa.ForeignKeyConstraint(
+            ["organization_id", "document_id"],
+            ["documents.organization_id", "documents.id"],
+            ondelete="CASCADE",
+        ),
     )
     op.create_index(None, "chunks", ["organization_id", "document_id"])
     op.create_index(
@@ -188,6 +192,7 @@ def _create_tables() -> None:
         sa.Column("title", sa.String(200), nullable=False),
         _ts("created_at"),
         _ts("updated_at"),
+        sa.UniqueConstraint("organization_id", "id"),
     )
     op.create_index(
         "ix_chats_organization_id_user_id_updated_at",
@@ -198,9 +203,7 @@ def _create_tables() -> None:
         "messages",
         sa.Column("id", sa.Uuid(), primary_key=True),
         _org_fk(),
-        sa.Column(
-            "chat_id", sa.Uuid(), sa.ForeignKey("chats.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("chat_id", sa.Uuid(), nullable=False),
         sa.Column("role", sa.String(16), nullable=False),
         sa.Column("content", sa.Text(), nullable=False),
         sa.Column(
@@ -213,6 +216,11 @@ def _create_tables() -> None:
         sa.Column("degraded", sa.Boolean(), nullable=False, server_default=sa.text("false")),
         _ts("created_at"),
         sa.CheckConstraint("role IN ('user', 'assistant')", name="role"),
+        sa.ForeignKeyConstraint(
+            ["organization_id", "chat_id"],
+            ["chats.organization_id", "chats.id"],
+            ondelete="CASCADE",
+        ),
     )
     op.create_index(None, "messages", ["chat_id", "created_at"])
     op.create_index(None, "messages", ["organization_id"])

@@ -48,4 +48,4 @@ class Organization:
     async def members(self, info: Info) -> list[Member]:
         from resolvers.organizations import list_members
 
-        return await list_members(info)
+        return await list_members(info, self.id)

@@ -26,6 +26,6 @@ class User:
     async def organizations(
         self, info: Info
     ) -> list[Annotated[Organization, strawberry.lazy("schema.types.organization")]]:
-        from resolvers.organizations import my_organizations
+        from resolvers.organizations import organizations_of
 
-        return await my_organizations(info)
+        return await organizations_of(info, self.id)

@@ -82,7 +82,8 @@ async def test_log_in_picks_an_organization_the_user_belongs_to(api: GraphQLClie
             }
         },
     )
-    assert code == "FORBIDDEN"
+    # Another organisation's id is simply not found (API.md: never hint it exists).
+    assert code == "NOT_FOUND"
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_whole_family(api: GraphQLClient) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import cast
 
@@ -94,8 +95,9 @@ async def test_multipart_needs_a_csrf_header(http: httpx.AsyncClient, api: Graph
 
 
 async def test_unexpected_errors_are_masked_with_a_request_id(
-    api: GraphQLClient, monkeypatch: pytest.MonkeyPatch
+    api: GraphQLClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     account = await api.sign_up()
 
     async def explode(self: OrganizationService, principal: object) -> list[object]:
@@ -109,6 +111,9 @@ async def test_unexpected_errors_are_masked_with_a_request_id(
     assert extensions["code"] == "INTERNAL"
     assert isinstance(extensions["requestId"], str)
     assert "hunter2" not in json.dumps(body)
+    logged = [r for r in caplog.records if "graphql.unexpected_error" in r.getMessage()]
+    assert logged, "the masked error must be logged for operators"
+    assert extensions["requestId"] in logged[-1].getMessage()
 
 
 async def test_me_still_works_after_limits(api: GraphQLClient) -> None:

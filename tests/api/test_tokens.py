@@ -24,6 +24,7 @@ def _claims(**overrides: object) -> dict[str, object]:
         "sid": str(uuid.uuid4()),
         "jti": uuid.uuid4().hex,
         "iat": now,
+        "iat_ms": now * 1000,
         "nbf": now,
         "exp": now + 600,
     }

@@ -125,6 +125,31 @@ async def test_cannot_write_rows_into_another_organization(container: Container)
             await uow.session.flush()
 
 
+async def test_rows_cannot_point_into_another_organization(container: Container) -> None:
+    """Foreign keys bypass RLS; composite keys keep children in their parent's organisation."""
+    alpha = await _organization_with_data(container, "alpha6")
+    beta = await _organization_with_data(container, "beta6")
+    async with container_uow(container, None) as uow:
+        beta_document = await uow.session.scalar(
+            select(DocumentRow.id).where(DocumentRow.organization_id == beta.organization_id)
+        )
+    with pytest.raises(DBAPIError, match="foreign key"):
+        async with container_uow(container, alpha) as uow:
+            uow.session.add(
+                ChunkRow(
+                    id=uuid.uuid4(),
+                    organization_id=alpha.organization_id,
+                    document_id=beta_document,
+                    ordinal=99,
+                    text="planted",
+                    char_start=0,
+                    char_end=7,
+                    token_count=1,
+                )
+            )
+            await uow.session.flush()
+
+
 async def test_app_role_does_not_bypass_row_level_security(container: Container) -> None:
     alpha = await _organization_with_data(container, "alpha4")
     async with container_uow(container, alpha) as uow:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 import structlog
@@ -42,5 +41,4 @@ def test_configured_logger_emits_scrubbed_json(capsys: pytest.CaptureFixture[str
         assert record["event"] == "login"
         assert record["timestamp"].endswith("Z")
     finally:
-        structlog.reset_defaults()
-        logging.getLogger().handlers.clear()
+        configure_logging("INFO", json_logs=True)

@@ -5,9 +5,11 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.entities import User, UserCredentials
+from domain.errors import EmailTaken
 from infrastructure.database.models import UserRow
 
 
@@ -31,7 +33,12 @@ class SqlUserRepository:
                 updated_at=user.created_at,
             )
         )
-        await self._session.flush()
+        try:
+            async with self._session.begin_nested():
+                await self._session.flush()
+        except IntegrityError as exc:
+            # Two sign-ups with one email at once: the unique index decides.
+            raise EmailTaken() from exc
 
     async def get(self, user_id: UUID) -> User | None:
         row = await self._session.get(UserRow, user_id)

@@ -1,0 +1,114 @@
+"""What an uploaded file really is: magic numbers must agree with its name and declared type."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import PurePosixPath
+
+from domain.errors import UnsupportedFileType
+
+SNIFF_BYTES = 2_048
+GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+
+
+class FileKind(StrEnum):
+    PDF = "pdf"
+    DOCX = "docx"
+    MARKDOWN = "markdown"
+    HTML = "html"
+    TEXT = "text"
+
+    @property
+    def mime_type(self) -> str:
+        return _CANONICAL_MIME[self]
+
+
+_CANONICAL_MIME = {
+    FileKind.PDF: "application/pdf",
+    FileKind.DOCX: "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    FileKind.MARKDOWN: "text/markdown",
+    FileKind.HTML: "text/html",
+    FileKind.TEXT: "text/plain",
+}
+_EXTENSIONS = {
+    ".pdf": FileKind.PDF,
+    ".docx": FileKind.DOCX,
+    ".md": FileKind.MARKDOWN,
+    ".markdown": FileKind.MARKDOWN,
+    ".html": FileKind.HTML,
+    ".htm": FileKind.HTML,
+    ".txt": FileKind.TEXT,
+    ".text": FileKind.TEXT,
+}
+_DECLARED = {
+    FileKind.PDF: {"application/pdf", "application/x-pdf"},
+    FileKind.DOCX: {_CANONICAL_MIME[FileKind.DOCX], "application/zip"},
+    FileKind.MARKDOWN: {"text/markdown", "text/x-markdown", "text/plain"},
+    FileKind.HTML: {"text/html", "application/xhtml+xml"},
+    FileKind.TEXT: {"text/plain"},
+}
+# Formats we refuse even when renamed to an accepted extension.
+_BINARY_MAGIC = (
+    b"%PDF-",
+    b"PK\x03\x04",
+    b"MZ",
+    b"\x7fELF",
+    b"\xca\xfe\xba\xbe",
+    b"\xcf\xfa\xed\xfe",
+    b"\x89PNG",
+    b"\xff\xd8\xff",
+    b"GIF8",
+    b"\x1f\x8b",
+    b"7z\xbc\xaf",
+    b"Rar!",
+    b"\xd0\xcf\x11\xe0",
+)
+_TEXT_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
+
+
+def safe_filename(raw: str) -> str:
+    """A display name: the last path component, without control characters, at most 255 chars."""
+    name = PurePosixPath(raw.replace("\\", "/")).name
+    name = "".join(ch for ch in name if ch.isprintable()).strip()
+    if name in ("", ".", ".."):
+        name = "untitled"
+    if len(name) > 255:
+        stem, dot, ext = name.rpartition(".")
+        name = (stem[: 250 - len(ext)] + dot + ext) if dot and len(ext) <= 10 else name[:255]
+    return name
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if head.startswith(_TEXT_BOMS):
+        # UTF-16 text legitimately contains NUL bytes.
+        return True
+    return b"\x00" not in head and not head.startswith(_BINARY_MAGIC)
+
+
+def _looks_like_html(head: bytes) -> bool:
+    lowered = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return lowered.startswith((b"<!doctype html", b"<html", b"<!--", b"<head", b"<body")) or (
+        b"<html" in lowered or b"<body" in lowered
+    )
+
+
+def detect_kind(filename: str, declared_type: str | None, head: bytes) -> FileKind:
+    """The file's kind, or UnsupportedFileType when content, name and type disagree."""
+    suffix = PurePosixPath(filename.lower()).suffix
+    kind = _EXTENSIONS.get(suffix)
+    if kind is None:
+        raise UnsupportedFileType(f"'{suffix or filename}' files are not supported.")
+    declared = (declared_type or "").split(";")[0].strip().lower()
+    if declared not in GENERIC_TYPES and declared not in _DECLARED[kind]:
+        raise UnsupportedFileType(f"The declared type {declared!r} does not match a {kind} file.")
+    if kind is FileKind.PDF:
+        matches = b"%PDF-" in head[:1_024]
+    elif kind is FileKind.DOCX:
+        matches = head.startswith(b"PK\x03\x04")
+    elif kind is FileKind.HTML:
+        matches = _looks_like_text(head) and _looks_like_html(head)
+    else:
+        matches = _looks_like_text(head)
+    if not matches:
+        raise UnsupportedFileType(f"The content of {filename!r} is not a {kind} file.")
+    return kind

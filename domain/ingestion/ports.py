@@ -1,0 +1,151 @@
+"""Ports of the document pipeline: storage, queue, events, parsing, embeddings, repositories."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+from uuid import UUID
+
+from domain.entities import (
+    ChunkDraft,
+    Document,
+    DocumentEvent,
+    DocumentPage,
+    DocumentStatus,
+    ParsedDocument,
+)
+from domain.ingestion.chunking import Tokenizer
+from domain.ingestion.filetypes import FileKind
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingFile:
+    """One uploaded file as the API layer hands it over: read(n) returns b"" at the end."""
+
+    filename: str
+    content_type: str | None
+    read: Callable[[int], Awaitable[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class StagedBlob:
+    """A file streamed to private temporary storage, measured and hashed on the way."""
+
+    token: str
+    size: int
+    sha256: str
+    head: bytes
+
+
+class BlobStore(Protocol):
+    async def stage(self, source: IncomingFile, max_bytes: int) -> StagedBlob:
+        """Stream into a 0600 temporary file; FileTooLarge as soon as max_bytes is passed."""
+        ...
+
+    async def commit(self, staged: StagedBlob, key: str) -> None:
+        """Make a staged file the blob stored under ``key``."""
+        ...
+
+    async def discard(self, staged: StagedBlob) -> None: ...
+
+    def local_path(self, key: str) -> Path:
+        """A local file with the blob's bytes, for parsers."""
+        ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+class JobQueue(Protocol):
+    async def enqueue_ingest(self, document_id: UUID) -> None: ...
+
+
+class EventBus(Protocol):
+    async def publish(self, event: DocumentEvent) -> None: ...
+
+    def subscribe(self, organization_id: UUID) -> AsyncIterator[DocumentEvent]:
+        """Events of one organisation's documents from now on, from any process."""
+        ...
+
+
+class DocumentParser(Protocol):
+    def parse(self, path: Path, kind: FileKind) -> ParsedDocument:
+        """Text per page; raises an IngestionFailed subclass for bad files (blocking)."""
+        ...
+
+
+class Embedder(Protocol):
+    name: str
+    dimensions: int
+
+    @property
+    def tokenizer(self) -> Tokenizer: ...
+
+    def warm_up(self) -> None:
+        """Load models now (worker start-up) so the first document is not slow (blocking)."""
+        ...
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        """Unit-length vectors; raises TransientFailure when the provider is unavailable."""
+        ...
+
+    async def embed_query(self, text: str) -> list[float]: ...
+
+
+class DocumentRepository(Protocol):
+    async def add(self, document: Document) -> None:
+        """Raises DuplicateDocument when the organisation already has this content."""
+        ...
+
+    async def get(self, document_id: UUID) -> Document | None: ...
+
+    async def find_live_by_sha256(self, sha256: str) -> Document | None: ...
+
+    async def list(
+        self, first: int, after: tuple[datetime, UUID] | None, status: DocumentStatus | None
+    ) -> DocumentPage: ...
+
+    async def mark_deleted(self, document_id: UUID, at: datetime) -> Document | None: ...
+
+    async def reset_to_pending(self, document_id: UUID, at: datetime) -> Document | None: ...
+
+    async def claim(self, document_id: UUID, at: datetime) -> Document | None:
+        """pending -> processing (one attempt more); None when it is not pending."""
+        ...
+
+    async def lock_processing(self, document_id: UUID) -> Document | None:
+        """The document, locked, if it is still being processed."""
+        ...
+
+    async def mark_ready(
+        self, document_id: UUID, chunk_count: int, page_count: int | None, at: datetime
+    ) -> Document: ...
+
+    async def mark_failed(
+        self, document_id: UUID, error_code: str, at: datetime
+    ) -> Document | None: ...
+
+
+class ChunkRepository(Protocol):
+    async def replace(
+        self,
+        document: Document,
+        drafts: Sequence[ChunkDraft],
+        embeddings: Sequence[Sequence[float]],
+    ) -> None:
+        """The document's chunks become exactly these (deterministic ids)."""
+        ...
+
+    async def delete_for_document(self, document_id: UUID) -> None: ...
+
+
+class MaintenanceRepository(Protocol):
+    """Cross-organisation reads for the watchdog (system transactions only)."""
+
+    async def organization_of(self, document_id: UUID) -> UUID | None: ...
+
+    async def stuck(
+        self, processing_before: datetime, pending_before: datetime, limit: int
+    ) -> list[Document]: ...

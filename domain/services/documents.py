@@ -1,0 +1,232 @@
+"""Uploads and the document lifecycle as users see it (list, get, delete, reprocess)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID, uuid4
+
+from domain.entities import (
+    AuditEntry,
+    Document,
+    DocumentEvent,
+    DocumentPage,
+    DocumentStatus,
+    Principal,
+    Role,
+)
+from domain.errors import (
+    DomainError,
+    DuplicateDocument,
+    EmptyDocument,
+    NotFound,
+    TooManyFiles,
+    ValidationFailed,
+)
+from domain.ingestion.filetypes import SNIFF_BYTES, detect_kind, safe_filename
+from domain.ingestion.ports import BlobStore, EventBus, IncomingFile, JobQueue
+from domain.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from domain.services.organizations import require_role
+
+MAX_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class UploadLimits:
+    max_file_bytes: int = 50 * 1024 * 1024
+    max_files: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class UploadResult:
+    filename: str
+    document: Document | None = None
+    error: DomainError | None = None
+
+
+def encode_cursor(document: Document) -> str:
+    raw = f"{document.created_at.isoformat()}|{document.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        created, _, identifier = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        moment = datetime.fromisoformat(created)
+        if moment.tzinfo is None:
+            raise ValueError("naive cursor time")
+        return moment, UUID(identifier)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise ValidationFailed("The cursor is not valid.", field="after") from exc
+
+
+class DocumentService:
+    def __init__(
+        self,
+        *,
+        uow_factory: UnitOfWorkFactory,
+        blobs: BlobStore,
+        queue: JobQueue,
+        events: EventBus,
+        clock: Clock,
+        limits: UploadLimits,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._blobs = blobs
+        self._queue = queue
+        self._events = events
+        self._clock = clock
+        self._limits = limits
+
+    async def upload(
+        self, principal: Principal, files: list[IncomingFile], ip: str | None
+    ) -> list[UploadResult]:
+        """One result per file; a bad file never sinks the good ones."""
+        require_role(principal, Role.EDITOR)
+        if not files:
+            raise ValidationFailed("Send at least one file.", field="files")
+        if len(files) > self._limits.max_files:
+            raise TooManyFiles(f"Send at most {self._limits.max_files} files per request.")
+        results: list[UploadResult] = []
+        for incoming in files:
+            filename = safe_filename(incoming.filename)
+            try:
+                document = await self._upload_one(principal, incoming, filename, ip)
+                results.append(UploadResult(filename=filename, document=document))
+            except DomainError as error:
+                results.append(UploadResult(filename=filename, error=error))
+        return results
+
+    async def _upload_one(
+        self, principal: Principal, incoming: IncomingFile, filename: str, ip: str | None
+    ) -> Document:
+        staged = await self._blobs.stage(incoming, self._limits.max_file_bytes)
+        try:
+            if staged.size == 0:
+                raise EmptyDocument("The file is empty.")
+            kind = detect_kind(filename, incoming.content_type, staged.head[:SNIFF_BYTES])
+            now = self._clock.now()
+            document_id = uuid4()
+            document = Document(
+                id=document_id,
+                organization_id=principal.organization_id,
+                uploaded_by=principal.user_id,
+                filename=filename,
+                mime_type=kind.mime_type,
+                size_bytes=staged.size,
+                sha256=staged.sha256,
+                storage_key=f"{principal.organization_id}/{document_id}",
+                status=DocumentStatus.PENDING,
+                error_code=None,
+                page_count=None,
+                chunk_count=0,
+                attempts=0,
+                created_at=now,
+                updated_at=now,
+                processed_at=None,
+            )
+            async with self._uow_factory.tenant(principal) as uow:
+                await self._refuse_duplicate(uow, staged.sha256)
+                await uow.documents.add(document)
+                await uow.audit.record(
+                    AuditEntry(
+                        "document.uploaded",
+                        principal.organization_id,
+                        principal.user_id,
+                        target=f"document:{document.id}",
+                        ip=ip,
+                        details={"filename": filename, "sha256": staged.sha256},
+                    ),
+                    now,
+                )
+                uow.on_commit(lambda: self._queue.enqueue_ingest(document.id))
+                uow.on_commit(lambda: self._events.publish(DocumentEvent(document, 0.0)))
+                await self._blobs.commit(staged, document.storage_key)
+                try:
+                    await uow.commit()
+                except BaseException:
+                    # Nothing half-written: no row, so no blob either.
+                    await self._blobs.delete(document.storage_key)
+                    raise
+            return document
+        finally:
+            await self._blobs.discard(staged)
+
+    async def _refuse_duplicate(self, uow: UnitOfWork, sha256: str) -> None:
+        existing = await uow.documents.find_live_by_sha256(sha256)
+        if existing is not None:
+            raise DuplicateDocument(
+                f"This file was already uploaded as '{existing.filename}' "
+                f"(document {existing.id}).",
+                documentId=str(existing.id),
+            )
+
+    async def list(
+        self, principal: Principal, first: int, after: str | None, status: DocumentStatus | None
+    ) -> DocumentPage:
+        if not 0 <= first <= MAX_PAGE_SIZE:
+            raise ValidationFailed(f"first must be between 0 and {MAX_PAGE_SIZE}.", field="first")
+        cursor = decode_cursor(after) if after else None
+        async with self._uow_factory.tenant(principal) as uow:
+            return await uow.documents.list(first, cursor, status)
+
+    async def get(self, principal: Principal, document_id: UUID) -> Document | None:
+        async with self._uow_factory.tenant(principal) as uow:
+            document = await uow.documents.get(document_id)
+        if document is None or document.status is DocumentStatus.DELETED:
+            return None
+        return document
+
+    async def delete(self, principal: Principal, document_id: UUID, ip: str | None) -> bool:
+        """Remove the document's chunks, vectors and blob; the row stays as 'deleted'."""
+        require_role(principal, Role.EDITOR)
+        now = self._clock.now()
+        async with self._uow_factory.tenant(principal) as uow:
+            document = await uow.documents.mark_deleted(document_id, now)
+            if document is None:
+                raise NotFound("No such document.")
+            await uow.chunks.delete_for_document(document_id)
+            await uow.audit.record(
+                AuditEntry(
+                    "document.deleted",
+                    principal.organization_id,
+                    principal.user_id,
+                    target=f"document:{document_id}",
+                    ip=ip,
+                    details={"filename": document.filename},
+                ),
+                now,
+            )
+            uow.on_commit(lambda: self._blobs.delete(document.storage_key))
+            uow.on_commit(lambda: self._events.publish(DocumentEvent(document, None)))
+            await uow.commit()
+        return True
+
+    def watch(self, principal: Principal) -> AsyncIterator[DocumentEvent]:
+        """Live events of the principal's organisation's documents."""
+        return self._events.subscribe(principal.organization_id)
+
+    async def reprocess(self, principal: Principal, document_id: UUID, ip: str | None) -> Document:
+        require_role(principal, Role.EDITOR)
+        now = self._clock.now()
+        async with self._uow_factory.tenant(principal) as uow:
+            document = await uow.documents.reset_to_pending(document_id, now)
+            if document is None:
+                raise NotFound("No such document.")
+            await uow.audit.record(
+                AuditEntry(
+                    "document.reprocessed",
+                    principal.organization_id,
+                    principal.user_id,
+                    target=f"document:{document_id}",
+                    ip=ip,
+                ),
+                now,
+            )
+            uow.on_commit(lambda: self._queue.enqueue_ingest(document.id))
+            uow.on_commit(lambda: self._events.publish(DocumentEvent(document, 0.0)))
+            await uow.commit()
+        return document

@@ -1,0 +1,207 @@
+"""The worker side: parse -> chunk -> embed -> store, and the watchdog for stuck documents."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Protocol
+from uuid import UUID
+
+from domain.entities import ChunkDraft, Document, DocumentEvent, DocumentStatus, ParsedDocument
+from domain.errors import EmptyDocument, ErrorCode, IngestionFailed, TransientFailure
+from domain.ingestion.chunking import ChunkingOptions, chunk_document
+from domain.ingestion.filetypes import FileKind
+from domain.ingestion.ports import BlobStore, DocumentParser, Embedder, EventBus, JobQueue
+from domain.ports import Clock, UnitOfWorkFactory
+
+_KIND_BY_MIME = {kind.mime_type: kind for kind in FileKind}
+
+
+class StageObserver(Protocol):
+    """Receives the duration (and size) of each pipeline stage: metrics and logs."""
+
+    def stage(self, name: str, seconds: float, size: int) -> None: ...
+
+    def outcome(self, document: Document, outcome: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IngestionOptions:
+    chunking: ChunkingOptions = field(default_factory=ChunkingOptions)
+    embed_batch_size: int = 32
+    max_attempts: int = 3
+    processing_timeout: timedelta = timedelta(minutes=15)
+    pending_timeout: timedelta = timedelta(minutes=5)
+    progress_interval_seconds: float = 0.5
+
+
+class IngestionService:
+    def __init__(
+        self,
+        *,
+        uow_factory: UnitOfWorkFactory,
+        blobs: BlobStore,
+        parser: DocumentParser,
+        embedder: Embedder,
+        events: EventBus,
+        queue: JobQueue,
+        clock: Clock,
+        observer: StageObserver,
+        options: IngestionOptions,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._blobs = blobs
+        self._parser = parser
+        self._embedder = embedder
+        self._events = events
+        self._queue = queue
+        self._clock = clock
+        self._observer = observer
+        self._options = options
+
+    def warm_up(self) -> None:
+        self._embedder.warm_up()
+
+    async def ingest(self, document_id: UUID) -> Document | None:
+        """Process one document if it is pending; safe to run twice.
+
+        Bad files end FAILED with their code. Transient faults raise
+        TransientFailure for the queue to retry, until the last attempt, which
+        marks the document FAILED.
+        """
+        document = await self._claim(document_id)
+        if document is None:
+            return None
+        await self._events.publish(DocumentEvent(document, 0.0))
+        try:
+            parsed, drafts = await self._parse_and_chunk(document)
+            embeddings = await self._embed(document, drafts)
+            return await self._store(document, parsed, drafts, embeddings)
+        except IngestionFailed as failure:
+            return await self._fail(document, failure.code.value)
+        except TransientFailure:
+            if document.attempts >= self._options.max_attempts:
+                return await self._fail(document, ErrorCode.EMBEDDING_UNAVAILABLE.value)
+            await self._requeue(document)
+            raise
+
+    async def _claim(self, document_id: UUID) -> Document | None:
+        async with self._uow_factory.system() as lookup:
+            organization_id = await lookup.maintenance.organization_of(document_id)
+        if organization_id is None:
+            return None
+        async with self._uow_factory.organization(organization_id) as uow:
+            document = await uow.documents.claim(document_id, self._clock.now())
+            await uow.commit()
+        return document
+
+    async def _parse_and_chunk(self, document: Document) -> tuple[ParsedDocument, list[ChunkDraft]]:
+        kind = _KIND_BY_MIME[document.mime_type]
+        path = self._blobs.local_path(document.storage_key)
+        started = time.perf_counter()
+        parsed = await asyncio.to_thread(self._parser.parse, path, kind)
+        self._observer.stage("parse", time.perf_counter() - started, document.size_bytes)
+        started = time.perf_counter()
+        drafts = await asyncio.to_thread(
+            chunk_document, parsed, self._embedder.tokenizer, self._options.chunking
+        )
+        self._observer.stage("chunk", time.perf_counter() - started, len(drafts))
+        if not drafts:
+            raise EmptyDocument()
+        return parsed, drafts
+
+    async def _embed(self, document: Document, drafts: list[ChunkDraft]) -> list[list[float]]:
+        started = time.perf_counter()
+        embeddings: list[list[float]] = []
+        batch = self._options.embed_batch_size
+        report = _Throttle(self._options.progress_interval_seconds)
+        for offset in range(0, len(drafts), batch):
+            texts = [draft.text for draft in drafts[offset : offset + batch]]
+            embeddings.extend(await self._embedder.embed_documents(texts))
+            if report():
+                progress = round(0.95 * len(embeddings) / len(drafts), 3)
+                await self._events.publish(DocumentEvent(document, progress))
+        self._observer.stage("embed", time.perf_counter() - started, len(drafts))
+        return embeddings
+
+    async def _store(
+        self,
+        document: Document,
+        parsed: ParsedDocument,
+        drafts: list[ChunkDraft],
+        embeddings: list[list[float]],
+    ) -> Document | None:
+        started = time.perf_counter()
+        async with self._uow_factory.organization(document.organization_id) as uow:
+            current = await uow.documents.lock_processing(document.id)
+            if current is None:
+                # Deleted or reset for reprocessing meanwhile: drop this run's work.
+                return None
+            await uow.chunks.replace(current, drafts, embeddings)
+            ready = await uow.documents.mark_ready(
+                document.id, len(drafts), parsed.page_count, self._clock.now()
+            )
+            uow.on_commit(lambda: self._events.publish(DocumentEvent(ready, 1.0)))
+            await uow.commit()
+        self._observer.stage("store", time.perf_counter() - started, len(drafts))
+        self._observer.outcome(ready, "ready")
+        return ready
+
+    async def _fail(self, document: Document, error_code: str) -> Document | None:
+        async with self._uow_factory.organization(document.organization_id) as uow:
+            failed = await uow.documents.mark_failed(document.id, error_code, self._clock.now())
+            if failed is not None:
+                await uow.chunks.delete_for_document(document.id)
+                uow.on_commit(lambda: self._events.publish(DocumentEvent(failed, None)))
+            await uow.commit()
+        if failed is not None:
+            self._observer.outcome(failed, f"failed:{error_code}")
+        return failed
+
+    async def _requeue(self, document: Document) -> None:
+        """Back to pending so the retried message can claim it again."""
+        async with self._uow_factory.organization(document.organization_id) as uow:
+            reset = await uow.documents.reset_to_pending(document.id, self._clock.now())
+            await uow.commit()
+        if reset is not None:
+            await self._events.publish(DocumentEvent(reset, 0.0))
+
+    async def recover_stuck(self, limit: int = 100) -> int:
+        """Watchdog: re-queue documents stuck in processing (or never picked up), and fail
+        those that used up their attempts. Returns how many documents it touched."""
+        now = self._clock.now()
+        async with self._uow_factory.system() as lookup:
+            stuck = await lookup.maintenance.stuck(
+                now - self._options.processing_timeout, now - self._options.pending_timeout, limit
+            )
+        for document in stuck:
+            if document.status is DocumentStatus.PROCESSING and (
+                document.attempts >= self._options.max_attempts
+            ):
+                await self._fail(document, ErrorCode.PROCESSING_TIMEOUT.value)
+                continue
+            if document.status is DocumentStatus.PROCESSING:
+                await self._requeue(document)
+            else:
+                async with self._uow_factory.organization(document.organization_id) as uow:
+                    await uow.documents.reset_to_pending(document.id, now)
+                    await uow.commit()
+            await self._queue.enqueue_ingest(document.id)
+        return len(stuck)
+
+
+class _Throttle:
+    def __init__(self, interval: float, now: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._now = now
+        self._last = now()
+
+    def __call__(self) -> bool:
+        current = self._now()
+        if current - self._last >= self._interval:
+            self._last = current
+            return True
+        return False

@@ -1,0 +1,223 @@
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import Select, func, or_, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.entities import Document, DocumentPage, DocumentStatus
+from domain.errors import DuplicateDocument
+from infrastructure.database.models import DocumentRow
+
+LIVE = (
+    DocumentStatus.PENDING,
+    DocumentStatus.PROCESSING,
+    DocumentStatus.READY,
+    DocumentStatus.FAILED,
+)
+
+
+def to_document(row: DocumentRow) -> Document:
+    return Document(
+        id=row.id,
+        organization_id=row.organization_id,
+        uploaded_by=row.uploaded_by,
+        filename=row.filename,
+        mime_type=row.mime_type,
+        size_bytes=row.size_bytes,
+        sha256=row.sha256,
+        storage_key=row.storage_key,
+        status=DocumentStatus(row.status),
+        error_code=row.error_code,
+        page_count=row.page_count,
+        chunk_count=row.chunk_count,
+        attempts=row.attempts,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        processed_at=row.processed_at,
+    )
+
+
+class SqlDocumentRepository:
+    """Documents of the transaction's organisation (row-level security backs the filter)."""
+
+    def __init__(self, session: AsyncSession, organization_id: UUID | None) -> None:
+        self._session = session
+        self._organization_id = organization_id
+
+    def _base(self) -> Select[DocumentRow]:
+        if self._organization_id is None:
+            raise RuntimeError("document repository used outside a tenant transaction")
+        return select(DocumentRow).where(DocumentRow.organization_id == self._organization_id)
+
+    async def add(self, document: Document) -> None:
+        self._session.add(
+            DocumentRow(
+                id=document.id,
+                organization_id=document.organization_id,
+                uploaded_by=document.uploaded_by,
+                filename=document.filename,
+                mime_type=document.mime_type,
+                size_bytes=document.size_bytes,
+                sha256=document.sha256,
+                storage_key=document.storage_key,
+                status=document.status.value,
+                created_at=document.created_at,
+                updated_at=document.updated_at,
+            )
+        )
+        try:
+            async with self._session.begin_nested():
+                await self._session.flush()
+        except IntegrityError as exc:
+            if "uq_documents_organization_id_sha256_live" in str(exc.orig):
+                raise DuplicateDocument() from exc
+            raise
+
+    async def get(self, document_id: UUID) -> Document | None:
+        row = await self._session.scalar(self._base().where(DocumentRow.id == document_id))
+        return to_document(row) if row else None
+
+    async def find_live_by_sha256(self, sha256: str) -> Document | None:
+        row = await self._session.scalar(
+            self._base().where(
+                DocumentRow.sha256 == sha256, DocumentRow.status != DocumentStatus.DELETED.value
+            )
+        )
+        return to_document(row) if row else None
+
+    async def list(
+        self, first: int, after: tuple[datetime, UUID] | None, status: DocumentStatus | None
+    ) -> DocumentPage:
+        statuses = [status.value] if status else [s.value for s in LIVE]
+        query = self._base().where(DocumentRow.status.in_(statuses))
+        total = await self._session.scalar(select(func.count()).select_from(query.subquery()))
+        if after is not None:
+            query = query.where(
+                tuple_(DocumentRow.created_at, DocumentRow.id) < tuple_(after[0], after[1])
+            )
+        rows = list(
+            await self._session.scalars(
+                query.order_by(DocumentRow.created_at.desc(), DocumentRow.id.desc()).limit(
+                    first + 1
+                )
+            )
+        )
+        return DocumentPage(
+            items=[to_document(row) for row in rows[:first]],
+            has_next_page=len(rows) > first,
+            total_count=int(total or 0),
+        )
+
+    async def _update(
+        self, document_id: UUID, allowed: tuple[DocumentStatus, ...], **values: object
+    ) -> Document | None:
+        statement = (
+            update(DocumentRow)
+            .where(
+                DocumentRow.organization_id == self._organization_id,
+                DocumentRow.id == document_id,
+                DocumentRow.status.in_([s.value for s in allowed]),
+            )
+            .values(**values)
+            .returning(DocumentRow)
+        )
+        row = await self._session.scalar(statement, execution_options={"populate_existing": True})
+        return to_document(row) if row else None
+
+    async def mark_deleted(self, document_id: UUID, at: datetime) -> Document | None:
+        return await self._update(
+            document_id, LIVE, status=DocumentStatus.DELETED.value, updated_at=at, chunk_count=0
+        )
+
+    async def reset_to_pending(self, document_id: UUID, at: datetime) -> Document | None:
+        return await self._update(
+            document_id,
+            LIVE,
+            status=DocumentStatus.PENDING.value,
+            error_code=None,
+            updated_at=at,
+            processing_started_at=None,
+        )
+
+    async def claim(self, document_id: UUID, at: datetime) -> Document | None:
+        return await self._update(
+            document_id,
+            (DocumentStatus.PENDING,),
+            status=DocumentStatus.PROCESSING.value,
+            attempts=DocumentRow.attempts + 1,
+            processing_started_at=at,
+            updated_at=at,
+        )
+
+    async def lock_processing(self, document_id: UUID) -> Document | None:
+        row = await self._session.scalar(
+            self._base()
+            .where(
+                DocumentRow.id == document_id, DocumentRow.status == DocumentStatus.PROCESSING.value
+            )
+            .with_for_update()
+        )
+        return to_document(row) if row else None
+
+    async def mark_ready(
+        self, document_id: UUID, chunk_count: int, page_count: int | None, at: datetime
+    ) -> Document:
+        document = await self._update(
+            document_id,
+            (DocumentStatus.PROCESSING,),
+            status=DocumentStatus.READY.value,
+            chunk_count=chunk_count,
+            page_count=page_count,
+            error_code=None,
+            processed_at=at,
+            updated_at=at,
+        )
+        if document is None:
+            raise RuntimeError(f"document {document_id} left processing while locked")
+        return document
+
+    async def mark_failed(
+        self, document_id: UUID, error_code: str, at: datetime
+    ) -> Document | None:
+        return await self._update(
+            document_id,
+            (DocumentStatus.PENDING, DocumentStatus.PROCESSING),
+            status=DocumentStatus.FAILED.value,
+            error_code=error_code,
+            chunk_count=0,
+            processed_at=at,
+            updated_at=at,
+        )
+
+
+class SqlMaintenanceRepository:
+    """Cross-organisation reads; only meaningful in system transactions."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def organization_of(self, document_id: UUID) -> UUID | None:
+        return await self._session.scalar(
+            select(DocumentRow.organization_id).where(DocumentRow.id == document_id)
+        )
+
+    async def stuck(
+        self, processing_before: datetime, pending_before: datetime, limit: int
+    ) -> list[Document]:
+        rows = await self._session.scalars(
+            select(DocumentRow)
+            .where(
+                or_(
+                    (DocumentRow.status == DocumentStatus.PROCESSING.value)
+                    & (DocumentRow.processing_started_at < processing_before),
+                    (DocumentRow.status == DocumentStatus.PENDING.value)
+                    & (DocumentRow.updated_at < pending_before),
+                )
+            )
+            .order_by(DocumentRow.updated_at)
+            .limit(limit)
+        )
+        return [to_document(row) for row in rows]

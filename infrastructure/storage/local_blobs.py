@@ -1,0 +1,68 @@
+"""Blobs on the local filesystem under the state directory: 0700 folders, 0600 files,
+named by organisation and document ids, never by anything a user typed."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import uuid
+from pathlib import Path
+
+from domain.errors import FileTooLarge
+from domain.ingestion.ports import IncomingFile, StagedBlob
+
+READ_SIZE = 256 * 1024
+HEAD_BYTES = 4_096
+_KEY = re.compile(r"^[0-9a-f-]{36}/[0-9a-f-]{36}$")
+
+
+class LocalBlobStore:
+    def __init__(self, root: Path) -> None:
+        self._blobs = root / "blobs"
+        self._staging = root / "staging"
+        for directory in (root, self._blobs, self._staging):
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            directory.chmod(0o700)
+
+    async def stage(self, source: IncomingFile, max_bytes: int) -> StagedBlob:
+        token = uuid.uuid4().hex
+        path = self._staging / token
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        digest = hashlib.sha256()
+        head = b""
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                while chunk := await source.read(READ_SIZE):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise FileTooLarge(f"Files can be at most {max_bytes} bytes.")
+                    if len(head) < HEAD_BYTES:
+                        head += chunk[: HEAD_BYTES - len(head)]
+                    digest.update(chunk)
+                    await asyncio.to_thread(handle.write, chunk)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return StagedBlob(token=token, size=size, sha256=digest.hexdigest(), head=head)
+
+    async def commit(self, staged: StagedBlob, key: str) -> None:
+        target = self._path(key)
+        target.parent.mkdir(mode=0o700, exist_ok=True)
+        os.replace(self._staging / staged.token, target)
+
+    async def discard(self, staged: StagedBlob) -> None:
+        (self._staging / staged.token).unlink(missing_ok=True)
+
+    def local_path(self, key: str) -> Path:
+        return self._path(key)
+
+    async def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def _path(self, key: str) -> Path:
+        if not _KEY.match(key):
+            raise ValueError(f"invalid blob key {key!r}")
+        return self._blobs / key

@@ -1,0 +1,105 @@
+"""Documents: upload, list, read, delete, reprocess, and live events."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Awaitable
+from typing import Protocol, cast
+
+import strawberry
+from strawberry.file_uploads import Upload
+
+from domain.entities import DocumentStatus as DomainStatus
+from domain.ingestion.ports import IncomingFile
+from resolvers.ids import parse_id
+from schema.context import Info
+from schema.types.document import (
+    Document,
+    DocumentConnection,
+    DocumentEdge,
+    DocumentEvent,
+    DocumentStatus,
+    PageInfo,
+    UploadOutcome,
+)
+
+
+class UploadedFile(Protocol):
+    """What the multipart integration hands over for each file (Starlette's UploadFile)."""
+
+    filename: str | None
+    content_type: str | None
+
+    def read(self, size: int = -1) -> Awaitable[bytes]: ...
+
+
+async def upload_documents(info: Info, files: list[Upload]) -> list[UploadOutcome]:
+    ctx = info.context
+    uploads = [cast(UploadedFile, upload) for upload in files]
+    incoming = [
+        IncomingFile(
+            filename=upload.filename or "untitled",
+            content_type=upload.content_type,
+            read=upload.read,
+        )
+        for upload in uploads
+    ]
+    results = await ctx.services.documents.upload(ctx.require_principal(), incoming, ctx.client_ip)
+    return [UploadOutcome.from_domain(result) for result in results]
+
+
+async def documents(
+    info: Info, first: int = 20, after: str | None = None, status: DocumentStatus | None = None
+) -> DocumentConnection:
+    ctx = info.context
+    page = await ctx.services.documents.list(
+        ctx.require_principal(), first, after, status.to_domain() if status else None
+    )
+    edges = [DocumentEdge.from_domain(item) for item in page.items]
+    return DocumentConnection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None
+        ),
+        total_count=page.total_count,
+    )
+
+
+async def document(info: Info, id: strawberry.ID) -> Document | None:
+    ctx = info.context
+    found = await ctx.services.documents.get(ctx.require_principal(), parse_id(id, "document"))
+    return Document.from_domain(found) if found else None
+
+
+async def delete_document(info: Info, id: strawberry.ID) -> bool:
+    ctx = info.context
+    return await ctx.services.documents.delete(
+        ctx.require_principal(), parse_id(id, "document"), ctx.client_ip
+    )
+
+
+async def reprocess_document(info: Info, id: strawberry.ID) -> Document:
+    ctx = info.context
+    reset = await ctx.services.documents.reprocess(
+        ctx.require_principal(), parse_id(id, "document"), ctx.client_ip
+    )
+    return Document.from_domain(reset)
+
+
+SESSION_RECHECK_SECONDS = 5.0
+
+
+async def document_events(info: Info) -> AsyncGenerator[DocumentEvent, None]:
+    ctx = info.context
+    checked = time.monotonic()
+    async for event in ctx.services.documents.watch(ctx.require_principal()):
+        if time.monotonic() - checked >= SESSION_RECHECK_SECONDS:
+            # The stream ends (with the auth error) once the session is revoked or expired.
+            await ctx.revalidate_socket()
+            ctx.require_principal()
+            checked = time.monotonic()
+        yield DocumentEvent(
+            document=Document.from_domain(event.document),
+            progress=event.progress,
+            deleted=event.document.status is DomainStatus.DELETED,
+        )

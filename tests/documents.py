@@ -1,0 +1,76 @@
+"""Small real documents built by the libraries users' tools use (fpdf2, python-docx, pypdf)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import docx
+from fpdf import FPDF
+from pypdf import PdfReader, PdfWriter
+
+PARAGRAPHS = [
+    "The lighthouse keeper logged the storm at midnight. Waves reached the second gallery, "
+    "and the lamp stayed lit until dawn.",
+    "Supply boats arrive every second Tuesday with oil, flour and letters from the mainland.",
+    "In winter the keeper repaints the iron railings to keep rust away from the stairs.",
+]
+
+
+def pdf_bytes(pages: int = 3, topic: str = "lighthouse") -> bytes:
+    document = FPDF()
+    document.set_font("Helvetica", size=12)
+    for number in range(1, pages + 1):
+        document.add_page()
+        text = f"Page {number} about the {topic}. " + " ".join(PARAGRAPHS)
+        document.multi_cell(0, 8, text)
+    return bytes(document.output())
+
+
+def encrypted_pdf_bytes() -> bytes:
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf_bytes(1))))
+    writer.encrypt(user_password="open-sesame", owner_password="owner-secret")
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+def truncated_pdf_bytes() -> bytes:
+    whole = pdf_bytes(2)
+    return whole[: len(whole) // 3]
+
+
+def docx_bytes(paragraphs: list[str] | None = None) -> bytes:
+    document = docx.Document()
+    document.add_heading("Keeper's handbook", level=1)
+    for paragraph in paragraphs or PARAGRAPHS:
+        document.add_paragraph(paragraph)
+    table = document.add_table(rows=2, cols=2)
+    table.cell(0, 0).text = "Lamp oil"
+    table.cell(0, 1).text = "40 litres"
+    table.cell(1, 0).text = "Flour"
+    table.cell(1, 1).text = "25 kg"
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def docx_zip_bomb_bytes(expanded_mb: int = 20) -> bytes:
+    """A ZIP that looks like a DOCX but whose document.xml expands enormously."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("word/document.xml", b"\0" * (expanded_mb * 1024 * 1024))
+    return buffer.getvalue()
+
+
+MARKDOWN = (
+    "# Tide tables\n\nHigh tide at the harbour is at **06:40** and 19:05.\n\n"
+    "## Notes\n\n- Low tide exposes the northern reef.\n- Boats wait for the flood tide.\n"
+)
+HTML = (
+    "<!doctype html><html><head><title>Harbour</title><style>p{color:red}</style>"
+    "<script>alert('x')</script></head><body><h1>Harbour rules</h1>"
+    "<p>Moor only at the eastern quay.</p><p>Fees are paid at the office.</p></body></html>"
+)
+LATIN1_TEXT = "Café crème at the quay: été opening hours are 8 to 18.\n".encode("latin-1")

@@ -1,0 +1,95 @@
+"""The worker process: Dramatiq consumers for ingestion plus the stuck-document watchdog."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+import uuid
+from concurrent.futures import Future
+
+import dramatiq
+import structlog
+from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.middleware import AsyncIO, Middleware
+from prometheus_client import start_http_server
+
+from domain.services.ingestion import IngestionService
+from infrastructure.container import BackendUrls, Container
+from infrastructure.observability.ingestion_metrics import QUEUE_DEPTH, WATCHDOG_RECOVERED
+from infrastructure.queue.broker import create_broker
+from infrastructure.queue.jobs import DOCUMENTS_QUEUE
+from infrastructure.settings import Settings
+from workers import runtime
+
+log = structlog.get_logger("foundry.worker")
+
+
+class _CloseContainer(Middleware):
+    """Closes pools on the event loop after in-flight jobs finish, before the loop stops."""
+
+    def __init__(self, container: Container) -> None:
+        self._container = container
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        thread = get_event_loop_thread()
+        if thread is not None and thread.loop.is_running():
+            with contextlib.suppress(Exception):
+                thread.run_coroutine(self._container.aclose())
+
+
+async def watchdog_loop(container: Container, ingestion: IngestionService, interval: float) -> None:
+    """Every interval, one worker (a Redis lock decides which) recovers stuck documents."""
+    owner = uuid.uuid4().hex
+    lock_key = f"{container.settings.redis_key_prefix}watchdog-lock"
+    while True:
+        try:
+            if await container.redis.set(lock_key, owner, nx=True, px=int(interval * 900)):
+                recovered = await ingestion.recover_stuck()
+                if recovered:
+                    WATCHDOG_RECOVERED.inc(recovered)
+                    log.warning("watchdog.recovered", documents=recovered)
+            QUEUE_DEPTH.set(await container.queue_depth())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("watchdog.failed", exc_info=True)
+        await asyncio.sleep(interval)
+
+
+def run_worker(settings: Settings, urls: BackendUrls) -> int:
+    container = Container(settings, urls)
+    broker = create_broker(urls.redis_url, settings.redis_key_prefix)
+    broker.add_middleware(_CloseContainer(container))
+    broker.add_middleware(AsyncIO())
+    dramatiq.set_broker(broker)
+    import workers.actors  # noqa: F401  # declares the actors on this broker
+
+    ingestion = container.build_ingestion()
+    ingestion.warm_up()
+    runtime.install(runtime.WorkerRuntime(ingestion=ingestion))
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+
+    worker = dramatiq.Worker(
+        broker, queues={DOCUMENTS_QUEUE}, worker_threads=settings.worker_threads
+    )
+    worker.start()
+    loop_thread = get_event_loop_thread()
+    if loop_thread is None:
+        raise RuntimeError("dramatiq's AsyncIO middleware did not start its event loop")
+    watchdog: Future[None] = asyncio.run_coroutine_threadsafe(
+        watchdog_loop(container, ingestion, settings.watchdog_interval_seconds), loop_thread.loop
+    )
+    log.info("worker.started", threads=settings.worker_threads, embedder=settings.embedder)
+    stop.wait()
+    log.info("worker.stopping")
+    watchdog.cancel()
+    worker.stop(timeout=settings.shutdown_grace_seconds * 1000)
+    log.info("worker.stopped")
+    return 0
