@@ -122,6 +122,28 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Upload files/folders as a member of an organisation and follow their ingestion."""
+    import asyncio
+    import uuid
+
+    from infrastructure.cli_ingest import IngestRequest, run_ingest
+
+    settings = _settings(args)
+    request = IngestRequest(
+        paths=[Path(p) for p in args.paths],
+        email=args.email,
+        organization_id=uuid.UUID(args.org) if args.org else None,
+        wait=not args.no_wait,
+        timeout_seconds=args.timeout,
+    )
+    backends = Backends(settings)
+    try:
+        return asyncio.run(run_ingest(settings, backends.start(), request))
+    finally:
+        backends.stop()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="foundry", description="Knowledge Foundry server")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--host", help="address to listen on (default 127.0.0.1)")
             sub.add_argument("--port", type=int, help="port to listen on (default 8000)")
         sub.set_defaults(func=func)
+    ingest = commands.add_parser("ingest", help="upload files or folders and follow ingestion")
+    ingest.add_argument("paths", nargs="+", help="files or folders (searched recursively)")
+    ingest.add_argument("--email", required=True, help="the member uploading (editor or admin)")
+    ingest.add_argument("--org", help="organisation id (default: the member's first)")
+    ingest.add_argument("--state-dir", help="where embedded data lives (default ./.foundry)")
+    ingest.add_argument("--no-wait", action="store_true", help="do not wait for ingestion")
+    ingest.add_argument(
+        "--timeout", type=float, default=3600, help="seconds to wait (default 3600)"
+    )
+    ingest.set_defaults(func=cmd_ingest)
     return parser
 
 

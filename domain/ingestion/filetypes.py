@@ -30,6 +30,7 @@ _CANONICAL_MIME = {
     FileKind.HTML: "text/html",
     FileKind.TEXT: "text/plain",
 }
+SUPPORTED_SUFFIXES: frozenset[str]
 _EXTENSIONS = {
     ".pdf": FileKind.PDF,
     ".docx": FileKind.DOCX,
@@ -40,6 +41,7 @@ _EXTENSIONS = {
     ".txt": FileKind.TEXT,
     ".text": FileKind.TEXT,
 }
+SUPPORTED_SUFFIXES = frozenset(_EXTENSIONS)
 _DECLARED = {
     FileKind.PDF: {"application/pdf", "application/x-pdf"},
     FileKind.DOCX: {_CANONICAL_MIME[FileKind.DOCX], "application/zip"},

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+import asyncio
+import contextlib
+
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from infrastructure.container import Container
+from infrastructure.observability.ingestion_metrics import QUEUE_DEPTH
+
+SUBSCRIBERS = Gauge("foundry_document_event_subscribers", "Open documentEvents subscriptions.")
 
 
 async def healthz(_: Request) -> Response:
@@ -23,5 +29,9 @@ async def readyz(request: Request) -> Response:
     )
 
 
-async def metrics(_: Request) -> Response:
+async def metrics(request: Request) -> Response:
+    container: Container = request.app.state.container
+    with contextlib.suppress(Exception):  # metrics must render even when Redis is down
+        QUEUE_DEPTH.set(await asyncio.wait_for(container.queue_depth(), timeout=1))
+    SUBSCRIBERS.set(container.events.subscriber_count())
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,153 @@
+"""`foundry ingest PATH... --email E [--org ID]`: upload files and folders as a member, then
+follow ingestion with a progress bar. Workers must be running (`foundry up` or `foundry worker`)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from domain.entities import Document, DocumentStatus, Principal
+from domain.errors import DomainError, NotFound
+from domain.ingestion.filetypes import SUPPORTED_SUFFIXES
+from domain.ingestion.ports import IncomingFile
+from infrastructure.container import BackendUrls, Container
+from infrastructure.settings import Settings
+
+READ_SIZE = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRequest:
+    paths: list[Path]
+    email: str
+    organization_id: uuid.UUID | None
+    wait: bool
+    timeout_seconds: float
+
+
+def collect_files(paths: list[Path]) -> list[Path]:
+    """Supported files under the given paths (folders recursively), in a stable order."""
+    found: list[Path] = []
+    for path in paths:
+        candidates: Iterator[Path] = path.rglob("*") if path.is_dir() else iter([path])
+        found += sorted(
+            p for p in candidates if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+        )
+    return found
+
+
+def reader(path: Path) -> Callable[[int], Awaitable[bytes]]:
+    handle = path.open("rb")
+
+    async def read(size: int) -> bytes:
+        chunk = await asyncio.to_thread(
+            handle.read, min(size, READ_SIZE) if size > 0 else READ_SIZE
+        )
+        if not chunk:
+            handle.close()
+        return chunk
+
+    return read
+
+
+class ProgressBar:
+    def __init__(self, label: str, total: int, out: TextIO = sys.stderr) -> None:
+        self._label = label
+        self._total = max(total, 1)
+        self._out = out
+
+    def show(self, done: int, note: str = "") -> None:
+        width = 30
+        filled = int(width * done / self._total)
+        bar = "#" * filled + "." * (width - filled)
+        self._out.write(f"\r{self._label} [{bar}] {done}/{self._total} {note}".ljust(79))
+        self._out.flush()
+
+    def finish(self) -> None:
+        self._out.write("\n")
+
+
+async def _principal(
+    container: Container, email: str, organization_id: uuid.UUID | None
+) -> Principal:
+    async with container.uow_factory.system() as uow:
+        user = await uow.users.find_by_email(email.strip().lower())
+        if user is None:
+            raise NotFound(f"No account uses {email}.")
+        memberships = await uow.memberships.list_for_user(user.id)
+    chosen = next((m for m in memberships if organization_id in (None, m.organization.id)), None)
+    if chosen is None:
+        raise NotFound("That account is not a member of the organisation.")
+    return Principal(user.id, chosen.organization.id, chosen.role, uuid.uuid4())
+
+
+async def run_ingest(settings: Settings, urls: BackendUrls, request: IngestRequest) -> int:
+    files = collect_files(request.paths)
+    if not files:
+        print("No PDF, DOCX, Markdown, HTML or text files found.", file=sys.stderr)
+        return 1
+    container = Container(settings, urls)
+    try:
+        principal = await _principal(container, request.email, request.organization_id)
+        documents, failures = await _upload(container, principal, files)
+        if request.wait and documents:
+            failures += await _follow(container, principal, documents, request.timeout_seconds)
+    except DomainError as error:
+        print(f"error: {error.code.value}: {error.message}", file=sys.stderr)
+        return 2
+    finally:
+        await container.aclose()
+    for name, code, message in failures:
+        print(f"  {name}: {code} — {message}", file=sys.stderr)
+    return 0 if not failures else 1
+
+
+async def _upload(
+    container: Container, principal: Principal, files: list[Path]
+) -> tuple[list[Document], list[tuple[str, str, str]]]:
+    bar = ProgressBar("upload ", len(files))
+    documents: list[Document] = []
+    failures: list[tuple[str, str, str]] = []
+    for index, path in enumerate(files, start=1):
+        incoming = IncomingFile(filename=path.name, content_type=None, read=reader(path))
+        [result] = await container.services.documents.upload(principal, [incoming], ip="cli")
+        if result.document is not None:
+            documents.append(result.document)
+        elif result.error is not None:
+            failures.append((str(path), result.error.code.value, result.error.message))
+        bar.show(index, f"({len(failures)} refused)" if failures else "")
+    bar.finish()
+    return documents, failures
+
+
+async def _follow(
+    container: Container, principal: Principal, documents: list[Document], timeout_seconds: float
+) -> list[tuple[str, str, str]]:
+    bar = ProgressBar("ingest ", len(documents))
+    pending = {document.id: document for document in documents}
+    failures: list[tuple[str, str, str]] = []
+    deadline = time.monotonic() + timeout_seconds
+    done = 0
+    while pending and time.monotonic() < deadline:
+        for document_id in list(pending):
+            current = await container.services.documents.get(principal, document_id)
+            if current is None or current.status in (DocumentStatus.READY, DocumentStatus.FAILED):
+                pending.pop(document_id)
+                done += 1
+                if current is not None and current.status is DocumentStatus.FAILED:
+                    failures.append(
+                        (current.filename, current.error_code or "FAILED", "ingestion failed")
+                    )
+        bar.show(done, f"({len(failures)} failed)" if failures else "")
+        if pending:
+            await asyncio.sleep(0.5)
+    bar.finish()
+    for document in pending.values():
+        failures.append((document.filename, "TIMEOUT", "still processing; is a worker running?"))
+    return failures

@@ -1,0 +1,214 @@
+"""Bad uploads get their codes and leave nothing half-written; roles and tenants hold."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import cast
+
+import httpx
+from sqlalchemy import func, select
+
+from infrastructure.container import Container
+from infrastructure.database.models import ChunkRow, DocumentRow
+from infrastructure.settings import Settings
+from tests.api.test_members import ADD
+from tests.conftest import WorkerProcess
+from tests.documents import (
+    docx_zip_bomb_bytes,
+    encrypted_pdf_bytes,
+    pdf_bytes,
+    truncated_pdf_bytes,
+)
+from tests.helpers import JSON, GraphQLClient, upload, upload_outcomes, wait_for_document
+
+
+def _error(outcome: JSON) -> str | None:
+    error = cast(JSON | None, outcome["error"])
+    return cast(str, error["code"]) if error else None
+
+
+async def _document_rows(container: Container, organization_id: str) -> int:
+    async with container.session_factory() as session:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(DocumentRow)
+            .where(DocumentRow.organization_id == uuid.UUID(organization_id))
+        )
+    return int(count or 0)
+
+
+def _staging_files(settings: Settings) -> list[Path]:
+    return list((settings.storage_dir / "staging").iterdir())
+
+
+async def test_rejected_uploads_have_codes_and_leave_nothing(
+    http: httpx.AsyncClient, api: GraphQLClient, container: Container, settings: Settings
+) -> None:
+    account = await api.sign_up()
+    files = [
+        ("setup.pdf", b"MZ\x90\x00" + b"\x00" * 200, "application/pdf"),  # an executable renamed
+        ("empty.txt", b"", "text/plain"),
+        ("huge.txt", b"a" * (settings.upload_max_file_bytes + 1), "text/plain"),
+        ("notes.exe", b"hello", "application/octet-stream"),
+        ("report.pdf", b"%PDF-1.7 fake", "text/html"),  # declared type disagrees
+        ("page.html", b"just words, no markup", "text/html"),
+        ("image.txt", b"\x89PNG\r\n\x1a\n" + b"\x00" * 50, "text/plain"),
+    ]
+    outcomes = await upload_outcomes(http, account.access_token, files)
+    assert [_error(o) for o in outcomes] == [
+        "UNSUPPORTED_FILE_TYPE",
+        "EMPTY_DOCUMENT",
+        "FILE_TOO_LARGE",
+        "UNSUPPORTED_FILE_TYPE",
+        "UNSUPPORTED_FILE_TYPE",
+        "UNSUPPORTED_FILE_TYPE",
+        "UNSUPPORTED_FILE_TYPE",
+    ]
+    assert all(o["document"] is None for o in outcomes)
+    assert await _document_rows(container, account.organization_id) == 0
+    assert _staging_files(settings) == []
+
+
+async def test_good_and_bad_files_in_one_request(
+    http: httpx.AsyncClient, api: GraphQLClient
+) -> None:
+    account = await api.sign_up()
+    outcomes = await upload_outcomes(
+        http,
+        account.access_token,
+        [
+            ("a.txt", b"first good file about harbours", "text/plain"),
+            ("bad.pdf", b"not a pdf", "application/pdf"),
+            ("b.md", b"# second good file", "text/markdown"),
+        ],
+    )
+    assert [_error(o) for o in outcomes] == [None, "UNSUPPORTED_FILE_TYPE", None]
+
+
+async def test_path_traversal_filenames_are_display_data_only(
+    http: httpx.AsyncClient, api: GraphQLClient, container: Container, settings: Settings
+) -> None:
+    account = await api.sign_up()
+    outcomes = await upload_outcomes(
+        http, account.access_token, [("../../etc/passwd.txt", b"root:x:0:0", "text/plain")]
+    )
+    document = cast(JSON, outcomes[0]["document"])
+    assert document["filename"] == "passwd.txt"
+    async with container.session_factory() as session:
+        key = await session.scalar(
+            select(DocumentRow.storage_key).where(DocumentRow.id == uuid.UUID(str(document["id"])))
+        )
+    assert key == f"{account.organization_id}/{document['id']}"
+    blob = settings.storage_dir / "blobs" / str(key)
+    assert blob.read_bytes() == b"root:x:0:0"
+    assert oct(blob.stat().st_mode & 0o777) == "0o600"
+    assert oct(blob.parent.stat().st_mode & 0o777) == "0o700"
+
+
+async def test_duplicate_content_names_the_existing_document(
+    http: httpx.AsyncClient, api: GraphQLClient
+) -> None:
+    account = await api.sign_up()
+    first = await upload_outcomes(
+        http, account.access_token, [("a.txt", b"same bytes", "text/plain")]
+    )
+    again = await upload(http, account.access_token, [("b.txt", b"same bytes", "text/plain")])
+    outcome = again.json()["data"]["uploadDocuments"][0]
+    existing = cast(JSON, first[0]["document"])["id"]
+    assert outcome["error"]["code"] == "DUPLICATE_DOCUMENT"
+    assert str(existing) in outcome["error"]["message"]
+    # Another organisation may upload the same content.
+    other = await api.sign_up()
+    elsewhere = await upload_outcomes(
+        http, other.access_token, [("c.txt", b"same bytes", "text/plain")]
+    )
+    assert elsewhere[0]["error"] is None
+
+
+async def test_viewers_cannot_upload_and_csrf_header_is_required(
+    http: httpx.AsyncClient, api: GraphQLClient
+) -> None:
+    owner = await api.sign_up()
+    viewer = await api.sign_up()
+    await api.data(ADD, {"e": viewer.email, "r": "VIEWER"}, owner.access_token)
+    session = await api.log_in(viewer.email, organization_id=owner.organization_id)
+    refused = await upload(http, session.access_token, [("a.txt", b"x", "text/plain")])
+    assert refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    no_csrf = await upload(http, owner.access_token, [("a.txt", b"x", "text/plain")], csrf=False)
+    assert no_csrf.status_code == 400
+    assert no_csrf.json()["errors"][0]["extensions"]["code"] == "CSRF_CHECK_FAILED"
+    anonymous = await http.post(
+        "/graphql",
+        files={"operations": (None, '{"query": "{ __typename }"}'), "map": (None, "{}")},
+        headers={"x-requested-with": "foundry"},
+    )
+    assert anonymous.status_code == 200
+
+
+async def test_too_many_files_in_one_request(
+    http: httpx.AsyncClient, api: GraphQLClient, settings: Settings
+) -> None:
+    account = await api.sign_up()
+    files = [
+        (f"f{i}.txt", f"file {i}".encode(), "text/plain")
+        for i in range(settings.upload_max_files + 1)
+    ]
+    response = await upload(http, account.access_token, files)
+    assert response.json()["errors"][0]["extensions"]["code"] == "TOO_MANY_FILES"
+
+
+async def test_bad_documents_fail_with_codes_and_no_chunks(
+    http: httpx.AsyncClient, api: GraphQLClient, container: Container, worker: WorkerProcess
+) -> None:
+    account = await api.sign_up()
+    outcomes = await upload_outcomes(
+        http,
+        account.access_token,
+        [
+            ("truncated.pdf", truncated_pdf_bytes(), "application/pdf"),
+            ("locked.pdf", encrypted_pdf_bytes(), "application/pdf"),
+            ("bomb.docx", docx_zip_bomb_bytes(), "application/octet-stream"),
+            ("blank.pdf", _blank_pdf(), "application/pdf"),
+        ],
+    )
+    assert [_error(o) for o in outcomes] == [None, None, None, None]
+    results = [
+        await wait_for_document(api, account.access_token, str(cast(JSON, o["document"])["id"]))
+        for o in outcomes
+    ]
+    assert [(r["status"], r["errorCode"]) for r in results] == [
+        ("FAILED", "PARSE_FAILED"),
+        ("FAILED", "ENCRYPTED_PDF"),
+        ("FAILED", "DOCUMENT_TOO_LARGE"),
+        ("FAILED", "EMPTY_DOCUMENT"),
+    ]
+    async with container.session_factory() as session:
+        chunks = await session.scalar(
+            select(func.count())
+            .select_from(ChunkRow)
+            .where(ChunkRow.organization_id == uuid.UUID(account.organization_id))
+        )
+    assert chunks == 0
+
+
+def _blank_pdf() -> bytes:
+    from fpdf import FPDF
+
+    document = FPDF()
+    document.add_page()
+    return bytes(document.output())
+
+
+async def test_a_pdf_is_ready_with_its_pages(
+    http: httpx.AsyncClient, api: GraphQLClient, worker: WorkerProcess
+) -> None:
+    account = await api.sign_up()
+    outcomes = await upload_outcomes(
+        http, account.access_token, [("ten.pdf", pdf_bytes(10), "application/pdf")]
+    )
+    ready = await wait_for_document(
+        api, account.access_token, str(cast(JSON, outcomes[0]["document"])["id"])
+    )
+    assert ready["status"] == "READY"
+    assert ready["pageCount"] == 10

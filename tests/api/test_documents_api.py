@@ -1,0 +1,227 @@
+"""documents connection, document(id), delete, reprocess, tenants, and documentEvents."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import cast
+
+import httpx
+from gql import Client, gql
+from gql.transport.websockets import WebsocketsTransport
+from sqlalchemy import func, select
+
+from infrastructure.container import Container
+from infrastructure.database.models import AuditLogRow, ChunkRow, DocumentRow
+from infrastructure.settings import Settings
+from tests.conftest import ServerThread, WorkerProcess
+from tests.helpers import JSON, GraphQLClient, upload_outcomes, wait_for_document
+
+LIST = """
+query List($first: Int, $after: String, $status: DocumentStatus) {
+  documents(first: $first, after: $after, status: $status) {
+    totalCount
+    pageInfo { hasNextPage endCursor }
+    edges { cursor node { id filename status } }
+  }
+}
+"""
+DELETE = "mutation($id: ID!) { deleteDocument(id: $id) }"
+REPROCESS = "mutation($id: ID!) { reprocessDocument(id: $id) { id status } }"
+GET = "query($id: ID!) { document(id: $id) { id status } }"
+
+
+async def _upload_texts(http: httpx.AsyncClient, token: str, count: int) -> list[str]:
+    files = [
+        (f"note-{i}.txt", f"note number {i} about tides {uuid.uuid4()}".encode(), "text/plain")
+        for i in range(count)
+    ]
+    outcomes = await upload_outcomes(http, token, files)
+    return [str(cast(JSON, o["document"])["id"]) for o in outcomes]
+
+
+async def test_connection_is_newest_first_paged_and_filtered(
+    http: httpx.AsyncClient, api: GraphQLClient
+) -> None:
+    account = await api.sign_up()
+    ids: list[str] = []
+    for _ in range(5):  # separate requests: distinct creation times
+        ids += await _upload_texts(http, account.access_token, 1)
+    first = cast(JSON, (await api.data(LIST, {"first": 2}, account.access_token))["documents"])
+    assert first["totalCount"] == 5
+    page_info = cast(JSON, first["pageInfo"])
+    assert page_info["hasNextPage"] is True
+    seen = [cast(JSON, e["node"])["id"] for e in cast(list[JSON], first["edges"])]
+    after = page_info["endCursor"]
+    while after:
+        page = cast(
+            JSON,
+            (await api.data(LIST, {"first": 2, "after": after}, account.access_token))["documents"],
+        )
+        seen += [cast(JSON, e["node"])["id"] for e in cast(list[JSON], page["edges"])]
+        info = cast(JSON, page["pageInfo"])
+        after = info["endCursor"] if info["hasNextPage"] else None
+    assert seen == list(reversed(ids))
+    failed = cast(
+        JSON, (await api.data(LIST, {"status": "FAILED"}, account.access_token))["documents"]
+    )
+    assert failed["totalCount"] == 0
+    assert await api.error_code(LIST, {"first": 1000}, account.access_token) == "VALIDATION_FAILED"
+    assert (
+        await api.error_code(LIST, {"after": "garbage!"}, account.access_token)
+        == "VALIDATION_FAILED"
+    )
+
+
+async def test_other_organizations_cannot_read_delete_or_reprocess(
+    http: httpx.AsyncClient, api: GraphQLClient
+) -> None:
+    owner = await api.sign_up()
+    stranger = await api.sign_up()
+    [document_id] = await _upload_texts(http, owner.access_token, 1)
+    assert (await api.data(GET, {"id": document_id}, stranger.access_token))["document"] is None
+    assert await api.error_code(DELETE, {"id": document_id}, stranger.access_token) == "NOT_FOUND"
+    assert (
+        await api.error_code(REPROCESS, {"id": document_id}, stranger.access_token) == "NOT_FOUND"
+    )
+    listing = cast(JSON, (await api.data(LIST, {}, stranger.access_token))["documents"])
+    assert listing["totalCount"] == 0
+    # Still intact for its owner.
+    assert (
+        cast(JSON, (await api.data(GET, {"id": document_id}, owner.access_token))["document"])["id"]
+        == document_id
+    )
+
+
+async def test_delete_removes_blob_chunks_and_vectors_with_an_audit_row(
+    http: httpx.AsyncClient,
+    api: GraphQLClient,
+    container: Container,
+    settings: Settings,
+    worker: WorkerProcess,
+) -> None:
+    account = await api.sign_up()
+    [document_id] = await _upload_texts(http, account.access_token, 1)
+    assert (await wait_for_document(api, account.access_token, document_id))["status"] == "READY"
+    blob = settings.storage_dir / "blobs" / account.organization_id / document_id
+    assert blob.exists()
+    assert (await api.data(DELETE, {"id": document_id}, account.access_token))[
+        "deleteDocument"
+    ] is True
+    assert not blob.exists()
+    assert (await api.data(GET, {"id": document_id}, account.access_token))["document"] is None
+    async with container.session_factory() as session:
+        chunks = await session.scalar(
+            select(func.count())
+            .select_from(ChunkRow)
+            .where(ChunkRow.document_id == uuid.UUID(document_id))
+        )
+        audit = await session.scalar(
+            select(AuditLogRow.action).where(
+                AuditLogRow.target == f"document:{document_id}",
+                AuditLogRow.action == "document.deleted",
+            )
+        )
+    assert chunks == 0
+    assert audit == "document.deleted"
+    assert await api.error_code(DELETE, {"id": document_id}, account.access_token) == "NOT_FOUND"
+
+
+async def test_reprocess_gives_the_same_rows_and_duplicate_jobs_change_nothing(
+    http: httpx.AsyncClient, api: GraphQLClient, container: Container, worker: WorkerProcess
+) -> None:
+    account = await api.sign_up()
+    [document_id] = await _upload_texts(http, account.access_token, 1)
+    assert (await wait_for_document(api, account.access_token, document_id))["status"] == "READY"
+
+    async def rows() -> list[tuple[object, ...]]:
+        async with container.session_factory() as session:
+            result = await session.execute(
+                select(
+                    ChunkRow.id,
+                    ChunkRow.ordinal,
+                    ChunkRow.text,
+                    ChunkRow.char_start,
+                    ChunkRow.char_end,
+                )
+                .where(ChunkRow.document_id == uuid.UUID(document_id))
+                .order_by(ChunkRow.ordinal)
+            )
+            return [tuple(row) for row in result]
+
+    before = await rows()
+    reset = cast(
+        JSON,
+        (await api.data(REPROCESS, {"id": document_id}, account.access_token))["reprocessDocument"],
+    )
+    assert reset["status"] == "PENDING"
+    assert (await wait_for_document(api, account.access_token, document_id))["status"] == "READY"
+    assert await rows() == before
+
+    async with container.session_factory() as session:
+        updated = await session.scalar(
+            select(DocumentRow.updated_at).where(DocumentRow.id == uuid.UUID(document_id))
+        )
+    await container.queue.enqueue_ingest(uuid.UUID(document_id))  # a duplicate message
+    await asyncio.sleep(2)
+    async with container.session_factory() as session:
+        again = await session.scalar(
+            select(DocumentRow.updated_at).where(DocumentRow.id == uuid.UUID(document_id))
+        )
+    assert again == updated
+    assert await rows() == before
+
+
+async def test_document_events_arrive_over_a_websocket(
+    http: httpx.AsyncClient, api: GraphQLClient, server: ServerThread, worker: WorkerProcess
+) -> None:
+    account = await api.sign_up()
+    stranger = await api.sign_up()
+    url = server.base_url.replace("http://", "ws://") + "/graphql"
+
+    def client(token: str) -> Client:
+        return Client(
+            transport=WebsocketsTransport(
+                url=url,
+                init_payload={"authorization": f"Bearer {token}"},
+                subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+            )
+        )
+
+    subscription = gql(
+        "subscription { documentEvents { document { id filename status chunkCount } progress } }"
+    )
+    received: list[JSON] = []
+    leaked: list[JSON] = []
+    ready = asyncio.Event()
+    subscribed = asyncio.Event()
+
+    async def listen(token: str, sink: list[JSON], done: asyncio.Event | None) -> None:
+        async with client(token) as session:
+            subscribed.set()
+            async for result in session.subscribe(subscription):
+                event = cast(JSON, result["documentEvents"])
+                sink.append(event)
+                if done is not None and cast(JSON, event["document"])["status"] == "READY":
+                    done.set()
+                    return
+
+    owner_task = asyncio.create_task(listen(account.access_token, received, ready))
+    stranger_task = asyncio.create_task(listen(stranger.access_token, leaked, None))
+    await subscribed.wait()
+    await asyncio.sleep(0.5)  # let both subscriptions reach the server
+    [document_id] = await _upload_texts(http, account.access_token, 1)
+    await asyncio.wait_for(ready.wait(), timeout=60)
+    stranger_task.cancel()
+    await asyncio.gather(owner_task, stranger_task, return_exceptions=True)
+
+    statuses = [
+        cast(JSON, e["document"])["status"]
+        for e in received
+        if cast(JSON, e["document"])["id"] == document_id
+    ]
+    assert statuses[0] == "PENDING"
+    assert "PROCESSING" in statuses
+    assert statuses[-1] == "READY"
+    assert received[-1]["progress"] == 1.0
+    assert leaked == []

@@ -1,0 +1,137 @@
+"""A worker killed mid-document: the watchdog re-queues it and another worker finishes it;
+documents that keep getting stuck fail after N attempts. Runs on its own queue namespace."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from domain.entities import Document, DocumentStatus, Principal, Role
+from domain.ingestion.ports import IncomingFile
+from domain.services.accounts import RequestOrigin
+from infrastructure.container import BackendUrls, Container
+from infrastructure.database.models import DocumentRow
+from infrastructure.settings import Settings
+from tests.conftest import WorkerProcess, worker_env
+from tests.helpers import PASSWORD, unique_email
+
+
+@pytest.fixture
+async def isolated(settings: Settings, urls: BackendUrls) -> AsyncIterator[Container]:
+    """A container whose queue, events and locks live under their own Redis prefix."""
+    own = settings.model_copy(update={"redis_key_prefix": f"recovery-{uuid.uuid4().hex[:8]}:"})
+    container = Container(own, urls)
+    yield container
+    await container.aclose()
+
+
+async def _editor(container: Container) -> Principal:
+    session = await container.services.accounts.sign_up(
+        unique_email(), PASSWORD, None, RequestOrigin()
+    )
+    return Principal(session.user.id, session.organization.id, Role.ADMIN, uuid.uuid4())
+
+
+def _incoming(name: str, data: bytes) -> IncomingFile:
+    remaining = [data]
+
+    async def read(_: int) -> bytes:
+        return remaining.pop() if remaining else b""
+
+    return IncomingFile(filename=name, content_type="text/plain", read=read)
+
+
+async def _status(container: Container, document_id: uuid.UUID) -> tuple[str, int]:
+    async with container.session_factory() as session:
+        row = (
+            await session.execute(
+                select(DocumentRow.status, DocumentRow.attempts).where(
+                    DocumentRow.id == document_id
+                )
+            )
+        ).one()
+    return row.status, row.attempts
+
+
+async def test_killed_worker_is_recovered_by_the_watchdog(
+    isolated: Container, tmp_path: Path
+) -> None:
+    env = worker_env(
+        isolated.settings,
+        FOUNDRY_WORKER_THREADS="1",
+        FOUNDRY_WATCHDOG_INTERVAL_SECONDS="1",
+        FOUNDRY_INGEST_PROCESSING_TIMEOUT_SECONDS="8",
+    )
+    first = WorkerProcess(env, tmp_path / "first.log")
+    first.wait_started()
+    principal = await _editor(isolated)
+    text = "\n\n".join(
+        f"Paragraph {i}: the harbour master records ship {i} arriving with cargo and crew."
+        for i in range(400)
+    )
+    [result] = await isolated.services.documents.upload(
+        principal, [_incoming("long.txt", text.encode())], ip=None
+    )
+    assert result.document is not None
+    document_id = result.document.id
+    for _ in range(600):
+        if (await _status(isolated, document_id))[0] == "processing":
+            break
+        await asyncio.sleep(0.05)
+    first.kill()  # SIGKILL mid-document: no cleanup, no ack
+    assert (await _status(isolated, document_id))[0] == "processing"
+
+    second = WorkerProcess(env, tmp_path / "second.log")
+    try:
+        second.wait_started()
+        for _ in range(900):
+            status, attempts = await _status(isolated, document_id)
+            if status in ("ready", "failed"):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        second.stop()
+    assert (status, attempts) == ("ready", 2)
+    assert b"watchdog.recovered" in (tmp_path / "second.log").read_bytes()
+
+
+async def test_watchdog_fails_documents_after_the_last_attempt_and_requeues_lost_ones(
+    isolated: Container,
+) -> None:
+    principal = await _editor(isolated)
+    uploads = [
+        _incoming(f"{name}.txt", f"{name} {uuid.uuid4()}".encode()) for name in ("stuck", "lost")
+    ]
+    results = await isolated.services.documents.upload(principal, uploads, ip=None)
+    stuck, lost = (r.document for r in results)
+    assert isinstance(stuck, Document) and isinstance(lost, Document)
+    long_ago = datetime.now(UTC) - timedelta(hours=2)
+    async with isolated.session_factory() as session:
+        await session.execute(
+            update(DocumentRow)
+            .where(DocumentRow.id == stuck.id)
+            .values(status="processing", attempts=3, processing_started_at=long_ago)
+        )
+        await session.execute(
+            update(DocumentRow).where(DocumentRow.id == lost.id).values(updated_at=long_ago)
+        )
+        await session.commit()
+    queued_before = await isolated.queue_depth()
+
+    recovered = await isolated.build_ingestion().recover_stuck()
+
+    assert recovered >= 2
+    assert await _status(isolated, stuck.id) == (DocumentStatus.FAILED.value, 3)
+    async with isolated.session_factory() as session:
+        code = await session.scalar(
+            select(DocumentRow.error_code).where(DocumentRow.id == stuck.id)
+        )
+    assert code == "PROCESSING_TIMEOUT"
+    assert (await _status(isolated, lost.id))[0] == "pending"
+    assert await isolated.queue_depth() >= queued_before + 1
