@@ -103,6 +103,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """Ingestion workers and the watchdog (embedded backends if no URLs are set)."""
     from workers.process import run_worker
 
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        # glibc gives every thread its own malloc arena; torch's threads then hold
+        # hundreds of MB they no longer use. Re-exec with two arenas (same pid).
+        os.environ["MALLOC_ARENA_MAX"] = "2"
+        os.execv(sys.executable, [sys.executable, "-m", "infrastructure.cli", *sys.argv[1:]])  # noqa: S606
     settings = _settings(args)
     backends = Backends(settings)
     try:
@@ -144,6 +149,39 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         backends.stop()
 
 
+def cmd_reembed(args: argparse.Namespace) -> int:
+    """After changing the embedder: resize the vector column if needed, re-ingest everything."""
+    import asyncio
+
+    from infrastructure.container import Container
+    from infrastructure.database.embedding_column import (
+        column_dimensions,
+        resize_embedding_column,
+    )
+
+    settings = _settings(args)
+
+    async def run(urls: BackendUrls) -> int:
+        container = Container(settings, urls)
+        try:
+            current = await column_dimensions(container.engine)
+            target = settings.embedding_dimensions
+            if current != target:
+                print(f"Resizing chunks.embedding: vector({current}) -> vector({target})")
+                await resize_embedding_column(container.engine, target)
+            queued = await container.build_ingestion().requeue_all()
+        finally:
+            await container.aclose()
+        print(f"Re-queued {queued} documents for {settings.embedder}; workers re-ingest them.")
+        return 0
+
+    backends = Backends(settings)
+    try:
+        return asyncio.run(run(backends.start()))
+    finally:
+        backends.stop()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="foundry", description="Knowledge Foundry server")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -152,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("serve", cmd_serve, "run the API server"),
         ("migrate", cmd_migrate, "apply database migrations"),
         ("worker", cmd_worker, "run ingestion workers and the stuck-document watchdog"),
+        ("reembed", cmd_reembed, "re-embed every document after changing the embedder"),
     ):
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("--state-dir", help="where embedded data lives (default ./.foundry)")

@@ -26,6 +26,7 @@ from infrastructure.cache.session_revocations import RedisSessionRevocations
 from infrastructure.clock import SystemClock
 from infrastructure.database.engine import create_engine, create_session_factory, migrations_at_head
 from infrastructure.database.uow import SqlUnitOfWorkFactory
+from infrastructure.embeddings.batching import BatchingEmbedder
 from infrastructure.embeddings.factory import build_embedder
 from infrastructure.observability.ingestion_metrics import PrometheusStageObserver
 from infrastructure.parsing.limits import ParseLimits
@@ -110,14 +111,14 @@ class Container:
                     max_pdf_pages=settings.pdf_max_pages, max_chars=settings.document_max_chars
                 )
             ),
-            embedder=build_embedder(settings),
+            embedder=BatchingEmbedder(build_embedder(settings)),
             events=self.events,
             queue=self.queue,
             clock=self.clock,
             observer=PrometheusStageObserver(),
             options=IngestionOptions(
                 chunking=ChunkingOptions(settings.chunk_size_tokens, settings.chunk_overlap_tokens),
-                embed_batch_size=settings.embed_batch_size,
+                embed_group_size=settings.embed_group_size,
                 max_attempts=settings.ingest_max_attempts,
                 processing_timeout=timedelta(seconds=settings.ingest_processing_timeout_seconds),
                 pending_timeout=timedelta(seconds=settings.ingest_pending_timeout_seconds),

@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     embedding_dimensions: int = Field(default=384, ge=8, le=4_096)
     torch_threads: int = Field(default=2, ge=1, le=64)
     embed_batch_size: int = Field(default=32, ge=1, le=256)
+    embed_group_size: int = Field(default=256, ge=1, le=10_000)
     chunk_size_tokens: int = Field(default=240, ge=16, le=8_192)
     chunk_overlap_tokens: int = Field(default=32, ge=0)
     upload_max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
@@ -72,7 +73,8 @@ class Settings(BaseSettings):
     ingest_processing_timeout_seconds: int = Field(default=900, ge=1)
     ingest_pending_timeout_seconds: int = Field(default=300, ge=1)
     watchdog_interval_seconds: float = Field(default=30, gt=0)
-    worker_threads: int = Field(default=2, ge=1, le=64)
+    # Documents in flight per worker; their chunks share model batches (see BatchingEmbedder).
+    worker_threads: int = Field(default=4, ge=1, le=64)
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     # Gemini (embedder = "gemini").

@@ -170,7 +170,7 @@ def worker_env(settings: Settings, **overrides: str) -> dict[str, str]:
             "FOUNDRY_STATE_DIR": str(settings.state_dir),
             "FOUNDRY_REDIS_KEY_PREFIX": settings.redis_key_prefix,
             "FOUNDRY_JWT_SECRET": TEST_JWT_SECRET,
-            "FOUNDRY_WORKER_THREADS": "2",
+            "FOUNDRY_WORKER_THREADS": "4",
             "FOUNDRY_WATCHDOG_INTERVAL_SECONDS": "2",
             "FOUNDRY_LOG_JSON": "true",
         }

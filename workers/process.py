@@ -17,6 +17,8 @@ from prometheus_client import start_http_server
 
 from domain.services.ingestion import IngestionService
 from infrastructure.container import BackendUrls, Container
+from infrastructure.database.embedding_column import column_dimensions
+from infrastructure.database.engine import create_engine
 from infrastructure.observability.ingestion_metrics import QUEUE_DEPTH, WATCHDOG_RECOVERED
 from infrastructure.queue.broker import create_broker
 from infrastructure.queue.jobs import DOCUMENTS_QUEUE
@@ -58,6 +60,15 @@ async def watchdog_loop(container: Container, ingestion: IngestionService, inter
         await asyncio.sleep(interval)
 
 
+async def _column_dimensions(settings: Settings, urls: BackendUrls) -> int:
+    """Read with a throwaway engine: the container's pools belong to the worker's loop."""
+    engine = create_engine(urls.database_url, 1, settings.database_statement_timeout_ms)
+    try:
+        return await column_dimensions(engine)
+    finally:
+        await engine.dispose()
+
+
 def run_worker(settings: Settings, urls: BackendUrls) -> int:
     container = Container(settings, urls)
     broker = create_broker(urls.redis_url, settings.redis_key_prefix)
@@ -67,6 +78,15 @@ def run_worker(settings: Settings, urls: BackendUrls) -> int:
     import workers.actors  # noqa: F401  # declares the actors on this broker
 
     ingestion = container.build_ingestion()
+    stored = asyncio.run(_column_dimensions(settings, urls))
+    if stored != settings.embedding_dimensions:
+        log.error(
+            "worker.embedding_dimension_mismatch",
+            column=stored,
+            configured=settings.embedding_dimensions,
+            fix="run `foundry reembed`",
+        )
+        return 2
     ingestion.warm_up()
     runtime.install(runtime.WorkerRuntime(ingestion=ingestion))
     if settings.worker_metrics_port:

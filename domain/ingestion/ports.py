@@ -149,3 +149,7 @@ class MaintenanceRepository(Protocol):
     async def stuck(
         self, processing_before: datetime, pending_before: datetime, limit: int
     ) -> list[Document]: ...
+
+    async def reset_all_to_pending(self, at: datetime) -> list[UUID]:
+        """Every live document of every organisation back to pending (re-embedding)."""
+        ...

@@ -31,7 +31,9 @@ class StageObserver(Protocol):
 @dataclass(frozen=True, slots=True)
 class IngestionOptions:
     chunking: ChunkingOptions = field(default_factory=ChunkingOptions)
-    embed_batch_size: int = 32
+    # Chunks handed to the embedder per call: large enough that it can sort them by
+    # length and pad little, small enough for steady progress events.
+    embed_group_size: int = 256
     max_attempts: int = 3
     processing_timeout: timedelta = timedelta(minutes=15)
     pending_timeout: timedelta = timedelta(minutes=5)
@@ -116,7 +118,7 @@ class IngestionService:
     async def _embed(self, document: Document, drafts: list[ChunkDraft]) -> list[list[float]]:
         started = time.perf_counter()
         embeddings: list[list[float]] = []
-        batch = self._options.embed_batch_size
+        batch = self._options.embed_group_size
         report = _Throttle(self._options.progress_interval_seconds)
         for offset in range(0, len(drafts), batch):
             texts = [draft.text for draft in drafts[offset : offset + batch]]
@@ -168,6 +170,15 @@ class IngestionService:
             await uow.commit()
         if reset is not None:
             await self._events.publish(DocumentEvent(reset, 0.0))
+
+    async def requeue_all(self) -> int:
+        """Ingest every document again (after the embedder changed); returns how many."""
+        async with self._uow_factory.system() as uow:
+            document_ids = await uow.maintenance.reset_all_to_pending(self._clock.now())
+            await uow.commit()
+        for document_id in document_ids:
+            await self._queue.enqueue_ingest(document_id)
+        return len(document_ids)
 
     async def recover_stuck(self, limit: int = 100) -> int:
         """Watchdog: re-queue documents stuck in processing (or never picked up), and fail

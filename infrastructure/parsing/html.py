@@ -13,6 +13,7 @@ _BLOCK = frozenset(
         "pre", "br", "hr", "dd", "dt", "dl", "figure", "figcaption", "form", "title",
     }
 )  # fmt: skip
+_LINES = frozenset({"br", "li", "tr"})  # a new line, not a new paragraph
 _SPACES = re.compile(r"[ \t\f\v]+")
 _BLANK_LINES = re.compile(r"\n\s*\n+")
 
@@ -27,14 +28,14 @@ class _TextExtractor(HTMLParser):
         if tag in _SKIP:
             self._skipping.append(tag)
         elif tag in _BLOCK:
-            self.parts.append("\n\n" if tag not in ("br", "li", "tr") else "\n")
+            self.parts.append("\n" if tag in _LINES else "\n\n")
         elif tag in ("td", "th"):
             self.parts.append(" ")
 
     def handle_endtag(self, tag: str) -> None:
         if self._skipping and self._skipping[-1] == tag:
             self._skipping.pop()
-        elif tag in _BLOCK:
+        elif tag in _BLOCK and tag not in _LINES:
             self.parts.append("\n\n")
 
     def handle_data(self, data: str) -> None:

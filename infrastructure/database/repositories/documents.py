@@ -204,6 +204,20 @@ class SqlMaintenanceRepository:
             select(DocumentRow.organization_id).where(DocumentRow.id == document_id)
         )
 
+    async def reset_all_to_pending(self, at: datetime) -> list[UUID]:
+        rows = await self._session.scalars(
+            update(DocumentRow)
+            .where(DocumentRow.status.in_([s.value for s in LIVE]))
+            .values(
+                status=DocumentStatus.PENDING.value,
+                error_code=None,
+                processing_started_at=None,
+                updated_at=at,
+            )
+            .returning(DocumentRow.id)
+        )
+        return list(rows)
+
     async def stuck(
         self, processing_before: datetime, pending_before: datetime, limit: int
     ) -> list[Document]:

@@ -1,0 +1,80 @@
+"""Coalesce embedding calls from concurrent documents into larger model batches.
+
+A worker processes several documents at once, each often only a few chunks
+long. Calling the model per document wastes it on small, badly padded batches;
+this wrapper gathers whatever requests are waiting while the model is busy and
+embeds them in one call (the model sorts by length, so padding stays low).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from domain.ingestion.chunking import Tokenizer
+from domain.ingestion.ports import Embedder
+
+
+@dataclass
+class _Request:
+    texts: list[str]
+    future: asyncio.Future[list[list[float]]]
+
+
+class BatchingEmbedder:
+    def __init__(self, inner: Embedder, max_batch: int = 256) -> None:
+        self._inner = inner
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Request] | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self.name = inner.name
+        self.dimensions = inner.dimensions
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self._inner.tokenizer
+
+    def warm_up(self) -> None:
+        self._inner.warm_up()
+
+    async def embed_query(self, text: str) -> list[float]:
+        return await self._inner.embed_query(text)
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._run(self._queue), name="embedding-batcher")
+        future: asyncio.Future[list[list[float]]] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Request(list(texts), future))
+        return await future
+
+    async def _run(self, queue: asyncio.Queue[_Request]) -> None:
+        while True:
+            batch = [await queue.get()]
+            size = len(batch[0].texts)
+            while size < self._max_batch and not queue.empty():
+                request = queue.get_nowait()
+                batch.append(request)
+                size += len(request.texts)
+            live = [request for request in batch if not request.future.cancelled()]
+            if not live:
+                continue
+            try:
+                vectors = await self._inner.embed_documents(
+                    [text for request in live for text in request.texts]
+                )
+            except Exception as exc:
+                for request in live:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
+                continue
+            offset = 0
+            for request in live:
+                count = len(request.texts)
+                if not request.future.done():
+                    request.future.set_result(vectors[offset : offset + count])
+                offset += count

@@ -1,0 +1,88 @@
+"""Changing the embedder: the vector column is resized and every document is re-queued.
+Runs on a database of its own, since it changes the chunks table."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from sqlalchemy import select, text, update
+
+from domain.entities import Principal, Role
+from domain.services.accounts import RequestOrigin
+from infrastructure.container import BackendUrls, Container
+from infrastructure.database.embedding_column import column_dimensions, resize_embedding_column
+from infrastructure.database.migrate import upgrade_to_head
+from infrastructure.database.models import DocumentRow
+from infrastructure.embedded import EmbeddedPostgres
+from infrastructure.settings import Settings
+from tests.helpers import PASSWORD, unique_email
+from tests.integration.test_worker_recovery import _incoming
+
+
+@pytest.fixture
+async def own_database(
+    settings: Settings, urls: BackendUrls, embedded_postgres: EmbeddedPostgres
+) -> AsyncIterator[Container]:
+    name = f"reembed_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(embedded_postgres.admin_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = urls.database_url.replace("/foundry_test?", f"/{name}?")
+    await asyncio.to_thread(upgrade_to_head, url, settings.database_app_role)
+    own = settings.model_copy(update={"redis_key_prefix": f"reembed-{uuid.uuid4().hex[:8]}:"})
+    container = Container(own, BackendUrls(url, urls.redis_url))
+    yield container
+    await container.aclose()
+
+
+async def test_resize_changes_the_column_and_keeps_the_index(own_database: Container) -> None:
+    assert await column_dimensions(own_database.engine) == 384
+    await resize_embedding_column(own_database.engine, 768)
+    assert await column_dimensions(own_database.engine) == 768
+    async with own_database.engine.connect() as conn:
+        indexes = list(
+            await conn.scalars(text("SELECT indexdef FROM pg_indexes WHERE tablename = 'chunks'"))
+        )
+    assert any("hnsw (embedding vector_cosine_ops)" in ix for ix in indexes)
+    with pytest.raises(ValueError, match="between"):
+        await resize_embedding_column(own_database.engine, 0)
+
+
+async def test_requeue_all_puts_every_live_document_back_in_the_queue(
+    own_database: Container,
+) -> None:
+    session = await own_database.services.accounts.sign_up(
+        unique_email(), PASSWORD, None, RequestOrigin()
+    )
+    principal = Principal(session.user.id, session.organization.id, Role.ADMIN, uuid.uuid4())
+    results = await own_database.services.documents.upload(
+        principal,
+        [_incoming(f"{n}.txt", f"{n} {uuid.uuid4()}".encode()) for n in ("a", "b", "c")],
+        ip=None,
+    )
+    ids = [r.document.id for r in results if r.document]
+    async with own_database.session_factory() as db:
+        await db.execute(update(DocumentRow).where(DocumentRow.id == ids[0]).values(status="ready"))
+        await db.execute(
+            update(DocumentRow)
+            .where(DocumentRow.id == ids[1])
+            .values(status="failed", error_code="X")
+        )
+        await db.execute(
+            update(DocumentRow).where(DocumentRow.id == ids[2]).values(status="deleted")
+        )
+        await db.commit()
+    before = await own_database.queue_depth()
+
+    assert await own_database.build_ingestion().requeue_all() == 2
+
+    async with own_database.session_factory() as db:
+        statuses = dict((await db.execute(select(DocumentRow.id, DocumentRow.status))).all())
+    assert statuses == {ids[0]: "pending", ids[1]: "pending", ids[2]: "deleted"}
+    assert await own_database.queue_depth() == before + 2

@@ -1,0 +1,73 @@
+"""Concurrent embed calls are coalesced into one model call and split back in order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from infrastructure.embeddings.batching import BatchingEmbedder
+from tests.unit.test_chunking import WordTokenizer
+
+
+class RecordingEmbedder:
+    """Embeds text as [len(text)] and records each call's size; slow enough to queue."""
+
+    name = "recording"
+    dimensions = 1
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[int] = []
+        self.fail = fail
+
+    @property
+    def tokenizer(self) -> WordTokenizer:
+        return WordTokenizer()
+
+    def warm_up(self) -> None:
+        return None
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls.append(len(texts))
+        await asyncio.sleep(0.05)
+        if self.fail:
+            raise ConnectionError("provider down")
+        return [[float(len(text))] for text in texts]
+
+    async def embed_query(self, text: str) -> list[float]:
+        return [float(len(text))]
+
+
+async def test_waiting_requests_share_one_call_and_get_their_own_vectors() -> None:
+    inner = RecordingEmbedder()
+    batcher = BatchingEmbedder(inner, max_batch=100)
+    requests = [["a" * (i + 1)] * 3 for i in range(5)]
+    results = await asyncio.gather(*(batcher.embed_documents(texts) for texts in requests))
+    for texts, vectors in zip(requests, results, strict=True):
+        assert vectors == [[float(len(t))] for t in texts]
+    # All five were waiting when the batcher ran: one model call for the fifteen texts.
+    assert inner.calls == [15]
+    # A request arriving while the model is busy waits for the next call.
+    first = asyncio.create_task(batcher.embed_documents(["solo"]))
+    await asyncio.sleep(0.01)
+    later = await asyncio.gather(*(batcher.embed_documents(["b", "c"]) for _ in range(3)))
+    await first
+    assert inner.calls[1:] == [1, 6]
+    assert later == [[[1.0], [1.0]]] * 3
+
+
+async def test_batches_respect_the_maximum_and_errors_reach_every_caller() -> None:
+    inner = RecordingEmbedder()
+    batcher = BatchingEmbedder(inner, max_batch=5)
+    await asyncio.gather(*(batcher.embed_documents(["x", "y"]) for _ in range(6)))
+    assert max(inner.calls) <= 6  # a batch stops growing once it reaches the maximum
+    assert sum(inner.calls) == 12
+
+    failing = BatchingEmbedder(RecordingEmbedder(fail=True))
+    outcomes = await asyncio.gather(
+        *(failing.embed_documents(["x"]) for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(o, ConnectionError) for o in outcomes)
+    with pytest.raises(ConnectionError):
+        await failing.embed_documents(["again"])
