@@ -57,20 +57,29 @@ def reader(path: Path) -> Callable[[int], Awaitable[bytes]]:
 
 
 class ProgressBar:
+    """Redraws in place on a terminal; elsewhere (logs, CI) prints a line per change."""
+
     def __init__(self, label: str, total: int, out: TextIO = sys.stderr) -> None:
         self._label = label
         self._total = max(total, 1)
         self._out = out
+        self._last: tuple[int, str] | None = None
+        self._tty = out.isatty()
 
     def show(self, done: int, note: str = "") -> None:
+        if (done, note) == self._last:
+            return
+        self._last = (done, note)
         width = 30
         filled = int(width * done / self._total)
         bar = "#" * filled + "." * (width - filled)
-        self._out.write(f"\r{self._label} [{bar}] {done}/{self._total} {note}".ljust(79))
+        line = f"{self._label} [{bar}] {done}/{self._total} {note}"
+        self._out.write(f"\r{line.ljust(79)}" if self._tty else f"{line}\n")
         self._out.flush()
 
     def finish(self) -> None:
-        self._out.write("\n")
+        if self._tty:
+            self._out.write("\n")
 
 
 async def _principal(

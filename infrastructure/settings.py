@@ -62,7 +62,9 @@ class Settings(BaseSettings):
     embedding_dimensions: int = Field(default=384, ge=8, le=4_096)
     torch_threads: int = Field(default=2, ge=1, le=64)
     embed_batch_size: int = Field(default=32, ge=1, le=256)
-    embed_group_size: int = Field(default=256, ge=1, le=10_000)
+    # Chunks of one document per embedding call: small enough that a huge document
+    # does not starve small ones (calls from several documents share a model batch).
+    embed_group_size: int = Field(default=128, ge=1, le=10_000)
     chunk_size_tokens: int = Field(default=240, ge=16, le=8_192)
     chunk_overlap_tokens: int = Field(default=32, ge=0)
     upload_max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)

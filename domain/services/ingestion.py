@@ -33,7 +33,7 @@ class IngestionOptions:
     chunking: ChunkingOptions = field(default_factory=ChunkingOptions)
     # Chunks handed to the embedder per call: large enough that it can sort them by
     # length and pad little, small enough for steady progress events.
-    embed_group_size: int = 256
+    embed_group_size: int = 128
     max_attempts: int = 3
     processing_timeout: timedelta = timedelta(minutes=15)
     pending_timeout: timedelta = timedelta(minutes=5)
