@@ -6,24 +6,17 @@ from uuid import UUID
 
 import dramatiq
 
-from domain.errors import ServiceUnavailable, TransientFailure
 from infrastructure.queue.jobs import DOCUMENTS_QUEUE, INGEST_ACTOR
 from workers import runtime
-
-MAX_RETRIES = 5
-
-
-def retry_transient(retries: int, exc: BaseException) -> bool:
-    """Retry (with exponential backoff) only when a dependency failed, never for bad files."""
-    return retries < MAX_RETRIES and isinstance(exc, TransientFailure | ServiceUnavailable)
+from workers.retry_policy import MAX_BACKOFF_MS, MIN_BACKOFF_MS, retry_transient
 
 
 @dramatiq.actor(
     actor_name=INGEST_ACTOR,
     queue_name=DOCUMENTS_QUEUE,
     retry_when=retry_transient,
-    min_backoff=2_000,
-    max_backoff=120_000,
+    min_backoff=MIN_BACKOFF_MS,
+    max_backoff=MAX_BACKOFF_MS,
     time_limit=30 * 60 * 1000,
 )
 async def ingest(document_id: str) -> None:
