@@ -48,6 +48,16 @@ class Account:
     refresh_token: str
 
 
+def _account(email: str, payload: JSON) -> Account:
+    return Account(
+        email=email,
+        user_id=cast(str, cast(JSON, payload["user"])["id"]),
+        organization_id=cast(str, cast(JSON, payload["organization"])["id"]),
+        access_token=cast(str, payload["accessToken"]),
+        refresh_token=cast(str, payload["refreshToken"]),
+    )
+
+
 class GraphQLClient:
     def __init__(self, http: httpx.AsyncClient) -> None:
         self.http = http
@@ -93,28 +103,14 @@ class GraphQLClient:
                 }
             },
         )
-        payload = cast(JSON, data["signUp"])
-        return Account(
-            email=email,
-            user_id=cast(str, cast(JSON, payload["user"])["id"]),
-            organization_id=cast(str, cast(JSON, payload["organization"])["id"]),
-            access_token=cast(str, payload["accessToken"]),
-            refresh_token=cast(str, payload["refreshToken"]),
-        )
+        return _account(email, cast(JSON, data["signUp"]))
 
     async def log_in(self, email: str, organization_id: str | None = None) -> Account:
         data = await self.data(
             LOG_IN,
             {"input": {"email": email, "password": PASSWORD, "organizationId": organization_id}},
         )
-        payload = cast(JSON, data["logIn"])
-        return Account(
-            email=email,
-            user_id=cast(str, cast(JSON, payload["user"])["id"]),
-            organization_id=cast(str, cast(JSON, payload["organization"])["id"]),
-            access_token=cast(str, payload["accessToken"]),
-            refresh_token=cast(str, payload["refreshToken"]),
-        )
+        return _account(email, cast(JSON, data["logIn"]))
 
 
 UPLOAD = """

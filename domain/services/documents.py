@@ -47,6 +47,19 @@ class UploadResult:
     error: DomainError | None = None
 
 
+def document_audit(
+    action: str, principal: Principal, document: Document, ip: str | None
+) -> AuditEntry:
+    return AuditEntry(
+        action,
+        principal.organization_id,
+        principal.user_id,
+        target=f"document:{document.id}",
+        ip=ip,
+        details={"filename": document.filename, "sha256": document.sha256},
+    )
+
+
 def encode_cursor(document: Document) -> str:
     raw = f"{document.created_at.isoformat()}|{document.id}".encode()
     return base64.urlsafe_b64encode(raw).decode()
@@ -132,15 +145,7 @@ class DocumentService:
                 await self._refuse_duplicate(uow, staged.sha256)
                 await uow.documents.add(document)
                 await uow.audit.record(
-                    AuditEntry(
-                        "document.uploaded",
-                        principal.organization_id,
-                        principal.user_id,
-                        target=f"document:{document.id}",
-                        ip=ip,
-                        details={"filename": filename, "sha256": staged.sha256},
-                    ),
-                    now,
+                    document_audit("document.uploaded", principal, document, ip), now
                 )
                 uow.on_commit(lambda: self._queue.enqueue_ingest(document.id))
                 uow.on_commit(lambda: self._events.publish(DocumentEvent(document, 0.0)))
@@ -189,17 +194,7 @@ class DocumentService:
             if document is None:
                 raise NotFound("No such document.")
             await uow.chunks.delete_for_document(document_id)
-            await uow.audit.record(
-                AuditEntry(
-                    "document.deleted",
-                    principal.organization_id,
-                    principal.user_id,
-                    target=f"document:{document_id}",
-                    ip=ip,
-                    details={"filename": document.filename},
-                ),
-                now,
-            )
+            await uow.audit.record(document_audit("document.deleted", principal, document, ip), now)
             uow.on_commit(lambda: self._blobs.delete(document.storage_key))
             uow.on_commit(lambda: self._events.publish(DocumentEvent(document, None)))
             await uow.commit()
@@ -217,14 +212,7 @@ class DocumentService:
             if document is None:
                 raise NotFound("No such document.")
             await uow.audit.record(
-                AuditEntry(
-                    "document.reprocessed",
-                    principal.organization_id,
-                    principal.user_id,
-                    target=f"document:{document_id}",
-                    ip=ip,
-                ),
-                now,
+                document_audit("document.reprocessed", principal, document, ip), now
             )
             uow.on_commit(lambda: self._queue.enqueue_ingest(document.id))
             uow.on_commit(lambda: self._events.publish(DocumentEvent(document, 0.0)))
