@@ -43,6 +43,7 @@ class ErrorCode(StrEnum):
     DOCUMENT_TOO_LARGE = "DOCUMENT_TOO_LARGE"
     PROCESSING_TIMEOUT = "PROCESSING_TIMEOUT"
     EMBEDDING_UNAVAILABLE = "EMBEDDING_UNAVAILABLE"
+    EMBEDDING_REJECTED = "EMBEDDING_REJECTED"
     LLM_UNAVAILABLE = "LLM_UNAVAILABLE"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     INTERNAL = "INTERNAL"
@@ -169,6 +170,13 @@ class EmptyDocument(IngestionFailed):
 class DocumentTooLarge(IngestionFailed):
     code = ErrorCode.DOCUMENT_TOO_LARGE
     default_message = "The document has more pages or text than the limits allow."
+
+
+class EmbeddingRejected(IngestionFailed):
+    """The embedding provider refused the request for good (bad key, unknown model)."""
+
+    code = ErrorCode.EMBEDDING_REJECTED
+    default_message = "The embedding provider rejected the request; check its settings."
 
 
 class TransientFailure(Exception):

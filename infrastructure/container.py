@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.ingestion.chunking import ChunkingOptions
+from domain.ingestion.ports import Embedder
 from domain.services import Services
 from domain.services.accounts import AccountService
 from domain.services.documents import DocumentService, UploadLimits
@@ -100,8 +101,8 @@ class Container:
             ),
         )
 
-    def build_ingestion(self) -> IngestionService:
-        """The worker's pipeline; builds (but does not yet load) the embedder."""
+    def build_ingestion(self, embedder: Embedder | None = None) -> IngestionService:
+        """The worker's pipeline; builds (but does not yet load) the configured embedder."""
         settings = self.settings
         return IngestionService(
             uow_factory=self.uow_factory,
@@ -111,7 +112,7 @@ class Container:
                     max_pdf_pages=settings.pdf_max_pages, max_chars=settings.document_max_chars
                 )
             ),
-            embedder=BatchingEmbedder(build_embedder(settings)),
+            embedder=BatchingEmbedder(embedder or build_embedder(settings)),
             events=self.events,
             queue=self.queue,
             clock=self.clock,

@@ -49,6 +49,9 @@ def production_problems(settings: Settings) -> list[str]:
         )
     if settings.redis_url is None:
         problems.append("FOUNDRY_REDIS_URL is not set; the embedded Redis is for development only.")
+    gemini_key = settings.gemini_api_key.get_secret_value() if settings.gemini_api_key else ""
+    if settings.embedder == "gemini" and not gemini_key.strip():
+        problems.append("FOUNDRY_GEMINI_API_KEY is not set; FOUNDRY_EMBEDDER=gemini needs it.")
     return problems
 
 

@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: int = Field(default=20, ge=0)
 
     # Ingestion.
-    embedder: Literal["local"] = "local"
+    embedder: Literal["local", "gemini"] = "local"
     embedding_dimensions: int = Field(default=384, ge=8, le=4_096)
     torch_threads: int = Field(default=2, ge=1, le=64)
     embed_batch_size: int = Field(default=32, ge=1, le=256)

@@ -1,13 +1,27 @@
 from __future__ import annotations
 
 from domain.ingestion.ports import Embedder
+from infrastructure.embeddings.gemini import GeminiEmbedder
 from infrastructure.embeddings.local import LocalEmbedder
 from infrastructure.settings import Settings
 
 
 def build_embedder(settings: Settings) -> Embedder:
     """The configured embedder; its dimension must match the chunks column."""
-    embedder = LocalEmbedder(threads=settings.torch_threads, batch_size=settings.embed_batch_size)
+    embedder: Embedder
+    if settings.embedder == "gemini":
+        key = settings.gemini_api_key
+        embedder = GeminiEmbedder(
+            key.get_secret_value() if key is not None else "",  # refused with the setting's name
+            model=settings.gemini_embedding_model,
+            dimensions=settings.embedding_dimensions,
+            base_url=settings.gemini_base_url,
+            timeout_seconds=settings.gemini_timeout_seconds,
+        )
+    else:
+        embedder = LocalEmbedder(
+            threads=settings.torch_threads, batch_size=settings.embed_batch_size
+        )
     if embedder.dimensions != settings.embedding_dimensions:
         raise RuntimeError(
             f"FOUNDRY_EMBEDDING_DIMENSIONS={settings.embedding_dimensions} but {embedder.name} "

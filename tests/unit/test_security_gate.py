@@ -42,6 +42,7 @@ def test_safe_production_settings_pass() -> None:
         ({"cors_allow_origins": ["*"]}, "FOUNDRY_CORS_ALLOW_ORIGINS"),
         ({"database_url": None}, "FOUNDRY_DATABASE_URL"),
         ({"redis_url": None}, "FOUNDRY_REDIS_URL"),
+        ({"embedder": "gemini", "gemini_api_key": None}, "FOUNDRY_GEMINI_API_KEY"),
     ],
 )
 def test_each_unsafe_setting_is_refused_by_name(overrides: dict[str, object], named: str) -> None:

@@ -1,0 +1,236 @@
+"""Gemini embeddings through the official google-genai SDK (``FOUNDRY_EMBEDDER=gemini``).
+
+One SDK client per process, made in the constructor. Texts go out in batches of
+at most 100 (the ``batchEmbedContents`` limit): chunks as RETRIEVAL_DOCUMENT,
+questions as RETRIEVAL_QUERY, shortened by the API to ``dimensions`` and
+normalised here, because Gemini only returns unit vectors at its full 3072.
+
+Transient faults (HTTP 408, 429 and 5xx, timeouts, dropped connections) are
+retried with exponential backoff and jitter, then raised as TransientFailure so
+the worker retries the document later. Anything else Gemini refuses (bad key,
+unknown model, bad request) raises GeminiConfigurationError at once, naming the
+setting to fix. The SDK's own retries are off so the two layers don't multiply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from collections.abc import Sequence
+
+import httpx2
+import structlog
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from domain.errors import EmbeddingRejected, TransientFailure
+
+MAX_BATCH = 100
+DOCUMENT_TASK = "RETRIEVAL_DOCUMENT"
+QUERY_TASK = "RETRIEVAL_QUERY"
+_TRANSIENT_STATUSES = frozenset({408, 429})
+# httpx2 is the SDK's default transport (and a hard dependency of google-genai);
+# TimeoutError is our own per-attempt deadline, ConnectionError a socket fault.
+_TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
+    httpx2.TimeoutException,
+    httpx2.NetworkError,
+    httpx2.RemoteProtocolError,
+    TimeoutError,
+    ConnectionError,
+)
+
+log = structlog.get_logger("foundry.embeddings")
+
+
+class GeminiConfigurationError(EmbeddingRejected):
+    """Gemini refused the request and retrying cannot help; the message names the setting.
+
+    An IngestionFailed: the document fails at once with EMBEDDING_REJECTED (after the
+    operator fixes the setting, `reprocessDocument` or `foundry reembed` retries it).
+    """
+
+
+class ApproximateTokenizer:
+    """Word-and-punctuation pieces standing in for Gemini's tokenizer, which only runs remotely.
+
+    Chunk sizes are therefore approximate with the gemini embedder: a piece is a
+    run of at most 10 word characters or one punctuation mark, an estimate of
+    the model's subword count rather than the count itself. The model accepts
+    2,048 tokens per text, far more than the default chunk size, so the estimate
+    does not lead to silent truncation.
+    """
+
+    _PIECE = re.compile(r"\w{1,10}|[^\w\s]")
+
+    def token_starts(self, text: str) -> list[int]:
+        return [match.start() for match in self._PIECE.finditer(text)]
+
+
+class GeminiEmbedder:
+    """The Embedder port on Gemini's embedding API, through the SDK's async client.
+
+    ``timeout_seconds`` bounds each attempt; ``max_attempts`` and the backoff
+    arguments shape the retries of transient faults (tests make them tiny).
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        model: str = "gemini-embedding-001",
+        dimensions: int = 384,
+        base_url: str | None = None,
+        timeout_seconds: float = 30.0,
+        max_attempts: int = 5,
+        backoff_initial_seconds: float = 1.0,
+        backoff_max_seconds: float = 30.0,
+        backoff_jitter_seconds: float = 1.0,
+        batch_size: int = MAX_BATCH,
+    ) -> None:
+        if not api_key.strip():
+            raise GeminiConfigurationError(
+                "FOUNDRY_GEMINI_API_KEY is not set; the gemini embedder needs an API key."
+            )
+        if not 1 <= batch_size <= MAX_BATCH:
+            raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.name = f"gemini:{model}"
+        self.dimensions = dimensions
+        self._model = model
+        self._timeout_seconds = timeout_seconds
+        self._batch_size = batch_size
+        self._max_attempts = max_attempts
+        self._wait = wait_exponential_jitter(
+            initial=backoff_initial_seconds,
+            max=backoff_max_seconds,
+            jitter=backoff_jitter_seconds,
+        )
+        self._tokenizer = ApproximateTokenizer()
+        self._client = genai.Client(
+            vertexai=False,  # never switched to Vertex AI by GOOGLE_GENAI_USE_VERTEXAI
+            api_key=api_key,
+            http_options=types.HttpOptions(
+                base_url=base_url,  # None keeps the SDK's endpoint
+                timeout=max(1, round(timeout_seconds * 1000)),  # milliseconds
+                retry_options=types.HttpRetryOptions(attempts=1),  # retries are ours
+            ),
+        )
+
+    @property
+    def tokenizer(self) -> ApproximateTokenizer:
+        return self._tokenizer
+
+    def warm_up(self) -> None:
+        """Nothing to load: the model runs at Google."""
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self._batch_size):
+            batch = list(texts[start : start + self._batch_size])
+            vectors.extend(await self._embed(batch, DOCUMENT_TASK))
+        return vectors
+
+    async def embed_query(self, text: str) -> list[float]:
+        return (await self._embed([text], QUERY_TASK))[0]
+
+    async def aclose(self) -> None:
+        """Close the SDK's connection pools (tests; a worker keeps its client until exit)."""
+        await self._client.aio.aclose()
+        self._client.close()
+
+    async def _embed(self, texts: list[str], task_type: str) -> list[list[float]]:
+        vectors: list[list[float]] = []
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(TransientFailure),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    vectors = await self._embed_once(texts, task_type)
+        except TransientFailure as failure:
+            log.warning("gemini.gave_up", attempts=self._max_attempts, error=str(failure))
+            raise TransientFailure(
+                f"Gemini embeddings unavailable after {self._max_attempts} attempts: {failure}"
+            ) from failure
+        return vectors
+
+    async def _embed_once(self, texts: list[str], task_type: str) -> list[list[float]]:
+        # One Content per text: the SDK merges a plain list of strings into a single
+        # Content for multimodal models, which would return one vector for all.
+        contents = [types.Content(parts=[types.Part(text=text)]) for text in texts]
+        config = types.EmbedContentConfig(
+            task_type=task_type, output_dimensionality=self.dimensions
+        )
+        try:
+            async with asyncio.timeout(self._timeout_seconds):
+                response = await self._client.aio.models.embed_content(
+                    model=self._model, contents=contents, config=config
+                )
+        except genai_errors.APIError as exc:
+            if exc.code in _TRANSIENT_STATUSES or exc.code >= 500:
+                raise TransientFailure(f"Gemini returned HTTP {exc.code} {exc.status}") from exc
+            raise GeminiConfigurationError(_rejection(exc, self._model)) from exc
+        except _TRANSPORT_ERRORS as exc:
+            raise TransientFailure(f"Gemini request failed: {type(exc).__name__}") from exc
+        return self._unit_vectors(response, len(texts))
+
+    def _unit_vectors(self, response: types.EmbedContentResponse, count: int) -> list[list[float]]:
+        embeddings = response.embeddings or []
+        if len(embeddings) != count:
+            raise GeminiConfigurationError(
+                f"Gemini returned {len(embeddings)} embeddings for {count} texts; "
+                "check FOUNDRY_GEMINI_BASE_URL points at the Gemini API."
+            )
+        vectors: list[list[float]] = []
+        for embedding in embeddings:
+            values = embedding.values or []
+            norm = math.sqrt(math.fsum(value * value for value in values))
+            if len(values) != self.dimensions or norm == 0.0:
+                raise GeminiConfigurationError(
+                    f"{self._model} returned a {len(values)}-dimension vector, not "
+                    f"{self.dimensions}; check FOUNDRY_GEMINI_EMBEDDING_MODEL supports "
+                    "FOUNDRY_EMBEDDING_DIMENSIONS."
+                )
+            vectors.append([value / norm for value in values])
+        return vectors
+
+
+def _rejection(exc: genai_errors.APIError, model: str) -> str:
+    detail = f"HTTP {exc.code} {exc.status}: {(exc.message or '')[:200]}"
+    if exc.code in (401, 403) or "api key" in (exc.message or "").lower():
+        return f"Gemini rejected the API key ({detail}); check FOUNDRY_GEMINI_API_KEY."
+    if exc.code == 404:
+        return (
+            f"Gemini does not serve model {model!r} ({detail}); check "
+            "FOUNDRY_GEMINI_EMBEDDING_MODEL and FOUNDRY_GEMINI_BASE_URL."
+        )
+    return (
+        f"Gemini rejected the embedding request ({detail}); check "
+        "FOUNDRY_GEMINI_EMBEDDING_MODEL and FOUNDRY_EMBEDDING_DIMENSIONS."
+    )
+
+
+def _log_retry(state: RetryCallState) -> None:
+    failure = state.outcome.exception() if state.outcome is not None else None
+    cause = failure.__cause__ if failure is not None else None
+    log.warning(
+        "gemini.retry",
+        attempt=state.attempt_number,
+        status=cause.code if isinstance(cause, genai_errors.APIError) else None,
+        error=type(cause).__name__ if cause is not None else None,
+        wait_s=round(state.next_action.sleep, 3) if state.next_action is not None else None,
+    )
