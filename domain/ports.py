@@ -159,6 +159,9 @@ class UnitOfWork(Protocol):
     chunks: ChunkRepository
     maintenance: MaintenanceRepository
 
+    committed: bool
+    """True once the database transaction has committed (even if an after-commit action failed)."""
+
     def on_commit(self, action: Callable[[], Awaitable[None]]) -> None:
         """Run ``action`` after a successful commit (jobs, events); dropped on rollback."""
         ...

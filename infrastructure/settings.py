@@ -72,7 +72,9 @@ class Settings(BaseSettings):
     pdf_max_pages: int = Field(default=2_000, ge=1)
     document_max_chars: int = Field(default=5_000_000, ge=1_000)
     ingest_max_attempts: int = Field(default=3, ge=1, le=20)
-    ingest_processing_timeout_seconds: int = Field(default=900, ge=1)
+    # Longer than the ingest actor's 30-minute time limit, so the watchdog never takes a
+    # document from a worker that is still allowed to be working on it.
+    ingest_processing_timeout_seconds: int = Field(default=2_400, ge=1)
     ingest_pending_timeout_seconds: int = Field(default=300, ge=1)
     watchdog_interval_seconds: float = Field(default=30, gt=0)
     # Documents in flight per worker; their chunks share model batches (see BatchingEmbedder).

@@ -109,7 +109,19 @@ class DocumentRepository(Protocol):
 
     async def mark_deleted(self, document_id: UUID, at: datetime) -> Document | None: ...
 
-    async def reset_to_pending(self, document_id: UUID, at: datetime) -> Document | None: ...
+    async def reset_to_pending(
+        self, document_id: UUID, at: datetime, *, fresh: bool = False
+    ) -> Document | None:
+        """Back to pending; ``fresh`` (a user's reprocess) also resets the attempt count."""
+        ...
+
+    async def requeue_if_unchanged(self, seen: Document, at: datetime) -> Document | None:
+        """Back to pending only if the row is exactly as ``seen`` (same status and update time)."""
+        ...
+
+    async def fail_if_unchanged(
+        self, seen: Document, error_code: str, at: datetime
+    ) -> Document | None: ...
 
     async def claim(self, document_id: UUID, at: datetime) -> Document | None:
         """pending -> processing (one attempt more); None when it is not pending."""

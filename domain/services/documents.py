@@ -143,18 +143,25 @@ class DocumentService:
             )
             async with self._uow_factory.tenant(principal) as uow:
                 await self._refuse_duplicate(uow, staged.sha256)
-                await uow.documents.add(document)
+                try:
+                    await uow.documents.add(document)
+                except DuplicateDocument:
+                    # Lost a race with an identical upload: name the winner.
+                    await self._refuse_duplicate(uow, staged.sha256)
+                    raise
                 await uow.audit.record(
                     document_audit("document.uploaded", principal, document, ip), now
                 )
-                uow.on_commit(lambda: self._queue.enqueue_ingest(document.id))
+                # PENDING reaches listeners before a worker can report PROCESSING.
                 uow.on_commit(lambda: self._events.publish(DocumentEvent(document, 0.0)))
+                uow.on_commit(lambda: self._queue.enqueue_ingest(document.id))
                 await self._blobs.commit(staged, document.storage_key)
                 try:
                     await uow.commit()
                 except BaseException:
-                    # Nothing half-written: no row, so no blob either.
-                    await self._blobs.delete(document.storage_key)
+                    if not uow.committed:
+                        # Nothing half-written: no row, so no blob either.
+                        await self._blobs.delete(document.storage_key)
                     raise
             return document
         finally:
@@ -208,13 +215,13 @@ class DocumentService:
         require_role(principal, Role.EDITOR)
         now = self._clock.now()
         async with self._uow_factory.tenant(principal) as uow:
-            document = await uow.documents.reset_to_pending(document_id, now)
+            document = await uow.documents.reset_to_pending(document_id, now, fresh=True)
             if document is None:
                 raise NotFound("No such document.")
             await uow.audit.record(
                 document_audit("document.reprocessed", principal, document, ip), now
             )
-            uow.on_commit(lambda: self._queue.enqueue_ingest(document.id))
             uow.on_commit(lambda: self._events.publish(DocumentEvent(document, 0.0)))
+            uow.on_commit(lambda: self._queue.enqueue_ingest(document.id))
             await uow.commit()
         return document

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,13 +13,21 @@ from typing import Protocol
 from uuid import UUID
 
 from domain.entities import ChunkDraft, Document, DocumentEvent, DocumentStatus, ParsedDocument
-from domain.errors import EmptyDocument, ErrorCode, IngestionFailed, TransientFailure
+from domain.errors import (
+    EmptyDocument,
+    ErrorCode,
+    IngestionFailed,
+    ParseFailed,
+    ServiceUnavailable,
+    TransientFailure,
+)
 from domain.ingestion.chunking import ChunkingOptions, chunk_document
 from domain.ingestion.filetypes import FileKind
 from domain.ingestion.ports import BlobStore, DocumentParser, Embedder, EventBus, JobQueue
 from domain.ports import Clock, UnitOfWorkFactory
 
 _KIND_BY_MIME = {kind.mime_type: kind for kind in FileKind}
+log = logging.getLogger("foundry.ingestion")
 
 
 class StageObserver(Protocol):
@@ -35,7 +45,7 @@ class IngestionOptions:
     # length and pad little, small enough for steady progress events.
     embed_group_size: int = 128
     max_attempts: int = 3
-    processing_timeout: timedelta = timedelta(minutes=15)
+    processing_timeout: timedelta = timedelta(minutes=40)
     pending_timeout: timedelta = timedelta(minutes=5)
     progress_interval_seconds: float = 0.5
 
@@ -84,11 +94,14 @@ class IngestionService:
             return await self._store(document, parsed, drafts, embeddings)
         except IngestionFailed as failure:
             return await self._fail(document, failure.code.value)
-        except TransientFailure:
-            if document.attempts >= self._options.max_attempts:
-                return await self._fail(document, ErrorCode.EMBEDDING_UNAVAILABLE.value)
-            await self._requeue(document)
-            raise
+        except (TransientFailure, ServiceUnavailable) as fault:
+            # A dependency is down: hand the document back so the queue's retry can
+            # claim it again (if the database is down too, the watchdog does it later).
+            with contextlib.suppress(Exception):
+                if document.attempts >= self._options.max_attempts:
+                    return await self._fail(document, ErrorCode.EMBEDDING_UNAVAILABLE.value)
+                await self._requeue(document)
+            raise TransientFailure(str(fault)) from fault
 
     async def _claim(self, document_id: UUID) -> Document | None:
         async with self._uow_factory.system() as lookup:
@@ -104,7 +117,17 @@ class IngestionService:
         kind = _KIND_BY_MIME[document.mime_type]
         path = self._blobs.local_path(document.storage_key)
         started = time.perf_counter()
-        parsed = await asyncio.to_thread(self._parser.parse, path, kind)
+        try:
+            parsed = await asyncio.to_thread(self._parser.parse, path, kind)
+        except IngestionFailed:
+            raise
+        except FileNotFoundError as exc:
+            raise ParseFailed("The stored file is missing.") from exc
+        except Exception as exc:
+            # Parsers meet arbitrary bytes; whatever they raise means "unreadable", and
+            # retrying cannot help. The cause is kept for the logs.
+            log.warning("ingest.parser_crashed document_id=%s", document.id, exc_info=True)
+            raise ParseFailed() from exc
         self._observer.stage("parse", time.perf_counter() - started, document.size_bytes)
         started = time.perf_counter()
         drafts = await asyncio.to_thread(
@@ -188,20 +211,30 @@ class IngestionService:
             stuck = await lookup.maintenance.stuck(
                 now - self._options.processing_timeout, now - self._options.pending_timeout, limit
             )
+        touched = 0
         for document in stuck:
-            if document.status is DocumentStatus.PROCESSING and (
-                document.attempts >= self._options.max_attempts
-            ):
-                await self._fail(document, ErrorCode.PROCESSING_TIMEOUT.value)
+            async with self._uow_factory.organization(document.organization_id) as uow:
+                # Only if nothing happened since we looked: a worker that claimed or
+                # finished it meanwhile (updated_at moved) keeps it.
+                if (
+                    document.status is DocumentStatus.PROCESSING
+                    and document.attempts >= self._options.max_attempts
+                ):
+                    changed = await uow.documents.fail_if_unchanged(
+                        document, ErrorCode.PROCESSING_TIMEOUT.value, now
+                    )
+                else:
+                    changed = await uow.documents.requeue_if_unchanged(document, now)
+                if changed is not None and changed.status is DocumentStatus.FAILED:
+                    await uow.chunks.delete_for_document(document.id)
+                await uow.commit()
+            if changed is None:
                 continue
-            if document.status is DocumentStatus.PROCESSING:
-                await self._requeue(document)
-            else:
-                async with self._uow_factory.organization(document.organization_id) as uow:
-                    await uow.documents.reset_to_pending(document.id, now)
-                    await uow.commit()
-            await self._queue.enqueue_ingest(document.id)
-        return len(stuck)
+            touched += 1
+            await self._events.publish(DocumentEvent(changed, None))
+            if changed.status is DocumentStatus.PENDING:
+                await self._queue.enqueue_ingest(document.id)
+        return touched
 
 
 class _Throttle:

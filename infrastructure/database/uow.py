@@ -62,6 +62,7 @@ class SqlUnitOfWork:
     documents: DocumentRepository
     chunks: ChunkRepository
     maintenance: MaintenanceRepository
+    committed: bool
 
     def __init__(
         self,
@@ -74,7 +75,7 @@ class SqlUnitOfWork:
         self._organization_id = organization_id
         self._user_id = user_id
         self._app_role = app_role
-        self._committed = False
+        self.committed = False
         self._after_commit: list[Callable[[], Awaitable[None]]] = []
 
     def on_commit(self, action: Callable[[], Awaitable[None]]) -> None:
@@ -110,7 +111,7 @@ class SqlUnitOfWork:
 
     async def commit(self) -> None:
         await self.session.commit()
-        self._committed = True
+        self.committed = True
         actions, self._after_commit = self._after_commit, []
         for action in actions:
             try:
@@ -127,7 +128,7 @@ class SqlUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         try:
-            if not self._committed:
+            if not self.committed:
                 await self.session.rollback()
         except Exception:
             # A dead connection cannot roll back; the server discards the transaction.

@@ -67,10 +67,15 @@ class BatchingEmbedder:
                 vectors = await self._inner.embed_documents(
                     [text for request in live for text in request.texts]
                 )
+            except asyncio.CancelledError:
+                self._fail(live, RuntimeError("the embedding batcher was stopped"))
+                raise
             except Exception as exc:
-                for request in live:
-                    if not request.future.done():
-                        request.future.set_exception(exc)
+                if len(live) == 1:
+                    self._fail(live, exc)
+                else:
+                    # One document's bad text must not fail the others: retry alone.
+                    await self._one_by_one(live)
                 continue
             offset = 0
             for request in live:
@@ -78,3 +83,19 @@ class BatchingEmbedder:
                 if not request.future.done():
                     request.future.set_result(vectors[offset : offset + count])
                 offset += count
+
+    async def _one_by_one(self, requests: list[_Request]) -> None:
+        for request in requests:
+            try:
+                result = await self._inner.embed_documents(request.texts)
+            except Exception as exc:
+                self._fail([request], exc)
+            else:
+                if not request.future.done():
+                    request.future.set_result(result)
+
+    @staticmethod
+    def _fail(requests: list[_Request], error: BaseException) -> None:
+        for request in requests:
+            if not request.future.done():
+                request.future.set_exception(error)

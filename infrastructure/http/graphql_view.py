@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 import strawberry
+from cross_web import FormData, StarletteRequestAdapter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
@@ -39,6 +40,18 @@ def request_id_of(connection: Request | WebSocket) -> str:
     return request_id if isinstance(request_id, str) else uuid.uuid4().hex
 
 
+def limited_form_adapter(max_files: int) -> type[StarletteRequestAdapter]:
+    """Starlette parses at most ``max_files`` files (default 1000, each spooled in memory up
+    to 1 MB) before any resolver could refuse them."""
+
+    class LimitedFormAdapter(StarletteRequestAdapter):
+        async def get_form_data(self) -> FormData:
+            form = await self._request.form(max_files=max_files, max_fields=max_files + 10)
+            return FormData(files=form, form=form)
+
+    return LimitedFormAdapter
+
+
 class FoundryGraphQL(GraphQL[Context, None]):
     def __init__(
         self, schema: strawberry.Schema, container: Container, graphiql: GraphiQLPage
@@ -59,6 +72,7 @@ class FoundryGraphQL(GraphQL[Context, None]):
         )
         self._container = container
         self._graphiql = graphiql
+        self.request_adapter_class = limited_form_adapter(settings.upload_max_files)
 
     async def render_graphql_ide(self, request: Request) -> Response:
         return HTMLResponse(self._graphiql.html)

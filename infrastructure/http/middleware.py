@@ -120,6 +120,8 @@ class GraphQLGuardMiddleware:
                 "or 'Apollo-Require-Preflight: true'.",
             )
             return
+        if multipart and not await _authenticated(scope, send):
+            return
         limit = self.max_upload_bytes if multipart else self.max_body_bytes
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -142,6 +144,24 @@ class GraphQLGuardMiddleware:
             await send_error(
                 send, 413, ErrorCode.REQUEST_TOO_LARGE, f"The request exceeds {limit} bytes."
             )
+
+
+async def _authenticated(scope: Scope, send: Send) -> bool:
+    """Uploads are parsed (and spooled) only for valid sessions: an anonymous client must
+    not make the server buffer files. Answers the request itself when refusing."""
+    from domain.errors import DomainError
+    from infrastructure.http.graphql_view import bearer_token
+
+    token = bearer_token((_header(scope, b"authorization") or b"").decode("latin-1"))
+    if token is None:
+        await send_error(send, 401, ErrorCode.UNAUTHENTICATED, "Uploads need an access token.")
+        return False
+    try:
+        await scope["app"].state.container.services.accounts.authenticate(token)
+    except DomainError as error:
+        await send_error(send, 401, error.code, error.message)
+        return False
+    return True
 
 
 class BodyTooLarge(Exception):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-_SKIP = frozenset({"script", "style", "noscript", "template", "svg", "head", "iframe", "object"})
+# Never text. <head> is not skipped as a whole: HTML5 may omit </head>, and its <title> is text.
+# <noscript> holds fallback text and is often left open: kept, so it cannot swallow a page.
+_SKIP = frozenset({"script", "style", "template", "svg", "iframe", "object"})
 _BLOCK = frozenset(
     {
         "p", "div", "section", "article", "header", "footer", "main", "aside", "nav",
@@ -25,6 +27,8 @@ class _TextExtractor(HTMLParser):
         self._skipping: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "body":
+            self._skipping.clear()  # an unclosed <noscript> etc. must not swallow the page
         if tag in _SKIP:
             self._skipping.append(tag)
         elif tag in _BLOCK:
@@ -33,7 +37,9 @@ class _TextExtractor(HTMLParser):
             self.parts.append(" ")
 
     def handle_endtag(self, tag: str) -> None:
-        if self._skipping and self._skipping[-1] == tag:
+        if tag in ("head", "body"):
+            self._skipping.clear()
+        elif self._skipping and self._skipping[-1] == tag:
             self._skipping.pop()
         elif tag in _BLOCK and tag not in _LINES:
             self.parts.append("\n\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import cast
@@ -126,6 +127,39 @@ async def test_duplicate_content_names_the_existing_document(
     assert elsewhere[0]["error"] is None
 
 
+async def test_concurrent_identical_uploads_all_name_the_winner(
+    http: httpx.AsyncClient, api: GraphQLClient
+) -> None:
+    account = await api.sign_up()
+    content = f"racing bytes {uuid.uuid4()}".encode()
+    responses = await asyncio.gather(
+        *(
+            upload(http, account.access_token, [(f"r{i}.txt", content, "text/plain")])
+            for i in range(4)
+        )
+    )
+    outcomes = [r.json()["data"]["uploadDocuments"][0] for r in responses]
+    winners = [o["document"]["id"] for o in outcomes if o["document"]]
+    assert len(winners) == 1
+    for outcome in outcomes:
+        if outcome["error"]:
+            assert outcome["error"]["code"] == "DUPLICATE_DOCUMENT"
+            assert winners[0] in outcome["error"]["message"]
+
+
+async def test_a_pdf_that_crashes_the_parser_fails_with_parse_failed(
+    http: httpx.AsyncClient, api: GraphQLClient, worker: WorkerProcess
+) -> None:
+    account = await api.sign_up()
+    broken = pdf_bytes(1).replace(b"/FlateDecode", b"/FlateDeXode")  # pypdf: NotImplementedError
+    outcomes = await upload_outcomes(
+        http, account.access_token, [("odd.pdf", broken, "application/pdf")]
+    )
+    document_id = str(cast(JSON, outcomes[0]["document"])["id"])
+    result = await wait_for_document(api, account.access_token, document_id)
+    assert (result["status"], result["errorCode"]) == ("FAILED", "PARSE_FAILED")
+
+
 async def test_viewers_cannot_upload_and_csrf_header_is_required(
     http: httpx.AsyncClient, api: GraphQLClient
 ) -> None:
@@ -138,12 +172,16 @@ async def test_viewers_cannot_upload_and_csrf_header_is_required(
     no_csrf = await upload(http, owner.access_token, [("a.txt", b"x", "text/plain")], csrf=False)
     assert no_csrf.status_code == 400
     assert no_csrf.json()["errors"][0]["extensions"]["code"] == "CSRF_CHECK_FAILED"
+    # Anonymous multipart bodies are refused before anything is parsed or spooled.
     anonymous = await http.post(
         "/graphql",
         files={"operations": (None, '{"query": "{ __typename }"}'), "map": (None, "{}")},
         headers={"x-requested-with": "foundry"},
     )
-    assert anonymous.status_code == 200
+    assert anonymous.status_code == 401
+    assert anonymous.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    forged = await upload(http, "forged.token.value", [("a.txt", b"x", "text/plain")])
+    assert forged.status_code == 401
 
 
 async def test_too_many_files_in_one_request(
@@ -154,8 +192,10 @@ async def test_too_many_files_in_one_request(
         (f"f{i}.txt", f"file {i}".encode(), "text/plain")
         for i in range(settings.upload_max_files + 1)
     ]
+    # The multipart parser itself stops at the limit: nothing more is spooled.
     response = await upload(http, account.access_token, files)
-    assert response.json()["errors"][0]["extensions"]["code"] == "TOO_MANY_FILES"
+    assert response.status_code == 400
+    assert "Too many files" in response.text
 
 
 async def test_bad_documents_fail_with_codes_and_no_chunks(

@@ -71,3 +71,28 @@ async def test_batches_respect_the_maximum_and_errors_reach_every_caller() -> No
     assert all(isinstance(o, ConnectionError) for o in outcomes)
     with pytest.raises(ConnectionError):
         await failing.embed_documents(["again"])
+
+
+class PickyEmbedder(RecordingEmbedder):
+    """Rejects any call that contains the text 'bad'."""
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls.append(len(texts))
+        await asyncio.sleep(0.01)
+        if "bad" in texts:
+            raise ValueError("rejected")
+        return [[float(len(text))] for text in texts]
+
+
+async def test_one_bad_request_does_not_fail_the_others_in_its_batch() -> None:
+    inner = PickyEmbedder()
+    batcher = BatchingEmbedder(inner)
+    outcomes = await asyncio.gather(
+        batcher.embed_documents(["good", "one"]),
+        batcher.embed_documents(["bad"]),
+        batcher.embed_documents(["fine"]),
+        return_exceptions=True,
+    )
+    assert outcomes[0] == [[4.0], [3.0]]
+    assert isinstance(outcomes[1], ValueError)
+    assert outcomes[2] == [[4.0]]

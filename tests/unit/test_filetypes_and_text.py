@@ -68,11 +68,16 @@ def test_html_to_text_drops_scripts_styles_and_keeps_blocks() -> None:
         "<noscript>enable js</noscript><template><p>hidden</p></template></body></html>"
     )
     text = html_to_text(html)
-    assert "secret" not in text and ".x{}" not in text and "enable js" not in text
+    assert "secret" not in text and ".x{}" not in text
     assert "hidden" not in text
     assert "Heading\n\nFirst & second." in text
     assert "one\ntwo" in text
     assert "a b" in text
+
+
+def test_html5_with_omitted_tags_keeps_its_text() -> None:
+    assert "Hello world" in html_to_text("<html><head><title>T</title><body><p>Hello world")
+    assert "After" in html_to_text("<body><noscript>enable js<p>After</body>")
 
 
 def test_charset_detection_keeps_each_script() -> None:

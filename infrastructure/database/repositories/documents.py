@@ -132,7 +132,10 @@ class SqlDocumentRepository:
             document_id, LIVE, status=DocumentStatus.DELETED.value, updated_at=at, chunk_count=0
         )
 
-    async def reset_to_pending(self, document_id: UUID, at: datetime) -> Document | None:
+    async def reset_to_pending(
+        self, document_id: UUID, at: datetime, *, fresh: bool = False
+    ) -> Document | None:
+        extra: dict[str, object] = {"attempts": 0} if fresh else {}
         return await self._update(
             document_id,
             LIVE,
@@ -140,7 +143,43 @@ class SqlDocumentRepository:
             error_code=None,
             updated_at=at,
             processing_started_at=None,
+            **extra,
         )
+
+    async def requeue_if_unchanged(self, seen: Document, at: datetime) -> Document | None:
+        return await self._update_if_unchanged(
+            seen,
+            status=DocumentStatus.PENDING.value,
+            updated_at=at,
+            processing_started_at=None,
+        )
+
+    async def fail_if_unchanged(
+        self, seen: Document, error_code: str, at: datetime
+    ) -> Document | None:
+        return await self._update_if_unchanged(
+            seen,
+            status=DocumentStatus.FAILED.value,
+            error_code=error_code,
+            chunk_count=0,
+            processed_at=at,
+            updated_at=at,
+        )
+
+    async def _update_if_unchanged(self, seen: Document, **values: object) -> Document | None:
+        row = await self._session.scalar(
+            update(DocumentRow)
+            .where(
+                DocumentRow.organization_id == self._organization_id,
+                DocumentRow.id == seen.id,
+                DocumentRow.status == seen.status.value,
+                DocumentRow.updated_at == seen.updated_at,
+            )
+            .values(**values)
+            .returning(DocumentRow),
+            execution_options={"populate_existing": True},
+        )
+        return to_document(row) if row else None
 
     async def claim(self, document_id: UUID, at: datetime) -> Document | None:
         return await self._update(
@@ -212,6 +251,7 @@ class SqlMaintenanceRepository:
                 status=DocumentStatus.PENDING.value,
                 error_code=None,
                 processing_started_at=None,
+                attempts=0,
                 updated_at=at,
             )
             .returning(DocumentRow.id)
