@@ -53,23 +53,24 @@ class SqlDocumentRepository:
         return select(DocumentRow).where(DocumentRow.organization_id == self._organization_id)
 
     async def add(self, document: Document) -> None:
-        self._session.add(
-            DocumentRow(
-                id=document.id,
-                organization_id=document.organization_id,
-                uploaded_by=document.uploaded_by,
-                filename=document.filename,
-                mime_type=document.mime_type,
-                size_bytes=document.size_bytes,
-                sha256=document.sha256,
-                storage_key=document.storage_key,
-                status=document.status.value,
-                created_at=document.created_at,
-                updated_at=document.updated_at,
-            )
+        row = DocumentRow(
+            id=document.id,
+            organization_id=document.organization_id,
+            uploaded_by=document.uploaded_by,
+            filename=document.filename,
+            mime_type=document.mime_type,
+            size_bytes=document.size_bytes,
+            sha256=document.sha256,
+            storage_key=document.storage_key,
+            status=document.status.value,
+            created_at=document.created_at,
+            updated_at=document.updated_at,
         )
         try:
+            # The savepoint must exist before the INSERT: begin_nested() flushes
+            # pending objects first, and a failure there would end the transaction.
             async with self._session.begin_nested():
+                self._session.add(row)
                 await self._session.flush()
         except IntegrityError as exc:
             if "uq_documents_organization_id_sha256_live" in str(exc.orig):

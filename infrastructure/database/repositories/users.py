@@ -24,17 +24,18 @@ class SqlUserRepository:
         self._session = session
 
     async def add(self, user: User, password_hash: str) -> None:
-        self._session.add(
-            UserRow(
-                id=user.id,
-                email=user.email,
-                password_hash=password_hash,
-                created_at=user.created_at,
-                updated_at=user.created_at,
-            )
+        row = UserRow(
+            id=user.id,
+            email=user.email,
+            password_hash=password_hash,
+            created_at=user.created_at,
+            updated_at=user.created_at,
         )
         try:
+            # The savepoint must exist before the INSERT: begin_nested() flushes
+            # pending objects first, and a failure there would end the transaction.
             async with self._session.begin_nested():
+                self._session.add(row)
                 await self._session.flush()
         except IntegrityError as exc:
             # Two sign-ups with one email at once: the unique index decides.
