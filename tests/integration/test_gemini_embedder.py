@@ -31,7 +31,7 @@ class MakeEmbedder(Protocol):
         *,
         dimensions: int = 384,
         base_url: str | None = None,
-        timeout_seconds: float = 0.3,
+        timeout_seconds: float = 5.0,
         max_attempts: int = 3,
     ) -> GeminiEmbedder: ...
 
@@ -57,7 +57,7 @@ async def make_embedder(gemini: GeminiStandIn) -> AsyncIterator[MakeEmbedder]:
         *,
         dimensions: int = 384,
         base_url: str | None = None,
-        timeout_seconds: float = 0.3,
+        timeout_seconds: float = 5.0,
         max_attempts: int = 3,
     ) -> GeminiEmbedder:
         embedder = GeminiEmbedder(

@@ -43,7 +43,7 @@ def _embedder(standin: GeminiStandIn) -> GeminiEmbedder:
     return GeminiEmbedder(
         "stand-in-key",
         base_url=standin.base_url,
-        timeout_seconds=0.5,
+        timeout_seconds=5.0,
         max_attempts=2,
         backoff_initial_seconds=0.01,
         backoff_max_seconds=0.02,
