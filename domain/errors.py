@@ -45,6 +45,7 @@ class ErrorCode(StrEnum):
     EMBEDDING_UNAVAILABLE = "EMBEDDING_UNAVAILABLE"
     EMBEDDING_REJECTED = "EMBEDDING_REJECTED"
     LLM_UNAVAILABLE = "LLM_UNAVAILABLE"
+    QUESTION_TOO_LONG = "QUESTION_TOO_LONG"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     INTERNAL = "INTERNAL"
 
@@ -177,6 +178,16 @@ class EmbeddingRejected(IngestionFailed):
 
     code = ErrorCode.EMBEDDING_REJECTED
     default_message = "The embedding provider rejected the request; check its settings."
+
+
+class LlmUnavailable(DomainError):
+    code = ErrorCode.LLM_UNAVAILABLE
+    default_message = "The language model is unavailable; try again shortly."
+
+
+class QuestionTooLong(DomainError):
+    code = ErrorCode.QUESTION_TOO_LONG
+    default_message = "The question is too long."
 
 
 class TransientFailure(Exception):

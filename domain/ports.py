@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Protocol, Self
 from uuid import UUID
 
+from domain.chats.ports import ChatRepository, MessageRepository
 from domain.entities import (
     AuditEntry,
     IssuedAccessToken,
@@ -25,6 +26,7 @@ from domain.entities import (
     UserCredentials,
 )
 from domain.ingestion.ports import ChunkRepository, DocumentRepository, MaintenanceRepository
+from domain.retrieval.ports import ChunkSearch
 
 
 class Clock(Protocol):
@@ -158,6 +160,9 @@ class UnitOfWork(Protocol):
     documents: DocumentRepository
     chunks: ChunkRepository
     maintenance: MaintenanceRepository
+    search: ChunkSearch
+    chats: ChatRepository
+    messages: MessageRepository
 
     committed: bool
     """True once the database transaction has committed (even if an after-commit action failed)."""

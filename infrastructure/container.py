@@ -15,9 +15,13 @@ from domain.ingestion.chunking import ChunkingOptions
 from domain.ingestion.ports import Embedder
 from domain.services import Services
 from domain.services.accounts import AccountService
+from domain.services.answers import AnswerOptions, AnswerService
+from domain.services.chats import ChatService
 from domain.services.documents import DocumentService, UploadLimits
 from domain.services.ingestion import IngestionOptions, IngestionService
 from domain.services.organizations import OrganizationService
+from domain.services.search import SearchOptions, SearchService
+from infrastructure.answers.factory import build_answerers
 from infrastructure.auth.jwt_secret import resolve_jwt_secret
 from infrastructure.auth.passwords import Argon2PasswordHasher
 from infrastructure.auth.tokens import JwtAccessTokenCodec
@@ -26,9 +30,13 @@ from infrastructure.cache.redis_client import create_redis
 from infrastructure.cache.session_revocations import RedisSessionRevocations
 from infrastructure.clock import SystemClock
 from infrastructure.database.engine import create_engine, create_session_factory, migrations_at_head
-from infrastructure.database.uow import SqlUnitOfWorkFactory
+from infrastructure.database.uow import SqlUnitOfWorkFactory, UnitOfWorkOptions
 from infrastructure.embeddings.batching import BatchingEmbedder
 from infrastructure.embeddings.factory import build_embedder
+from infrastructure.observability.answer_metrics import (
+    PrometheusAnswerObserver,
+    PrometheusRetrievalObserver,
+)
 from infrastructure.observability.ingestion_metrics import PrometheusStageObserver
 from infrastructure.parsing.limits import ParseLimits
 from infrastructure.parsing.parser import FileParser
@@ -59,7 +67,10 @@ class Container:
         self.broker: RedisBroker = create_broker(urls.redis_url, settings.redis_key_prefix)
         self.session_factory = create_session_factory(self.engine)
         self.uow_factory = uow_factory = SqlUnitOfWorkFactory(
-            self.session_factory, settings.database_app_role
+            self.session_factory,
+            UnitOfWorkOptions(
+                app_role=settings.database_app_role, hnsw_ef_search=settings.hnsw_ef_search
+            ),
         )
         self.blobs = LocalBlobStore(settings.storage_dir)
         self.queue = DramatiqJobQueue(self.broker)
@@ -77,6 +88,19 @@ class Container:
         hasher = Argon2PasswordHasher(
             settings.argon2_time_cost, settings.argon2_memory_cost_kib, settings.argon2_parallelism
         )
+        # The query embedder: built here, loaded on first use (or by warm_up()).
+        self.embedder = build_embedder(settings)
+        search = SearchService(
+            uow_factory=uow_factory,
+            embedder=self.embedder,
+            observer=PrometheusRetrievalObserver(),
+            options=SearchOptions(
+                max_limit=settings.search_max_limit,
+                candidates=settings.search_candidates,
+                max_query_chars=settings.question_max_chars,
+            ),
+        )
+        generator, fallback = build_answerers(settings, self.embedder)
         self.services = Services(
             accounts=AccountService(
                 uow_factory=uow_factory,
@@ -99,10 +123,26 @@ class Container:
                     max_files=settings.upload_max_files,
                 ),
             ),
+            search=search,
+            chats=ChatService(uow_factory, self.clock),
+            answers=AnswerService(
+                uow_factory=uow_factory,
+                search=search,
+                generator=generator,
+                fallback=fallback,
+                observer=PrometheusAnswerObserver(),
+                clock=self.clock,
+                options=AnswerOptions(
+                    max_question_chars=settings.question_max_chars,
+                    max_sources=settings.answer_max_sources,
+                    min_similarity=settings.answer_min_similarity,
+                    history_messages=settings.answer_history_messages,
+                ),
+            ),
         )
 
     def build_ingestion(self, embedder: Embedder | None = None) -> IngestionService:
-        """The worker's pipeline; builds (but does not yet load) the configured embedder."""
+        """The worker's pipeline, on the process's embedder unless another is given."""
         settings = self.settings
         return IngestionService(
             uow_factory=self.uow_factory,
@@ -112,7 +152,7 @@ class Container:
                     max_pdf_pages=settings.pdf_max_pages, max_chars=settings.document_max_chars
                 )
             ),
-            embedder=BatchingEmbedder(embedder or build_embedder(settings)),
+            embedder=BatchingEmbedder(embedder or self.embedder),
             events=self.events,
             queue=self.queue,
             clock=self.clock,

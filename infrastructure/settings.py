@@ -81,11 +81,33 @@ class Settings(BaseSettings):
     worker_threads: int = Field(default=4, ge=1, le=64)
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
-    # Gemini (embedder = "gemini").
+    # Retrieval and answers.
+    # Load the embedding model when the API starts rather than on the first search.
+    preload_models: bool = True
+    answerer: Literal["extractive", "gemini"] = "extractive"
+    search_max_limit: int = Field(default=50, ge=1, le=500)
+    # Candidates each search path (vector, full text) contributes before fusion.
+    search_candidates: int = Field(default=40, ge=1, le=1_000)
+    hnsw_ef_search: int = Field(default=100, ge=1, le=1_000)
+    question_max_chars: int = Field(default=2_000, ge=10, le=100_000)
+    answer_max_sources: int = Field(default=6, ge=1, le=50)
+    # Cosine similarity a passage needs to count as relevant to the question.
+    answer_min_similarity: float = Field(default=0.25, ge=-1, le=1)
+    answer_history_messages: int = Field(default=6, ge=0, le=50)
+    extractive_max_chars: int = Field(default=700, ge=50, le=10_000)
+
+    # Gemini (embedder = "gemini" and/or answerer = "gemini").
     gemini_api_key: SecretStr | None = None
     gemini_embedding_model: str = "gemini-embedding-001"
+    gemini_answer_model: str = "gemini-2.5-flash"
     gemini_base_url: str | None = None
     gemini_timeout_seconds: float = Field(default=30, gt=0)
+    # Longest wait for the first streamed token, and between two tokens.
+    gemini_stream_idle_seconds: float = Field(default=20, gt=0)
+    gemini_max_attempts: int = Field(default=3, ge=1, le=10)
+    gemini_max_output_tokens: int = Field(default=1_024, ge=16, le=65_536)
+    llm_breaker_failure_threshold: int = Field(default=5, ge=1)
+    llm_breaker_reset_seconds: float = Field(default=30, gt=0)
 
     # Logs.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

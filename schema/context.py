@@ -9,7 +9,8 @@ from uuid import UUID
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info as StrawberryInfo
 
-from domain.entities import Organization, Principal, User
+from domain.chats.entities import MessagePage
+from domain.entities import Document, Organization, Principal, User
 from domain.errors import DomainError, Unauthenticated
 from domain.services import Services
 from domain.services.accounts import RequestOrigin
@@ -55,6 +56,10 @@ class Context:
         return Loaders(self)
 
 
+MessagePageKey = tuple[UUID, int, str | None]
+"""A chat id with the page arguments (first, after)."""
+
+
 class Loaders:
     """DataLoaders live for one request; a process-wide loader would be a cache bug."""
 
@@ -62,10 +67,31 @@ class Loaders:
         self._context = context
         self.user = DataLoader[UUID, User | None](load_fn=self._load_users)
         self.organization = DataLoader[UUID, Organization | None](load_fn=self._load_organizations)
+        self.document = DataLoader[UUID, Document | None](load_fn=self._load_documents)
+        self.messages = DataLoader[MessagePageKey, MessagePage](load_fn=self._load_messages)
 
     async def _load_users(self, ids: list[UUID]) -> list[User | None]:
         principal = self._context.require_principal()
         return await self._context.services.organizations.users_by_id(principal, ids)
+
+    async def _load_documents(self, ids: list[UUID]) -> list[Document | None]:
+        principal = self._context.require_principal()
+        found = await self._context.services.documents.get_many(principal, ids)
+        by_id = {document.id: document for document in found}
+        return [by_id.get(document_id) for document_id in ids]
+
+    async def _load_messages(self, keys: list[MessagePageKey]) -> list[MessagePage]:
+        """Chats listed together share (first, after): one query per distinct pair."""
+        principal = self._context.require_principal()
+        pages: dict[MessagePageKey, MessagePage] = {}
+        groups: dict[tuple[int, str | None], list[UUID]] = {}
+        for chat_id, first, after in keys:
+            groups.setdefault((first, after), []).append(chat_id)
+        for (first, after), chat_ids in groups.items():
+            found = await self._context.services.chats.messages(principal, chat_ids, first, after)
+            for chat_id, page in found.items():
+                pages[(chat_id, first, after)] = page
+        return [pages[key] for key in keys]
 
     async def _load_organizations(self, ids: list[UUID]) -> list[Organization | None]:
         principal = self._context.require_principal()

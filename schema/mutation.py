@@ -3,10 +3,11 @@ from __future__ import annotations
 import strawberry
 
 from schema.mutations.accounts import AccountMutations
+from schema.mutations.chats import ChatMutations
 from schema.mutations.documents import DocumentMutations
 from schema.mutations.members import MemberMutations
 
 
 @strawberry.type
-class Mutation(AccountMutations, MemberMutations, DocumentMutations):
+class Mutation(AccountMutations, MemberMutations, DocumentMutations, ChatMutations):
     """One mixin per feature."""

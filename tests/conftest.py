@@ -93,6 +93,7 @@ def settings(state_dir: Path, database_url: str, redis_url: str) -> Settings:
     return Settings(
         _env_file=None,  # a developer's .env must not change what the tests run against
         environment="test",
+        preload_models=False,
         state_dir=state_dir,
         database_url=SecretStr(database_url),
         redis_url=SecretStr(redis_url),

@@ -101,6 +101,10 @@ class DocumentRepository(Protocol):
 
     async def get(self, document_id: UUID) -> Document | None: ...
 
+    async def get_many(self, document_ids: Sequence[UUID]) -> list[Document]:
+        """The organisation's documents among these ids, in any status (deleted too)."""
+        ...
+
     async def find_live_by_sha256(self, sha256: str) -> Document | None: ...
 
     async def list(

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from domain.services.accounts import AccountService
+from domain.services.answers import AnswerService
+from domain.services.chats import ChatService
 from domain.services.documents import DocumentService
 from domain.services.organizations import OrganizationService
+from domain.services.search import SearchService
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,3 +19,6 @@ class Services:
     accounts: AccountService
     organizations: OrganizationService
     documents: DocumentService
+    search: SearchService
+    chats: ChatService
+    answers: AnswerService

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from uuid import UUID, uuid4
 
 from domain.entities import (
@@ -29,6 +26,7 @@ from domain.errors import (
 from domain.ingestion.filetypes import SNIFF_BYTES, detect_kind, safe_filename
 from domain.ingestion.ports import BlobStore, EventBus, IncomingFile, JobQueue
 from domain.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from domain.services.cursors import decode_cursor
 from domain.services.organizations import require_role
 
 MAX_PAGE_SIZE = 100
@@ -58,22 +56,6 @@ def document_audit(
         ip=ip,
         details={"filename": document.filename, "sha256": document.sha256},
     )
-
-
-def encode_cursor(document: Document) -> str:
-    raw = f"{document.created_at.isoformat()}|{document.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        created, _, identifier = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        moment = datetime.fromisoformat(created)
-        if moment.tzinfo is None:
-            raise ValueError("naive cursor time")
-        return moment, UUID(identifier)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise ValidationFailed("The cursor is not valid.", field="after") from exc
 
 
 class DocumentService:
@@ -175,6 +157,11 @@ class DocumentService:
                 f"(document {existing.id}).",
                 documentId=str(existing.id),
             )
+
+    async def get_many(self, principal: Principal, document_ids: Sequence[UUID]) -> list[Document]:
+        """Documents by id, deleted ones included (chat history still cites them)."""
+        async with self._uow_factory.tenant(principal) as uow:
+            return await uow.documents.get_many(document_ids)
 
     async def list(
         self, principal: Principal, first: int, after: str | None, status: DocumentStatus | None

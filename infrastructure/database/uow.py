@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 from uuid import UUID
@@ -12,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from domain.chats.ports import ChatRepository, MessageRepository
 from domain.entities import Principal
 from domain.errors import ServiceUnavailable
 from domain.ingestion.ports import ChunkRepository, DocumentRepository, MaintenanceRepository
@@ -22,7 +24,10 @@ from domain.ports import (
     RefreshTokenRepository,
     UserRepository,
 )
+from domain.retrieval.ports import ChunkSearch
 from infrastructure.database.repositories.audit import SqlAuditLog
+from infrastructure.database.repositories.chats import SqlChatRepository, SqlMessageRepository
+from infrastructure.database.repositories.chunk_search import SqlChunkSearch
 from infrastructure.database.repositories.chunks import SqlChunkRepository
 from infrastructure.database.repositories.documents import (
     SqlDocumentRepository,
@@ -53,6 +58,12 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | TimeoutError)
 
 
+@dataclass(frozen=True, slots=True)
+class UnitOfWorkOptions:
+    app_role: str = "foundry_app"
+    hnsw_ef_search: int = 100
+
+
 class SqlUnitOfWork:
     users: UserRepository
     organizations: OrganizationRepository
@@ -62,6 +73,9 @@ class SqlUnitOfWork:
     documents: DocumentRepository
     chunks: ChunkRepository
     maintenance: MaintenanceRepository
+    search: ChunkSearch
+    chats: ChatRepository
+    messages: MessageRepository
     committed: bool
 
     def __init__(
@@ -69,12 +83,12 @@ class SqlUnitOfWork:
         sessions: async_sessionmaker[AsyncSession],
         organization_id: UUID | None,
         user_id: UUID | None,
-        app_role: str,
+        options: UnitOfWorkOptions,
     ) -> None:
         self._sessions = sessions
         self._organization_id = organization_id
         self._user_id = user_id
-        self._app_role = app_role
+        self._options = options
         self.committed = False
         self._after_commit: list[Callable[[], Awaitable[None]]] = []
 
@@ -89,7 +103,7 @@ class SqlUnitOfWork:
                 await self.session.execute(
                     _ENTER_TENANT,
                     {
-                        "role": self._app_role,
+                        "role": self._options.app_role,
                         "organization_id": str(self._organization_id),
                         "user_id": str(self._user_id) if self._user_id else "",
                     },
@@ -107,6 +121,11 @@ class SqlUnitOfWork:
         self.documents = SqlDocumentRepository(self.session, self._organization_id)
         self.chunks = SqlChunkRepository(self.session, self._organization_id)
         self.maintenance = SqlMaintenanceRepository(self.session)
+        self.search = SqlChunkSearch(
+            self.session, self._organization_id, self._options.hnsw_ef_search
+        )
+        self.chats = SqlChatRepository(self.session, self._organization_id, self._user_id)
+        self.messages = SqlMessageRepository(self.session, self._organization_id, self._user_id)
         return self
 
     async def commit(self) -> None:
@@ -141,17 +160,19 @@ class SqlUnitOfWork:
 
 
 class SqlUnitOfWorkFactory:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], app_role: str) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], options: UnitOfWorkOptions
+    ) -> None:
         self._sessions = sessions
-        self._app_role = app_role
+        self._options = options
 
     def system(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self._sessions, None, None, self._app_role)
+        return SqlUnitOfWork(self._sessions, None, None, self._options)
 
     def tenant(self, principal: Principal) -> SqlUnitOfWork:
         return SqlUnitOfWork(
-            self._sessions, principal.organization_id, principal.user_id, self._app_role
+            self._sessions, principal.organization_id, principal.user_id, self._options
         )
 
     def organization(self, organization_id: UUID) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self._sessions, organization_id, None, self._app_role)
+        return SqlUnitOfWork(self._sessions, organization_id, None, self._options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -40,6 +41,13 @@ class _LazyGraphQL:
         await self.view(scope, receive, send)
 
 
+def _report_warm_up(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("app.warm_up_failed", error=repr(task.exception()))
+    else:
+        log.info("app.models_loaded")
+
+
 def create_app(settings: Settings, urls: BackendUrls) -> Starlette:
     security_gate.enforce(settings)
     graphql = _LazyGraphQL()
@@ -58,6 +66,12 @@ def create_app(settings: Settings, urls: BackendUrls) -> Starlette:
         )
         app.state.container = container
         graphql.view = FoundryGraphQL(schema, container, graphiql)
+        # Load the query embedder in the background: requests are served meanwhile,
+        # and the first search waits for the model instead of loading it itself.
+        if settings.preload_models:
+            warm_up = asyncio.create_task(asyncio.to_thread(container.embedder.warm_up))
+            warm_up.add_done_callback(_report_warm_up)
+            app.state.warm_up = warm_up  # a reference, so the task is not collected
         log.info("app.started", environment=settings.environment)
         try:
             yield

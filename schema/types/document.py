@@ -7,7 +7,8 @@ import strawberry
 
 from domain.entities import Document as DomainDocument
 from domain.entities import DocumentStatus as DomainStatus
-from domain.services.documents import UploadResult, encode_cursor
+from domain.services.cursors import encode_cursor
+from domain.services.documents import UploadResult
 
 
 @strawberry.enum(description="Where a document is in the ingestion pipeline.")
@@ -72,7 +73,10 @@ class DocumentEdge:
 
     @classmethod
     def from_domain(cls, document: DomainDocument) -> DocumentEdge:
-        return cls(cursor=encode_cursor(document), node=Document.from_domain(document))
+        return cls(
+            cursor=encode_cursor(document.created_at, document.id),
+            node=Document.from_domain(document),
+        )
 
 
 @strawberry.type

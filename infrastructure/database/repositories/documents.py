@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -80,6 +81,14 @@ class SqlDocumentRepository:
     async def get(self, document_id: UUID) -> Document | None:
         row = await self._session.scalar(self._base().where(DocumentRow.id == document_id))
         return to_document(row) if row else None
+
+    async def get_many(self, document_ids: Sequence[UUID]) -> list[Document]:
+        if not document_ids:
+            return []
+        rows = await self._session.scalars(
+            self._base().where(DocumentRow.id.in_(list(document_ids)))
+        )
+        return [to_document(row) for row in rows]
 
     async def find_live_by_sha256(self, sha256: str) -> Document | None:
         row = await self._session.scalar(

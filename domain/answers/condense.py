@@ -1,0 +1,191 @@
+"""Rewriting a follow-up question to stand alone, without a language model.
+
+"How do I install it?" after "What is pgvector?" retrieves nothing useful on
+its own. When a question refers back (a pronoun or a demonstrative) or is very
+short, the subject words of the previous question that it lacks are added in
+brackets: "How do I install it? (pgvector)". Generative answerers ask their
+model instead and use this when the model is unavailable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from domain.answers.ports import Turn
+from domain.chats.entities import MessageRole
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+MAX_ADDED_TERMS = 12
+SHORT_QUESTION_WORDS = 4
+
+REFERRING_WORDS = frozenset(
+    [
+        "it",
+        "its",
+        "it's",
+        "itself",
+        "they",
+        "them",
+        "their",
+        "theirs",
+        "this",
+        "that",
+        "these",
+        "those",
+        "he",
+        "him",
+        "his",
+        "she",
+        "her",
+        "there",
+        "such",
+        "same",
+        "former",
+        "latter",
+        "one",
+        "ones",
+        "above",
+        "previous",
+    ]
+)
+
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "if",
+        "then",
+        "else",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "for",
+        "with",
+        "from",
+        "into",
+        "onto",
+        "about",
+        "as",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "am",
+        "do",
+        "does",
+        "did",
+        "done",
+        "doing",
+        "have",
+        "has",
+        "had",
+        "having",
+        "can",
+        "could",
+        "should",
+        "would",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "not",
+        "no",
+        "nor",
+        "so",
+        "than",
+        "too",
+        "very",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "when",
+        "where",
+        "why",
+        "how",
+        "i",
+        "me",
+        "my",
+        "we",
+        "us",
+        "our",
+        "you",
+        "your",
+        "yours",
+        "please",
+        "tell",
+        "explain",
+        "describe",
+        "give",
+        "show",
+        "list",
+        "also",
+        "more",
+        "most",
+        "less",
+        "some",
+        "any",
+        "all",
+        "each",
+        "other",
+        "others",
+        "much",
+        "many",
+        "way",
+        "ways",
+        "use",
+        "used",
+        "using",
+        "get",
+        "got",
+        "make",
+        "made",
+    ]
+)
+
+
+def words(text: str) -> list[str]:
+    return [word.lower() for word in _WORD.findall(text)]
+
+
+def content_words(text: str) -> list[str]:
+    """Lower-cased words that carry meaning (no stopwords or pronouns), in order."""
+    return [
+        word
+        for word in words(text)
+        if word not in STOPWORDS and word not in REFERRING_WORDS and not word.isdigit()
+    ]
+
+
+def needs_context(question: str) -> bool:
+    found = words(question)
+    return len(found) <= SHORT_QUESTION_WORDS or any(word in REFERRING_WORDS for word in found)
+
+
+def condense_locally(history: Sequence[Turn], question: str) -> str:
+    previous = next(
+        (turn.content for turn in reversed(history) if turn.role is MessageRole.USER), None
+    )
+    if previous is None or not needs_context(question):
+        return question
+    present = set(words(question))
+    added: list[str] = []
+    for word in content_words(previous):
+        if word not in present and word not in added:
+            added.append(word)
+    if not added:
+        return question
+    return f"{question} ({' '.join(added[:MAX_ADDED_TERMS])})"

@@ -1,0 +1,323 @@
+"""Answering a question in a chat: condense, retrieve, generate (streamed), persist.
+
+The question is stored when it arrives; the assistant's message only once the
+answer is complete, in one transaction. A caller that stops listening closes
+the stream, which closes the generator in turn: nothing keeps running and no
+partial answer is ever stored as if it were complete.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+from uuid import UUID, uuid4
+
+from domain.answers.events import (
+    AnswerCompleted,
+    AnswerDelta,
+    AnswerEvent,
+    CitedSource,
+    SourcesFound,
+)
+from domain.answers.ports import (
+    AnswerGenerator,
+    AnswerObserver,
+    AnswerRequest,
+    GenerationFailed,
+    GenerationFinished,
+    GroundingSource,
+    TextDelta,
+    Turn,
+)
+from domain.answers.prompt import NO_ANSWER_TEXT
+from domain.answers.text import snippet, word_pieces
+from domain.chats.entities import Chat, Message, MessageRole, Source, Usage
+from domain.entities import Principal
+from domain.errors import DomainError, LlmUnavailable, NotFound
+from domain.ports import Clock, UnitOfWorkFactory
+from domain.retrieval.entities import Retrieval, SearchHit
+from domain.services.chats import DEFAULT_TITLE, title_from_question
+from domain.services.search import SearchService, clean_question
+
+NO_SOURCES_MODEL = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerOptions:
+    max_question_chars: int = 2_000
+    max_sources: int = 6
+    min_similarity: float = 0.25
+    history_messages: int = 6
+
+
+@dataclass(frozen=True, slots=True)
+class _Restart:
+    """The primary generator failed after output the caller has not seen: start over."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Finished:
+    info: GenerationFinished
+    degraded: bool
+
+
+class AnswerService:
+    def __init__(
+        self,
+        *,
+        uow_factory: UnitOfWorkFactory,
+        search: SearchService,
+        generator: AnswerGenerator,
+        fallback: AnswerGenerator | None,
+        observer: AnswerObserver,
+        clock: Clock,
+        options: AnswerOptions,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._search = search
+        self._generator = generator
+        self._fallback = fallback
+        self._observer = observer
+        self._clock = clock
+        self._options = options
+
+    async def ask(self, principal: Principal, chat_id: UUID, question: str) -> AnswerCompleted:
+        """The whole answer at once (a provider failure midway falls back, unseen)."""
+        async with aclosing(self._answer(principal, chat_id, question, buffered=True)) as events:
+            async for event in events:
+                if isinstance(event, AnswerCompleted):
+                    return event
+        raise RuntimeError("the answer stream ended without completing")
+
+    def stream(
+        self, principal: Principal, chat_id: UUID, question: str
+    ) -> AsyncGenerator[AnswerEvent, None]:
+        """SourcesFound, AnswerDelta*, AnswerCompleted; raises a DomainError on failure."""
+        return self._answer(principal, chat_id, question, buffered=False)
+
+    async def _answer(
+        self, principal: Principal, chat_id: UUID, question: str, *, buffered: bool
+    ) -> AsyncGenerator[AnswerEvent, None]:
+        outcome = "cancelled"
+        try:
+            question = clean_question(question, self._options.max_question_chars, "question")
+            started = time.perf_counter()
+            history = await self._record_question(principal, chat_id, question)
+            standalone = await self._generator.condense(history, question)
+            retrieval_started = time.perf_counter()
+            retrieval = await self._search.retrieve(
+                principal, standalone, self._options.max_sources
+            )
+            relevant = self._relevant(retrieval.hits)
+            cited = [self._cited(index, hit) for index, hit in enumerate(relevant, start=1)]
+            self._observer.retrieval(time.perf_counter() - retrieval_started, len(cited))
+            yield SourcesFound(cited)
+
+            parts: list[str] = []
+            usage: Usage | None = None
+            produced = (
+                self._written(
+                    self._request(standalone, cited, relevant, retrieval), started, buffered
+                )
+                if cited
+                else self._nothing_found(started)
+            )
+            async with aclosing(produced) as pieces:
+                async for piece in pieces:
+                    if isinstance(piece, Usage):
+                        usage = piece
+                    elif isinstance(piece, _Restart):
+                        parts.clear()
+                    else:
+                        parts.append(piece.text)
+                        if not buffered:
+                            yield AnswerDelta(piece.text)
+            if usage is None:
+                raise LlmUnavailable("The answer ended unexpectedly; try again.")
+
+            message = await self._record_answer(
+                principal, chat_id, "".join(parts), [item.source for item in cited], usage
+            )
+            self._observer.finished(
+                usage.model,
+                usage.latency_ms / 1000,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.degraded,
+            )
+            outcome = "done"
+            yield AnswerCompleted(message, {item.document.id: item.document for item in cited})
+        except DomainError as error:
+            outcome = error.code.value
+            raise
+        finally:
+            self._observer.outcome(outcome)
+
+    async def _written(
+        self, request: AnswerRequest, started: float, buffered: bool
+    ) -> AsyncGenerator[TextDelta | Usage | _Restart, None]:
+        """The generator's text, then the Usage; first-token time is measured here."""
+        first_token = True
+        async with aclosing(self._generate(request, buffered)) as generated:
+            async for item in generated:
+                if isinstance(item, _Finished):
+                    yield self._usage(item, started)
+                    return
+                if isinstance(item, TextDelta):
+                    if not item.text:
+                        continue
+                    if first_token:
+                        first_token = False
+                        self._observer.first_token(
+                            self._generator.name, time.perf_counter() - started
+                        )
+                yield item
+
+    async def _nothing_found(self, started: float) -> AsyncGenerator[TextDelta | Usage, None]:
+        for piece in word_pieces(NO_ANSWER_TEXT):
+            yield TextDelta(piece)
+        yield Usage(NO_SOURCES_MODEL, None, None, self._elapsed_ms(started), False)
+
+    @staticmethod
+    def _request(
+        question: str,
+        cited: Sequence[CitedSource],
+        relevant: Sequence[SearchHit],
+        retrieval: Retrieval,
+    ) -> AnswerRequest:
+        return AnswerRequest(
+            question=question,
+            sources=[
+                GroundingSource(
+                    index=item.source.index,
+                    document_id=item.document.id,
+                    filename=item.document.filename,
+                    page=item.source.page,
+                    text=hit.text,
+                )
+                for item, hit in zip(cited, relevant, strict=True)
+            ],
+            question_embedding=retrieval.query_embedding,
+        )
+
+    async def _generate(
+        self, request: AnswerRequest, buffered: bool
+    ) -> AsyncGenerator[TextDelta | _Finished | _Restart, None]:
+        emitted = False
+        try:
+            async with aclosing(self._generator.stream(request)) as events:
+                async for event in events:
+                    if isinstance(event, GenerationFinished):
+                        yield _Finished(event, degraded=False)
+                    else:
+                        emitted = emitted or bool(event.text)
+                        yield event
+            return
+        except GenerationFailed as failure:
+            if self._fallback is None:
+                raise LlmUnavailable() from failure
+            if emitted and not buffered:
+                # The caller has already seen part of this answer; switching answerers
+                # now would splice two texts together.
+                self._observer.fallback("cut_off")
+                raise LlmUnavailable(
+                    "The language model stopped in the middle of the answer; ask again."
+                ) from failure
+            self._observer.fallback("unavailable")
+            if emitted:
+                yield _Restart()
+        async with aclosing(self._fallback.stream(request)) as events:
+            async for event in events:
+                yield (
+                    _Finished(event, degraded=True)
+                    if isinstance(event, GenerationFinished)
+                    else event
+                )
+
+    def _relevant(self, hits: Sequence[SearchHit]) -> list[SearchHit]:
+        relevant = [hit for hit in hits if hit.similarity >= self._options.min_similarity]
+        return relevant[: self._options.max_sources]
+
+    @staticmethod
+    def _cited(index: int, hit: SearchHit) -> CitedSource:
+        source = Source(
+            index=index,
+            document_id=hit.document.id,
+            chunk_id=hit.chunk_id,
+            page=hit.page,
+            snippet=snippet(hit.text),
+            score=round(hit.score, 6),
+        )
+        return CitedSource(source, hit.document)
+
+    async def _record_question(
+        self, principal: Principal, chat_id: UUID, question: str
+    ) -> list[Turn]:
+        """Store the question; returns the history before it (oldest first)."""
+        now = self._clock.now()
+        async with self._uow_factory.tenant(principal) as uow:
+            chat = await uow.chats.get(chat_id)
+            if chat is None:
+                raise NotFound("No such chat.")
+            earlier = await uow.messages.recent(chat_id, self._options.history_messages)
+            await uow.messages.add(
+                Message(
+                    id=uuid4(),
+                    chat_id=chat_id,
+                    organization_id=principal.organization_id,
+                    role=MessageRole.USER,
+                    content=question,
+                    sources=[],
+                    created_at=now,
+                )
+            )
+            await uow.chats.update(chat_id, now, title=self._new_title(chat, earlier, question))
+            await uow.commit()
+        return [Turn(message.role, message.content) for message in earlier]
+
+    @staticmethod
+    def _new_title(chat: Chat, earlier: list[Message], question: str) -> str | None:
+        if chat.title == DEFAULT_TITLE and not earlier:
+            return title_from_question(question)
+        return None
+
+    async def _record_answer(
+        self,
+        principal: Principal,
+        chat_id: UUID,
+        content: str,
+        sources: list[Source],
+        usage: Usage,
+    ) -> Message:
+        now = self._clock.now()
+        message = Message(
+            id=uuid4(),
+            chat_id=chat_id,
+            organization_id=principal.organization_id,
+            role=MessageRole.ASSISTANT,
+            content=content,
+            sources=sources,
+            created_at=now,
+            usage=usage,
+        )
+        async with self._uow_factory.tenant(principal) as uow:
+            if await uow.chats.update(chat_id, now) is None:
+                raise NotFound("The chat was deleted while the answer was being written.")
+            await uow.messages.add(message)
+            await uow.commit()
+        return message
+
+    def _usage(self, finished: _Finished, started: float) -> Usage:
+        return Usage(
+            model=finished.info.model,
+            prompt_tokens=finished.info.prompt_tokens,
+            completion_tokens=finished.info.completion_tokens,
+            latency_ms=self._elapsed_ms(started),
+            degraded=finished.degraded,
+        )
+
+    @staticmethod
+    def _elapsed_ms(started: float) -> int:
+        return round((time.perf_counter() - started) * 1000)

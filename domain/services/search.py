@@ -1,0 +1,129 @@
+"""Hybrid search: vector and full-text search over the caller's organisation, fused by RRF."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+from domain.entities import Principal
+from domain.errors import QuestionTooLong, ValidationFailed
+from domain.ingestion.ports import Embedder
+from domain.ports import UnitOfWorkFactory
+from domain.retrieval.entities import Retrieval, SearchHit
+from domain.retrieval.fulltext import websearch_text
+from domain.retrieval.fusion import reciprocal_rank_fusion
+from domain.retrieval.ports import RetrievalObserver
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOptions:
+    max_limit: int = 50
+    candidates: int = 40
+    max_query_chars: int = 2_000
+    max_document_ids: int = 100
+
+
+def clean_question(text: str, max_chars: int, field: str) -> str:
+    """The question without surrounding whitespace; refuses empty and over-long ones."""
+    cleaned = text.strip()
+    if not cleaned:
+        raise ValidationFailed(f"The {field} is empty.", field=field)
+    if len(cleaned) > max_chars:
+        raise QuestionTooLong(
+            f"The {field} is {len(cleaned)} characters long; the limit is {max_chars}.",
+            field=field,
+            maxChars=max_chars,
+        )
+    return cleaned
+
+
+class SearchService:
+    def __init__(
+        self,
+        *,
+        uow_factory: UnitOfWorkFactory,
+        embedder: Embedder,
+        observer: RetrievalObserver,
+        options: SearchOptions,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._embedder = embedder
+        self._observer = observer
+        self._options = options
+
+    async def search(
+        self,
+        principal: Principal,
+        query: str,
+        limit: int,
+        document_ids: Sequence[UUID] | None,
+    ) -> list[SearchHit]:
+        """The best ``limit`` chunks of READY documents for ``query`` (any role may search)."""
+        query = clean_question(query, self._options.max_query_chars, "query")
+        if not 1 <= limit <= self._options.max_limit:
+            raise ValidationFailed(
+                f"limit must be between 1 and {self._options.max_limit}.", field="limit"
+            )
+        if document_ids is not None and len(document_ids) > self._options.max_document_ids:
+            raise ValidationFailed(
+                f"Pass at most {self._options.max_document_ids} document ids.",
+                field="documentIds",
+            )
+        return (await self.retrieve(principal, query, limit, document_ids)).hits
+
+    async def retrieve(
+        self,
+        principal: Principal,
+        query: str,
+        limit: int,
+        document_ids: Sequence[UUID] | None = None,
+    ) -> Retrieval:
+        """Hits and the query embedding; ``query`` must already be validated."""
+        ids = list(dict.fromkeys(document_ids)) if document_ids is not None else None
+        candidates = max(limit, self._options.candidates)
+        started = time.perf_counter()
+        embedding = await self._embedder.embed_query(query)
+        mark = self._lap("embed", started, 1)
+        if ids == []:
+            return Retrieval(hits=[], query_embedding=embedding)
+        websearch = websearch_text(query)
+        async with self._uow_factory.tenant(principal) as uow:
+            vector = await uow.search.nearest(embedding, candidates, ids)
+            mark = self._lap("vector", mark, len(vector))
+            text = (
+                await uow.search.matching(websearch, embedding, candidates, ids)
+                if websearch
+                else []
+            )
+            mark = self._lap("fulltext", mark, len(text))
+            fused = reciprocal_rank_fusion(vector, text, limit)
+            mark = self._lap("fusion", mark, len(fused))
+            documents = {
+                document.id: document
+                for document in await uow.documents.get_many(
+                    list({item.match.document_id for item in fused})
+                )
+            }
+        hits = [
+            SearchHit(
+                chunk_id=item.match.chunk_id,
+                document=documents[item.match.document_id],
+                page=item.match.page,
+                text=item.match.text,
+                score=item.score,
+                similarity=item.match.similarity,
+                vector_rank=item.vector_rank,
+                text_rank=item.text_rank,
+            )
+            for item in fused
+            if item.match.document_id in documents
+        ]
+        self._observer.stage("total", time.perf_counter() - started, len(hits))
+        return Retrieval(hits=hits, query_embedding=embedding)
+
+    def _lap(self, stage: str, since: float, hits: int) -> float:
+        now = time.perf_counter()
+        self._observer.stage(stage, now - since, hits)
+        return now

@@ -1,0 +1,193 @@
+"""The offline answerer: quotes the retrieved sentences that best answer the question.
+
+Nothing is generated, so nothing can be made up: the answer is a few sentences
+copied verbatim from the sources (whitespace collapsed), each followed by the
+``[n]`` of the source it came from. Sentences are scored by the cosine
+similarity of their embedding to the question's plus the share of the
+question's content words they contain; only the best candidates by word
+overlap are embedded, which keeps the first token fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+
+from domain.answers.condense import condense_locally, content_words
+from domain.answers.ports import (
+    AnswerRequest,
+    GenerationEvent,
+    GenerationFinished,
+    GroundingSource,
+    TextDelta,
+    Turn,
+)
+from domain.answers.text import snippet, word_pieces
+from domain.ingestion.ports import Embedder
+
+NAME = "extractive"
+_BLOCK = re.compile(r"\n\s*\n")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*•+]|\d{1,3}[.)])\s+")
+# Closing quotes/brackets may follow the stop; an opening one may precede the next capital.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'\u201d\u2019)\]]*\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9])")
+_ABBREVIATION = re.compile(
+    r"(?:^|\s)(?:Dr|Mr|Mrs|Ms|Prof|St|Sr|Jr|vs|etc|Fig|No|Inc|Ltd|e\.g|i\.e|[A-Z])\.$"
+)
+_LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractiveOptions:
+    max_chars: int = 700
+    max_sentences: int = 5
+    candidates: int = 24
+    min_words: int = 4
+    max_sentence_chars: int = 600
+    similarity_weight: float = 0.65
+    # A sentence must score at least this share of the best one to be quoted too.
+    keep_ratio: float = 0.6
+
+
+@dataclass(frozen=True, slots=True)
+class Sentence:
+    source: int
+    position: int
+    text: str
+    terms: frozenset[str]
+
+
+def stem(word: str) -> str:
+    """A light suffix-stripper, enough to match "indexes" with "index"."""
+    for suffix, replacement in (("ies", "y"), ("sses", "ss"), ("es", ""), ("s", "")):
+        if len(word) > 4 and word.endswith(suffix) and not word.endswith("ss"):
+            return word[: -len(suffix)] + replacement
+    for suffix in ("ing", "ed"):
+        if len(word) > 5 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def terms(text: str) -> frozenset[str]:
+    return frozenset(stem(word) for word in content_words(text))
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences and list items of a passage, whitespace collapsed, in order."""
+    units: list[str] = []
+    for block in _BLOCK.split(text):
+        lines = [line for line in block.split("\n") if line.strip()]
+        is_list = any(_LIST_ITEM.match(line) for line in lines)
+        paragraphs = lines if is_list else [" ".join(lines)]
+        for paragraph in paragraphs:
+            for piece in _SENTENCE_END.split(" ".join(paragraph.split())):
+                if units and _ABBREVIATION.search(units[-1]) and not _LIST_ITEM.match(piece):
+                    units[-1] = f"{units[-1]} {piece}"  # "Dr. Vance" is one sentence
+                else:
+                    units.append(piece)
+    return [unit.strip() for unit in units if unit.strip()]
+
+
+class ExtractiveAnswerer:
+    name = NAME
+
+    def __init__(self, embedder: Embedder, options: ExtractiveOptions | None = None) -> None:
+        self._embedder = embedder
+        self._options = options or ExtractiveOptions()
+
+    async def condense(self, history: Sequence[Turn], question: str) -> str:
+        return condense_locally(history, question)
+
+    async def stream(self, request: AnswerRequest) -> AsyncGenerator[GenerationEvent, None]:
+        answer = await self.compose(request)
+        for piece in word_pieces(answer):
+            yield TextDelta(piece)
+            await asyncio.sleep(0)  # a cancelled stream stops between pieces
+        tokenizer = self._embedder.tokenizer
+        read = request.question + "".join(source.text for source in request.sources)
+        yield GenerationFinished(
+            model=NAME,
+            prompt_tokens=len(tokenizer.token_starts(read)),
+            completion_tokens=len(tokenizer.token_starts(answer)),
+        )
+
+    async def compose(self, request: AnswerRequest) -> str:
+        """The whole answer: chosen sentences in order of merit, each with its citation."""
+        chosen = await self.choose(request.question, request.question_embedding, request.sources)
+        if not chosen and request.sources:
+            # No passage splits into quotable sentences (lists, tables): quote the best one.
+            first = request.sources[0]
+            return f"{snippet(first.text, self._options.max_chars)} [{first.index}]"
+        return " ".join(f"{sentence.text} [{sentence.source}]" for sentence in chosen)
+
+    async def choose(
+        self,
+        question: str,
+        question_embedding: Sequence[float],
+        sources: Sequence[GroundingSource],
+    ) -> list[Sentence]:
+        options = self._options
+        wanted = terms(question)
+        sentences = self._sentences(sources)
+        if not sentences:
+            return []
+
+        def overlap(sentence: Sentence) -> float:
+            return len(wanted & sentence.terms) / len(wanted) if wanted else 0.0
+
+        # Word overlap (with a small preference for better-ranked sources) picks the
+        # candidates worth embedding.
+        candidates = sorted(
+            sentences,
+            key=lambda s: (-(overlap(s) + 0.1 / s.source), s.source, s.position),
+        )[: options.candidates]
+        vectors = await self._embedder.embed_documents([s.text for s in candidates])
+        weight = options.similarity_weight
+        scored = sorted(
+            (
+                (
+                    weight * _dot(question_embedding, vector) + (1 - weight) * overlap(sentence),
+                    sentence,
+                )
+                for sentence, vector in zip(candidates, vectors, strict=True)
+            ),
+            key=lambda item: (-item[0], item[1].source, item[1].position),
+        )
+        best = scored[0][0]
+        chosen: list[Sentence] = []
+        length = 0
+        for score, sentence in scored:
+            if len(chosen) >= options.max_sentences:
+                break
+            if chosen and (score < best * options.keep_ratio or score <= 0):
+                break
+            if any(_same(sentence.text, other.text) for other in chosen):
+                continue
+            extra = len(sentence.text) + len(f" [{sentence.source}] ")
+            if chosen and length + extra > options.max_chars:
+                continue
+            chosen.append(sentence)
+            length += extra
+        return chosen
+
+    def _sentences(self, sources: Sequence[GroundingSource]) -> list[Sentence]:
+        options = self._options
+        found: list[Sentence] = []
+        for source in sources:
+            for position, text in enumerate(split_sentences(source.text)):
+                if len(text.split()) < options.min_words or len(text) > options.max_sentence_chars:
+                    continue
+                if len(_LETTER.findall(text)) < len(text) / 2:
+                    continue  # code, tables, numbers
+                found.append(Sentence(source.index, position, text, terms(text)))
+        return found
+
+
+def _dot(left: Sequence[float], right: Sequence[float]) -> float:
+    return sum(a * b for a, b in zip(left, right, strict=True))
+
+
+def _same(left: str, right: str) -> bool:
+    a, b = left.lower(), right.lower()
+    return a in b or b in a

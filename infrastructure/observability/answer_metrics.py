@@ -1,0 +1,94 @@
+"""Metrics and logs of retrieval (per stage) and answering (first token, totals, fallbacks)."""
+
+from __future__ import annotations
+
+import structlog
+from prometheus_client import Counter, Histogram
+
+log = structlog.get_logger("foundry.answers")
+
+_FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+_SLOW_BUCKETS = (0.05, 0.1, 0.15, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60)
+
+RETRIEVAL_SECONDS = Histogram(
+    "foundry_retrieval_stage_seconds",
+    "Time spent in each retrieval stage (embed, vector, fulltext, fusion, total).",
+    ["stage"],
+    buckets=_FAST_BUCKETS,
+)
+RETRIEVAL_HITS = Histogram(
+    "foundry_retrieval_stage_hits",
+    "Chunks each retrieval stage returned.",
+    ["stage"],
+    buckets=(0, 1, 2, 5, 10, 20, 50, 100),
+)
+ANSWER_FIRST_TOKEN = Histogram(
+    "foundry_answer_first_token_seconds",
+    "Time from the question to the first answer token.",
+    ["generator"],
+    buckets=_SLOW_BUCKETS,
+)
+ANSWER_SECONDS = Histogram(
+    "foundry_answer_seconds",
+    "Time from the question to the stored answer.",
+    ["generator", "degraded"],
+    buckets=_SLOW_BUCKETS,
+)
+ANSWER_TOKENS = Counter(
+    "foundry_answer_tokens_total", "Tokens read and written by answer generators.", ["kind"]
+)
+ANSWER_FALLBACKS = Counter(
+    "foundry_answer_fallbacks_total",
+    "Answers the extractive answerer gave because the language model failed.",
+    ["reason"],
+)
+ANSWER_OUTCOMES = Counter(
+    "foundry_answer_outcomes_total",
+    "Answers by outcome (done, cancelled, error code).",
+    ["outcome"],
+)
+
+
+class PrometheusRetrievalObserver:
+    def stage(self, name: str, seconds: float, hits: int) -> None:
+        RETRIEVAL_SECONDS.labels(name).observe(seconds)
+        RETRIEVAL_HITS.labels(name).observe(hits)
+        if name == "total":
+            log.debug("retrieval.done", ms=round(seconds * 1000, 2), hits=hits)
+
+
+class PrometheusAnswerObserver:
+    def retrieval(self, seconds: float, sources: int) -> None:
+        log.info("answer.retrieved", ms=round(seconds * 1000, 1), sources=sources)
+
+    def first_token(self, generator: str, seconds: float) -> None:
+        ANSWER_FIRST_TOKEN.labels(generator).observe(seconds)
+
+    def finished(
+        self,
+        generator: str,
+        seconds: float,
+        prompt_tokens: int | None,
+        completion_tokens: int | None,
+        degraded: bool,
+    ) -> None:
+        ANSWER_SECONDS.labels(generator, str(degraded).lower()).observe(seconds)
+        if prompt_tokens:
+            ANSWER_TOKENS.labels("prompt").inc(prompt_tokens)
+        if completion_tokens:
+            ANSWER_TOKENS.labels("completion").inc(completion_tokens)
+        log.info(
+            "answer.finished",
+            generator=generator,
+            ms=round(seconds * 1000, 1),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            degraded=degraded,
+        )
+
+    def fallback(self, reason: str) -> None:
+        ANSWER_FALLBACKS.labels(reason).inc()
+        log.warning("answer.fallback", reason=reason)
+
+    def outcome(self, outcome: str) -> None:
+        ANSWER_OUTCOMES.labels(outcome).inc()

@@ -1,0 +1,31 @@
+"""The answer subscription: sources, then tokens, then the stored message (or an error)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+
+import strawberry
+
+from domain.errors import DomainError
+from resolvers.ids import parse_id
+from schema.context import Info
+from schema.types.answer import AnswerDone, AnswerError, AnswerSources, AnswerToken, answer_event
+
+
+async def answer(
+    info: Info, chat_id: strawberry.ID, question: str
+) -> AsyncGenerator[AnswerSources | AnswerToken | AnswerDone | AnswerError, None]:
+    ctx = info.context
+    try:
+        # Re-check the socket's session: a revoked one must not start new work.
+        await ctx.revalidate_socket()
+        principal = ctx.require_principal()
+        events = ctx.services.answers.stream(principal, parse_id(chat_id, "chat"), question)
+        # aclosing: when the client completes or disconnects, strawberry closes this
+        # generator, and closing the stream cancels generation right there.
+        async with aclosing(events) as stream:
+            async for event in stream:
+                yield answer_event(event)
+    except DomainError as error:
+        yield AnswerError.from_domain(error)

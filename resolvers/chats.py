@@ -1,0 +1,56 @@
+"""Chats: create, rename, delete, list, read; ask a question (the whole answer at once)."""
+
+from __future__ import annotations
+
+import strawberry
+
+from domain.services.cursors import encode_cursor
+from resolvers.ids import parse_id
+from schema.context import Info
+from schema.types.chat import Chat, ChatConnection, ChatEdge, Message
+from schema.types.document import PageInfo
+
+
+async def chats(info: Info, first: int = 20, after: str | None = None) -> ChatConnection:
+    ctx = info.context
+    page = await ctx.services.chats.list(ctx.require_principal(), first, after)
+    edges = [
+        ChatEdge(cursor=encode_cursor(chat.updated_at, chat.id), node=Chat.from_domain(chat))
+        for chat in page.items
+    ]
+    return ChatConnection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None
+        ),
+    )
+
+
+async def chat(info: Info, id: strawberry.ID) -> Chat | None:
+    ctx = info.context
+    found = await ctx.services.chats.get(ctx.require_principal(), parse_id(id, "chat"))
+    return Chat.from_domain(found) if found else None
+
+
+async def create_chat(info: Info, title: str | None = None) -> Chat:
+    ctx = info.context
+    return Chat.from_domain(await ctx.services.chats.create(ctx.require_principal(), title))
+
+
+async def rename_chat(info: Info, id: strawberry.ID, title: str) -> Chat:
+    ctx = info.context
+    renamed = await ctx.services.chats.rename(ctx.require_principal(), parse_id(id, "chat"), title)
+    return Chat.from_domain(renamed)
+
+
+async def delete_chat(info: Info, id: strawberry.ID) -> bool:
+    ctx = info.context
+    return await ctx.services.chats.delete(ctx.require_principal(), parse_id(id, "chat"))
+
+
+async def ask(info: Info, chat_id: strawberry.ID, question: str) -> Message:
+    ctx = info.context
+    completed = await ctx.services.answers.ask(
+        ctx.require_principal(), parse_id(chat_id, "chat"), question
+    )
+    return Message.from_domain(completed.message, completed.documents)

@@ -1,0 +1,22 @@
+"""Hybrid search over the caller's organisation's documents."""
+
+from __future__ import annotations
+
+import strawberry
+
+from resolvers.ids import parse_ids
+from schema.context import Info
+from schema.types.search import SearchHit
+
+
+async def search(
+    info: Info, query: str, limit: int = 8, document_ids: list[strawberry.ID] | None = None
+) -> list[SearchHit]:
+    ctx = info.context
+    hits = await ctx.services.search.search(
+        ctx.require_principal(),
+        query,
+        limit,
+        parse_ids(document_ids) if document_ids is not None else None,
+    )
+    return [SearchHit.from_domain(hit) for hit in hits]

@@ -1,0 +1,61 @@
+"""Pure retrieval logic: rank fusion and the full-text query text."""
+
+from __future__ import annotations
+
+import uuid
+
+from domain.retrieval.entities import ChunkMatch
+from domain.retrieval.fulltext import MAX_TERMS, websearch_text
+from domain.retrieval.fusion import RRF_K, reciprocal_rank_fusion
+
+
+def match(name: str, similarity: float = 0.5) -> ChunkMatch:
+    return ChunkMatch(
+        chunk_id=uuid.uuid5(uuid.NAMESPACE_DNS, name),
+        document_id=uuid.uuid5(uuid.NAMESPACE_URL, name),
+        page=None,
+        text=name,
+        similarity=similarity,
+        rank_score=similarity,
+    )
+
+
+def test_a_chunk_found_by_both_paths_beats_a_chunk_first_in_one() -> None:
+    a, b, c = match("a"), match("b"), match("c")
+    fused = reciprocal_rank_fusion([a, b], [c, b], limit=3)
+    assert [item.match.text for item in fused] == ["b", "a", "c"]
+    top = fused[0]
+    assert (top.vector_rank, top.text_rank) == (2, 2)
+    assert top.score == 2 / (RRF_K + 2)
+    assert (fused[1].vector_rank, fused[1].text_rank) == (1, None)
+    assert (fused[2].vector_rank, fused[2].text_rank) == (None, 1)
+
+
+def test_equal_scores_prefer_the_vector_path_and_the_limit_applies() -> None:
+    a, c = match("a"), match("c")
+    fused = reciprocal_rank_fusion([a], [c], limit=1)
+    assert [item.match.text for item in fused] == ["a"]
+    assert reciprocal_rank_fusion([a], [c], limit=0) == []
+
+
+def test_duplicates_within_a_list_count_once() -> None:
+    a = match("a")
+    fused = reciprocal_rank_fusion([a, a], [], limit=5)
+    assert len(fused) == 1
+    assert fused[0].score == 1 / (RRF_K + 1)
+
+
+def test_a_plain_question_ors_its_words() -> None:
+    assert websearch_text("How do I rotate the key?") == "How or do or I or rotate or the or key"
+
+
+def test_search_syntax_is_kept_as_typed() -> None:
+    for query in ('"signing key" rotation', "rotate -legacy", "tides or currents"):
+        assert websearch_text(query) == query
+
+
+def test_the_word_or_and_punctuation_cannot_break_the_query() -> None:
+    assert websearch_text("black or") == "black"
+    assert websearch_text("Or what?!") == "what"
+    assert websearch_text("?!...") == ""
+    assert len(websearch_text(" ".join(["word"] * 100)).split(" or ")) == MAX_TERMS
