@@ -1,0 +1,190 @@
+"""Chunk search in PostgreSQL: filtered HNSW scans still return k rows, only READY
+documents are searched, and chats stay private to their owner under row-level security."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import insert, select, text, update
+
+from domain.chats.entities import Chat, Message, MessagePage, MessageRole
+from domain.entities import Membership, Organization, Principal, Role, User
+from infrastructure.container import Container
+from infrastructure.database.models import ChatRow, ChunkRow, DocumentRow, MessageRow
+from infrastructure.database.uow import SqlUnitOfWork
+
+DIMENSIONS = 384
+
+
+def unit(vector: list[float]) -> list[float]:
+    norm = math.sqrt(sum(v * v for v in vector))
+    return [v / norm for v in vector]
+
+
+def near(anchor: list[float], rng: random.Random, noise: float) -> list[float]:
+    return unit([a + rng.gauss(0, noise) for a in anchor])
+
+
+async def member(container: Container, organization_id: uuid.UUID | None = None) -> Principal:
+    """A new user, admin of a new organisation (or member of the given one)."""
+    now = datetime.now(UTC)
+    user = User(uuid.uuid4(), f"{uuid.uuid4().hex[:10]}@example.com", now)
+    async with container.uow_factory.system() as uow:
+        await uow.users.add(user, "not-a-real-hash")
+        if organization_id is None:
+            organization = Organization(uuid.uuid4(), "search-test", now)
+            await uow.organizations.add(organization)
+            organization_id = organization.id
+        await uow.memberships.add(Membership(user.id, organization_id, Role.ADMIN, now))
+        await uow.commit()
+    return Principal(user.id, organization_id, Role.ADMIN, uuid.uuid4())
+
+
+async def document_with_chunks(
+    container: Container, principal: Principal, vectors: list[list[float]], status: str = "ready"
+) -> uuid.UUID:
+    document_id = uuid.uuid4()
+    async with container.uow_factory.tenant(principal) as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        uow.session.add(
+            DocumentRow(
+                id=document_id,
+                organization_id=principal.organization_id,
+                uploaded_by=principal.user_id,
+                filename="vectors.txt",
+                mime_type="text/plain",
+                size_bytes=1,
+                sha256=hashlib.sha256(document_id.bytes).hexdigest(),
+                storage_key=str(document_id),
+                status=status,
+            )
+        )
+        await uow.session.flush()
+        rows = [
+            {
+                "id": uuid.uuid4(),
+                "organization_id": principal.organization_id,
+                "document_id": document_id,
+                "ordinal": ordinal,
+                "text": f"passage {ordinal} of {document_id}",
+                "char_start": 0,
+                "char_end": 10,
+                "token_count": 3,
+                "embedding": vector,
+            }
+            for ordinal, vector in enumerate(vectors)
+        ]
+        for offset in range(0, len(rows), 500):
+            await uow.session.execute(insert(ChunkRow), rows[offset : offset + 500])
+        await uow.commit()
+    return document_id
+
+
+async def test_a_filtered_hnsw_scan_still_returns_k_chunks(container: Container) -> None:
+    rng = random.Random(7)
+    query = unit([rng.gauss(0, 1) for _ in range(DIMENSIONS)])
+    crowd = await member(container)
+    # 3,000 chunks of another organisation sit right around the query vector...
+    await document_with_chunks(container, crowd, [near(query, rng, 0.01) for _ in range(3_000)])
+    # ...while this organisation's 30 chunks are far from it.
+    lonely = await member(container)
+    far = unit([-q for q in query])
+    document_id = await document_with_chunks(
+        container, lonely, [near(far, rng, 0.2) for _ in range(30)]
+    )
+    async with container.engine.begin() as conn:
+        await conn.execute(text("ANALYZE chunks"))
+
+    async with container.uow_factory.tenant(lonely) as uow:
+        # The planner's own choice for a small organisation: exact, via the tenant index.
+        assert len(await uow.search.nearest(query, 10, None)) == 10
+    async with container.uow_factory.tenant(lonely) as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        # A large organisation's plan: walk the HNSW graph, filtering as it goes.
+        await uow.session.execute(text(FORCE_HNSW))
+        found = await uow.search.nearest(query, 10, None)
+        only_document = await uow.search.nearest(query, 25, [document_id])
+        plan = await explain_vector_search(uow, lonely, query)
+        # Without iterative scans the walk stops after ef_search candidates, all of
+        # them the other organisation's: this is what the setting is for.
+        await uow.session.execute(text("SET LOCAL hnsw.iterative_scan = off"))
+        without = await uow.search.nearest(query, 10, None)
+    assert "ix_chunks_embedding_hnsw" in plan
+    assert len(found) == 10
+    assert len(only_document) == 25
+    assert len(without) < 10
+    assert all(match.document_id == document_id for match in found + only_document)
+    similarities = [match.similarity for match in found]
+    assert similarities == sorted(similarities, reverse=True)
+
+
+FORCE_HNSW = (
+    "SELECT set_config('enable_sort', 'off', true), set_config('enable_seqscan', 'off', true)"
+)
+
+
+async def explain_vector_search(
+    uow: SqlUnitOfWork, principal: Principal, query: list[float]
+) -> str:
+    rows = await uow.session.execute(
+        text(
+            "EXPLAIN SELECT id FROM chunks WHERE organization_id = :org "
+            "ORDER BY embedding <=> CAST(:q AS vector) LIMIT 10"
+        ),
+        {"org": principal.organization_id, "q": str(query)},
+    )
+    return "\n".join(row[0] for row in rows)
+
+
+async def test_only_ready_documents_are_searched(container: Container) -> None:
+    rng = random.Random(11)
+    query = unit([rng.gauss(0, 1) for _ in range(DIMENSIONS)])
+    principal = await member(container)
+    ready = await document_with_chunks(container, principal, [near(query, rng, 0.1)] * 3)
+    pending = await document_with_chunks(
+        container, principal, [near(query, rng, 0.01)] * 3, status="pending"
+    )
+    async with container.uow_factory.tenant(principal) as uow:
+        vector = await uow.search.nearest(query, 10, None)
+        words = await uow.search.matching("passage", query, 10, None)
+    assert {match.document_id for match in vector} == {ready}
+    assert {match.document_id for match in words} == {ready}
+    assert pending not in {match.document_id for match in vector + words}
+    async with container.uow_factory.tenant(principal) as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        await uow.session.execute(
+            update(DocumentRow).where(DocumentRow.id == ready).values(status="deleted")
+        )
+        assert await uow.search.nearest(query, 10, None) == []
+
+
+async def test_chats_stay_private_even_when_a_query_forgets_the_user(
+    container: Container,
+) -> None:
+    owner = await member(container)
+    colleague = await member(container, owner.organization_id)
+    now = datetime.now(UTC)
+    chat = Chat(uuid.uuid4(), owner.organization_id, owner.user_id, "mine", now, now)
+    async with container.uow_factory.tenant(owner) as uow:
+        await uow.chats.add(chat)
+        await uow.messages.add(
+            Message(uuid.uuid4(), chat.id, owner.organization_id, MessageRole.USER, "hi", [], now)
+        )
+        await uow.commit()
+
+    async with container.uow_factory.tenant(colleague) as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        # No user filter at all: row-level security still hides the owner's rows.
+        assert list(await uow.session.scalars(select(ChatRow.id))) == []
+        assert list(await uow.session.scalars(select(MessageRow.id))) == []
+        assert await uow.messages.pages([chat.id], 10, None) == {
+            chat.id: MessagePage(items=[], has_next_page=False)
+        }
+    async with container.uow_factory.tenant(owner) as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        assert list(await uow.session.scalars(select(ChatRow.id))) == [chat.id]
+        assert len(list(await uow.session.scalars(select(MessageRow.id)))) == 1
