@@ -6,6 +6,7 @@ from domain.answers.ports import AnswerGenerator
 from domain.ingestion.ports import Embedder
 from infrastructure.answers.circuit_breaker import CircuitBreaker
 from infrastructure.answers.extractive import ExtractiveAnswerer, ExtractiveOptions
+from infrastructure.answers.gemini import GeminiAnswerer
 from infrastructure.settings import Settings
 
 
@@ -18,8 +19,6 @@ def build_answerers(
     )
     if settings.answerer != "gemini":
         return extractive, None
-    from infrastructure.answers.gemini import GeminiAnswerer
-
     key = settings.gemini_api_key
     gemini = GeminiAnswerer(
         key.get_secret_value() if key is not None else "",  # refused with the setting's name

@@ -1,0 +1,134 @@
+"""A circuit breaker for a language-model provider: fail fast while it is down.
+
+Closed, calls go through and consecutive failures are counted; at
+``failure_threshold`` it opens and refuses every call for ``reset_seconds``.
+Then it is half-open: one trial call at a time goes through, a success closes
+it and a failure opens it again for another ``reset_seconds``.
+
+The adapter decides what a call's outcome says about the provider: it records a
+success, a failure, or, for a call that ended without saying anything about the
+provider's health (cancelled by the client, a request the provider refused as
+invalid), :meth:`CircuitBreaker.release`, which only frees the half-open trial.
+The state is exported as ``foundry_llm_breaker_state{name}`` (0 closed,
+1 half-open, 2 open) and each change counted and logged as ``llm.breaker``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Literal
+
+import structlog
+from prometheus_client import Counter, Gauge
+
+BreakerState = Literal["closed", "open", "half_open"]
+
+_GAUGE_VALUES: dict[BreakerState, int] = {"closed": 0, "half_open": 1, "open": 2}
+
+BREAKER_STATE = Gauge(
+    "foundry_llm_breaker_state",
+    "Circuit breaker of a language-model provider: 0 closed, 1 half-open, 2 open.",
+    ["name"],
+)
+BREAKER_TRANSITIONS = Counter(
+    "foundry_llm_breaker_transitions_total",
+    "Circuit breaker state changes, by the state entered.",
+    ["name", "to"],
+)
+
+log = structlog.get_logger("foundry.answers")
+
+
+class CircuitBreaker:
+    """Counts consecutive failures of one provider; ``clock`` is injectable for tests."""
+
+    def __init__(
+        self,
+        name: str,
+        failure_threshold: int,
+        reset_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if failure_threshold < 1:
+            raise ValueError("failure_threshold must be at least 1")
+        if reset_seconds <= 0:
+            raise ValueError("reset_seconds must be positive")
+        self.name = name
+        self._threshold = failure_threshold
+        self._reset_seconds = reset_seconds
+        self._clock = clock
+        self._state: BreakerState = "closed"
+        self._failures = 0
+        self._opened_at = 0.0
+        self._trial_in_flight = False
+        # The adapter runs on one event loop, but a lock keeps the counters exact
+        # should a breaker ever be shared with threads (it is cheap and never awaited).
+        self._lock = threading.Lock()
+        BREAKER_STATE.labels(name).set(_GAUGE_VALUES["closed"])
+
+    @property
+    def state(self) -> BreakerState:
+        with self._lock:
+            return self._current_state()
+
+    def allow(self) -> bool:
+        """Whether a call may go out now; in half-open, True for one trial at a time."""
+        with self._lock:
+            state = self._current_state()
+            if state == "closed":
+                return True
+            if state == "open" or self._trial_in_flight:
+                return False
+            self._trial_in_flight = True
+            return True
+
+    def record_success(self) -> None:
+        """The provider answered: close (from any state, it is the freshest evidence)."""
+        with self._lock:
+            self._failures = 0
+            self._trial_in_flight = False
+            if self._state != "closed":
+                self._enter("closed")
+
+    def record_failure(self) -> None:
+        """The provider failed a call (after the adapter's own retries)."""
+        with self._lock:
+            self._trial_in_flight = False
+            state = self._current_state()
+            if state == "half_open":
+                self._open()
+            elif state == "closed":
+                self._failures += 1
+                if self._failures >= self._threshold:
+                    self._open()
+            # Already open: a call let through earlier failed late; the timer stays.
+
+    def release(self) -> None:
+        """A call ended without a verdict on the provider; frees the half-open trial."""
+        with self._lock:
+            self._trial_in_flight = False
+
+    def _current_state(self) -> BreakerState:
+        if self._state == "open" and self._clock() - self._opened_at >= self._reset_seconds:
+            self._enter("half_open")
+        return self._state
+
+    def _open(self) -> None:
+        self._opened_at = self._clock()
+        self._enter("open")
+
+    def _enter(self, state: BreakerState) -> None:
+        previous, self._state = self._state, state
+        BREAKER_STATE.labels(self.name).set(_GAUGE_VALUES[state])
+        BREAKER_TRANSITIONS.labels(self.name, state).inc()
+        event = log.warning if state == "open" else log.info
+        event(
+            "llm.breaker",
+            name=self.name,
+            previous=previous,
+            state=state,
+            failures=self._failures,
+            reset_s=self._reset_seconds if state == "open" else None,
+        )

@@ -1,0 +1,268 @@
+"""Answers streamed from Gemini through the official google-genai SDK (``FOUNDRY_ANSWERER=gemini``).
+
+One SDK client per instance, made in the constructor, with the SDK's own
+retries off. Before the first token reaches the caller, transient faults (HTTP
+408, 429 and 5xx, dropped connections, timeouts, a stream cut off before any
+text) are retried with exponential backoff and jitter; after it, any fault
+raises GenerationFailed, because the client already shows part of the answer.
+Any other refusal (bad key, unknown model, bad request) raises GenerationFailed
+at once, naming the setting to check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Callable, Sequence
+
+import structlog
+from google import genai
+from google.genai import types
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from domain.answers.condense import condense_locally, needs_context
+from domain.answers.ports import (
+    AnswerRequest,
+    GenerationEvent,
+    GenerationFailed,
+    GenerationFinished,
+    TextDelta,
+    Turn,
+)
+from domain.answers.prompt import build_answer_prompt, build_condense_prompt
+from domain.chats.entities import MessageRole
+from infrastructure.answers.circuit_breaker import CircuitBreaker
+from infrastructure.answers.gemini_stream import (
+    Fault,
+    GeminiStream,
+    classify,
+    remember_response,
+    text_of,
+)
+
+ANSWER_TEMPERATURE = 0.2
+CONDENSE_TEMPERATURE = 0.0
+# A rewrite delays the answer's first token, so it gets a short leash.
+CONDENSE_TIMEOUT_SECONDS = 5.0
+
+log = structlog.get_logger("foundry.answers")
+
+
+class GeminiAnswerer:
+    """The AnswerGenerator port on Gemini's streamGenerateContent, via the SDK's async client."""
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        model: str,
+        base_url: str | None,
+        timeout_seconds: float,
+        stream_idle_seconds: float,
+        max_attempts: int,
+        max_output_tokens: int,
+        breaker: CircuitBreaker,
+        backoff_initial_seconds: float = 0.5,
+        backoff_max_seconds: float = 4.0,
+        backoff_jitter_seconds: float = 0.5,
+    ) -> None:
+        if not api_key.strip():
+            raise ValueError(
+                "FOUNDRY_GEMINI_API_KEY is not set; the gemini answerer needs an API key."
+            )
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.name = f"gemini:{model}"
+        self._model = model
+        self._idle = stream_idle_seconds
+        self._max_attempts = max_attempts
+        self._max_output_tokens = max_output_tokens
+        self._breaker = breaker
+        self._wait = wait_exponential_jitter(
+            initial=backoff_initial_seconds,
+            max=backoff_max_seconds,
+            jitter=backoff_jitter_seconds,
+        )
+        self._client = genai.Client(
+            vertexai=False,  # never switched to Vertex AI by GOOGLE_GENAI_USE_VERTEXAI
+            api_key=api_key,
+            http_options=types.HttpOptions(
+                base_url=base_url,  # None keeps the SDK's endpoint
+                timeout=max(1, round(timeout_seconds * 1000)),  # milliseconds
+                retry_options=types.HttpRetryOptions(attempts=1),  # retries are ours
+                async_client_args={"event_hooks": {"response": [remember_response]}},
+            ),
+        )
+
+    async def aclose(self) -> None:
+        """Close the SDK's connection pools."""
+        await self._client.aio.aclose()
+        self._client.close()
+
+    async def stream(self, request: AnswerRequest) -> AsyncGenerator[GenerationEvent, None]:
+        if not self._breaker.allow():
+            log.warning("llm.failed", generator=self.name, reason="breaker_open", attempts=0)
+            raise GenerationFailed("Gemini is failing; its circuit breaker is open for now.")
+        prompt = build_answer_prompt(request)
+        config = self._config(prompt.system_instruction, ANSWER_TEMPERATURE)
+        started = time.monotonic()
+        verdict: Callable[[], None] = self._breaker.release  # cancelled: no verdict
+        stream: GeminiStream | None = None
+        deltas = 0
+        try:
+            stream, text = await self._open(prompt.user_text, config)
+            while text is not None:
+                if text:
+                    deltas += 1
+                    yield TextDelta(text)
+                text = await stream.next_text()
+            stream.check_complete()
+            verdict = self._breaker.record_success  # even if the caller stops reading now
+            if stream.finish_reason != types.FinishReason.STOP:
+                # MAX_TOKENS (thinking models spend the allowance too), SAFETY, ...
+                log.warning(
+                    "llm.incomplete",
+                    generator=self.name,
+                    finish_reason=str(stream.finish_reason),
+                    deltas=deltas,
+                )
+            usage = stream.usage
+            yield GenerationFinished(
+                model=self.name,
+                prompt_tokens=usage.prompt_token_count if usage else None,
+                completion_tokens=usage.candidates_token_count if usage else None,
+            )
+        except Fault as fault:
+            verdict = self._verdict(fault)
+            log.warning(
+                "llm.failed",
+                generator=self.name,
+                reason=fault.kind,
+                status=fault.status,
+                error=fault.error,
+                streamed=deltas > 0,  # not "*_token": the log scrubber hides those
+                deltas=deltas,
+                attempts=stream.attempts if stream is not None else fault.attempts,
+                ms=round((time.monotonic() - started) * 1000, 1),
+            )
+            raise GenerationFailed(str(fault)) from fault
+        finally:
+            if stream is not None:
+                await stream.close()
+            verdict()
+
+    async def condense(self, history: Sequence[Turn], question: str) -> str:
+        if not any(turn.role is MessageRole.USER for turn in history):
+            return question
+        if not needs_context(question):
+            return question
+        if not self._breaker.allow():
+            log.info("llm.condense_fallback", generator=self.name, reason="breaker_open")
+            return condense_locally(history, question)
+        prompt = build_condense_prompt(history, question)
+        verdict: Callable[[], None] = self._breaker.release
+        try:
+            async with asyncio.timeout(min(CONDENSE_TIMEOUT_SECONDS, self._idle)):
+                response = await self._client.aio.models.generate_content(
+                    model=self._model,
+                    contents=prompt.user_text,
+                    config=self._config(prompt.system_instruction, CONDENSE_TEMPERATURE),
+                )
+            verdict = self._breaker.record_success
+        except Exception as exc:
+            fault = classify(exc, self._model)
+            verdict = self._verdict(fault)
+            log.warning(
+                "llm.condense_fallback",
+                generator=self.name,
+                reason=fault.kind,
+                status=fault.status,
+                error=fault.error,
+            )
+            return condense_locally(history, question)
+        finally:
+            verdict()
+        candidates = response.candidates or []
+        rewritten = text_of(candidates[0]).strip() if candidates else ""
+        if not rewritten:
+            log.info("llm.condense_fallback", generator=self.name, reason="empty")
+            return condense_locally(history, question)
+        return rewritten[: 2 * len(question) + 200]
+
+    async def _open(
+        self, contents: str, config: types.GenerateContentConfig
+    ) -> tuple[GeminiStream, str | None]:
+        """A stream and its first text (None: it finished with none), retrying until then."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception(
+                lambda exc: isinstance(exc, Fault) and exc.kind == "transient"
+            ),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    stream, text = await self._first_text(contents, config)
+                    stream.attempts = attempt.retry_state.attempt_number
+                    return stream, text
+        except Fault as fault:
+            fault.attempts = retrying.statistics.get("attempt_number", 1)
+            raise
+        raise AssertionError("tenacity returns or raises")  # pragma: no cover
+
+    async def _first_text(
+        self, contents: str, config: types.GenerateContentConfig
+    ) -> tuple[GeminiStream, str | None]:
+        try:
+            chunks = await self._client.aio.models.generate_content_stream(
+                model=self._model, contents=contents, config=config
+            )
+        except Exception as exc:
+            raise classify(exc, self._model) from exc
+        stream = GeminiStream(chunks, self._idle, self._model)
+        try:
+            while (text := await stream.next_text()) is not None:
+                if text:
+                    return stream, text
+            stream.check_complete()  # an answer with no text at all still finished
+        except BaseException:
+            await stream.close()
+            raise
+        return stream, None
+
+    def _config(self, system_instruction: str, temperature: float) -> types.GenerateContentConfig:
+        return types.GenerateContentConfig(
+            system_instruction=system_instruction,
+            temperature=temperature,
+            # Thinking models count their thoughts against this too, so the rewrite
+            # gets the same allowance as an answer rather than a tight one.
+            max_output_tokens=self._max_output_tokens,
+            # The SDK would otherwise re-request on its own after a CONTINUATION.
+            automatic_continuation=False,
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+        )
+
+    def _verdict(self, fault: Fault) -> Callable[[], None]:
+        # A refused request says the provider is up and the request (or a setting) is
+        # wrong: it neither opens the breaker nor closes it.
+        return self._breaker.release if fault.kind == "rejected" else self._breaker.record_failure
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        failure = state.outcome.exception() if state.outcome is not None else None
+        log.warning(
+            "llm.retry",
+            generator=self.name,
+            attempt=state.attempt_number,
+            status=failure.status if isinstance(failure, Fault) else None,
+            error=failure.error if isinstance(failure, Fault) else None,
+            wait_s=round(state.next_action.sleep, 3) if state.next_action is not None else None,
+        )

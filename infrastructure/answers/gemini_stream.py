@@ -1,0 +1,183 @@
+"""Reading one Gemini stream: bounded waits, completion, usage, fault classes, a prompt close.
+
+Waiting for the first chunk, and for each next one, is bounded by
+``stream_idle_seconds``; ``timeout_seconds`` is the SDK's HTTP timeout (httpx
+applies it to connecting and to each read). A stream that ends without a
+candidate's finishReason was cut off: the SDK ends such a stream silently, so it
+is checked here.
+
+Closing the stream early closes the HTTP response at once. The SDK's stream is a
+chain of async generators that only closes its response when iterated to the end
+(an abandoned chain keeps the connection open until the garbage collector finds
+it), so the response is caught with an httpx event hook, closed, and the chain
+is then run to its end, which it reaches with a read error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import AsyncIterator
+from contextlib import suppress
+from typing import Literal
+
+import httpx2
+import structlog
+from google.genai import errors as genai_errors
+from google.genai import types
+
+CLOSE_TIMEOUT_SECONDS = 1.0
+_TRANSIENT_STATUSES = frozenset({408, 429})
+_TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
+    httpx2.TimeoutException,
+    httpx2.NetworkError,
+    httpx2.RemoteProtocolError,
+    TimeoutError,
+    ConnectionError,
+    genai_errors.UnknownApiResponseError,  # a body cut inside a JSON event
+)
+
+log = structlog.get_logger("foundry.answers")
+
+# The HTTP responses opened by the stream that is being read in this context.
+_opened_responses: contextvars.ContextVar[list[httpx2.Response] | None] = contextvars.ContextVar(
+    "gemini_opened_responses", default=None
+)
+
+
+async def remember_response(response: httpx2.Response) -> None:
+    opened = _opened_responses.get()
+    if opened is not None:
+        opened.append(response)
+
+
+FaultKind = Literal["transient", "rejected", "unexpected"]
+
+
+class Fault(Exception):
+    """Why a call failed: ``transient`` is retried before the first token and counts
+    against the provider; ``rejected`` (Gemini refused the request) is never retried
+    and says nothing about the provider's health; ``unexpected`` is neither retried
+    nor excused."""
+
+    def __init__(self, message: str, kind: FaultKind, status: int | None, error: str) -> None:
+        super().__init__(message)
+        self.kind: FaultKind = kind
+        self.status = status
+        self.error = error
+        self.attempts = 1
+
+
+def classify(exc: Exception, model: str) -> Fault:
+    if isinstance(exc, Fault):
+        return exc
+    error = type(exc).__name__
+    if isinstance(exc, genai_errors.APIError):
+        if exc.code in _TRANSIENT_STATUSES or exc.code >= 500:
+            return Fault(
+                f"Gemini returned HTTP {exc.code} {exc.status}", "transient", exc.code, error
+            )
+        return Fault(rejection(exc, model), "rejected", exc.code, error)
+    if isinstance(exc, _TRANSPORT_ERRORS):
+        return Fault(f"Gemini request failed: {error}", "transient", None, error)
+    return Fault(f"Gemini call failed unexpectedly: {error}", "unexpected", None, error)
+
+
+class GeminiStream:
+    """One SDK stream being read: bounded waits, completion and usage, a prompt close."""
+
+    def __init__(
+        self, chunks: AsyncIterator[types.GenerateContentResponse], idle: float, model: str
+    ) -> None:
+        self._chunks = chunks
+        self._idle = idle
+        self._model = model
+        self._responses: list[httpx2.Response] = []
+        self.attempts = 1
+        self.finish_reason: types.FinishReason | None = None
+        self.block_reason: str | None = None
+        self.usage: types.GenerateContentResponseUsageMetadata | None = None
+
+    async def next_text(self) -> str | None:
+        """The text of the next chunk ("" when it has none); None at the end of the stream."""
+        token = _opened_responses.set(self._responses)
+        try:
+            async with asyncio.timeout(self._idle):
+                chunk = await anext(self._chunks)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError as exc:
+            raise Fault(
+                f"Gemini sent nothing for {self._idle:g}s (FOUNDRY_GEMINI_STREAM_IDLE_SECONDS)",
+                "transient",
+                None,
+                "IdleTimeout",
+            ) from exc
+        except Exception as exc:
+            raise classify(exc, self._model) from exc
+        finally:
+            _opened_responses.reset(token)
+        return self._observe(chunk)
+
+    def check_complete(self) -> None:
+        """Raise unless the stream ended the way a finished answer does."""
+        if self.block_reason is not None:
+            raise Fault(
+                f"Gemini refused the prompt ({self.block_reason})",
+                "rejected",
+                None,
+                "PromptBlocked",
+            )
+        if self.finish_reason is None:
+            raise Fault(
+                "Gemini's stream ended without a finish reason (cut off)",
+                "transient",
+                None,
+                "StreamCutOff",
+            )
+
+    async def close(self) -> None:
+        for response in self._responses:
+            await response.aclose()
+        # With its response closed, the SDK's generator chain ends at the next step
+        # with a read error, and every generator in it finishes (no orphan keeps a
+        # socket or waits for the garbage collector). A chain that already ended
+        # just raises StopAsyncIteration.
+        with suppress(Exception):
+            async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+                while True:
+                    await anext(self._chunks)
+
+    def _observe(self, chunk: types.GenerateContentResponse) -> str:
+        if chunk.usage_metadata is not None:
+            self.usage = chunk.usage_metadata
+        feedback = chunk.prompt_feedback
+        if feedback is not None and feedback.block_reason is not None:
+            self.block_reason = str(feedback.block_reason.value)
+        if not chunk.candidates:
+            return ""
+        candidate = chunk.candidates[0]
+        if candidate.finish_reason is not None:
+            self.finish_reason = candidate.finish_reason
+        return text_of(candidate)
+
+
+def text_of(candidate: types.Candidate) -> str:
+    """The answer text of a candidate, without any thought summaries."""
+    parts = candidate.content.parts if candidate.content is not None else None
+    return "".join(part.text for part in parts or [] if part.text and not part.thought)
+
+
+def rejection(exc: genai_errors.APIError, model: str) -> str:
+    detail = f"HTTP {exc.code} {exc.status}: {(exc.message or '')[:200]}"
+    if exc.code in (401, 403) or "api key" in (exc.message or "").lower():
+        return f"Gemini rejected the API key ({detail}); check FOUNDRY_GEMINI_API_KEY."
+    if exc.code == 404:
+        return (
+            f"Gemini does not serve model {model!r} ({detail}); check "
+            "FOUNDRY_GEMINI_ANSWER_MODEL and FOUNDRY_GEMINI_BASE_URL."
+        )
+    return (
+        f"Gemini rejected the request ({detail}); check FOUNDRY_GEMINI_ANSWER_MODEL "
+        "and FOUNDRY_GEMINI_MAX_OUTPUT_TOKENS."
+    )
