@@ -1,0 +1,182 @@
+"""Answers from Gemini through the API: streamed tokens, fallback to the extractive
+answerer when Gemini is down, a stream cut mid-way, and a client that stops listening.
+
+The API server here runs with FOUNDRY_ANSWERER=gemini and the real google-genai
+client pointed at the local stand-in speaking Gemini's streaming (SSE) protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import cast
+
+import httpx
+import pytest
+from gql import Client, gql
+from pydantic import SecretStr
+
+from infrastructure.container import BackendUrls
+from infrastructure.observability.answer_metrics import ANSWER_FALLBACKS, ANSWER_OUTCOMES
+from infrastructure.settings import Settings
+from tests.api.test_answers_api import ANSWER, ASK, MESSAGES, new_chat, transport
+from tests.conftest import ServerThread
+from tests.gemini_standin import GeminiStandIn, Reply, running_standin
+from tests.helpers import JSON, GraphQLClient
+from tests.knowledge import Corpus
+
+QUESTION = "Who built the Skerry Point lighthouse?"
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[GeminiStandIn]:
+    with running_standin() as server:
+        yield server
+
+
+@pytest.fixture
+def gemini(standin: GeminiStandIn) -> Iterator[GeminiStandIn]:
+    standin.reset()
+    yield standin
+    standin.reset()
+
+
+@pytest.fixture(scope="module")
+def gemini_server(
+    settings: Settings, urls: BackendUrls, standin: GeminiStandIn
+) -> Iterator[ServerThread]:
+    configured = settings.model_copy(
+        update={
+            "answerer": "gemini",
+            "gemini_api_key": SecretStr("stand-in-key"),
+            "gemini_base_url": standin.base_url,
+            "gemini_max_attempts": 2,
+            "gemini_stream_idle_seconds": 3.0,
+            # Every test scripts its own failures; the breaker is tested on its own.
+            "llm_breaker_failure_threshold": 1_000,
+        }
+    )
+    server = ServerThread(configured, urls)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def gemini_api(gemini_server: ServerThread) -> AsyncIterator[GraphQLClient]:
+    async with httpx.AsyncClient(base_url=gemini_server.base_url, timeout=30) as http:
+        yield GraphQLClient(http)
+
+
+async def events_of(server: ServerThread, token: str, chat_id: str, question: str) -> list[JSON]:
+    request = gql(ANSWER)
+    request.variable_values = {"c": chat_id, "q": question}
+    events: list[JSON] = []
+    async with Client(transport=transport(server, token)) as session:
+        async for result in session.subscribe(request):
+            events.append(cast(JSON, result["answer"]))
+    return events
+
+
+async def stored_roles(api: GraphQLClient, token: str, chat_id: str) -> list[object]:
+    chat = cast(JSON, (await api.data(MESSAGES, {"id": chat_id}, token))["chat"])
+    edges = cast(list[JSON], cast(JSON, chat["messages"])["edges"])
+    return [cast(JSON, edge["node"])["role"] for edge in edges]
+
+
+async def test_gemini_answers_are_streamed_and_stored(
+    gemini_server: ServerThread, gemini_api: GraphQLClient, gemini: GeminiStandIn, corpus: Corpus
+) -> None:
+    token = corpus.owner.access_token
+    chat_id = await new_chat(gemini_api, token)
+    gemini.script(Reply.ok("Margaret Vance ", "built it ", "in 1874 [1].", delay_seconds=0.05))
+
+    events = await events_of(gemini_server, token, chat_id, QUESTION)
+
+    assert [e["__typename"] for e in events] == ["AnswerSources"] + ["AnswerToken"] * 3 + [
+        "AnswerDone"
+    ]
+    message = cast(JSON, events[-1]["message"])
+    assert message["content"] == "Margaret Vance built it in 1874 [1]."
+    assert message["model"] == "gemini:gemini-2.5-flash"
+    assert message["degraded"] is False
+    assert cast(int, message["promptTokens"]) > 0 and cast(int, message["completionTokens"]) > 0
+    sent = gemini.requests[-1]
+    assert sent.method == "streamGenerateContent"
+    assert QUESTION in sent.user_text
+    assert "Margaret Vance" in sent.user_text  # the retrieved passage, fenced as a source
+    assert "<<<SOURCE 1 " in sent.user_text and "<<<END SOURCE 1 " in sent.user_text
+    assert "[1]" in sent.system_instruction
+    assert gemini.stream_endings == ["completed"]
+
+
+async def test_gemini_down_falls_back_to_the_extractive_answer_marked_degraded(
+    gemini_server: ServerThread, gemini_api: GraphQLClient, gemini: GeminiStandIn, corpus: Corpus
+) -> None:
+    token = corpus.owner.access_token
+    fallbacks = ANSWER_FALLBACKS.labels("unavailable")._value.get()
+    gemini.script(Reply.error(503), Reply.error(503))
+    chat_id = await new_chat(gemini_api, token)
+
+    events = await events_of(gemini_server, token, chat_id, QUESTION)
+
+    assert events[-1]["__typename"] == "AnswerDone"
+    message = cast(JSON, events[-1]["message"])
+    assert message["degraded"] is True and message["model"] == "extractive"
+    assert "Margaret Vance" in str(message["content"])
+    streamed = "".join(str(e["text"]) for e in events if e["__typename"] == "AnswerToken")
+    assert streamed == message["content"]
+    assert len(gemini.requests) == 2  # retried once, then gave up
+    assert ANSWER_FALLBACKS.labels("unavailable")._value.get() == fallbacks + 1
+
+
+async def test_a_stream_cut_mid_answer_ends_with_an_error_and_stores_no_answer(
+    gemini_server: ServerThread, gemini_api: GraphQLClient, gemini: GeminiStandIn, corpus: Corpus
+) -> None:
+    token = corpus.owner.access_token
+    chat_id = await new_chat(gemini_api, token)
+    gemini.script(Reply.cut("Margaret ", "Vance "))
+
+    events = await events_of(gemini_server, token, chat_id, QUESTION)
+
+    kinds = [e["__typename"] for e in events]
+    assert kinds[0] == "AnswerSources" and kinds[-1] == "AnswerError"
+    assert "AnswerToken" in kinds and "AnswerDone" not in kinds
+    assert events[-1]["code"] == "LLM_UNAVAILABLE"
+    assert await stored_roles(gemini_api, token, chat_id) == ["USER"]
+
+    # ask shows nothing until the end, so it can still fall back, unseen.
+    gemini.script(Reply.cut("Margaret ", "Vance "))
+    message = cast(JSON, (await gemini_api.data(ASK, {"c": chat_id, "q": QUESTION}, token))["ask"])
+    assert message["degraded"] is True
+    assert "Margaret Vance" in str(message["content"])
+    assert not str(message["content"]).startswith("Margaret Vance Margaret")
+    assert await stored_roles(gemini_api, token, chat_id) == ["USER", "USER", "ASSISTANT"]
+
+
+async def test_a_client_that_stops_listening_cancels_generation(
+    gemini_server: ServerThread, gemini_api: GraphQLClient, gemini: GeminiStandIn, corpus: Corpus
+) -> None:
+    token = corpus.owner.access_token
+    chat_id = await new_chat(gemini_api, token)
+    cancelled = ANSWER_OUTCOMES.labels("cancelled")._value.get()
+    gemini.script(Reply.ok(*["slowly "] * 50, delay_seconds=0.1))
+    request = gql(ANSWER)
+    request.variable_values = {"c": chat_id, "q": QUESTION}
+
+    seen: list[str] = []
+    async with Client(transport=transport(gemini_server, token)) as session:
+        async for result in session.subscribe(request):
+            seen.append(str(cast(JSON, result["answer"])["__typename"]))
+            if seen[-1] == "AnswerToken":
+                break  # gql sends `complete` for this subscription
+        # The server closed Gemini's stream while the socket is still open.
+        for _ in range(100):
+            if gemini.stream_endings:
+                break
+            await asyncio.sleep(0.05)
+        assert gemini.stream_endings == ["client_closed"]
+
+    assert seen == ["AnswerSources", "AnswerToken"]
+    assert await stored_roles(gemini_api, token, chat_id) == ["USER"]
+    assert ANSWER_OUTCOMES.labels("cancelled")._value.get() == cancelled + 1
