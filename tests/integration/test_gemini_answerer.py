@@ -167,7 +167,9 @@ def suspended_sdk_generators() -> set[int]:
     return {
         id(obj)
         for obj in gc.get_objects()
-        if isinstance(obj, types.AsyncGeneratorType)
+        # type(), not isinstance(): isinstance() dereferences weak proxies (dead ones raise)
+        # and touches deprecated module attributes (torch warns).
+        if type(obj) is types.AsyncGeneratorType
         and obj.ag_frame is not None
         and "google/genai" in obj.ag_code.co_filename
     }
