@@ -22,6 +22,7 @@ from schema.mutation import Mutation
 from schema.query import Query
 from schema.session_check import RevalidateSocketSession
 from schema.subscription import Subscription
+from schema.subscription_transport import SubscriptionsOverWebSocket
 
 
 class QuietSchema(strawberry.Schema):
@@ -53,6 +54,7 @@ def build_schema(
         *outer_extensions,
         ErrorCodes,
         RevalidateSocketSession,
+        SubscriptionsOverWebSocket,
         partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
         partial(QueryDepthLimiter, max_depth=limits.max_depth),
         partial(MaxAliasesLimiter, max_alias_count=limits.max_aliases),

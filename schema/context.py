@@ -28,6 +28,7 @@ class Context:
     # Filled by strawberry from the WebSocket connection_init payload.
     connection_params: dict[str, object] | None = None
     operation_name: str | None = field(default=None)
+    over_websocket: bool = False
 
     @property
     def origin(self) -> RequestOrigin:

@@ -84,6 +84,7 @@ class FoundryGraphQL(GraphQL[Context, None]):
             services=self._container.services,
             request_id=request_id_of(request),
             client_ip=client_ip(request),
+            over_websocket=isinstance(request, WebSocket),
         )
         if isinstance(request, Request):
             token = bearer_token(request.headers.get("authorization"))

@@ -119,3 +119,15 @@ async def test_unexpected_errors_are_masked_with_a_request_id(
 async def test_me_still_works_after_limits(api: GraphQLClient) -> None:
     account = await api.sign_up()
     await api.data(ME, token=account.access_token)
+
+
+async def test_subscriptions_over_http_are_refused_with_a_code(
+    http: httpx.AsyncClient, api: GraphQLClient
+) -> None:
+    account = await api.sign_up()
+    subscription = "subscription { documentEvents { progress } }"
+    for token in (account.access_token, None):
+        assert await api.error_code(subscription, None, token) == "WEBSOCKET_REQUIRED"
+    auth = {"authorization": f"Bearer {account.access_token}", "accept": "application/json"}
+    refused = await http.get("/graphql", params={"query": subscription}, headers=auth)
+    assert refused.json()["errors"][0]["extensions"]["code"] == "WEBSOCKET_REQUIRED"
