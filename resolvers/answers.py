@@ -18,8 +18,7 @@ async def answer(
 ) -> AsyncGenerator[AnswerSources | AnswerToken | AnswerDone | AnswerError, None]:
     ctx = info.context
     try:
-        # Re-check the socket's session: a revoked one must not start new work.
-        await ctx.revalidate_socket()
+        # (RevalidateSocketSession has just re-checked the socket's session.)
         principal = ctx.require_principal()
         events = ctx.services.answers.stream(principal, parse_id(chat_id, "chat"), question)
         # aclosing: when the client completes or disconnects, strawberry closes this

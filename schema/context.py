@@ -56,6 +56,10 @@ class Context:
     def loaders(self) -> Loaders:
         return Loaders(self)
 
+    def reset_loaders(self) -> None:
+        """Fresh DataLoaders for the next operation on this (WebSocket) context."""
+        self.__dict__.pop("loaders", None)
+
 
 MessagePageKey = tuple[UUID, int, str | None]
 """A chat id with the page arguments (first, after)."""

@@ -14,4 +14,6 @@ class RevalidateSocketSession(SchemaExtension):
         context = self.execution_context.context
         if isinstance(context, Context):
             await context.revalidate_socket()
+            # A socket's context lives as long as the connection; its loaders must not.
+            context.reset_loaders()
         yield
