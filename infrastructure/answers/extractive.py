@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from array import array
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
@@ -46,6 +48,7 @@ class ExtractiveOptions:
     # token waits for (~10 ms per short sentence on 2 cores).
     candidates: int = 8
     embed_chars: int = 200
+    cache_size: int = 20_000  # sentence vectors kept (1.5 kB each at 384 dimensions)
     min_words: int = 4
     max_sentence_chars: int = 600
     similarity_weight: float = 0.65
@@ -98,6 +101,24 @@ class ExtractiveAnswerer:
     def __init__(self, embedder: Embedder, options: ExtractiveOptions | None = None) -> None:
         self._embedder = embedder
         self._options = options or ExtractiveOptions()
+        # Questions about the same documents meet the same sentences again; a cached
+        # vector spares the model call the first token waits for. float32, bounded.
+        self._cache: OrderedDict[str, array[float]] = OrderedDict()
+
+    async def _sentence_vectors(self, texts: list[str]) -> list[array[float]]:
+        missing = [text for text in dict.fromkeys(texts) if text not in self._cache]
+        if missing:
+            for text, vector in zip(
+                missing, await self._embedder.embed_documents(missing), strict=True
+            ):
+                self._cache[text] = array("f", vector)
+        found = []
+        for text in texts:
+            self._cache.move_to_end(text)
+            found.append(self._cache[text])
+        while len(self._cache) > self._options.cache_size:
+            self._cache.popitem(last=False)
+        return found
 
     async def condense(self, history: Sequence[Turn], question: str) -> str:
         return condense_locally(history, question)
@@ -145,9 +166,7 @@ class ExtractiveAnswerer:
             sentences,
             key=lambda s: (-(overlap(s) + 0.1 / s.source), s.source, s.position),
         )[: options.candidates]
-        vectors = await self._embedder.embed_documents(
-            [s.text[: options.embed_chars] for s in candidates]
-        )
+        vectors = await self._sentence_vectors([s.text[: options.embed_chars] for s in candidates])
         weight = options.similarity_weight
         scored = sorted(
             (

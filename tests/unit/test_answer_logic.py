@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Sequence
 
 from domain.answers.condense import condense_locally, needs_context
-from domain.answers.ports import AnswerRequest, GroundingSource, Turn
+from domain.answers.ports import (
+    AnswerRequest,
+    GenerationFinished,
+    GroundingSource,
+    TextDelta,
+    Turn,
+)
 from domain.answers.prompt import build_answer_prompt, build_condense_prompt
 from domain.answers.text import snippet, word_pieces
 from domain.chats.entities import MessageRole
-from infrastructure.answers.extractive import split_sentences, stem
+from infrastructure.answers.extractive import ExtractiveAnswerer, split_sentences, stem, terms
 
 
 def turn(role: MessageRole, content: str) -> Turn:
@@ -90,3 +98,67 @@ def test_stemming_matches_simple_plurals() -> None:
     assert stem("indexes") == stem("index") == "index"
     assert stem("policies") == "policy"
     assert stem("class") == "class"
+
+
+class CountingEmbedder:
+    """Bag-of-words vectors (deterministic, no model); counts the texts it embeds."""
+
+    name = "bag-of-words"
+    dimensions = 64
+
+    def __init__(self) -> None:
+        self.embedded: list[str] = []
+
+    @property
+    def tokenizer(self) -> WhitespaceTokenizer:
+        return WhitespaceTokenizer()
+
+    def warm_up(self) -> None:
+        return None
+
+    def vector(self, text: str) -> list[float]:
+        values = [0.0] * self.dimensions
+        for word in terms(text):
+            values[sum(map(ord, word)) % self.dimensions] += 1.0
+        norm = sum(v * v for v in values) ** 0.5 or 1.0
+        return [v / norm for v in values]
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        self.embedded.extend(texts)
+        return [self.vector(text) for text in texts]
+
+    async def embed_query(self, text: str) -> list[float]:
+        return self.vector(text)
+
+
+class WhitespaceTokenizer:
+    def token_starts(self, text: str) -> list[int]:
+        return [m.start() for m in re.finditer(r"\S+", text)]
+
+
+async def test_extractive_answers_quote_the_best_sentences_with_citations() -> None:
+    embedder = CountingEmbedder()
+    answerer = ExtractiveAnswerer(embedder)
+    sources = [
+        GroundingSource(
+            1, uuid.uuid4(), "a.md", None, "Cats sleep a lot. The tower is 41 metres tall."
+        ),
+        GroundingSource(
+            2, uuid.uuid4(), "b.md", 2, "Granite from the island built the tower walls."
+        ),
+    ]
+    question = "How tall is the tower?"
+    request = AnswerRequest(question, sources, await embedder.embed_query(question))
+
+    events = [event async for event in answerer.stream(request)]
+
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert text.startswith("The tower is 41 metres tall. [1]")
+    assert "Cats sleep" not in text
+    finished = events[-1]
+    assert isinstance(finished, GenerationFinished) and finished.model == "extractive"
+    assert finished.completion_tokens == len(text.split())
+    # The same sentences again come from the cache, not the model.
+    embedded = len(embedder.embedded)
+    assert await answerer.compose(request) == text
+    assert len(embedder.embedded) == embedded
