@@ -152,7 +152,10 @@ class AnswerService:
         except DomainError as error:
             outcome = error.code.value
             raise
-        finally:
+        except Exception:
+            outcome = "INTERNAL"
+            raise
+        finally:  # GeneratorExit / CancelledError: the caller stopped listening
             self._observer.outcome(outcome)
 
     async def _written(
