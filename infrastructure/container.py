@@ -69,7 +69,9 @@ class Container:
         self.uow_factory = uow_factory = SqlUnitOfWorkFactory(
             self.session_factory,
             UnitOfWorkOptions(
-                app_role=settings.database_app_role, hnsw_ef_search=settings.hnsw_ef_search
+                app_role=settings.database_app_role,
+                hnsw_ef_search=settings.hnsw_ef_search,
+                fulltext_max_ranked=settings.search_fulltext_max_ranked,
             ),
         )
         self.blobs = LocalBlobStore(settings.storage_dir)
@@ -89,7 +91,7 @@ class Container:
             settings.argon2_time_cost, settings.argon2_memory_cost_kib, settings.argon2_parallelism
         )
         # The query embedder: built here, loaded on first use (or by warm_up()).
-        self.embedder = build_embedder(settings)
+        self.embedder: Embedder = BatchingEmbedder(build_embedder(settings))
         search = SearchService(
             uow_factory=uow_factory,
             embedder=self.embedder,
@@ -152,7 +154,7 @@ class Container:
                     max_pdf_pages=settings.pdf_max_pages, max_chars=settings.document_max_chars
                 )
             ),
-            embedder=BatchingEmbedder(embedder or self.embedder),
+            embedder=BatchingEmbedder(embedder) if embedder is not None else self.embedder,
             events=self.events,
             queue=self.queue,
             clock=self.clock,

@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     # Candidates each search path (vector, full text) contributes before fusion.
     search_candidates: int = Field(default=40, ge=1, le=1_000)
     hnsw_ef_search: int = Field(default=100, ge=1, le=1_000)
+    # Full-text matches ranked per search; the rest of a very common word's matches are not.
+    search_fulltext_max_ranked: int = Field(default=2_000, ge=10, le=1_000_000)
     question_max_chars: int = Field(default=2_000, ge=10, le=100_000)
     answer_max_sources: int = Field(default=6, ge=1, le=50)
     # Cosine similarity a passage needs to count as relevant to the question.

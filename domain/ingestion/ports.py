@@ -91,6 +91,10 @@ class Embedder(Protocol):
         """Unit-length vectors; raises TransientFailure when the provider is unavailable."""
         ...
 
+    async def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
+        """Several questions in one call (search batches concurrent questions)."""
+        ...
+
     async def embed_query(self, text: str) -> list[float]: ...
 
 

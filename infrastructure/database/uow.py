@@ -62,6 +62,7 @@ def is_unavailable(exc: BaseException) -> bool:
 class UnitOfWorkOptions:
     app_role: str = "foundry_app"
     hnsw_ef_search: int = 100
+    fulltext_max_ranked: int = 2_000
 
 
 class SqlUnitOfWork:
@@ -122,7 +123,10 @@ class SqlUnitOfWork:
         self.chunks = SqlChunkRepository(self.session, self._organization_id)
         self.maintenance = SqlMaintenanceRepository(self.session)
         self.search = SqlChunkSearch(
-            self.session, self._organization_id, self._options.hnsw_ef_search
+            self.session,
+            self._organization_id,
+            self._options.hnsw_ef_search,
+            self._options.fulltext_max_ranked,
         )
         self.chats = SqlChatRepository(self.session, self._organization_id, self._user_id)
         self.messages = SqlMessageRepository(self.session, self._organization_id, self._user_id)

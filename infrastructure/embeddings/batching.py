@@ -1,19 +1,24 @@
-"""Coalesce embedding calls from concurrent documents into larger model batches.
+"""Coalesce concurrent embedding calls into larger model batches.
 
 A worker processes several documents at once, each often only a few chunks
-long. Calling the model per document wastes it on small, badly padded batches;
-this wrapper gathers whatever requests are waiting while the model is busy and
-embeds them in one call (the model sorts by length, so padding stays low).
+long, and an API process embeds the questions of concurrent searches. Calling
+the model per document or per question wastes it on small batches that wait
+for each other (the model runs one call at a time); this wrapper gathers
+whatever requests are waiting while the model is busy and embeds them in one
+call (the model sorts by length, so padding stays low). Documents and
+questions queue separately: questions use the provider's query task type.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from domain.ingestion.chunking import Tokenizer
 from domain.ingestion.ports import Embedder
+
+EmbedCall = Callable[[Sequence[str]], Awaitable[list[list[float]]]]
 
 
 @dataclass
@@ -22,32 +27,23 @@ class _Request:
     future: asyncio.Future[list[list[float]]]
 
 
-class BatchingEmbedder:
-    def __init__(self, inner: Embedder, max_batch: int = 256) -> None:
-        self._inner = inner
+class _Coalescer:
+    """One queue of embedding requests served by one task, a batch at a time."""
+
+    def __init__(self, call: EmbedCall, max_batch: int, name: str) -> None:
+        self._call = call
         self._max_batch = max_batch
+        self._name = name
         self._queue: asyncio.Queue[_Request] | None = None
         self._runner: asyncio.Task[None] | None = None
-        self.name = inner.name
-        self.dimensions = inner.dimensions
 
-    @property
-    def tokenizer(self) -> Tokenizer:
-        return self._inner.tokenizer
-
-    def warm_up(self) -> None:
-        self._inner.warm_up()
-
-    async def embed_query(self, text: str) -> list[float]:
-        return await self._inner.embed_query(text)
-
-    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
         if self._queue is None:
             self._queue = asyncio.Queue()
         if self._runner is None or self._runner.done():
-            self._runner = asyncio.create_task(self._run(self._queue), name="embedding-batcher")
+            self._runner = asyncio.create_task(self._run(self._queue), name=self._name)
         future: asyncio.Future[list[list[float]]] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Request(list(texts), future))
         return await future
@@ -64,17 +60,15 @@ class BatchingEmbedder:
             if not live:
                 continue
             try:
-                vectors = await self._inner.embed_documents(
-                    [text for request in live for text in request.texts]
-                )
+                vectors = await self._call([text for request in live for text in request.texts])
             except asyncio.CancelledError:
-                self._fail(live, RuntimeError("the embedding batcher was stopped"))
+                _fail(live, RuntimeError("the embedding batcher was stopped"))
                 raise
             except Exception as exc:
                 if len(live) == 1:
-                    self._fail(live, exc)
+                    _fail(live, exc)
                 else:
-                    # One document's bad text must not fail the others: retry alone.
+                    # One request's bad text must not fail the others: retry alone.
                     await self._one_by_one(live)
                 continue
             offset = 0
@@ -87,15 +81,40 @@ class BatchingEmbedder:
     async def _one_by_one(self, requests: list[_Request]) -> None:
         for request in requests:
             try:
-                result = await self._inner.embed_documents(request.texts)
+                result = await self._call(request.texts)
             except Exception as exc:
-                self._fail([request], exc)
+                _fail([request], exc)
             else:
                 if not request.future.done():
                     request.future.set_result(result)
 
-    @staticmethod
-    def _fail(requests: list[_Request], error: BaseException) -> None:
-        for request in requests:
-            if not request.future.done():
-                request.future.set_exception(error)
+
+def _fail(requests: list[_Request], error: BaseException) -> None:
+    for request in requests:
+        if not request.future.done():
+            request.future.set_exception(error)
+
+
+class BatchingEmbedder:
+    def __init__(self, inner: Embedder, max_batch: int = 256, max_query_batch: int = 32) -> None:
+        self._inner = inner
+        self._documents = _Coalescer(inner.embed_documents, max_batch, "embedding-batcher")
+        self._queries = _Coalescer(inner.embed_queries, max_query_batch, "query-batcher")
+        self.name = inner.name
+        self.dimensions = inner.dimensions
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self._inner.tokenizer
+
+    def warm_up(self) -> None:
+        self._inner.warm_up()
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        return await self._documents.embed(texts)
+
+    async def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
+        return await self._queries.embed(texts)
+
+    async def embed_query(self, text: str) -> list[float]:
+        return (await self._queries.embed([text]))[0]

@@ -134,10 +134,17 @@ class GeminiEmbedder:
         """Nothing to load: the model runs at Google."""
 
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        return await self._embed_all(texts, DOCUMENT_TASK)
+
+    async def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
+        return await self._embed_all(texts, QUERY_TASK)
+
+    async def _embed_all(self, texts: Sequence[str], task_type: str) -> list[list[float]]:
         vectors: list[list[float]] = []
         for start in range(0, len(texts), self._batch_size):
-            batch = list(texts[start : start + self._batch_size])
-            vectors.extend(await self._embed(batch, DOCUMENT_TASK))
+            vectors.extend(
+                await self._embed(list(texts[start : start + self._batch_size]), task_type)
+            )
         return vectors
 
     async def embed_query(self, text: str) -> list[float]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from array import array
+from collections import OrderedDict
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,7 +60,9 @@ class LocalEmbedder:
         self._tokenizer = WordPieceTokenizer(self._model_dir)
         self._model: SentenceTransformer | None = None
         self._lock = threading.Lock()
-        self._query_cache = lru_cache(maxsize=2_048)(self._encode_one)
+        # Popular questions come back; their vectors are kept (float32, bounded).
+        self._query_cache: OrderedDict[str, array[float]] = OrderedDict()
+        self._query_cache_size = 2_048
 
     @property
     def tokenizer(self) -> WordPieceTokenizer:
@@ -76,10 +79,22 @@ class LocalEmbedder:
         return await asyncio.to_thread(self._encode, list(texts))
 
     async def embed_query(self, text: str) -> list[float]:
-        return list(await asyncio.to_thread(self._query_cache, text))
+        return (await self.embed_queries([text]))[0]
 
-    def _encode_one(self, text: str) -> tuple[float, ...]:
-        return tuple(self._encode([text])[0])
+    async def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
+        cache = self._query_cache
+        missing = [text for text in dict.fromkeys(texts) if text not in cache]
+        if missing:
+            vectors = await asyncio.to_thread(self._encode, missing)
+            for text, vector in zip(missing, vectors, strict=True):
+                cache[text] = array("f", vector)
+        found: list[list[float]] = []
+        for text in texts:
+            cache.move_to_end(text)
+            found.append(list(cache[text]))
+        while len(cache) > self._query_cache_size:
+            cache.popitem(last=False)
+        return found
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
         with self._lock:

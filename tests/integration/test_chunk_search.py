@@ -15,6 +15,7 @@ from domain.chats.entities import Chat, Message, MessagePage, MessageRole
 from domain.entities import Membership, Organization, Principal, Role, User
 from infrastructure.container import Container
 from infrastructure.database.models import ChatRow, ChunkRow, DocumentRow, MessageRow
+from infrastructure.database.repositories.chunk_search import SqlChunkSearch
 from infrastructure.database.uow import SqlUnitOfWork
 
 DIMENSIONS = 384
@@ -188,3 +189,21 @@ async def test_chats_stay_private_even_when_a_query_forgets_the_user(
         assert isinstance(uow, SqlUnitOfWork)
         assert list(await uow.session.scalars(select(ChatRow.id))) == [chat.id]
         assert len(list(await uow.session.scalars(select(MessageRow.id)))) == 1
+
+
+async def test_full_text_ranks_at_most_the_configured_number_of_matches(
+    container: Container,
+) -> None:
+    rng = random.Random(5)
+    query = unit([rng.gauss(0, 1) for _ in range(DIMENSIONS)])
+    principal = await member(container)
+    await document_with_chunks(container, principal, [near(query, rng, 0.1) for _ in range(30)])
+    async with container.uow_factory.tenant(principal) as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        everything = await uow.search.matching("passage", query, 50, None)
+        capped = await SqlChunkSearch(
+            uow.session, principal.organization_id, 100, max_ranked=5
+        ).matching("passage", query, 50, None)
+    assert len(everything) == 30
+    assert len(capped) == 5
+    assert all(match.rank_score > 0 for match in capped)

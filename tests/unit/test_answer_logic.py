@@ -127,6 +127,9 @@ class CountingEmbedder:
         self.embedded.extend(texts)
         return [self.vector(text) for text in texts]
 
+    async def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
+        return [await self.embed_query(text) for text in texts]
+
     async def embed_query(self, text: str) -> list[float]:
         return self.vector(text)
 

@@ -19,6 +19,7 @@ class RecordingEmbedder:
 
     def __init__(self, fail: bool = False) -> None:
         self.calls: list[int] = []
+        self.query_calls: list[int] = []
         self.fail = fail
 
     @property
@@ -34,6 +35,11 @@ class RecordingEmbedder:
         if self.fail:
             raise ConnectionError("provider down")
         return [[float(len(text))] for text in texts]
+
+    async def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
+        self.query_calls.append(len(texts))
+        await asyncio.sleep(0.05)
+        return [[-float(len(text))] for text in texts]
 
     async def embed_query(self, text: str) -> list[float]:
         return [float(len(text))]
@@ -96,3 +102,14 @@ async def test_one_bad_request_does_not_fail_the_others_in_its_batch() -> None:
     assert outcomes[0] == [[4.0], [3.0]]
     assert isinstance(outcomes[1], ValueError)
     assert outcomes[2] == [[4.0]]
+
+
+async def test_concurrent_questions_share_one_query_call() -> None:
+    inner = RecordingEmbedder()
+    batcher = BatchingEmbedder(inner, max_query_batch=8)
+    questions = [f"question {'?' * i}" for i in range(12)]
+    vectors = await asyncio.gather(*(batcher.embed_query(q) for q in questions))
+    assert vectors == [[-float(len(q))] for q in questions]
+    # Query task, not document task; at most 8 per call.
+    assert inner.calls == []
+    assert inner.query_calls == [8, 4]

@@ -15,6 +15,7 @@ from uuid import UUID
 
 from sqlalchemy import ColumnElement, Select, String, func, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from domain.entities import DocumentStatus
 from domain.retrieval.entities import ChunkMatch
@@ -30,10 +31,17 @@ _RANK_NORMALIZATION = 1
 
 
 class SqlChunkSearch:
-    def __init__(self, session: AsyncSession, organization_id: UUID | None, ef_search: int) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        organization_id: UUID | None,
+        ef_search: int,
+        max_ranked: int = 2_000,
+    ) -> None:
         self._session = session
         self._organization_id = organization_id
         self._ef_search = ef_search
+        self._max_ranked = max_ranked
         self._scan_configured = False
 
     def _searchable(self, document_ids: Sequence[UUID] | None) -> list[ColumnElement[bool]]:
@@ -93,12 +101,27 @@ class SqlChunkSearch:
         if document_ids is not None and not document_ids:
             return []
         query = func.websearch_to_tsquery(_ENGLISH, websearch)
-        rank = func.ts_rank_cd(ChunkRow.tsv, query, _RANK_NORMALIZATION)
-        distance = ChunkRow.embedding.cosine_distance(list(embedding))
-        statement = (
-            self._columns(distance.label("distance"), rank.label("rank"))
+        # Ranking is the cost: a common word can match a fifth of a large corpus, so
+        # only the first max_ranked matches are ranked (the vector path still sees all).
+        matched = (
+            select(ChunkRow)
             .where(*self._searchable(document_ids), ChunkRow.tsv.op("@@")(query))
-            .order_by(rank.desc(), ChunkRow.id)
+            .limit(self._max_ranked)
+            .subquery()
+        )
+        chunk = aliased(ChunkRow, matched)
+        rank = func.ts_rank_cd(chunk.tsv, query, _RANK_NORMALIZATION)
+        distance = chunk.embedding.cosine_distance(list(embedding))
+        statement = (
+            select(
+                chunk.id,
+                chunk.document_id,
+                chunk.page,
+                chunk.text,
+                distance.label("distance"),
+                rank.label("rank"),
+            )
+            .order_by(rank.desc(), chunk.id)
             .limit(limit)
         )
         rows = (await self._session.execute(statement)).all()
