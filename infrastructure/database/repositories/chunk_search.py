@@ -15,7 +15,6 @@ from uuid import UUID
 
 from sqlalchemy import ColumnElement, Select, String, func, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from domain.entities import DocumentStatus
 from domain.retrieval.entities import ChunkMatch
@@ -102,27 +101,33 @@ class SqlChunkSearch:
             return []
         query = func.websearch_to_tsquery(_ENGLISH, websearch)
         # Ranking is the cost: a common word can match a fifth of a large corpus, so
-        # only the first max_ranked matches are ranked (the vector path still sees all).
+        # only the first max_ranked matches are ranked (the vector path still sees all),
+        # from narrow rows (id, tsv); text and distance are read for the winners only.
         matched = (
-            select(ChunkRow)
+            select(ChunkRow.id, ChunkRow.tsv)
             .where(*self._searchable(document_ids), ChunkRow.tsv.op("@@")(query))
             .limit(self._max_ranked)
             .subquery()
         )
-        chunk = aliased(ChunkRow, matched)
-        rank = func.ts_rank_cd(chunk.tsv, query, _RANK_NORMALIZATION)
-        distance = chunk.embedding.cosine_distance(list(embedding))
+        rank = func.ts_rank_cd(matched.c.tsv, query, _RANK_NORMALIZATION)
+        best = (
+            select(matched.c.id, rank.label("rank"))
+            .order_by(rank.desc(), matched.c.id)
+            .limit(limit)
+            .subquery()
+        )
+        distance = ChunkRow.embedding.cosine_distance(list(embedding))
         statement = (
             select(
-                chunk.id,
-                chunk.document_id,
-                chunk.page,
-                chunk.text,
+                ChunkRow.id,
+                ChunkRow.document_id,
+                ChunkRow.page,
+                ChunkRow.text,
                 distance.label("distance"),
-                rank.label("rank"),
+                best.c.rank,
             )
-            .order_by(rank.desc(), chunk.id)
-            .limit(limit)
+            .join(best, best.c.id == ChunkRow.id)
+            .order_by(best.c.rank.desc(), ChunkRow.id)
         )
         rows = (await self._session.execute(statement)).all()
         return [
