@@ -26,16 +26,11 @@ import structlog
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from infrastructure.gemini_faults import TRANSPORT_ERRORS, is_transient_status, rejection_message
+
 CLOSE_TIMEOUT_SECONDS = 1.0
-_TRANSIENT_STATUSES = frozenset({408, 429})
-_TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
-    httpx2.TimeoutException,
-    httpx2.NetworkError,
-    httpx2.RemoteProtocolError,
-    TimeoutError,
-    ConnectionError,
-    genai_errors.UnknownApiResponseError,  # a body cut inside a JSON event
-)
+# A body cut inside a JSON event surfaces as an unknown response.
+_STREAM_ERRORS = (*TRANSPORT_ERRORS, genai_errors.UnknownApiResponseError)
 
 log = structlog.get_logger("foundry.answers")
 
@@ -73,12 +68,18 @@ def classify(exc: Exception, model: str) -> Fault:
         return exc
     error = type(exc).__name__
     if isinstance(exc, genai_errors.APIError):
-        if exc.code in _TRANSIENT_STATUSES or exc.code >= 500:
+        if is_transient_status(exc):
             return Fault(
                 f"Gemini returned HTTP {exc.code} {exc.status}", "transient", exc.code, error
             )
-        return Fault(rejection(exc, model), "rejected", exc.code, error)
-    if isinstance(exc, _TRANSPORT_ERRORS):
+        message = rejection_message(
+            exc,
+            model,
+            "FOUNDRY_GEMINI_ANSWER_MODEL",
+            "FOUNDRY_GEMINI_ANSWER_MODEL and FOUNDRY_GEMINI_MAX_OUTPUT_TOKENS",
+        )
+        return Fault(message, "rejected", exc.code, error)
+    if isinstance(exc, _STREAM_ERRORS):
         return Fault(f"Gemini request failed: {error}", "transient", None, error)
     return Fault(f"Gemini call failed unexpectedly: {error}", "unexpected", None, error)
 
@@ -166,18 +167,3 @@ def text_of(candidate: types.Candidate) -> str:
     """The answer text of a candidate, without any thought summaries."""
     parts = candidate.content.parts if candidate.content is not None else None
     return "".join(part.text for part in parts or [] if part.text and not part.thought)
-
-
-def rejection(exc: genai_errors.APIError, model: str) -> str:
-    detail = f"HTTP {exc.code} {exc.status}: {(exc.message or '')[:200]}"
-    if exc.code in (401, 403) or "api key" in (exc.message or "").lower():
-        return f"Gemini rejected the API key ({detail}); check FOUNDRY_GEMINI_API_KEY."
-    if exc.code == 404:
-        return (
-            f"Gemini does not serve model {model!r} ({detail}); check "
-            "FOUNDRY_GEMINI_ANSWER_MODEL and FOUNDRY_GEMINI_BASE_URL."
-        )
-    return (
-        f"Gemini rejected the request ({detail}); check FOUNDRY_GEMINI_ANSWER_MODEL "
-        "and FOUNDRY_GEMINI_MAX_OUTPUT_TOKENS."
-    )

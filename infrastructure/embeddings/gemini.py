@@ -19,7 +19,6 @@ import math
 import re
 from collections.abc import Sequence
 
-import httpx2
 import structlog
 from google import genai
 from google.genai import errors as genai_errors
@@ -33,21 +32,11 @@ from tenacity import (
 )
 
 from domain.errors import EmbeddingRejected, TransientFailure
+from infrastructure.gemini_faults import TRANSPORT_ERRORS, is_transient_status, rejection_message
 
 MAX_BATCH = 100
 DOCUMENT_TASK = "RETRIEVAL_DOCUMENT"
 QUERY_TASK = "RETRIEVAL_QUERY"
-_TRANSIENT_STATUSES = frozenset({408, 429})
-# httpx2 is the SDK's default transport (and a hard dependency of google-genai);
-# TimeoutError is our own per-attempt deadline, ConnectionError a socket fault.
-_TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
-    httpx2.TimeoutException,
-    httpx2.NetworkError,
-    httpx2.RemoteProtocolError,
-    TimeoutError,
-    ConnectionError,
-)
-
 log = structlog.get_logger("foundry.embeddings")
 
 
@@ -188,10 +177,17 @@ class GeminiEmbedder:
                     model=self._model, contents=contents, config=config
                 )
         except genai_errors.APIError as exc:
-            if exc.code in _TRANSIENT_STATUSES or exc.code >= 500:
+            if is_transient_status(exc):
                 raise TransientFailure(f"Gemini returned HTTP {exc.code} {exc.status}") from exc
-            raise GeminiConfigurationError(_rejection(exc, self._model)) from exc
-        except _TRANSPORT_ERRORS as exc:
+            raise GeminiConfigurationError(
+                rejection_message(
+                    exc,
+                    self._model,
+                    "FOUNDRY_GEMINI_EMBEDDING_MODEL",
+                    "FOUNDRY_GEMINI_EMBEDDING_MODEL and FOUNDRY_EMBEDDING_DIMENSIONS",
+                )
+            ) from exc
+        except TRANSPORT_ERRORS as exc:
             raise TransientFailure(f"Gemini request failed: {type(exc).__name__}") from exc
         return self._unit_vectors(response, len(texts))
 
@@ -214,21 +210,6 @@ class GeminiEmbedder:
                 )
             vectors.append([value / norm for value in values])
         return vectors
-
-
-def _rejection(exc: genai_errors.APIError, model: str) -> str:
-    detail = f"HTTP {exc.code} {exc.status}: {(exc.message or '')[:200]}"
-    if exc.code in (401, 403) or "api key" in (exc.message or "").lower():
-        return f"Gemini rejected the API key ({detail}); check FOUNDRY_GEMINI_API_KEY."
-    if exc.code == 404:
-        return (
-            f"Gemini does not serve model {model!r} ({detail}); check "
-            "FOUNDRY_GEMINI_EMBEDDING_MODEL and FOUNDRY_GEMINI_BASE_URL."
-        )
-    return (
-        f"Gemini rejected the embedding request ({detail}); check "
-        "FOUNDRY_GEMINI_EMBEDDING_MODEL and FOUNDRY_EMBEDDING_DIMENSIONS."
-    )
 
 
 def _log_retry(state: RetryCallState) -> None:
