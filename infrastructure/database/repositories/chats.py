@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Select, delete, func, select, tuple_, update
+from sqlalchemy import ColumnElement, Select, delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -80,7 +80,9 @@ def to_message(row: MessageRow) -> Message:
     )
 
 
-class SqlChatRepository:
+class _UserScoped:
+    """A repository over the chats of the transaction's user in its organisation."""
+
     def __init__(
         self, session: AsyncSession, organization_id: UUID | None, user_id: UUID | None
     ) -> None:
@@ -88,12 +90,15 @@ class SqlChatRepository:
         self._organization_id = organization_id
         self._user_id = user_id
 
-    def _owned(self) -> Select[ChatRow]:
+    def _owns_chat(self) -> list[ColumnElement[bool]]:
         if self._organization_id is None or self._user_id is None:
             raise RuntimeError("chats are only reachable in a user's tenant transaction")
-        return select(ChatRow).where(
-            ChatRow.organization_id == self._organization_id, ChatRow.user_id == self._user_id
-        )
+        return [ChatRow.organization_id == self._organization_id, ChatRow.user_id == self._user_id]
+
+
+class SqlChatRepository(_UserScoped):
+    def _owned(self) -> Select[ChatRow]:
+        return select(ChatRow).where(*self._owns_chat())
 
     async def add(self, chat: Chat) -> None:
         self._session.add(
@@ -147,20 +152,9 @@ class SqlChatRepository:
         return result.first() is not None
 
 
-class SqlMessageRepository:
-    def __init__(
-        self, session: AsyncSession, organization_id: UUID | None, user_id: UUID | None
-    ) -> None:
-        self._session = session
-        self._organization_id = organization_id
-        self._user_id = user_id
-
+class SqlMessageRepository(_UserScoped):
     def _owned_chats(self) -> Select[UUID]:
-        if self._organization_id is None or self._user_id is None:
-            raise RuntimeError("messages are only reachable in a user's tenant transaction")
-        return select(ChatRow.id).where(
-            ChatRow.organization_id == self._organization_id, ChatRow.user_id == self._user_id
-        )
+        return select(ChatRow.id).where(*self._owns_chat())
 
     async def add(self, message: Message) -> None:
         usage = message.usage
