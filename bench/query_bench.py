@@ -59,7 +59,7 @@ from websockets.typing import Subprotocol
 from domain.entities import ChunkDraft, Document, DocumentStatus, Principal, Role
 from domain.ingestion.chunking import ChunkingOptions, chunk_document
 from domain.ingestion.filetypes import FileKind
-from domain.retrieval.fulltext import websearch_text
+from domain.retrieval.fulltext import any_word
 from infrastructure.container import BackendUrls, Container
 from infrastructure.database.migrate import upgrade_to_head
 from infrastructure.embedded import EmbeddedPostgres
@@ -309,12 +309,14 @@ async def explain_search(
     try:
         async with container.uow_factory.tenant(tenant.principal) as uow:
             await uow.search.nearest(embedding, candidates, None)
-            await uow.search.matching(websearch_text(question), embedding, candidates, None)
+            await uow.search.matching(any_word(question), embedding, candidates, None)
     finally:
         event.remove(sync_engine, "before_cursor_execute", capture)
     scan = next(item for item in captured if "hnsw.iterative_scan" in item[0])
-    fulltext = next(item for item in captured if "ts_rank_cd" in item[0])
-    vector = next(item for item in captured if "<=>" in item[0] and "ts_rank_cd" not in item[0])
+    fulltext = next(item for item in captured if "chunk_text_matches" in item[0])
+    vector = next(
+        item for item in captured if "<=>" in item[0] and "chunk_text_matches" not in item[0]
+    )
     plans: list[str] = []
     async with container.uow_factory.tenant(tenant.principal) as uow:
         conn = await uow.session.connection()

@@ -11,10 +11,10 @@ from domain.entities import Principal
 from domain.errors import QuestionTooLong, ValidationFailed
 from domain.ingestion.ports import Embedder
 from domain.ports import UnitOfWorkFactory
-from domain.retrieval.entities import Retrieval, SearchHit
-from domain.retrieval.fulltext import websearch_text
+from domain.retrieval.entities import ChunkMatch, Retrieval, SearchHit
+from domain.retrieval.fulltext import all_words, any_word
 from domain.retrieval.fusion import reciprocal_rank_fusion
-from domain.retrieval.ports import RetrievalObserver
+from domain.retrieval.ports import ChunkSearch, RetrievalObserver
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,29 +73,37 @@ class SearchService:
             )
         return (await self.retrieve(principal, query, limit, document_ids)).hits
 
+    async def embed(self, query: str) -> list[float]:
+        """The query's embedding, as :meth:`retrieve` computes it."""
+        started = time.perf_counter()
+        embedding = await self._embedder.embed_query(query)
+        self._lap("embed", started, 1)
+        return embedding
+
     async def retrieve(
         self,
         principal: Principal,
         query: str,
         limit: int,
         document_ids: Sequence[UUID] | None = None,
+        embedding: Sequence[float] | None = None,
     ) -> Retrieval:
-        """Hits and the query embedding; ``query`` must already be validated."""
+        """Hits and the query embedding; ``query`` must already be validated.
+
+        ``embedding``, when given, is ``query``'s (from :meth:`embed`).
+        """
         ids = list(dict.fromkeys(document_ids)) if document_ids is not None else None
         candidates = max(limit, self._options.candidates)
         started = time.perf_counter()
-        embedding = await self._embedder.embed_query(query)
-        mark = self._lap("embed", started, 1)
+        query_vector = list(embedding) if embedding is not None else await self.embed(query)
+        mark = time.perf_counter()
         if ids == []:
-            return Retrieval(hits=[], query_embedding=embedding)
-        websearch = websearch_text(query)
+            return Retrieval(hits=[], query_embedding=query_vector)
         async with self._uow_factory.tenant(principal) as uow:
-            vector = await uow.search.nearest(embedding, candidates, ids)
+            vector = await uow.search.nearest(query_vector, candidates, ids)
             mark = self._lap("vector", mark, len(vector))
-            text = (
-                await uow.search.matching(websearch, embedding, candidates, ids)
-                if websearch
-                else []
+            text = await self._matching(
+                uow.search, query, query_vector, candidates=candidates, enough=limit, ids=ids
             )
             mark = self._lap("fulltext", mark, len(text))
             fused = reciprocal_rank_fusion(vector, text, limit)
@@ -121,7 +129,29 @@ class SearchService:
             if item.match.document_id in documents
         ]
         self._observer.stage("total", time.perf_counter() - started, len(hits))
-        return Retrieval(hits=hits, query_embedding=embedding)
+        return Retrieval(hits=hits, query_embedding=query_vector)
+
+    @staticmethod
+    async def _matching(
+        search: ChunkSearch,
+        query: str,
+        embedding: Sequence[float],
+        *,
+        candidates: int,
+        enough: int,
+        ids: Sequence[UUID] | None,
+    ) -> list[ChunkMatch]:
+        """Chunks with every word of ``query``, then, if fewer than ``enough``, with any."""
+        precise = all_words(query)
+        if not precise:
+            return []
+        matches = await search.matching(precise, embedding, candidates, ids)
+        broad = any_word(query)
+        if len(matches) >= enough or broad == precise:
+            return matches
+        seen = {match.chunk_id for match in matches}
+        more = await search.matching(broad, embedding, candidates, ids)
+        return (matches + [match for match in more if match.chunk_id not in seen])[:candidates]
 
     def _lap(self, stage: str, since: float, hits: int) -> float:
         now = time.perf_counter()

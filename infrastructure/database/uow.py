@@ -18,6 +18,7 @@ from domain.entities import Principal
 from domain.errors import ServiceUnavailable
 from domain.ingestion.ports import ChunkRepository, DocumentRepository, MaintenanceRepository
 from domain.ports import (
+    ApiKeyRepository,
     AuditLog,
     MembershipRepository,
     OrganizationRepository,
@@ -25,6 +26,7 @@ from domain.ports import (
     UserRepository,
 )
 from domain.retrieval.ports import ChunkSearch
+from infrastructure.database.repositories.api_keys import SqlApiKeyRepository
 from infrastructure.database.repositories.audit import SqlAuditLog
 from infrastructure.database.repositories.chats import SqlChatRepository, SqlMessageRepository
 from infrastructure.database.repositories.chunk_search import SqlChunkSearch
@@ -62,7 +64,7 @@ def is_unavailable(exc: BaseException) -> bool:
 class UnitOfWorkOptions:
     app_role: str = "foundry_app"
     hnsw_ef_search: int = 100
-    fulltext_max_ranked: int = 2_000
+    fulltext_max_ranked: int = 500
 
 
 class SqlUnitOfWork:
@@ -71,6 +73,7 @@ class SqlUnitOfWork:
     memberships: MembershipRepository
     refresh_tokens: RefreshTokenRepository
     audit: AuditLog
+    api_keys: ApiKeyRepository
     documents: DocumentRepository
     chunks: ChunkRepository
     maintenance: MaintenanceRepository
@@ -118,7 +121,8 @@ class SqlUnitOfWork:
         self.organizations = SqlOrganizationRepository(self.session)
         self.memberships = SqlMembershipRepository(self.session)
         self.refresh_tokens = SqlRefreshTokenRepository(self.session)
-        self.audit = SqlAuditLog(self.session)
+        self.audit = SqlAuditLog(self.session, self._organization_id)
+        self.api_keys = SqlApiKeyRepository(self.session, self._organization_id)
         self.documents = SqlDocumentRepository(self.session, self._organization_id)
         self.chunks = SqlChunkRepository(self.session, self._organization_id)
         self.maintenance = SqlMaintenanceRepository(self.session)

@@ -207,3 +207,31 @@ async def test_full_text_ranks_at_most_the_configured_number_of_matches(
     assert len(everything) == 30
     assert len(capped) == 5
     assert all(match.rank_score > 0 for match in capped)
+
+
+async def test_the_full_text_function_sees_only_the_transactions_organisation(
+    container: Container,
+) -> None:
+    """chunk_text_matches runs outside row-level security, with the tenant condition of its
+    own: the organisation comes from the transaction's setting, never from the caller."""
+    rng = random.Random(8)
+    query = unit([rng.gauss(0, 1) for _ in range(DIMENSIONS)])
+    alpha, beta = await member(container), await member(container)
+    mine = await document_with_chunks(container, alpha, [near(query, rng, 0.1)] * 2)
+    chosen = await document_with_chunks(container, alpha, [near(query, rng, 0.1)] * 2)
+    theirs = await document_with_chunks(container, beta, [near(query, rng, 0.1)] * 2)
+    sql = text("SELECT document_id FROM chunk_text_matches(to_tsquery('passage'), 100, :ids)")
+    async with container.uow_factory.tenant(alpha) as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        seen = set(await uow.session.scalars(sql, {"ids": None}))
+        assert seen == {mine, chosen}
+        assert set(await uow.session.scalars(sql, {"ids": [chosen, theirs]})) == {chosen}
+        # By document id, another organisation's chunks stay out of reach too.
+        assert set(await uow.session.scalars(sql, {"ids": [theirs]})) == set()
+    async with container.uow_factory.tenant(beta) as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        assert set(await uow.session.scalars(sql, {"ids": None})) == {theirs}
+    async with container.uow_factory.system() as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        # Without a tenant setting there is no organisation, so nothing matches.
+        assert set(await uow.session.scalars(sql, {"ids": None})) == set()

@@ -13,7 +13,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Select, String, func, literal_column, select, text
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Float,
+    Select,
+    String,
+    Uuid,
+    cast,
+    column,
+    func,
+    literal_column,
+    null,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.entities import DocumentStatus
@@ -100,19 +114,22 @@ class SqlChunkSearch:
         if document_ids is not None and not document_ids:
             return []
         query = func.websearch_to_tsquery(_ENGLISH, websearch)
-        # Ranking is the cost: a common word can match a fifth of a large corpus, so
-        # only the first max_ranked matches are ranked (the vector path still sees all),
-        # from narrow rows (id, tsv); text and distance are read for the winners only.
-        matched = (
-            select(ChunkRow.id, ChunkRow.tsv)
-            .where(*self._searchable(document_ids), ChunkRow.tsv.op("@@")(query))
-            .limit(self._max_ranked)
-            .subquery()
+        # chunk_text_matches (migration 0003) finds and ranks the organisation's matches
+        # through the GIN index, which row-level security would rule out here. Ranking
+        # is the cost: a common word can match a large part of a corpus, so only the
+        # first max_ranked matches are ranked (the vector path still sees all); text
+        # and distance are read for the winners only.
+        chosen = (
+            cast(list(document_ids), ARRAY(Uuid()))
+            if document_ids is not None
+            else null().cast(ARRAY(Uuid()))
         )
-        rank = func.ts_rank_cd(matched.c.tsv, query, _RANK_NORMALIZATION)
+        matched = func.chunk_text_matches(query, self._max_ranked, chosen).table_valued(
+            column("id", Uuid()), column("document_id", Uuid()), column("rank", Float())
+        )
         best = (
-            select(matched.c.id, rank.label("rank"))
-            .order_by(rank.desc(), matched.c.id)
+            select(matched.c.id, matched.c.rank)
+            .order_by(matched.c.rank.desc(), matched.c.id)
             .limit(limit)
             .subquery()
         )
