@@ -107,6 +107,9 @@ def settings(state_dir: Path, database_url: str, redis_url: str) -> Settings:
         graphql_max_tokens=1_000,
         graphql_max_body_bytes=20_000,
         upload_max_file_bytes=2_000_000,
+        # Answer tests check what generation produced; tests/api/test_answer_cache.py
+        # runs its own server with the cache on.
+        answer_cache_enabled=False,
         log_json=True,
     )
 

@@ -97,6 +97,10 @@ class AnswerObserver(Protocol):
 
     def fallback(self, reason: str) -> None: ...
 
+    def cache(self, result: str) -> None:
+        """exact, semantic (hits) or miss."""
+        ...
+
     def outcome(self, outcome: str) -> None:
         """done, error code, or cancelled."""
         ...

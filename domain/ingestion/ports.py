@@ -111,6 +111,10 @@ class DocumentRepository(Protocol):
 
     async def find_live_by_sha256(self, sha256: str) -> Document | None: ...
 
+    async def corpus_version(self) -> str:
+        """A value that changes whenever any of the organisation's documents changes."""
+        ...
+
     async def list(
         self, first: int, after: tuple[datetime, UUID] | None, status: DocumentStatus | None
     ) -> DocumentPage: ...

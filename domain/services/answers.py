@@ -14,6 +14,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from uuid import UUID, uuid4
 
+from domain.answers.cache import AnswerCache, CachedAnswer
 from domain.answers.events import (
     AnswerCompleted,
     AnswerDelta,
@@ -34,7 +35,7 @@ from domain.answers.ports import (
 from domain.answers.prompt import NO_ANSWER_TEXT
 from domain.answers.text import snippet, word_pieces
 from domain.chats.entities import Chat, Message, MessageRole, Source, Usage
-from domain.entities import Principal
+from domain.entities import DocumentStatus, Principal
 from domain.errors import DomainError, LlmUnavailable, NotFound
 from domain.ports import Clock, UnitOfWorkFactory
 from domain.retrieval.entities import Retrieval, SearchHit
@@ -42,6 +43,7 @@ from domain.services.chats import DEFAULT_TITLE, title_from_question
 from domain.services.search import SearchService, clean_question
 
 NO_SOURCES_MODEL = "none"
+CACHE_GENERATOR = "cache"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,14 @@ class AnswerOptions:
 @dataclass(frozen=True, slots=True)
 class _Restart:
     """The primary generator failed after output the caller has not seen: start over."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Cited:
+    """The sources an answer cites; ``answer`` is set when it is a cached one replayed."""
+
+    sources: list[CitedSource]
+    answer: CachedAnswer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +84,10 @@ class AnswerService:
         observer: AnswerObserver,
         clock: Clock,
         options: AnswerOptions,
+        cache: AnswerCache | None = None,
     ) -> None:
         self._uow_factory = uow_factory
+        self._cache = cache
         self._search = search
         self._generator = generator
         self._fallback = fallback
@@ -104,26 +116,37 @@ class AnswerService:
         try:
             question = clean_question(question, self._options.max_question_chars, "question")
             started = time.perf_counter()
-            history = await self._record_question(principal, chat_id, question)
+            history, corpus = await self._record_question(principal, chat_id, question)
             standalone = await self._generator.condense(history, question)
             retrieval_started = time.perf_counter()
-            retrieval = await self._search.retrieve(
-                principal, standalone, self._options.max_sources
-            )
-            relevant = self._relevant(retrieval.hits)
-            cited = [self._cited(index, hit) for index, hit in enumerate(relevant, start=1)]
-            self._observer.retrieval(time.perf_counter() - retrieval_started, len(cited))
-            yield SourcesFound(cited)
+            cached, embedding = await self._cached(principal, corpus, standalone)
+            if cached is not None and cached.answer is not None:
+                cited = cached
+                produced: AsyncGenerator[TextDelta | Usage | _Restart, None] = self._replayed(
+                    cached.sources, cached.answer, started
+                )
+            else:
+                retrieval = await self._search.retrieve(
+                    principal, standalone, self._options.max_sources, embedding=embedding
+                )
+                relevant = self._relevant(retrieval.hits)
+                cited = _Cited(
+                    [self._cited(index, hit) for index, hit in enumerate(relevant, start=1)]
+                )
+                produced = (
+                    self._written(
+                        self._request(standalone, cited.sources, relevant, retrieval),
+                        started,
+                        buffered,
+                    )
+                    if cited.sources
+                    else self._nothing_found(started)
+                )
+            self._observer.retrieval(time.perf_counter() - retrieval_started, len(cited.sources))
+            yield SourcesFound(cited.sources)
 
             parts: list[str] = []
             usage: Usage | None = None
-            produced = (
-                self._written(
-                    self._request(standalone, cited, relevant, retrieval), started, buffered
-                )
-                if cited
-                else self._nothing_found(started)
-            )
             async with aclosing(produced) as pieces:
                 async for piece in pieces:
                     if isinstance(piece, Usage):
@@ -137,9 +160,11 @@ class AnswerService:
             if usage is None:
                 raise LlmUnavailable("The answer ended unexpectedly; try again.")
 
-            message = await self._record_answer(
-                principal, chat_id, "".join(parts), [item.source for item in cited], usage
-            )
+            content = "".join(parts)
+            sources = [item.source for item in cited.sources]
+            message = await self._record_answer(principal, chat_id, content, sources, usage)
+            if cached is None and embedding is not None and not usage.degraded:
+                await self._remember(principal, corpus, embedding, standalone, message)
             self._observer.finished(
                 usage.model,
                 usage.latency_ms / 1000,
@@ -148,7 +173,9 @@ class AnswerService:
                 usage.degraded,
             )
             outcome = "done"
-            yield AnswerCompleted(message, {item.document.id: item.document for item in cited})
+            yield AnswerCompleted(
+                message, {item.document.id: item.document for item in cited.sources}
+            )
         except DomainError as error:
             outcome = error.code.value
             raise
@@ -182,6 +209,63 @@ class AnswerService:
         for piece in word_pieces(NO_ANSWER_TEXT):
             yield TextDelta(piece)
         yield Usage(NO_SOURCES_MODEL, None, None, self._elapsed_ms(started), False)
+
+    async def _cached(
+        self, principal: Principal, corpus: str, question: str
+    ) -> tuple[_Cited | None, list[float] | None]:
+        """A cached answer to ``question`` whose documents are all still there, and the
+        question's embedding when it was computed (retrieval reuses it)."""
+        if self._cache is None:
+            return None, None
+        organization_id = principal.organization_id
+        embedding: list[float] | None = None
+        answer = await self._cache.exact(organization_id, corpus, question)
+        kind = "exact"
+        if answer is None:
+            embedding = await self._search.embed(question)
+            answer = await self._cache.similar(organization_id, corpus, embedding)
+            kind = "semantic"
+        cited = await self._replay_sources(principal, answer) if answer is not None else None
+        self._observer.cache(kind if cited is not None else "miss")
+        if cited is None and embedding is None:
+            embedding = await self._search.embed(question)
+        return cited, embedding
+
+    async def _replay_sources(self, principal: Principal, answer: CachedAnswer) -> _Cited | None:
+        ids = list({source.document_id for source in answer.sources})
+        async with self._uow_factory.tenant(principal) as uow:
+            documents = {document.id: document for document in await uow.documents.get_many(ids)}
+        if any(
+            documents.get(document_id) is None
+            or documents[document_id].status != DocumentStatus.READY
+            for document_id in ids
+        ):
+            return None
+        return _Cited(
+            [CitedSource(source, documents[source.document_id]) for source in answer.sources],
+            answer,
+        )
+
+    async def _replayed(
+        self, sources: Sequence[CitedSource], answer: CachedAnswer, started: float
+    ) -> AsyncGenerator[TextDelta | Usage, None]:
+        """A cached answer streamed like a fresh one, in pieces of a few words."""
+        generator = CACHE_GENERATOR if sources else NO_SOURCES_MODEL
+        for position, piece in enumerate(word_pieces(answer.content)):
+            if position == 0:
+                self._observer.first_token(generator, time.perf_counter() - started)
+            yield TextDelta(piece)
+        yield Usage(answer.model, 0, 0, self._elapsed_ms(started), False)
+
+    async def _remember(
+        self, principal: Principal, corpus: str, embedding: list[float], question: str,
+        message: Message,
+    ) -> None:  # fmt: skip
+        if self._cache is None or message.usage is None:
+            return
+        model = message.usage.model
+        answer = CachedAnswer(question, message.content, tuple(message.sources), model)
+        await self._cache.store(principal.organization_id, corpus, embedding, answer)
 
     @staticmethod
     def _request(
@@ -257,8 +341,9 @@ class AnswerService:
 
     async def _record_question(
         self, principal: Principal, chat_id: UUID, question: str
-    ) -> list[Turn]:
-        """Store the question; returns the history before it (oldest first)."""
+    ) -> tuple[list[Turn], str]:
+        """Store the question; returns the history before it (oldest first) and the
+        corpus version (for the answer cache)."""
         now = self._clock.now()
         async with self._uow_factory.tenant(principal) as uow:
             chat = await uow.chats.get(chat_id)
@@ -277,8 +362,9 @@ class AnswerService:
                 )
             )
             await uow.chats.update(chat_id, now, title=self._new_title(chat, earlier, question))
+            corpus = await uow.documents.corpus_version() if self._cache is not None else ""
             await uow.commit()
-        return [Turn(message.role, message.content) for message in earlier]
+        return [Turn(message.role, message.content) for message in earlier], corpus
 
     @staticmethod
     def _new_title(chat: Chat, earlier: list[Message], question: str) -> str | None:

@@ -48,6 +48,12 @@ ANSWER_OUTCOMES = Counter(
     ["outcome"],
 )
 
+ANSWER_CACHE = Counter(
+    "foundry_answer_cache_lookups_total",
+    "Answer-cache lookups by result: exact or semantic hit, or miss.",
+    ["result"],
+)
+
 
 class PrometheusRetrievalObserver:
     def stage(self, name: str, seconds: float, hits: int) -> None:
@@ -92,3 +98,8 @@ class PrometheusAnswerObserver:
 
     def outcome(self, outcome: str) -> None:
         ANSWER_OUTCOMES.labels(outcome).inc()
+
+    def cache(self, result: str) -> None:
+        ANSWER_CACHE.labels(result).inc()
+        if result != "miss":
+            log.info("answer.cache_hit", kind=result)

@@ -90,6 +90,20 @@ class SqlDocumentRepository:
         )
         return [to_document(row) for row in rows]
 
+    async def corpus_version(self) -> str:
+        # Every status change (ready, deleted, reprocessed…) moves updated_at, and an
+        # added row moves the count: the pair changes with any change to the corpus.
+        if self._organization_id is None:
+            raise RuntimeError("document repository used outside a tenant transaction")
+        count, latest = (
+            await self._session.execute(
+                select(func.count(), func.max(DocumentRow.updated_at)).where(
+                    DocumentRow.organization_id == self._organization_id
+                )
+            )
+        ).one()
+        return f"{count}:{latest.isoformat() if latest else '-'}"
+
     async def find_live_by_sha256(self, sha256: str) -> Document | None:
         row = await self._session.scalar(
             self._base().where(
