@@ -78,6 +78,15 @@ class Principal:
     organization_id: UUID
     role: Role
     session_id: UUID
+    # Set when an API key authenticated the request. A key has no user: user_id and
+    # session_id then hold the key's id (matching no user row, so user-owned rows
+    # such as chats stay invisible) and actor_user_id is None.
+    api_key_id: UUID | None = None
+
+    @property
+    def actor_user_id(self) -> UUID | None:
+        """The user behind the request, for authorship and audit; None for an API key."""
+        return None if self.api_key_id is not None else self.user_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,3 +202,57 @@ class DocumentPage:
     items: list[Document]
     has_next_page: bool
     total_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A server-to-server credential of one organisation; only its SHA-256 is stored."""
+
+    id: UUID
+    organization_id: UUID
+    created_by: UUID | None
+    name: str
+    key_prefix: str
+    role: Role
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    def usable_at(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedApiKey:
+    """A new key with its plaintext, which is shown this once and never again."""
+
+    key: str
+    api_key: ApiKey
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyPage:
+    items: list[ApiKey]
+    has_next_page: bool
+    total_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """A stored audit log entry, as admins read it."""
+
+    id: UUID
+    action: str
+    actor_user_id: UUID | None
+    actor_email: str | None
+    target: str | None
+    ip: str | None
+    details: dict[str, str]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    items: list[AuditRecord]
+    has_next_page: bool

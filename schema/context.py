@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from functools import cached_property
 from uuid import UUID
@@ -12,6 +13,7 @@ from strawberry.types import Info as StrawberryInfo
 from domain.chats.entities import MessagePage
 from domain.entities import Document, Organization, Principal, User
 from domain.errors import DomainError, Unauthenticated
+from domain.ports import RateLimiter
 from domain.services import Services
 from domain.services.accounts import RequestOrigin
 
@@ -21,6 +23,7 @@ class Context:
     services: Services
     request_id: str
     client_ip: str | None
+    rate_limiter: RateLimiter
     principal: Principal | None = None
     auth_error: DomainError | None = None
     # The bearer token a WebSocket authenticated with, re-checked while it stays open.
@@ -29,6 +32,8 @@ class Context:
     connection_params: dict[str, object] | None = None
     operation_name: str | None = field(default=None)
     over_websocket: bool = False
+    # The socket's slot of the user's open-connections budget, released when it closes.
+    socket_slot: AbstractAsyncContextManager[None] | None = None
 
     @property
     def origin(self) -> RequestOrigin:
@@ -36,7 +41,7 @@ class Context:
 
     async def authenticate(self, token: str) -> None:
         try:
-            self.principal = await self.services.accounts.authenticate(token)
+            self.principal = await self.services.authenticate(token)
             self.auth_error = None
         except DomainError as exc:  # SERVICE_UNAVAILABLE too: protected fields report it
             self.principal = None

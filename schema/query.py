@@ -3,10 +3,14 @@ from __future__ import annotations
 import strawberry
 
 from resolvers import accounts, organizations
+from resolvers import api_keys as api_key_resolvers
+from resolvers import audit as audit_resolvers
 from resolvers import chats as chat_resolvers
 from resolvers import documents as document_resolvers
 from resolvers import search as search_resolvers
-from schema.permissions import IsAuthenticated
+from schema.permissions import IsAdmin, IsAuthenticated, IsUser
+from schema.types.api_key import ApiKeyConnection
+from schema.types.audit import AuditEntryConnection
 from schema.types.chat import Chat, ChatConnection
 from schema.types.document import Document, DocumentConnection
 from schema.types.organization import Organization
@@ -17,7 +21,7 @@ from schema.types.user import User
 @strawberry.type
 class Query:
     me: User = strawberry.field(
-        resolver=accounts.me, permission_classes=[IsAuthenticated], description="The caller."
+        resolver=accounts.me, permission_classes=[IsUser], description="The caller."
     )
     organization: Organization = strawberry.field(
         resolver=organizations.organization,
@@ -39,9 +43,17 @@ class Query:
     )
     chats: ChatConnection = strawberry.field(
         resolver=chat_resolvers.chats,
-        permission_classes=[IsAuthenticated],
+        permission_classes=[IsUser],
         description="Your chats, most recently active first (first <= 100).",
     )
-    chat: Chat | None = strawberry.field(
-        resolver=chat_resolvers.chat, permission_classes=[IsAuthenticated]
+    chat: Chat | None = strawberry.field(resolver=chat_resolvers.chat, permission_classes=[IsUser])
+    api_keys: ApiKeyConnection = strawberry.field(
+        resolver=api_key_resolvers.api_keys,
+        permission_classes=[IsAdmin],
+        description="Your organisation's API keys, newest first (admins only; first <= 100).",
+    )
+    audit_log: AuditEntryConnection = strawberry.field(
+        resolver=audit_resolvers.audit_log,
+        permission_classes=[IsAdmin],
+        description="Sensitive actions in your organisation, newest first (admins; first <= 100).",
     )

@@ -6,7 +6,7 @@ import strawberry
 
 from resolvers import answers, documents
 from schema.context import Info
-from schema.permissions import IsAuthenticated
+from schema.permissions import IsAuthenticated, IsUser
 from schema.types.answer import AnswerEventType
 from schema.types.document import DocumentEvent
 
@@ -22,7 +22,7 @@ class Subscription:
             yield event
 
     @strawberry.subscription(
-        permission_classes=[IsAuthenticated],
+        permission_classes=[IsUser],
         description="Ask a question in a chat: AnswerSources, then AnswerToken pieces, then "
         "AnswerDone with the stored message, or AnswerError. Completing the subscription "
         "early stops the answer.",

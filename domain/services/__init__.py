@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from domain.entities import Principal
 from domain.services.accounts import AccountService
 from domain.services.answers import AnswerService
+from domain.services.api_keys import ApiKeyService, is_api_key
+from domain.services.audit import AuditService
 from domain.services.chats import ChatService
 from domain.services.documents import DocumentService
 from domain.services.organizations import OrganizationService
@@ -22,3 +25,11 @@ class Services:
     search: SearchService
     chats: ChatService
     answers: AnswerService
+    api_keys: ApiKeyService
+    audit: AuditService
+
+    async def authenticate(self, bearer: str) -> Principal:
+        """The principal of a bearer credential: an API key ("kf_...") or an access token."""
+        if is_api_key(bearer):
+            return await self.api_keys.authenticate(bearer)
+        return await self.accounts.authenticate(bearer)

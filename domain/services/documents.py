@@ -48,13 +48,16 @@ class UploadResult:
 def document_audit(
     action: str, principal: Principal, document: Document, ip: str | None
 ) -> AuditEntry:
+    details = {"filename": document.filename, "sha256": document.sha256}
+    if principal.api_key_id is not None:
+        details["api_key_id"] = str(principal.api_key_id)
     return AuditEntry(
         action,
         principal.organization_id,
-        principal.user_id,
+        principal.actor_user_id,
         target=f"document:{document.id}",
         ip=ip,
-        details={"filename": document.filename, "sha256": document.sha256},
+        details=details,
     )
 
 
@@ -108,7 +111,7 @@ class DocumentService:
             document = Document(
                 id=document_id,
                 organization_id=principal.organization_id,
-                uploaded_by=principal.user_id,
+                uploaded_by=principal.actor_user_id,
                 filename=filename,
                 mime_type=kind.mime_type,
                 size_bytes=staged.size,

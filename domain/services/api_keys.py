@@ -1,0 +1,200 @@
+"""API keys for server-to-server clients: created by admins, shown once, stored hashed.
+
+A key authenticates as a principal of its organisation with its role but no
+user: it can use documents and search as its role allows, but it has no
+profile (``me``), owns no chats, and cannot manage members or other keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID, uuid4
+
+from domain.entities import (
+    ApiKey,
+    ApiKeyPage,
+    AuditEntry,
+    CreatedApiKey,
+    Principal,
+    Role,
+)
+from domain.errors import Forbidden, NotFound, Unauthenticated, ValidationFailed
+from domain.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from domain.services.cursors import decode_cursor
+from domain.services.organizations import require_role
+from domain.validation import clean_name
+
+API_KEY_PREFIX = "kf_"
+"""Every key starts with this, so a bearer token is told apart from a JWT at a glance."""
+
+DISPLAY_PREFIX_CHARS = 12
+MAX_API_KEY_LENGTH = 100
+MAX_API_KEYS_PAGE = 100
+
+
+def is_api_key(token: str) -> bool:
+    return token.startswith(API_KEY_PREFIX)
+
+
+def hash_api_key(key: str) -> str:
+    """SHA-256 is right here: keys carry 256 random bits, so unlike passwords they
+    cannot be guessed offline and need no slow, salted hash; a fast one keeps
+    every authenticated request cheap."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyOptions:
+    max_active_per_organization: int = 50
+    last_used_interval: timedelta = timedelta(minutes=1)
+
+
+def key_principal(key: ApiKey) -> Principal:
+    """A key acts for its organisation with its role; it is nobody's session."""
+    return Principal(
+        user_id=key.id,
+        organization_id=key.organization_id,
+        role=key.role,
+        session_id=key.id,
+        api_key_id=key.id,
+    )
+
+
+def require_user(principal: Principal, action: str) -> None:
+    """Refuse API keys for actions that belong to a person."""
+    if principal.api_key_id is not None:
+        raise Forbidden(f"API keys cannot {action}; use a user session.")
+
+
+class ApiKeyService:
+    def __init__(
+        self, uow_factory: UnitOfWorkFactory, clock: Clock, options: ApiKeyOptions
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._clock = clock
+        self._options = options
+
+    async def create(
+        self,
+        principal: Principal,
+        name: str,
+        role: Role,
+        expires_at: datetime | None,
+        ip: str | None,
+    ) -> CreatedApiKey:
+        """A new key; the plaintext is in the result and nowhere else, ever."""
+        require_role(principal, Role.ADMIN)
+        require_user(principal, "create API keys")
+        cleaned = clean_name(name, "name")
+        now = self._clock.now()
+        if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now):
+            raise ValidationFailed(
+                "expiresAt must be a future time with a UTC offset.", field="expiresAt"
+            )
+        plaintext = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        key = ApiKey(
+            id=uuid4(),
+            organization_id=principal.organization_id,
+            created_by=principal.user_id,
+            name=cleaned,
+            key_prefix=plaintext[:DISPLAY_PREFIX_CHARS],
+            role=role,
+            created_at=now,
+            last_used_at=None,
+            expires_at=expires_at,
+            revoked_at=None,
+        )
+        async with self._uow_factory.tenant(principal) as uow:
+            await confirm_admin(uow, principal)
+            limit = self._options.max_active_per_organization
+            if await uow.api_keys.count_active(now) >= limit:
+                raise ValidationFailed(
+                    f"An organisation can have at most {limit} active API keys; revoke one first.",
+                    field="name",
+                )
+            await uow.api_keys.add(key, hash_api_key(plaintext))
+            details = {"name": key.name, "role": role.value, "prefix": key.key_prefix}
+            if expires_at is not None:
+                details["expires_at"] = expires_at.isoformat()
+            await uow.audit.record(
+                AuditEntry(
+                    "api_key.created",
+                    principal.organization_id,
+                    principal.actor_user_id,
+                    target=f"api_key:{key.id}",
+                    ip=ip,
+                    details=details,
+                ),
+                now,
+            )
+            await uow.commit()
+        return CreatedApiKey(key=plaintext, api_key=key)
+
+    async def list(self, principal: Principal, first: int, after: str | None) -> ApiKeyPage:
+        require_role(principal, Role.ADMIN)
+        if not 0 <= first <= MAX_API_KEYS_PAGE:
+            raise ValidationFailed(
+                f"first must be between 0 and {MAX_API_KEYS_PAGE}.", field="first"
+            )
+        cursor = decode_cursor(after) if after else None
+        async with self._uow_factory.tenant(principal) as uow:
+            await confirm_admin(uow, principal)
+            return await uow.api_keys.page(first, cursor)
+
+    async def revoke(self, principal: Principal, key_id: UUID, ip: str | None) -> ApiKey:
+        """Revoke a key; the next request with it is refused. Revoking twice is a no-op."""
+        require_role(principal, Role.ADMIN)
+        require_user(principal, "revoke API keys")
+        now = self._clock.now()
+        async with self._uow_factory.tenant(principal) as uow:
+            await confirm_admin(uow, principal)
+            key = await uow.api_keys.revoke(key_id, now)
+            if key is None:
+                raise NotFound("No such API key.")
+            if key.revoked_at == now:
+                await uow.audit.record(
+                    AuditEntry(
+                        "api_key.revoked",
+                        principal.organization_id,
+                        principal.actor_user_id,
+                        target=f"api_key:{key.id}",
+                        ip=ip,
+                        details={"name": key.name, "prefix": key.key_prefix},
+                    ),
+                    now,
+                )
+            await uow.commit()
+        return key
+
+    async def authenticate(self, key: str) -> Principal:
+        """The principal of a live key. Every call reads the key, so revocation is immediate."""
+        if not is_api_key(key) or len(key) > MAX_API_KEY_LENGTH:
+            raise Unauthenticated("The API key is not valid.")
+        now = self._clock.now()
+        # Looked up by the hash of the whole key only: nothing depends on how many
+        # leading characters of a guess happen to match a real key.
+        async with self._uow_factory.system() as uow:
+            found = await uow.api_keys.find_by_hash(hash_api_key(key))
+            if found is None or not found.usable_at(now):
+                raise Unauthenticated("The API key is not valid, was revoked or has expired.")
+            stale = now - self._options.last_used_interval
+            if found.last_used_at is None or found.last_used_at <= stale:
+                # At most one write per key per interval, not one per request.
+                await uow.api_keys.touch(found.id, now, stale)
+                await uow.commit()
+        return key_principal(found)
+
+
+async def confirm_admin(uow: UnitOfWork, principal: Principal) -> None:
+    """A user's token role may be minutes old: check the membership as it is now.
+
+    A key's role was read from its row for this very request, so it is current.
+    """
+    if principal.api_key_id is not None:
+        return
+    current = await uow.memberships.get(principal.user_id, principal.organization_id)
+    if current is None or current.role is not Role.ADMIN:
+        raise Forbidden("This needs the admin role.")
