@@ -33,6 +33,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_TOKENS = "TOO_MANY_TOKENS"
     GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+    BATCHING_NOT_SUPPORTED = "BATCHING_NOT_SUPPORTED"
     UNSUPPORTED_FILE_TYPE = "UNSUPPORTED_FILE_TYPE"
     FILE_TOO_LARGE = "FILE_TOO_LARGE"
     DUPLICATE_DOCUMENT = "DUPLICATE_DOCUMENT"
@@ -189,6 +190,18 @@ class LlmUnavailable(DomainError):
 class QuestionTooLong(DomainError):
     code = ErrorCode.QUESTION_TOO_LONG
     default_message = "The question is too long."
+
+
+class RateLimited(DomainError):
+    """A budget (per IP, email, user or organisation) is spent; ``retryAfter`` says when
+    to try again, in whole seconds."""
+
+    code = ErrorCode.RATE_LIMITED
+    default_message = "Too many requests; try again later."
+
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        super().__init__(message, retryAfter=max(1, retry_after))
+        self.retry_after = max(1, retry_after)
 
 
 class TransientFailure(Exception):

@@ -6,14 +6,19 @@ Adapters live in ``infrastructure``; the domain never imports them.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
+from enum import StrEnum
 from types import TracebackType
 from typing import Protocol, Self
 from uuid import UUID
 
 from domain.chats.ports import ChatRepository, MessageRepository
 from domain.entities import (
+    ApiKey,
+    ApiKeyPage,
     AuditEntry,
+    AuditPage,
     IssuedAccessToken,
     Member,
     Membership,
@@ -148,6 +153,36 @@ class RefreshTokenRepository(Protocol):
 class AuditLog(Protocol):
     async def record(self, entry: AuditEntry, at: datetime) -> None: ...
 
+    async def page(
+        self, first: int, after: tuple[datetime, UUID] | None, action: str | None
+    ) -> AuditPage:
+        """The current organisation's entries, newest first (keyset paging)."""
+        ...
+
+
+class ApiKeyRepository(Protocol):
+    async def add(self, key: ApiKey, key_hash: str) -> None: ...
+
+    async def get(self, key_id: UUID) -> ApiKey | None: ...
+
+    async def find_by_hash(self, key_hash: str) -> ApiKey | None:
+        """Any organisation's key with this hash (system transactions only)."""
+        ...
+
+    async def count_active(self, now: datetime) -> int:
+        """Unrevoked, unexpired keys of the current organisation."""
+        ...
+
+    async def page(self, first: int, after: tuple[datetime, UUID] | None) -> ApiKeyPage: ...
+
+    async def revoke(self, key_id: UUID, at: datetime) -> ApiKey | None:
+        """Revoke the key (a no-op when already revoked); None when there is no such key."""
+        ...
+
+    async def touch(self, key_id: UUID, at: datetime, not_since: datetime) -> None:
+        """Set last_used_at unless it is already later than ``not_since``."""
+        ...
+
 
 class UnitOfWork(Protocol):
     """One transaction. Leaving the block without :meth:`commit` rolls back."""
@@ -157,6 +192,7 @@ class UnitOfWork(Protocol):
     memberships: MembershipRepository
     refresh_tokens: RefreshTokenRepository
     audit: AuditLog
+    api_keys: ApiKeyRepository
     documents: DocumentRepository
     chunks: ChunkRepository
     maintenance: MaintenanceRepository
@@ -194,4 +230,34 @@ class UnitOfWorkFactory(Protocol):
 
     def organization(self, organization_id: UUID) -> UnitOfWork:
         """A tenant transaction on behalf of the system (workers), for one organisation."""
+        ...
+
+
+class Budget(StrEnum):
+    """What a rate limit counts; settings name limits after these values."""
+
+    LOGIN_IP = "login_ip"
+    LOGIN_EMAIL = "login_email"
+    SIGNUP_IP = "signup_ip"
+    SIGNUP_EMAIL = "signup_email"
+    UPLOAD_ORGANIZATION = "upload_org"
+    ASK_USER = "ask_user"
+    # Concurrency limits: slots held while something stays open, not a rate.
+    WEBSOCKETS_USER = "ws_connections_user"
+    SUBSCRIPTIONS_USER = "subscriptions_user"
+
+
+class RateLimiter(Protocol):
+    """Budgets shared by every API process (rates and concurrent slots)."""
+
+    async def hit(self, budget: Budget, key: str, role: Role | None = None, cost: int = 1) -> None:
+        """Spend ``cost`` from ``key``'s budget; raise RateLimited when it is spent
+        (ServiceUnavailable for sign-in budgets when the store cannot be asked)."""
+        ...
+
+    def hold(
+        self, budget: Budget, key: str, role: Role | None = None
+    ) -> AbstractAsyncContextManager[None]:
+        """Hold one of ``key``'s concurrent slots while the block runs; entering raises
+        RateLimited when all are taken."""
         ...

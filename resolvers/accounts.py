@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from domain.errors import NotFound
+from domain.ports import Budget
 from resolvers.ids import parse_id
 from schema.context import Info
 from schema.types.auth import AuthPayload, LogInInput, SignUpInput
@@ -11,6 +12,8 @@ from schema.types.user import User
 
 async def sign_up(info: Info, input: SignUpInput) -> AuthPayload:
     ctx = info.context
+    await ctx.rate_limiter.hit(Budget.SIGNUP_IP, ctx.client_ip or "unknown")
+    await ctx.rate_limiter.hit(Budget.SIGNUP_EMAIL, normalized_email(input.email))
     session = await ctx.services.accounts.sign_up(
         input.email, input.password, input.organization_name, ctx.origin
     )
@@ -19,6 +22,9 @@ async def sign_up(info: Info, input: SignUpInput) -> AuthPayload:
 
 async def log_in(info: Info, input: LogInInput) -> AuthPayload:
     ctx = info.context
+    # Per IP first: a client over its own budget must not spend the account's.
+    await ctx.rate_limiter.hit(Budget.LOGIN_IP, ctx.client_ip or "unknown")
+    await ctx.rate_limiter.hit(Budget.LOGIN_EMAIL, normalized_email(input.email))
     organization_id = (
         parse_id(input.organization_id, "organization") if input.organization_id else None
     )
@@ -26,6 +32,11 @@ async def log_in(info: Info, input: LogInInput) -> AuthPayload:
         input.email, input.password, organization_id, ctx.origin
     )
     return AuthPayload.from_domain(session)
+
+
+def normalized_email(email: str) -> str:
+    """One budget per mailbox, however the client spells it."""
+    return email.strip().lower()
 
 
 async def refresh_session(info: Info, refresh_token: str) -> AuthPayload:

@@ -8,6 +8,7 @@ from contextlib import aclosing
 import strawberry
 
 from domain.errors import DomainError
+from domain.ports import Budget
 from resolvers.ids import parse_id
 from schema.context import Info
 from schema.types.answer import AnswerDone, AnswerError, AnswerSources, AnswerToken, answer_event
@@ -17,14 +18,19 @@ async def answer(
     info: Info, chat_id: strawberry.ID, question: str
 ) -> AsyncGenerator[AnswerSources | AnswerToken | AnswerDone | AnswerError, None]:
     ctx = info.context
-    try:
-        # (RevalidateSocketSession has just re-checked the socket's session.)
-        principal = ctx.require_principal()
-        events = ctx.services.answers.stream(principal, parse_id(chat_id, "chat"), question)
-        # aclosing: when the client completes or disconnects, strawberry closes this
-        # generator, and closing the stream cancels generation right there.
-        async with aclosing(events) as stream:
-            async for event in stream:
-                yield answer_event(event)
-    except DomainError as error:
-        yield AnswerError.from_domain(error)
+    # (RevalidateSocketSession has just re-checked the socket's session.)
+    principal = ctx.require_principal()
+    # Refusals are GraphQL errors (extensions carry retryAfter), not AnswerError events.
+    await ctx.rate_limiter.hit(Budget.ASK_USER, str(principal.user_id), principal.role)
+    async with ctx.rate_limiter.hold(
+        Budget.SUBSCRIPTIONS_USER, str(principal.user_id), principal.role
+    ):
+        try:
+            events = ctx.services.answers.stream(principal, parse_id(chat_id, "chat"), question)
+            # aclosing: when the client completes or disconnects, strawberry closes this
+            # generator, and closing the stream cancels generation right there.
+            async with aclosing(events) as stream:
+                async for event in stream:
+                    yield answer_event(event)
+        except DomainError as error:
+            yield AnswerError.from_domain(error)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
+from domain.ports import Budget
 from domain.services.cursors import encode_cursor
 from resolvers.ids import parse_id
 from schema.context import Info
@@ -50,7 +51,7 @@ async def delete_chat(info: Info, id: strawberry.ID) -> bool:
 
 async def ask(info: Info, chat_id: strawberry.ID, question: str) -> Message:
     ctx = info.context
-    completed = await ctx.services.answers.ask(
-        ctx.require_principal(), parse_id(chat_id, "chat"), question
-    )
+    principal = ctx.require_principal()
+    await ctx.rate_limiter.hit(Budget.ASK_USER, str(principal.user_id), principal.role)
+    completed = await ctx.services.answers.ask(principal, parse_id(chat_id, "chat"), question)
     return Message.from_domain(completed.message, completed.documents)

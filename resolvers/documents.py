@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, Awaitable
+from contextlib import aclosing
 from typing import Protocol, cast
 
 import strawberry
 from strawberry.file_uploads import Upload
 
 from domain.entities import DocumentStatus as DomainStatus
+from domain.entities import Principal
 from domain.ingestion.ports import IncomingFile
+from domain.ports import Budget
 from resolvers.ids import parse_id
 from schema.context import Info
 from schema.types.document import (
@@ -44,7 +47,11 @@ async def upload_documents(info: Info, files: list[Upload]) -> list[UploadOutcom
         )
         for upload in uploads
     ]
-    results = await ctx.services.documents.upload(ctx.require_principal(), incoming, ctx.client_ip)
+    principal = ctx.require_principal()
+    await ctx.rate_limiter.hit(
+        Budget.UPLOAD_ORGANIZATION, str(principal.organization_id), principal.role, len(files)
+    )
+    results = await ctx.services.documents.upload(principal, incoming, ctx.client_ip)
     return [UploadOutcome.from_domain(result) for result in results]
 
 
@@ -91,8 +98,20 @@ SESSION_RECHECK_SECONDS = 5.0
 
 async def document_events(info: Info) -> AsyncGenerator[DocumentEvent, None]:
     ctx = info.context
+    principal = ctx.require_principal()
+    # The subscription holds one of the user's slots while it stays open.
+    async with (
+        ctx.rate_limiter.hold(Budget.SUBSCRIPTIONS_USER, str(principal.user_id), principal.role),
+        aclosing(_document_events(info, principal)) as events,
+    ):
+        async for event in events:
+            yield event
+
+
+async def _document_events(info: Info, principal: Principal) -> AsyncGenerator[DocumentEvent, None]:
+    ctx = info.context
     checked = time.monotonic()
-    async for event in ctx.services.documents.watch(ctx.require_principal()):
+    async for event in ctx.services.documents.watch(principal):
         if time.monotonic() - checked >= SESSION_RECHECK_SECONDS:
             # The stream ends (with the auth error) once the session is revoked or expired.
             await ctx.revalidate_socket()

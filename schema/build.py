@@ -9,16 +9,19 @@ from functools import partial
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
-    MaxAliasesLimiter,
+    AddValidationRules,
+    DisableIntrospection,
     MaxTokensLimiter,
-    QueryDepthLimiter,
     SchemaExtension,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from schema.cached_validation import CachedValidation, ValidTexts
 from schema.errors import ErrorCodes
+from schema.limits import document_limits_rule
 from schema.mutation import Mutation
+from schema.nul_text import RejectNulText
 from schema.query import Query
 from schema.session_check import RevalidateSocketSession
 from schema.subscription import Subscription
@@ -40,6 +43,10 @@ class SchemaLimits:
     max_depth: int = 12
     max_aliases: int = 20
     max_tokens: int = 2_000
+    # Off: introspection is refused and "Did you mean" hints are cut from errors.
+    introspection: bool = True
+    # Distinct operation texts whose successful validation is remembered.
+    validated_texts: int = 1_024
 
 
 def build_schema(
@@ -52,13 +59,16 @@ def build_schema(
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         # Outermost first: outer extensions see the codes ErrorCodes assigned.
         *outer_extensions,
-        ErrorCodes,
+        partial(ErrorCodes, hide_suggestions=not limits.introspection),
         RevalidateSocketSession,
         SubscriptionsOverWebSocket,
+        RejectNulText,
         partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
-        partial(QueryDepthLimiter, max_depth=limits.max_depth),
-        partial(MaxAliasesLimiter, max_alias_count=limits.max_aliases),
+        partial(AddValidationRules, [document_limits_rule(limits.max_depth, limits.max_aliases)]),
+        partial(CachedValidation, ValidTexts(limits.validated_texts)),
     ]
+    if not limits.introspection:
+        extensions.append(DisableIntrospection)
     return QuietSchema(
         query=Query,
         mutation=Mutation,

@@ -25,6 +25,16 @@ _MESSAGE_CODES: tuple[tuple[re.Pattern[str], ErrorCode], ...] = (
 )
 
 
+# graphql-core's "Did you mean 'email'?" hints name fields, types and enum values.
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+
+
+def without_suggestions(error: GraphQLError) -> GraphQLError:
+    """The error without schema hints, for deployments that hide the schema."""
+    message = _SUGGESTION.sub("", error.message)
+    return error if message == error.message else _with(error, message, error.extensions or {})
+
+
 def code_for_validation_message(message: str) -> ErrorCode:
     for pattern, code in _MESSAGE_CODES:
         if pattern.search(message):
@@ -76,8 +86,9 @@ class ErrorCodes(SchemaExtension):
     """Classifies errors of HTTP results (on_operation) and of each result streamed over
     a WebSocket (on_stream_result), once each."""
 
-    def __init__(self) -> None:
+    def __init__(self, hide_suggestions: bool = False) -> None:
         self._streamed = False
+        self._hide_suggestions = hide_suggestions
 
     def on_operation(self) -> Iterator[None]:
         yield
@@ -93,9 +104,12 @@ class ErrorCodes(SchemaExtension):
         errors = getattr(result, "errors", None)
         if result is not None and errors:
             request_id = getattr(self.execution_context.context, "request_id", "-")
-            result.errors = [  # type: ignore[attr-defined]
+            classified = [
                 error if _is_classified(error) else classify(error, request_id) for error in errors
             ]
+            if self._hide_suggestions:
+                classified = [without_suggestions(error) for error in classified]
+            result.errors = classified  # type: ignore[attr-defined]
 
 
 def _is_classified(error: GraphQLError) -> bool:

@@ -7,21 +7,30 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 import strawberry
-from cross_web import FormData, StarletteRequestAdapter
+from cross_web import FormData, HTTPException, StarletteRequestAdapter
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UnsetType
 
-from domain.errors import Unauthenticated
+from domain.errors import ErrorCode, RateLimited, Unauthenticated
+from domain.ports import Budget
 from infrastructure.container import Container
 from infrastructure.http.graphiql import GraphiQLPage
+from infrastructure.http.socket_refusals import (
+    LegacyWsHandler,
+    SocketRateLimited,
+    TransportWsHandler,
+)
 from schema.context import Context
 
 BEARER_PREFIX = "bearer "
+# strawberry's reason for refusing a JSON array body (tests pin it).
+BATCHING_DISABLED_REASON = "Batching is not enabled"
 
 
 def bearer_token(value: object) -> str | None:
@@ -71,6 +80,8 @@ class FoundryGraphQL(GraphQL[Context, None]):
             max_subscriptions_per_connection=settings.ws_max_subscriptions_per_connection,
         )
         self._container = container
+        self.graphql_transport_ws_handler_class = TransportWsHandler
+        self.graphql_ws_handler_class = LegacyWsHandler
         self._graphiql = graphiql
         self.request_adapter_class = limited_form_adapter(settings.upload_max_files)
 
@@ -84,6 +95,7 @@ class FoundryGraphQL(GraphQL[Context, None]):
             services=self._container.services,
             request_id=request_id_of(request),
             client_ip=client_ip(request),
+            rate_limiter=self._container.rate_limiter,
             over_websocket=isinstance(request, WebSocket),
         )
         if isinstance(request, Request):
@@ -104,4 +116,51 @@ class FoundryGraphQL(GraphQL[Context, None]):
             code = context.auth_error.code.value if context.auth_error else "UNAUTHENTICATED"
             raise ConnectionRejectionError({"code": code})
         context.socket_token = token
+        principal = context.principal
+        slot = context.rate_limiter.hold(
+            Budget.WEBSOCKETS_USER, str(principal.user_id), principal.role
+        )
+        try:
+            await slot.__aenter__()
+        except RateLimited as error:
+            raise SocketRateLimited(error) from error
+        context.socket_slot = slot
         return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            # Our own context, so the socket's connection slot is released however it ends.
+            socket = WebSocket(scope, receive=receive, send=send)
+            context = await self.get_context(socket, socket)
+            try:
+                await self.run(socket, context=context)
+            finally:
+                if context.socket_slot is not None:
+                    await context.socket_slot.__aexit__(None, None, None)
+            return
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as error:
+            response = http_error(error)
+        await response(scope, receive, send)
+
+
+def http_error(error: HTTPException) -> Response:
+    """strawberry answers a JSON array body (a batch) in plain text; give it a code."""
+    if error.status_code == 400 and error.reason == BATCHING_DISABLED_REASON:
+        return JSONResponse(
+            {
+                "errors": [
+                    {
+                        "message": "Batched operations are not supported; "
+                        "send one operation per request.",
+                        "extensions": {"code": ErrorCode.BATCHING_NOT_SUPPORTED.value},
+                    }
+                ]
+            },
+            status_code=400,
+        )
+    return PlainTextResponse(error.reason, status_code=error.status_code)

@@ -1,0 +1,55 @@
+"""WebSocket handlers that tell a client over its open-connections budget when to return.
+
+strawberry closes every refused connection_init with 4403 Forbidden, which clients
+read as "bad credentials, stop". A rate-limited socket closes with 4429 instead and
+a JSON reason holding the code and retryAfter (graphql-ws: the connection_error
+payload holds them).
+"""
+
+from __future__ import annotations
+
+import json
+
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage as TransportWsInit,
+)
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    ConnectionInitMessage as LegacyWsInit,
+)
+
+from domain.errors import RateLimited
+from schema.context import Context
+
+TOO_MANY_CONNECTIONS = 4429
+
+
+class SocketRateLimited(Exception):
+    """Raised by on_ws_connect; the handlers below turn it into the refusal."""
+
+    def __init__(self, error: RateLimited) -> None:
+        super().__init__(error.message)
+        self.payload: dict[str, object] = {
+            "code": error.code.value,
+            "retryAfter": error.retry_after,
+        }
+
+
+class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    async def handle_connection_init(self, message: TransportWsInit) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except SocketRateLimited as refused:
+            await self.websocket.close(TOO_MANY_CONNECTIONS, json.dumps(refused.payload))
+
+
+class LegacyWsHandler(BaseGraphQLWSHandler[Context, None]):
+    async def handle_connection_init(self, message: LegacyWsInit) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except SocketRateLimited as refused:
+            await self.send_message({"type": "connection_error", "payload": refused.payload})
+            await self.websocket.close(1011, "")
