@@ -61,19 +61,31 @@ class RedisEventBus:
         self._ready = asyncio.Event()
 
     async def publish(self, event: DocumentEvent) -> None:
+        """Best effort, like pub/sub itself: a document's state lives in the database and
+        the next event carries it, so Redis being down never fails the work that
+        reports progress (ingestion goes on; clients re-read the document)."""
         try:
             await self._redis.publish(
                 f"{self._prefix}{event.document.organization_id}", encode_event(event)
             )
-        except RedisError as exc:
-            raise ServiceUnavailable("Events cannot be published right now.") from exc
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "events.publish_failed",
+                document_id=str(event.document.id),
+                status=event.document.status.value,
+                error=type(exc).__name__,
+            )
 
     async def subscribe(self, organization_id: UUID) -> AsyncIterator[DocumentEvent]:
         queue: asyncio.Queue[DocumentEvent] = asyncio.Queue(maxsize=SUBSCRIBER_QUEUE_SIZE)
+        self._ensure_listener()
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout=10)
+        except TimeoutError as exc:
+            raise ServiceUnavailable("Document events are unavailable right now.") from exc
+        # Counted (subscriber_count, the metric) only once the process listens on Redis.
         self._subscribers[organization_id].add(queue)
         try:
-            self._ensure_listener()
-            await asyncio.wait_for(self._ready.wait(), timeout=10)
             while True:
                 yield await queue.get()
         finally:

@@ -1,8 +1,17 @@
-"""The async engine and session factory, built once per process."""
+"""The async engine and session factory, built once per process.
+
+A database that is down, restarting or full must surface as "unavailable" (the
+unit of work turns that into SERVICE_UNAVAILABLE), never as an unexpected error,
+and the pool must drop the dead connections so it recovers by itself afterwards.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+from sqlalchemy import event, text
+from sqlalchemy.engine import Dialect, ExceptionContext
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -12,9 +21,58 @@ from sqlalchemy.ext.asyncio import (
 
 from infrastructure.database.migrate import head_revision
 
+CONNECT_TIMEOUT_SECONDS = 5
+# SQLSTATEs that mean "this server cannot serve you right now": connection exceptions
+# (class 08), shutting down / crashed / starting up (57P01-57P03), too many connections.
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def unavailable_state(sqlstate: object) -> bool:
+    return isinstance(sqlstate, str) and (
+        sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_STATES
+    )
+
+
+def _connecting(
+    operational_error: Callable[..., Exception],
+) -> Callable[..., Awaitable[asyncpg.Connection]]:
+    """asyncpg.connect, raising the driver's OperationalError when the server is unreachable.
+
+    asyncpg raises plain OSErrors (no socket, connection refused) and TimeoutError,
+    which SQLAlchemy passes through unwrapped, and "cannot connect now" as a generic
+    driver error; both would otherwise read as bugs.
+    """
+
+    async def connect(*args: object, **kwargs: object) -> asyncpg.Connection:
+        try:
+            return await asyncpg.connect(*args, **kwargs)
+        except (TimeoutError, OSError) as exc:
+            raise operational_error(f"database unreachable: {type(exc).__name__}", exc) from exc
+        except asyncpg.PostgresError as exc:
+            if unavailable_state(exc.sqlstate):
+                raise operational_error(f"database unavailable: {exc.sqlstate}", exc) from exc
+            raise
+
+    return connect
+
+
+def _install_unavailability_handling(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _translating_connect(
+        dialect: Dialect, record: object, cargs: object, cparams: dict[str, object]
+    ) -> None:
+        cparams["async_creator_fn"] = _connecting(dialect.loaded_dbapi.OperationalError)
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _server_going_away(context: ExceptionContext) -> None:
+        # e.g. "terminating connection due to administrator command" mid-query: the
+        # connection is dead, so the pool must discard it (and the error is a disconnect).
+        if unavailable_state(getattr(context.original_exception, "sqlstate", None)):
+            context.is_disconnect = True
+
 
 def create_engine(url: str, pool_size: int, statement_timeout_ms: int) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -23,6 +81,7 @@ def create_engine(url: str, pool_size: int, statement_timeout_ms: int) -> AsyncE
         # Statement parameters (password hashes, tokens) never appear in errors or logs.
         hide_parameters=True,
         connect_args={
+            "timeout": CONNECT_TIMEOUT_SECONDS,
             "server_settings": {
                 "statement_timeout": str(statement_timeout_ms),
                 "idle_in_transaction_session_timeout": str(statement_timeout_ms * 4),
@@ -31,6 +90,8 @@ def create_engine(url: str, pool_size: int, statement_timeout_ms: int) -> AsyncE
             },
         },
     )
+    _install_unavailability_handling(engine)
+    return engine
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -1,4 +1,5 @@
-"""/healthz (alive), /readyz (database, Redis, migrations at head), /metrics."""
+"""/healthz (alive), /readyz (database, Redis, migrations at head, not shutting down),
+/metrics."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from infrastructure.container import Container
+from infrastructure.http.draining import AnswerDrain
 from infrastructure.observability.ingestion_metrics import QUEUE_DEPTH
 
 SUBSCRIBERS = Gauge("foundry_document_event_subscribers", "Open documentEvents subscriptions.")
@@ -22,6 +24,9 @@ async def healthz(_: Request) -> Response:
 async def readyz(request: Request) -> Response:
     container: Container = request.app.state.container
     checks = await container.readiness()
+    drain = getattr(request.app.state, "answer_drain", None)
+    if isinstance(drain, AnswerDrain) and drain.closing:
+        checks["server"] = "shutting down"
     ready = all(result == "ok" for result in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks},

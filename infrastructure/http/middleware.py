@@ -157,9 +157,11 @@ async def _authenticated(scope: Scope, send: Send) -> bool:
         await send_error(send, 401, ErrorCode.UNAUTHENTICATED, "Uploads need an access token.")
         return False
     try:
-        await scope["app"].state.container.services.accounts.authenticate(token)
+        await scope["app"].state.container.services.authenticate(token)
     except DomainError as error:
-        await send_error(send, 401, error.code, error.message)
+        # Sessions cannot be checked while Redis is down: that is no reason to log in again.
+        status = 503 if error.code is ErrorCode.SERVICE_UNAVAILABLE else 401
+        await send_error(send, status, error.code, error.message)
         return False
     return True
 

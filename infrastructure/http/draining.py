@@ -1,0 +1,215 @@
+"""Graceful shutdown: answers being streamed finish, new ones are refused, then uvicorn stops.
+
+uvicorn's own shutdown closes every open WebSocket at once (code 1012), which
+would cut an answer mid-stream and lose it. :class:`DrainingServer` first stops
+accepting connections, then waits (up to the grace period) for the `answer`
+subscriptions in flight, which :class:`DrainingWebSockets` tracks by watching
+the GraphQL-over-WebSocket frames; only then does uvicorn close the rest (idle
+`documentEvents` subscriptions, whose clients reconnect to another replica).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import socket
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import cast
+
+import structlog
+import uvicorn
+from graphql import FieldNode, GraphQLError, OperationType, get_operation_ast, parse
+from starlette.applications import Starlette
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from domain.errors import ErrorCode
+
+log = structlog.get_logger("foundry.shutdown")
+
+ANSWER_FIELD = "answer"
+# graphql-transport-ws uses subscribe/complete; the legacy graphql-ws start/stop.
+_CLIENT_STARTS = frozenset({"subscribe", "start"})
+_CLIENT_STOPS = frozenset({"complete", "stop"})
+_SERVER_ENDS = frozenset({"complete", "error"})
+REFUSED_MESSAGE = "The server is shutting down; connect again and ask again."
+
+
+class AnswerDrain:
+    """Counts `answer` streams in flight; once closing, no new one starts."""
+
+    def __init__(self) -> None:
+        self.closing = False
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def started(self) -> None:
+        self._in_flight += 1
+        self._idle.clear()
+
+    def finished(self) -> None:
+        self._in_flight = max(0, self._in_flight - 1)
+        if self._in_flight == 0:
+            self._idle.set()
+
+    async def wait_idle(self, seconds: float, forced: Callable[[], bool] = lambda: False) -> bool:
+        """True when every stream ended within ``seconds`` (gives up early once ``forced()``)."""
+        deadline = time.monotonic() + seconds
+        while not self._idle.is_set() and not forced():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), min(left, 0.1))
+        return self._idle.is_set()
+
+
+def answer_drain_of(app: Starlette) -> AnswerDrain:
+    drain = getattr(app.state, "answer_drain", None)
+    if not isinstance(drain, AnswerDrain):
+        raise RuntimeError("the app has no answer drain; build it with create_app()")
+    return drain
+
+
+def is_answer_subscription(payload: object) -> bool:
+    """Whether a subscribe/start payload runs the `answer` subscription."""
+    if not isinstance(payload, dict):
+        return False
+    query = payload.get("query")
+    name = payload.get("operationName")
+    if not isinstance(query, str):
+        return False
+    try:
+        operation = get_operation_ast(parse(query), name if isinstance(name, str) else None)
+    except GraphQLError:
+        return False  # the GraphQL layer reports it
+    if operation is None or operation.operation is not OperationType.SUBSCRIPTION:
+        return False
+    return any(
+        isinstance(selection, FieldNode) and selection.name.value == ANSWER_FIELD
+        for selection in operation.selection_set.selections
+    )
+
+
+def _frame(message: Message) -> dict[str, object] | None:
+    text = message.get("text")
+    if not isinstance(text, str):
+        return None
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        return None
+    return cast(dict[str, object], frame) if isinstance(frame, dict) else None
+
+
+def _refusal(start_type: object, operation_id: str) -> str:
+    error = {"message": REFUSED_MESSAGE, "extensions": {"code": ErrorCode.SERVICE_UNAVAILABLE}}
+    payload: object = [error] if start_type == "subscribe" else error
+    return json.dumps({"id": operation_id, "type": "error", "payload": payload})
+
+
+class DrainingWebSockets:
+    """ASGI wrapper of the GraphQL WebSocket endpoint that reports `answer` streams."""
+
+    def __init__(self, app: ASGIApp, drain: AnswerDrain) -> None:
+        self._app = app
+        self._drain = drain
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self._app(scope, receive, send)
+            return
+        drain = self._drain
+        tracked: set[str] = set()
+
+        def end(operation_id: object) -> None:
+            if isinstance(operation_id, str) and operation_id in tracked:
+                tracked.discard(operation_id)
+                drain.finished()
+
+        async def receiving() -> Message:
+            while True:
+                message = await receive()
+                frame = _frame(message) if message["type"] == "websocket.receive" else None
+                if frame is None:
+                    return message
+                kind, operation_id = frame.get("type"), frame.get("id")
+                if (
+                    kind in _CLIENT_STARTS
+                    and isinstance(operation_id, str)
+                    and is_answer_subscription(frame.get("payload"))
+                ):
+                    if drain.closing:
+                        await send({"type": "websocket.send", "text": _refusal(kind, operation_id)})
+                        continue
+                    tracked.add(operation_id)
+                    drain.started()
+                elif kind in _CLIENT_STOPS:
+                    end(operation_id)
+                return message
+
+        async def sending(message: Message) -> None:
+            await send(message)
+            if tracked and message["type"] == "websocket.send":
+                frame = _frame(message)
+                if frame is not None and frame.get("type") in _SERVER_ENDS:
+                    end(frame.get("id"))
+
+        try:
+            await self._app(scope, receiving, sending)
+        finally:
+            for _ in range(len(tracked)):
+                drain.finished()
+            tracked.clear()
+
+
+class _Stopped(Exception):
+    """SIGTERM, re-raised by uvicorn once its graceful shutdown is over."""
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    raise _Stopped
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn that lets in-flight answers finish before it closes the WebSockets."""
+
+    def __init__(self, config: uvicorn.Config, drain: AnswerDrain, grace_seconds: float) -> None:
+        super().__init__(config)
+        self._drain = drain
+        self._grace_seconds = grace_seconds
+
+    def run_until_stopped(self) -> None:
+        """Serve until SIGTERM or Ctrl-C; after the graceful shutdown return normally, so
+        the caller's cleanup runs (embedded servers stop) and the exit code is 0."""
+        previous = signal.signal(signal.SIGTERM, _stopped)
+        try:
+            self.run()
+        except (KeyboardInterrupt, _Stopped):
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Stop accepting connections (load balancers move new clients elsewhere)...
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        self._drain.closing = True
+        if self._drain.in_flight:
+            log.info("shutdown.draining_answers", in_flight=self._drain.in_flight)
+            # ...let the answers being streamed finish and be stored...
+            # (A second Ctrl-C forces the exit.)
+            if not await self._drain.wait_idle(self._grace_seconds, lambda: self.force_exit):
+                log.warning("shutdown.answers_cut", in_flight=self._drain.in_flight)
+        # ...then uvicorn closes the remaining connections and runs the lifespan shutdown.
+        await super().shutdown(sockets)

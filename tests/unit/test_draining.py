@@ -1,0 +1,121 @@
+"""Graceful shutdown bookkeeping: which operations are answers, counting them, refusing new ones."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+from starlette.types import Message, Receive, Scope, Send
+
+from infrastructure.http.draining import AnswerDrain, DrainingWebSockets, is_answer_subscription
+
+ANSWER = 'subscription A($c: ID!) { answer(chatId: $c, question: "q") { __typename } }'
+EVENTS = "subscription { documentEvents { progress } }"
+
+
+def test_answer_subscriptions_are_recognised() -> None:
+    assert is_answer_subscription({"query": ANSWER})
+    assert not is_answer_subscription({"query": EVENTS})
+    assert not is_answer_subscription({"query": "query { me { id } }"})
+    assert not is_answer_subscription({"query": "subscription {"})  # unparsable
+    assert not is_answer_subscription({"query": 3})
+    assert not is_answer_subscription(None)
+    both = f"{ANSWER} subscription B {{ documentEvents {{ progress }} }}"
+    assert is_answer_subscription({"query": both, "operationName": "A"})
+    assert not is_answer_subscription({"query": both, "operationName": "B"})
+    assert not is_answer_subscription({"query": both})  # ambiguous without a name
+
+
+def frame(kind: str, operation_id: str, query: str | None = None) -> Message:
+    payload: dict[str, object] = {"type": kind, "id": operation_id}
+    if query is not None:
+        payload["payload"] = {"query": query}
+    return {"type": "websocket.receive", "text": json.dumps(payload)}
+
+
+class FakeGraphQLSocket:
+    """Like strawberry: keeps reading frames while operations run; operation "1" completes
+    when told to."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.both_seen = asyncio.Event()
+        self.finish = asyncio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def complete_later() -> None:
+            await self.finish.wait()
+            complete = json.dumps({"type": "complete", "id": "1"})
+            await send({"type": "websocket.send", "text": complete})
+
+        running: list[asyncio.Task[None]] = []
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                await asyncio.gather(*running)
+                return
+            body = json.loads(message["text"])
+            self.seen.append(f"{body['type']}:{body['id']}")
+            if len(self.seen) == 2:
+                self.both_seen.set()
+            if body["type"] == "subscribe" and body["id"] == "1":
+                running.append(asyncio.create_task(complete_later()))
+
+
+async def test_answers_in_flight_are_counted_and_new_ones_refused_while_closing() -> None:
+    drain = AnswerDrain()
+    inner = FakeGraphQLSocket()
+    incoming: asyncio.Queue[Message] = asyncio.Queue()
+    sent: list[dict[str, object]] = []
+    refused = asyncio.Event()
+
+    async def send(message: Message) -> None:
+        sent.append(json.loads(message["text"]))
+        refused.set()
+
+    app = DrainingWebSockets(inner, drain)
+    connection = asyncio.create_task(app({"type": "websocket"}, incoming.get, send))
+    await incoming.put(frame("subscribe", "0", EVENTS))
+    await incoming.put(frame("subscribe", "1", ANSWER))
+    await asyncio.wait_for(inner.both_seen.wait(), 10)
+    assert drain.in_flight == 1  # the answer, not the documentEvents subscription
+
+    drain.closing = True
+    waiting = asyncio.create_task(drain.wait_idle(30))
+    await incoming.put(frame("subscribe", "2", ANSWER))  # refused, never reaches the app
+    await asyncio.wait_for(refused.wait(), 10)
+    assert sent[0]["id"] == "2" and sent[0]["type"] == "error"
+    assert sent[0]["payload"] == [
+        {
+            "message": "The server is shutting down; connect again and ask again.",
+            "extensions": {"code": "SERVICE_UNAVAILABLE"},
+        }
+    ]
+    assert not waiting.done()
+
+    inner.finish.set()  # the answer completes
+    assert await asyncio.wait_for(waiting, 10) is True
+    assert drain.in_flight == 0
+    await incoming.put({"type": "websocket.disconnect", "code": 1000})
+    await connection
+    assert inner.seen == ["subscribe:0", "subscribe:1"]
+
+
+async def test_a_dropped_connection_releases_its_answers() -> None:
+    drain = AnswerDrain()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        raise ConnectionResetError
+
+    incoming: asyncio.Queue[Message] = asyncio.Queue()
+    await incoming.put(frame("start", "7", ANSWER))  # the legacy graphql-ws protocol
+
+    async def send(message: Message) -> None:
+        raise AssertionError("nothing is sent")
+
+    with contextlib.suppress(ConnectionResetError):
+        await DrainingWebSockets(app, drain)({"type": "websocket"}, incoming.get, send)
+    assert drain.in_flight == 0
+    assert await drain.wait_idle(0) is True
