@@ -1,4 +1,4 @@
-"""`foundry` command line: up, serve, migrate."""
+"""`foundry` command line: up, serve, migrate, worker, ingest, reembed, schema export."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import uvicorn
 from infrastructure import security_gate
 from infrastructure.container import BackendUrls
 from infrastructure.http.app import create_app
+from infrastructure.http.draining import DrainingServer, answer_drain_of
 from infrastructure.observability.logging import configure_logging
 from infrastructure.runtime import Backends, migrate
 from infrastructure.settings import Settings
@@ -74,9 +75,10 @@ def _nothing() -> Iterator[None]:
 def _run_api(settings: Settings, urls: BackendUrls) -> None:
     app = create_app(settings, urls)
     print(f"Knowledge Foundry is up: GraphiQL at http://{settings.host}:{settings.port}/graphql")
+    print(f"Web client: http://{settings.host}:{settings.port}/")
     print(f"State directory: {settings.state_dir}  (Ctrl-C stops everything)")
     sys.stdout.flush()
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -85,6 +87,9 @@ def _run_api(settings: Settings, urls: BackendUrls) -> None:
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         ws_max_size=1_048_576,
     )
+    # On SIGTERM/Ctrl-C: stop accepting, let in-flight answers finish, then stop.
+    server = DrainingServer(config, answer_drain_of(app), settings.shutdown_grace_seconds)
+    server.run_until_stopped()
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -182,6 +187,21 @@ def cmd_reembed(args: argparse.Namespace) -> int:
         backends.stop()
 
 
+def schema_sdl() -> str:
+    """The GraphQL schema as SDL, exactly as `foundry schema export` writes it."""
+    from schema.build import build_schema
+
+    return build_schema().as_str() + "\n"
+
+
+def cmd_schema_export(args: argparse.Namespace) -> int:
+    """Write the SDL (web/app generates its TypeScript types from it)."""
+    output = Path(args.output)
+    output.write_text(schema_sdl(), encoding="utf-8")
+    print(f"Wrote {output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="foundry", description="Knowledge Foundry server")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -208,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=3600, help="seconds to wait (default 3600)"
     )
     ingest.set_defaults(func=cmd_ingest)
+    schema = commands.add_parser("schema", help="the GraphQL schema").add_subparsers(
+        dest="schema_command", required=True
+    )
+    export = schema.add_parser("export", help="write the schema as SDL")
+    export.add_argument("--output", default="schema.graphql", help="default ./schema.graphql")
+    export.set_defaults(func=cmd_schema_export)
     return parser
 
 

@@ -16,11 +16,13 @@ from starlette.types import Receive, Scope, Send
 
 from infrastructure import security_gate
 from infrastructure.container import BackendUrls, Container
+from infrastructure.http.draining import AnswerDrain, DrainingWebSockets
 from infrastructure.http.graphiql import STATIC_PREFIX, build_graphiql_page
 from infrastructure.http.graphql_view import FoundryGraphQL
 from infrastructure.http.health import healthz, metrics, readyz
 from infrastructure.http.middleware import GraphQLGuardMiddleware, RequestContextMiddleware
 from infrastructure.http.operation_metrics import OperationMetrics
+from infrastructure.http.web_app import WebApp
 from infrastructure.settings import Settings
 from schema.build import SchemaLimits, build_schema
 
@@ -52,15 +54,19 @@ def create_app(settings: Settings, urls: BackendUrls) -> Starlette:
     security_gate.enforce(settings)
     graphql = _LazyGraphQL()
     graphiql = build_graphiql_page()
+    web_app = WebApp()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        container = Container(settings, urls)
+        container = Container(
+            settings.model_copy(update={"torch_threads": settings.api_torch_threads}), urls
+        )
         schema = build_schema(
             SchemaLimits(
                 max_depth=settings.graphql_max_depth,
                 max_aliases=settings.graphql_max_aliases,
                 max_tokens=settings.graphql_max_tokens,
+                introspection=settings.introspection_enabled,
             ),
             outer_extensions=[OperationMetrics],
         )
@@ -105,16 +111,22 @@ def create_app(settings: Settings, urls: BackendUrls) -> Starlette:
             max_upload_bytes=settings.upload_max_request_bytes,
         )
     )
-    return Starlette(
+    # In-flight `answer` streams, which a graceful shutdown lets finish (see draining.py).
+    drain = AnswerDrain()
+    app = Starlette(
         debug=settings.debug,
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", graphql),
+            WebSocketRoute("/graphql", DrainingWebSockets(graphql, drain)),
             Route(STATIC_PREFIX + "{path:path}", graphiql.serve_asset, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
+            # Last: the web client and its SPA fallback never shadow the routes above.
+            Route("/{path:path}", web_app.serve, methods=["GET", "HEAD"]),
         ],
         middleware=middleware,
         lifespan=lifespan,
     )
+    app.state.answer_drain = drain
+    return app

@@ -1,0 +1,150 @@
+// End-to-end flow in headless Chromium (Debian's package, never a downloaded browser)
+// against a running `foundry up`: sign up, upload, see READY, ask, see tokens stream,
+// open a citation, log out. Prints one JSON line with what it saw; exits 1 on failure.
+//
+// Environment: FOUNDRY_URL (required), E2E_DOCUMENT (file to upload), E2E_QUESTION,
+// E2E_EXPECT (text the cited snippet must contain), E2E_SCREENSHOTS (directory),
+// CHROMIUM (default /usr/bin/chromium).
+import { chromium } from "playwright-core";
+import { mkdirSync, readFileSync } from "node:fs";
+import { basename, join } from "node:path";
+
+const baseUrl = required("FOUNDRY_URL");
+const documentPath = required("E2E_DOCUMENT");
+const question = required("E2E_QUESTION");
+const expected = required("E2E_EXPECT");
+const shots = process.env.E2E_SCREENSHOTS ?? "e2e-screenshots";
+const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const READY_TIMEOUT = Number(process.env.E2E_READY_TIMEOUT_MS ?? 240_000);
+const STEP_TIMEOUT = 60_000;
+
+function required(name) {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is required`);
+  return value;
+}
+
+const results = { steps: [], screenshots: [], consoleErrors: [] };
+const step = (name, detail = {}) => {
+  results.steps.push(name);
+  Object.assign(results, detail);
+  console.error(`e2e: ${name}`);
+};
+
+mkdirSync(shots, { recursive: true });
+const browser = await chromium.launch({ executablePath, headless: true, args: ["--no-sandbox"] });
+let failed = null;
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(STEP_TIMEOUT);
+  page.on("console", (message) => {
+    if (message.type() === "error") results.consoleErrors.push(message.text());
+  });
+  const shoot = async (name) => {
+    const path = join(shots, `${name}.png`);
+    await page.screenshot({ path, fullPage: true });
+    results.screenshots.push(path);
+  };
+
+  // Sign up.
+  await page.goto(baseUrl);
+  await page.getByRole("heading", { name: "Log in" }).waitFor();
+  await page.getByRole("button", { name: "Create an account" }).click();
+  const email = `e2e-${Date.now()}@example.com`;
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill("correct horse battery staple");
+  await page.getByLabel(/Organisation name/).fill("Lighthouse Society");
+  await page.getByRole("button", { name: "Sign up" }).click();
+  await page.getByRole("heading", { name: "Documents" }).waitFor();
+  step("signed_up", { email });
+  await page.getByText("No documents yet.").waitFor();
+  step("empty_state_shown");
+
+  // Drag and drop the real document onto the drop zone.
+  const name = basename(documentPath);
+  const content = readFileSync(documentPath, "utf8");
+  await page.getByTestId("dropzone").evaluate(
+    (zone, file) => {
+      const transfer = new DataTransfer();
+      transfer.items.add(new File([file.content], file.name, { type: "text/markdown" }));
+      zone.dispatchEvent(new DragEvent("dragover", { bubbles: true, cancelable: true, dataTransfer: transfer }));
+      zone.dispatchEvent(new DragEvent("drop", { bubbles: true, cancelable: true, dataTransfer: transfer }));
+    },
+    { name, content },
+  );
+  // And a file the server refuses, through the file picker: its error shows with its code.
+  await page.locator('input[type="file"]').setInputFiles({
+    name: "photo.png",
+    mimeType: "image/png",
+    buffer: Buffer.from("89504e470d0a1a0a0000000d49484452", "hex"),
+  });
+  const uploadError = page.locator(".upload.failed .upload-error");
+  await uploadError.waitFor();
+  step("upload_error_shown", { uploadErrorText: await uploadError.innerText() });
+
+  const row = page.locator(".document", { hasText: name });
+  await row.locator(".badge", { hasText: "Ready" }).waitFor({ timeout: READY_TIMEOUT });
+  step("document_ready");
+  await shoot("documents");
+
+  // Ask in a new chat; record every version of the streamed answer.
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Chat" }).click();
+  await page.getByRole("heading", { name: "Ask your documents" }).waitFor();
+  await page.evaluate(() => {
+    window.__answerSnapshots = [];
+    new MutationObserver(() => {
+      const node = document.querySelector('[data-testid="streaming-answer"]');
+      const text = node?.textContent ?? "";
+      const seen = window.__answerSnapshots;
+      if (text && seen[seen.length - 1] !== text) seen.push(text);
+    }).observe(document.body, { subtree: true, childList: true, characterData: true });
+  });
+  await page.getByLabel("Your question").fill(question);
+  await page.getByRole("button", { name: "Ask" }).click();
+  step("asked");
+  const stop = page.getByRole("button", { name: "Stop" });
+  const liveRegion = await page.getByTestId("streaming-answer").getAttribute("aria-live");
+  await page.locator(".message.assistant .citation").first().waitFor({ timeout: READY_TIMEOUT });
+  await stop.waitFor({ state: "detached", timeout: READY_TIMEOUT });
+  const snapshots = await page.evaluate(() => window.__answerSnapshots);
+  const answer = await page.locator(".message.assistant .bubble").last().innerText();
+  step("answer_streamed", { snapshots, answer, liveRegion });
+
+  await page.locator(".message.assistant .citation").first().click();
+  const panel = page.getByTestId("source-panel");
+  await panel.waitFor();
+  const snippet = await panel.locator(".snippet").innerText();
+  const sourceFile = await panel.locator(".filename").innerText();
+  step("citation_opened", { snippet, sourceFile });
+  if (!snippet.includes(expected)) throw new Error(`snippet lacks ${JSON.stringify(expected)}: ${snippet}`);
+  // An untitled chat is named after its first question.
+  await page.getByRole("heading", { name: question }).waitFor();
+  await page.getByRole("navigation", { name: "Chats" }).getByRole("link", { name: question }).waitFor();
+  step("chat_named");
+  await shoot("chat");
+
+  // The same screen at phone width.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await shoot("chat-phone");
+  await page.setViewportSize({ width: 1280, height: 860 });
+
+  // Admins see the organisation's members and their roles.
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Members" }).click();
+  await page.getByRole("heading", { name: "Members of Lighthouse Society" }).waitFor();
+  await page.locator(".member-list li", { hasText: email }).waitFor();
+  step("members_listed");
+  await shoot("members");
+
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.getByRole("heading", { name: "Log in" }).waitFor();
+  step("logged_out", { refreshTokenAfterLogout: await page.evaluate(() => sessionStorage.getItem("foundry.refreshToken")) });
+  await context.close();
+} catch (error) {
+  failed = error;
+  results.error = String(error?.stack ?? error);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(results));
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,69 @@
+import { useEffect, useRef } from "react";
+import { useApp } from "./context";
+import { navigate, useRoute, type Route } from "./router";
+import { DocumentsScreen } from "./documents/DocumentsScreen";
+import { ChatScreen } from "./chat/ChatScreen";
+import { MembersScreen } from "./members/MembersScreen";
+
+const ROLE_NAMES = { ADMIN: "Admin", EDITOR: "Editor", VIEWER: "Viewer" } as const;
+
+export function Shell() {
+  const { session, info } = useApp();
+  const route = useRoute();
+  const main = useRef<HTMLElement>(null);
+  const admin = info.organization.role === "ADMIN";
+
+  useEffect(() => {
+    if (window.location.pathname === "/" || (route.name === "members" && !admin)) {
+      navigate({ name: "documents" }, true);
+    }
+  }, [route.name, admin]);
+
+  // Move focus to the new screen's heading so keyboard and screen-reader users follow along.
+  useEffect(() => {
+    main.current?.querySelector<HTMLElement>("h1")?.focus();
+  }, [route.name]);
+
+  const link = (target: Route, label: string) => (
+    <a
+      href={target.name === "chat" ? "/chat" : `/${target.name}`}
+      aria-current={route.name === target.name ? "page" : undefined}
+      onClick={(event) => {
+        if (event.metaKey || event.ctrlKey || event.shiftKey) return;
+        event.preventDefault();
+        navigate(target);
+      }}
+    >
+      {label}
+    </a>
+  );
+
+  return (
+    <div className="shell">
+      <a href="#main" className="skip">
+        Skip to content
+      </a>
+      <header className="topbar">
+        <span className="brand">Knowledge Foundry</span>
+        <nav aria-label="Main">
+          {link({ name: "documents" }, "Documents")}
+          {link({ name: "chat", chatId: null }, "Chat")}
+          {admin && link({ name: "members" }, "Members")}
+        </nav>
+        <div className="account">
+          <span className="who" title={info.user.email}>
+            {info.organization.name} · {ROLE_NAMES[info.organization.role]}
+          </span>
+          <button type="button" className="button secondary small" onClick={() => void session.logOut()}>
+            Log out
+          </button>
+        </div>
+      </header>
+      <main id="main" ref={main} className="content">
+        {route.name === "documents" && <DocumentsScreen />}
+        {route.name === "chat" && <ChatScreen chatId={route.chatId} />}
+        {route.name === "members" && admin && <MembersScreen />}
+      </main>
+    </div>
+  );
+}

@@ -1,0 +1,58 @@
+import { print } from "graphql";
+import type { TypedDocumentNode } from "@graphql-typed-document-node/core";
+import { AppError, codeOf } from "./errors";
+
+export const GRAPHQL_PATH = "/graphql";
+
+export function websocketUrl(location: Location = window.location): string {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  return `${scheme}://${location.host}${GRAPHQL_PATH}`;
+}
+
+interface GraphQLResponse<T> {
+  data?: T | null;
+  errors?: { message: string; extensions?: Record<string, unknown> }[];
+}
+
+/** A single POST outside urql (sign-in and refresh must not loop through the auth fetch). */
+export async function postGraphQL<T, V>(
+  document: TypedDocumentNode<T, V>,
+  variables: V,
+  token?: string | null,
+): Promise<T> {
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (token) headers["authorization"] = `Bearer ${token}`;
+  let response: Response;
+  try {
+    response = await fetch(GRAPHQL_PATH, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ query: print(document), variables }),
+    });
+  } catch {
+    throw new AppError("NETWORK_ERROR");
+  }
+  let body: GraphQLResponse<T>;
+  try {
+    body = (await response.json()) as GraphQLResponse<T>;
+  } catch {
+    throw new AppError(response.status >= 500 ? "SERVICE_UNAVAILABLE" : "INTERNAL");
+  }
+  const first = body.errors?.[0];
+  if (first) throw new AppError(codeOf(first), first.message);
+  if (!body.data) throw new AppError("INTERNAL");
+  return body.data;
+}
+
+const AUTH_CODES = new Set(["UNAUTHENTICATED", "TOKEN_EXPIRED"]);
+
+/** True when a GraphQL response says the access token is missing, expired or revoked. */
+export async function isAuthFailure(response: Response): Promise<boolean> {
+  if (response.status === 401) return true;
+  try {
+    const body = (await response.clone().json()) as GraphQLResponse<unknown>;
+    return (body.errors ?? []).some((error) => AUTH_CODES.has(codeOf(error)));
+  } catch {
+    return false;
+  }
+}

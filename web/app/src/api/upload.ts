@@ -1,0 +1,70 @@
+import { print } from "graphql";
+import { UploadDocumentsDocument, type DocumentFieldsFragment } from "../generated/graphql";
+import type { Session } from "../auth/session";
+import { AppError, codeOf } from "./errors";
+import { GRAPHQL_PATH } from "./http";
+
+export type UploadResult =
+  | { ok: true; document: DocumentFieldsFragment }
+  | { ok: false; error: AppError };
+
+interface UploadBody {
+  data?: { uploadDocuments: { document: DocumentFieldsFragment | null; error: { code: string; message: string } | null }[] } | null;
+  errors?: { message: string; extensions?: Record<string, unknown> }[];
+}
+
+/** The GraphQL multipart request for one file (XHR, because fetch reports no upload progress). */
+export function multipartBody(file: File): FormData {
+  const form = new FormData();
+  form.append(
+    "operations",
+    JSON.stringify({ query: print(UploadDocumentsDocument), variables: { files: [null] } }),
+  );
+  form.append("map", JSON.stringify({ "0": ["variables.files.0"] }));
+  form.append("0", file, file.name);
+  return form;
+}
+
+function send(file: File, token: string | null, onProgress: (fraction: number) => void): Promise<{ status: number; body: UploadBody | null }> {
+  return new Promise((resolve) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", GRAPHQL_PATH);
+    xhr.setRequestHeader("x-requested-with", "foundry");
+    if (token) xhr.setRequestHeader("authorization", `Bearer ${token}`);
+    xhr.upload.onprogress = (event) => {
+      if (event.lengthComputable) onProgress(event.loaded / event.total);
+    };
+    xhr.onload = () => {
+      let body: UploadBody | null = null;
+      try {
+        body = JSON.parse(xhr.responseText) as UploadBody;
+      } catch {
+        body = null;
+      }
+      resolve({ status: xhr.status, body });
+    };
+    xhr.onerror = () => resolve({ status: 0, body: null });
+    xhr.send(multipartBody(file));
+  });
+}
+
+/** Upload one file; a per-file outcome, never a throw. */
+export async function uploadFile(
+  session: Session,
+  file: File,
+  onProgress: (fraction: number) => void,
+): Promise<UploadResult> {
+  let reply = await send(file, await session.validAccessToken(), onProgress);
+  if (reply.status === 401 && session.canResume && (await session.refresh())) {
+    onProgress(0);
+    reply = await send(file, session.accessToken, onProgress);
+  }
+  if (reply.status === 0) return { ok: false, error: new AppError("NETWORK_ERROR") };
+  const first = reply.body?.errors?.[0];
+  if (first) return { ok: false, error: new AppError(codeOf(first), first.message) };
+  const outcome = reply.body?.data?.uploadDocuments[0];
+  if (outcome?.document) return { ok: true, document: outcome.document };
+  if (outcome?.error) return { ok: false, error: new AppError(outcome.error.code, outcome.error.message) };
+  if (reply.status === 413) return { ok: false, error: new AppError("REQUEST_TOO_LARGE") };
+  return { ok: false, error: new AppError(reply.status >= 500 ? "SERVICE_UNAVAILABLE" : "INTERNAL") };
+}

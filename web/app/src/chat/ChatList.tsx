@@ -1,0 +1,150 @@
+import { useEffect, useMemo, useState } from "react";
+import { useMutation, useQuery } from "urql";
+import { toAppError, type AppError } from "../api/errors";
+import { ConfirmDialog } from "../components/ConfirmDialog";
+import { Empty, ErrorNote, Spinner } from "../components/Feedback";
+import { ChatsDocument, CreateChatDocument, DeleteChatDocument, RenameChatDocument } from "../generated/graphql";
+import { navigate } from "../router";
+
+/** `version` changes when the screen knows the list changed (a chat was created or named). */
+export function ChatList({ activeId, version }: { activeId: string | null; version: number }) {
+  // additionalTypenames: an empty list still refreshes when a Chat is created.
+  const context = useMemo(() => ({ additionalTypenames: ["Chat"] }), []);
+  const [{ data, fetching, error }, refetch] = useQuery({ query: ChatsDocument, variables: { first: 50 }, context });
+  const [expanded, setExpanded] = useState(false);
+  const [, createChat] = useMutation(CreateChatDocument);
+  const [, renameChat] = useMutation(RenameChatDocument);
+  const [, deleteChat] = useMutation(DeleteChatDocument);
+  const [editing, setEditing] = useState<{ id: string; title: string } | null>(null);
+  const [deleting, setDeleting] = useState<{ id: string; title: string } | null>(null);
+  const [failure, setFailure] = useState<AppError | null>(null);
+
+  const reload = () => refetch({ requestPolicy: "network-only" });
+  useEffect(() => {
+    if (version > 0) refetch({ requestPolicy: "network-only" });
+  }, [version, refetch]);
+  useEffect(() => setExpanded(false), [activeId]);
+
+  async function create() {
+    setFailure(null);
+    const result = await createChat({ title: null });
+    if (result.error || !result.data) return setFailure(toAppError(result.error));
+    reload();
+    navigate({ name: "chat", chatId: result.data.createChat.id });
+  }
+
+  async function rename() {
+    if (!editing) return;
+    const title = editing.title.trim();
+    setEditing(null);
+    if (!title) return;
+    const result = await renameChat({ id: editing.id, title });
+    if (result.error) setFailure(toAppError(result.error));
+    reload();
+  }
+
+  async function remove() {
+    if (!deleting) return;
+    const { id } = deleting;
+    setDeleting(null);
+    const result = await deleteChat({ id });
+    if (result.error) return setFailure(toAppError(result.error));
+    reload();
+    if (id === activeId) navigate({ name: "chat", chatId: null });
+  }
+
+  const chats = data?.chats.edges.map((e) => e.node) ?? [];
+  return (
+    <nav className={expanded ? "chat-list expanded" : "chat-list"} aria-label="Chats">
+      <div className="chat-list-head">
+        <button type="button" className="button full" onClick={() => void create()}>
+          New chat
+        </button>
+        <button
+          type="button"
+          className="button secondary phone-only"
+          aria-expanded={expanded}
+          onClick={() => setExpanded(!expanded)}
+        >
+          {expanded ? "Hide chats" : `Chats (${chats.length})`}
+        </button>
+      </div>
+      {failure && <ErrorNote error={failure} />}
+      {fetching && !data && <Spinner label="Loading chats…" />}
+      {error && !data && <ErrorNote error={toAppError(error)} onRetry={reload} />}
+      {data && chats.length === 0 && <Empty title="No chats yet." />}
+      <ul>
+        {chats.map((chat) => (
+          <li key={chat.id} className={chat.id === activeId ? "active" : undefined}>
+            {editing?.id === chat.id ? (
+              <form
+                className="rename"
+                onSubmit={(event) => {
+                  event.preventDefault();
+                  void rename();
+                }}
+              >
+                <label className="visually-hidden" htmlFor={`rename-${chat.id}`}>
+                  New name
+                </label>
+                <input
+                  id={`rename-${chat.id}`}
+                  autoFocus
+                  value={editing.title}
+                  maxLength={200}
+                  onChange={(event) => setEditing({ id: chat.id, title: event.target.value })}
+                  onKeyDown={(event) => {
+                    if (event.key === "Escape") setEditing(null);
+                  }}
+                />
+                <button type="submit" className="button small">
+                  Save
+                </button>
+              </form>
+            ) : (
+              <>
+                <a
+                  href={`/chat/${chat.id}`}
+                  aria-current={chat.id === activeId ? "page" : undefined}
+                  onClick={(event) => {
+                    event.preventDefault();
+                    navigate({ name: "chat", chatId: chat.id });
+                  }}
+                >
+                  {chat.title || "Untitled chat"}
+                </a>
+                <span className="chat-actions">
+                  <button
+                    type="button"
+                    className="icon"
+                    aria-label={`Rename ${chat.title}`}
+                    onClick={() => setEditing({ id: chat.id, title: chat.title })}
+                  >
+                    ✎
+                  </button>
+                  <button
+                    type="button"
+                    className="icon"
+                    aria-label={`Delete ${chat.title}`}
+                    onClick={() => setDeleting({ id: chat.id, title: chat.title })}
+                  >
+                    ✕
+                  </button>
+                </span>
+              </>
+            )}
+          </li>
+        ))}
+      </ul>
+      <ConfirmDialog
+        open={deleting !== null}
+        title="Delete this chat?"
+        body={`“${deleting?.title ?? ""}” and all its messages will be deleted.`}
+        confirmLabel="Delete"
+        danger
+        onConfirm={() => void remove()}
+        onCancel={() => setDeleting(null)}
+      />
+    </nav>
+  );
+}
