@@ -15,38 +15,41 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
-import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from pydoc_data.topics import topics
 
+import baseline
 import psutil
+from common import (
+    admin,
+    backends,
+    bench_settings,
+    free_port,
+    incoming,
+    report,
+    start_worker,
+    stop,
+    upload_all,
+    wait_for_worker,
+    wait_ready,
+)
 from fpdf import FPDF
-from pydantic import SecretStr
 
-from domain.entities import ParsedDocument, Principal, Role
+from domain.entities import ParsedDocument
 from domain.ingestion.chunking import ChunkingOptions, chunk_document
 from domain.ingestion.filetypes import FileKind
-from domain.ingestion.ports import IncomingFile
-from domain.services.accounts import RequestOrigin
 from infrastructure.container import BackendUrls, Container
-from infrastructure.database.migrate import upgrade_to_head
-from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.embeddings.local import LocalEmbedder
 from infrastructure.parsing.limits import ParseLimits
 from infrastructure.parsing.parser import FileParser
 from infrastructure.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"tiny": (6, 2, 12), "full": (79, 10, 200)}  # corpus docs, small PDF pages, big PDF pages
 
 
@@ -67,6 +70,11 @@ class Results:
     big_pdf_pages: int = 0
     big_pdf_ready_seconds: float = 0.0
     worker_peak_rss_mb: float = 0.0
+    size: str = ""
+    baseline_chunks: int = 0  # LangChain + Chroma, 0 when not run
+    baseline_chunks_per_s: float = 0.0
+    baseline_stage_seconds: dict[str, float] = field(default_factory=dict)
+    pipeline_over_baseline: float = 0.0
 
 
 def corpus(count: int) -> list[tuple[str, str]]:
@@ -87,19 +95,10 @@ def pdf_of(pages: int) -> bytes:
     return bytes(document.output())
 
 
-def incoming(name: str, data: bytes) -> IncomingFile:
-    stream = io.BytesIO(data)
-
-    async def read(size: int) -> bytes:
-        return stream.read(size)
-
-    return IncomingFile(filename=name, content_type=None, read=read)
-
-
-def embedder_alone(documents: list[tuple[str, str]], settings: Settings) -> tuple[float, int, int]:
+def embedder_alone(
+    documents: list[tuple[str, str]], settings: Settings, embedder: LocalEmbedder
+) -> tuple[float, int, int]:
     """Chunk exactly as the pipeline does, then time only the embedding."""
-    embedder = LocalEmbedder(threads=settings.torch_threads, batch_size=settings.embed_batch_size)
-    embedder.warm_up()
     parser = FileParser(ParseLimits())
     options = ChunkingOptions(settings.chunk_size_tokens, settings.chunk_overlap_tokens)
     texts: list[str] = []
@@ -115,6 +114,23 @@ def embedder_alone(documents: list[tuple[str, str]], settings: Settings) -> tupl
     started = time.perf_counter()
     asyncio.run(embedder.embed_documents(texts))
     return len(texts) / (time.perf_counter() - started), len(texts), tokens
+
+
+def langchain_chroma(
+    documents: list[tuple[str, str]], embedder: LocalEmbedder, state: Path, results: Results
+) -> None:
+    """The same corpus through the LangChain splitter, the same model and Chroma."""
+    if not baseline.available():
+        return
+    chroma = baseline.ChromaBaseline(embedder, state / "chroma")
+    ingested = asyncio.run(chroma.ingest(documents))
+    results.baseline_chunks = ingested.chunks
+    results.baseline_chunks_per_s = ingested.chunks_per_s
+    results.baseline_stage_seconds = {
+        "split": round(ingested.split_seconds, 2),
+        "embed": round(ingested.embed_seconds, 2),
+        "store": round(ingested.store_seconds, 2),
+    }
 
 
 class RssSampler(threading.Thread):
@@ -133,36 +149,6 @@ class RssSampler(threading.Thread):
             time.sleep(0.05)
 
 
-async def wait_ready(container: Container, principal: Principal, ids: list[uuid.UUID]) -> None:
-    """Follow documentEvents (what clients do) instead of polling the database, so the
-    benchmark takes no CPU from the worker it measures."""
-    pending = set(ids)
-    events = container.services.documents.watch(principal)
-    waiter = asyncio.ensure_future(anext(events))
-    try:
-        while pending:
-            # Re-check from the database now and then, in case an event came before we listened.
-            done, _ = await asyncio.wait({waiter}, timeout=2)
-            if waiter in done:
-                event = waiter.result()
-                waiter = asyncio.ensure_future(anext(events))
-                documents = [event.document]
-            else:
-                documents = [
-                    d
-                    for i in pending
-                    if (d := await container.services.documents.get(principal, i))
-                ]
-            for document in documents:
-                if document.id in pending and document.status.value in ("ready", "failed"):
-                    if document.status.value == "failed":
-                        raise RuntimeError(f"{document.filename} failed: {document.error_code}")
-                    pending.discard(document.id)
-    finally:
-        waiter.cancel()
-        await events.aclose()  # type: ignore[attr-defined]
-
-
 def scrape_stages(port: int) -> dict[str, float]:
     import urllib.request
 
@@ -179,44 +165,17 @@ def scrape_stages(port: int) -> dict[str, float]:
 async def pipeline(settings: Settings, urls: BackendUrls, results: Results, size: str) -> None:
     doc_count, small_pages, big_pages = SIZES[size]
     documents = corpus(doc_count)
-    metrics_port = 9187
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FOUNDRY_")}
-    env.update(
-        {
-            "FOUNDRY_DATABASE_URL": urls.database_url,
-            "FOUNDRY_REDIS_URL": urls.redis_url,
-            "FOUNDRY_STATE_DIR": str(settings.state_dir),
-            "FOUNDRY_REDIS_KEY_PREFIX": settings.redis_key_prefix,
-            "FOUNDRY_WORKER_METRICS_PORT": str(metrics_port),
-            "FOUNDRY_LOG_LEVEL": "WARNING",
-        }
-    )
-    log = (settings.state_dir / "worker.log").open("wb")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "infrastructure.cli", "worker"],
-        env=env,
-        stdout=log,
-        stderr=log,
-        cwd=ROOT,
-    )
+    metrics_port = free_port()
+    worker = start_worker(settings, urls, metrics_port)
     sampler = RssSampler(worker.pid)
     sampler.start()
     container = Container(settings, urls)
     try:
-        await _wait_for_worker(metrics_port)
-        session = await container.services.accounts.sign_up(
-            f"bench-{uuid.uuid4().hex[:6]}@example.com", "bench password 123", None, RequestOrigin()
-        )
-        principal = Principal(session.user.id, session.organization.id, Role.ADMIN, uuid.uuid4())
+        await wait_for_worker(metrics_port, worker)
+        principal = await admin(container)
 
         started = time.perf_counter()
-        ids: list[uuid.UUID] = []
-        for offset in range(0, len(documents), settings.upload_max_files):
-            batch = documents[offset : offset + settings.upload_max_files]
-            uploads = await container.services.documents.upload(
-                principal, [incoming(name, body.encode()) for name, body in batch], ip=None
-            )
-            ids += [u.document.id for u in uploads if u.document]
+        ids = await upload_all(container, principal, documents)
         await wait_ready(container, principal, ids)
         results.pipeline_seconds = time.perf_counter() - started
         results.pipeline_docs_per_s = len(documents) / results.pipeline_seconds
@@ -248,21 +207,8 @@ async def pipeline(settings: Settings, urls: BackendUrls, results: Results, size
         results.worker_peak_rss_mb = round(sampler.peak / 1024 / 1024, 1)
     finally:
         sampler.running = False
-        worker.terminate()
-        worker.wait(timeout=60)
+        stop(worker)
         await container.aclose()
-
-
-async def _wait_for_worker(port: int) -> None:
-    import urllib.request
-
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1)
-            return
-        except OSError:
-            await asyncio.sleep(0.2)
-    raise RuntimeError("worker did not start")
 
 
 def main() -> None:
@@ -271,37 +217,30 @@ def main() -> None:
     )
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     args = parser.parse_args()
-    results = Results()
-    with tempfile.TemporaryDirectory(prefix="foundry-bench-") as state:
-        redis_url = os.environ.get("FOUNDRY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-        settings = Settings(
-            _env_file=None,
-            environment="test",
-            state_dir=Path(state),
-            redis_url=SecretStr(redis_url),
-            redis_key_prefix=f"bench-{uuid.uuid4().hex[:6]}:",
-            jwt_secret=SecretStr("bench-" + "k" * 40),
+    results = Results(size=args.size)
+    scratch = tempfile.TemporaryDirectory(prefix="foundry-bench-")
+    with scratch as state, backends(Path(state), bench_settings(Path(state))) as (settings, urls):
+        documents = corpus(SIZES[args.size][0])
+        results.corpus_documents = len(documents)
+        embedder = LocalEmbedder(
+            threads=settings.torch_threads, batch_size=settings.embed_batch_size
         )
-        postgres = EmbeddedPostgres(Path(state), "bench")
-        postgres.start()
-        try:
-            asyncio.run(postgres.ensure_database())
-            urls = BackendUrls(postgres.sqlalchemy_url(), redis_url)
-            upgrade_to_head(urls.database_url, settings.database_app_role)
-            settings = settings.model_copy(update={"database_url": SecretStr(urls.database_url)})
-            documents = corpus(SIZES[args.size][0])
-            results.corpus_documents = len(documents)
-            rate, chunks, tokens = embedder_alone(documents, settings)
-            results.embedder_chunks_per_s = rate
-            results.corpus_chunks, results.corpus_tokens = chunks, tokens
-            asyncio.run(pipeline(settings, urls, results, args.size))
-        finally:
-            postgres.stop()
-    report(results)
+        embedder.warm_up()
+        rate, chunks, tokens = embedder_alone(documents, settings, embedder)
+        results.embedder_chunks_per_s = rate
+        results.corpus_chunks, results.corpus_tokens = chunks, tokens
+        langchain_chroma(documents, embedder, Path(state), results)
+        del embedder  # the worker loads its own model
+        asyncio.run(pipeline(settings, urls, results, args.size))
+    if results.baseline_chunks_per_s:
+        results.pipeline_over_baseline = (
+            results.pipeline_chunks_per_s / results.baseline_chunks_per_s
+        )
+    print_results(results)
 
 
-def report(results: Results) -> None:
-    rows = [
+def print_results(results: Results) -> None:
+    rows: list[tuple[str, object]] = [
         ("cores", results.cores),
         (
             "corpus documents / chunks / tokens",
@@ -316,6 +255,25 @@ def report(results: Results) -> None:
             "worker time share per stage",
             ", ".join(f"{k} {v:.1%}" for k, v in results.stage_share.items()),
         ),
+    ]
+    if results.baseline_chunks:
+        rows += [
+            (
+                "baseline LangChain+Chroma: chunks, chunks/s",
+                f"{results.baseline_chunks}, {results.baseline_chunks_per_s:.1f}",
+            ),
+            (
+                "baseline seconds per stage",
+                ", ".join(f"{k} {v}" for k, v in results.baseline_stage_seconds.items()),
+            ),
+            (
+                "pipeline / baseline chunks/s (target >= 1.5)",
+                f"{results.pipeline_over_baseline:.2f}",
+            ),
+        ]
+    else:
+        rows.append(("baseline LangChain+Chroma", "not run: `make bench-install` for it"))
+    rows += [
         (
             "small PDF upload->READY, s (target <= 3)",
             ", ".join(map(str, results.small_pdf_ready_seconds)),
@@ -323,14 +281,11 @@ def report(results: Results) -> None:
         (f"{results.big_pdf_pages}-page PDF upload->READY, s", results.big_pdf_ready_seconds),
         ("worker peak RSS, MB (target < 1536)", results.worker_peak_rss_mb),
     ]
-    width = max(len(label) for label, _ in rows)
-    for label, value in rows:
-        print(f"{label.ljust(width)}  {value}")
     payload = {
         **results.__dict__,
         "small_pdf_ready_median": statistics.median(results.small_pdf_ready_seconds or [0]),
     }
-    print(json.dumps(payload))
+    report(rows, payload)
 
 
 if __name__ == "__main__":
