@@ -13,9 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.ingestion.chunking import ChunkingOptions
 from domain.ingestion.ports import Embedder
+from domain.ports import RateLimiter
 from domain.services import Services
 from domain.services.accounts import AccountService
 from domain.services.answers import AnswerOptions, AnswerService
+from domain.services.api_keys import ApiKeyOptions, ApiKeyService
+from domain.services.audit import AuditService
 from domain.services.chats import ChatService
 from domain.services.documents import DocumentService, UploadLimits
 from domain.services.ingestion import IngestionOptions, IngestionService
@@ -25,6 +28,7 @@ from infrastructure.answers.factory import build_answerers
 from infrastructure.auth.jwt_secret import resolve_jwt_secret
 from infrastructure.auth.passwords import Argon2PasswordHasher
 from infrastructure.auth.tokens import JwtAccessTokenCodec
+from infrastructure.cache.answer_cache import RedisAnswerCache
 from infrastructure.cache.document_events import RedisEventBus
 from infrastructure.cache.redis_client import create_redis
 from infrastructure.cache.session_revocations import RedisSessionRevocations
@@ -42,6 +46,8 @@ from infrastructure.parsing.limits import ParseLimits
 from infrastructure.parsing.parser import FileParser
 from infrastructure.queue.broker import create_broker
 from infrastructure.queue.jobs import DramatiqJobQueue
+from infrastructure.ratelimit.limiter import RedisRateLimiter, UnlimitedRateLimiter
+from infrastructure.ratelimit.policy import parse_policies
 from infrastructure.settings import Settings
 from infrastructure.storage.local_blobs import LocalBlobStore
 
@@ -77,6 +83,13 @@ class Container:
         self.blobs = LocalBlobStore(settings.storage_dir)
         self.queue = DramatiqJobQueue(self.broker)
         self.events = RedisEventBus(self.redis, settings.redis_key_prefix)
+        self.rate_limiter: RateLimiter = (
+            RedisRateLimiter(
+                self.redis, settings.redis_key_prefix, parse_policies(settings.rate_limits)
+            )
+            if settings.rate_limits_enabled
+            else UnlimitedRateLimiter()
+        )
         revocations = RedisSessionRevocations(
             self.redis, settings.redis_key_prefix, settings.access_token_ttl_seconds, self.clock
         )
@@ -134,6 +147,7 @@ class Container:
                 fallback=fallback,
                 observer=PrometheusAnswerObserver(),
                 clock=self.clock,
+                cache=self._answer_cache(settings),
                 options=AnswerOptions(
                     max_question_chars=settings.question_max_chars,
                     max_sources=settings.answer_max_sources,
@@ -141,6 +155,28 @@ class Container:
                     history_messages=settings.answer_history_messages,
                 ),
             ),
+            api_keys=ApiKeyService(
+                uow_factory,
+                self.clock,
+                ApiKeyOptions(
+                    max_active_per_organization=settings.api_keys_max_per_organization,
+                    last_used_interval=timedelta(
+                        seconds=settings.api_key_last_used_interval_seconds
+                    ),
+                ),
+            ),
+            audit=AuditService(uow_factory),
+        )
+
+    def _answer_cache(self, settings: Settings) -> RedisAnswerCache | None:
+        if not settings.answer_cache_enabled:
+            return None
+        return RedisAnswerCache(
+            self.redis,
+            settings.redis_key_prefix,
+            ttl_seconds=settings.answer_cache_ttl_seconds,
+            min_similarity=settings.answer_cache_similarity,
+            max_entries=settings.answer_cache_max_entries,
         )
 
     def build_ingestion(self, embedder: Embedder | None = None) -> IngestionService:

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
     refresh_token_ttl_seconds: int = Field(default=30 * 86_400, ge=300)
     session_max_age_seconds: int = Field(default=90 * 86_400, ge=300)
+    api_keys_max_per_organization: int = Field(default=50, ge=1, le=10_000)
+    # last_used_at is written at most this often per key, not on every request.
+    api_key_last_used_interval_seconds: int = Field(default=60, ge=1)
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_cost_kib: int = Field(default=65_536, ge=8)
     argon2_parallelism: int = Field(default=4, ge=1)
@@ -56,11 +59,24 @@ class Settings(BaseSettings):
     ws_connection_init_timeout_seconds: int = Field(default=10, ge=1)
     ws_max_subscriptions_per_connection: int = Field(default=20, ge=1)
     shutdown_grace_seconds: int = Field(default=20, ge=0)
+    # Introspection and "Did you mean" suggestions (which leak the same schema): on
+    # outside production, off in production unless set to true.
+    graphql_introspection: bool | None = None
+
+    # Rate limits, shared by all API processes through Redis. Keys are budgets
+    # (login_ip, login_email, signup_ip, signup_email, upload_org, ask_user:
+    # "count/seconds"; ws_connections_user, subscriptions_user: "count"), optionally
+    # "budget:role" for a role's own limit. Unlisted budgets keep their defaults.
+    rate_limits_enabled: bool = True
+    rate_limits: dict[str, str] = Field(default_factory=dict)
 
     # Ingestion.
     embedder: Literal["local", "gemini"] = "local"
     embedding_dimensions: int = Field(default=384, ge=8, le=4_096)
     torch_threads: int = Field(default=2, ge=1, le=64)
+    # Torch threads in API processes, which embed short questions, many at once: one
+    # thread each beats two that fight the database and the event loop for the cores.
+    api_torch_threads: int = Field(default=1, ge=1, le=64)
     embed_batch_size: int = Field(default=32, ge=1, le=256)
     # Chunks of one document per embedding call: small enough that a huge document
     # does not starve small ones (calls from several documents share a model batch).
@@ -90,13 +106,20 @@ class Settings(BaseSettings):
     search_candidates: int = Field(default=40, ge=1, le=1_000)
     hnsw_ef_search: int = Field(default=100, ge=1, le=1_000)
     # Full-text matches ranked per search; the rest of a very common word's matches are not.
-    search_fulltext_max_ranked: int = Field(default=2_000, ge=10, le=1_000_000)
+    search_fulltext_max_ranked: int = Field(default=500, ge=10, le=1_000_000)
     question_max_chars: int = Field(default=2_000, ge=10, le=100_000)
     answer_max_sources: int = Field(default=6, ge=1, le=50)
     # Cosine similarity a passage needs to count as relevant to the question.
     answer_min_similarity: float = Field(default=0.25, ge=-1, le=1)
     answer_history_messages: int = Field(default=6, ge=0, le=50)
     extractive_max_chars: int = Field(default=700, ge=50, le=10_000)
+    # Answer cache (Redis): exact and semantic hits per organisation and corpus version.
+    answer_cache_enabled: bool = True
+    answer_cache_ttl_seconds: int = Field(default=86_400, ge=1)
+    # Cosine similarity an earlier question needs for its answer to be reused.
+    answer_cache_similarity: float = Field(default=0.95, ge=0, le=1)
+    # Questions per organisation and corpus version the semantic lookup compares with.
+    answer_cache_max_entries: int = Field(default=256, ge=1, le=10_000)
 
     # Gemini (embedder = "gemini" and/or answerer = "gemini").
     gemini_api_key: SecretStr | None = None
@@ -127,9 +150,23 @@ class Settings(BaseSettings):
     def _absolute_state_dir(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
+    @field_validator("rate_limits")
+    @classmethod
+    def _valid_rate_limits(cls, value: dict[str, str]) -> dict[str, str]:
+        from infrastructure.ratelimit.policy import parse_policies
+
+        parse_policies(value)  # raises ValueError: a typo fails at start-up, not in use
+        return value
+
     @cached_property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def introspection_enabled(self) -> bool:
+        if self.graphql_introspection is None:
+            return not self.is_production
+        return self.graphql_introspection
 
     @property
     def storage_dir(self) -> Path:
