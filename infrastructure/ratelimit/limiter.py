@@ -72,6 +72,11 @@ class RedisRateLimiter:
         self._acquire = redis.register_script(ACQUIRE_SLOT)
         self._renew = redis.register_script(RENEW_SLOT)
         self._releasing: set[asyncio.Future[None]] = set()  # strong refs until done
+        # Every slot this process holds, renewed together by one task in one pipeline: a
+        # task and a Redis call per slot would exhaust the connection pool (thousands of
+        # idle subscriptions each hold two slots).
+        self._leases: dict[tuple[str, str], int] = {}
+        self._renewer: asyncio.Task[None] | None = None
 
     def _key(self, budget: Budget, key: str) -> str:
         return f"{self._prefix}{budget.value}:{hashed(key)}"
@@ -118,11 +123,13 @@ class RedisRateLimiter:
             raise
         if not int(acquired):
             self._refuse(budget, int(retry_ms))
-        renewer = asyncio.create_task(self._keep_renewed(redis_key, holder, lease_ms))
+        self._leases[(redis_key, holder)] = lease_ms
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.create_task(self._keep_renewed())
         try:
             yield
         finally:
-            renewer.cancel()
+            self._leases.pop((redis_key, holder), None)
             await self._release(budget, redis_key, holder)
 
     async def _release(self, budget: Budget, redis_key: str, holder: str) -> None:
@@ -138,13 +145,20 @@ class RedisRateLimiter:
         except RedisError as exc:  # the lease runs out on its own
             log.warning("ratelimit.release_failed", operation=budget.value, error=repr(exc))
 
-    async def _keep_renewed(self, redis_key: str, holder: str, lease_ms: int) -> None:
-        while True:
+    async def _keep_renewed(self) -> None:
+        """Renew every held lease, all in one pipeline, until none is held."""
+        while self._leases:
             await asyncio.sleep(self._slots.renew_every_seconds)
+            leases = list(self._leases.items())
+            if not leases:
+                return
             try:
-                await self._renew(keys=[redis_key], args=[holder, lease_ms])
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for (redis_key, holder), lease_ms in leases:
+                        await self._renew(keys=[redis_key], args=[holder, lease_ms], client=pipe)
+                    await pipe.execute()
             except RedisError as exc:  # try again next time; the lease outlives two misses
-                log.warning("ratelimit.renew_failed", error=repr(exc))
+                log.warning("ratelimit.renew_failed", slots=len(leases), error=repr(exc))
 
     def _refuse(self, budget: Budget, retry_ms: int) -> None:
         RATE_LIMITED.labels(budget.value).inc()

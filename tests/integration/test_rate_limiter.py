@@ -4,6 +4,7 @@ outlive a crashed process, and what happens when Redis cannot be reached."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import subprocess
 import sys
@@ -208,6 +209,29 @@ async def test_held_slots_are_renewed_beyond_their_lease(redis: Redis) -> None:
                 pass
     async with other.hold(Budget.WEBSOCKETS_USER, "gina"):
         pass
+
+
+async def test_many_held_slots_share_one_renewal_task(redis_url: str) -> None:
+    """Thousands of idle subscriptions hold slots: renewing them must not need a task and a
+    connection each (a small pool shows it: 40 slots, 3 connections)."""
+    pool = Redis.from_url(redis_url, max_connections=3)
+    key_prefix = prefix()
+    holder = limiter(pool, {"subscriptions_user": "100"}, key_prefix, lease=0.6)
+    other = limiter(pool, {"subscriptions_user": "40"}, key_prefix, lease=0.6)
+    try:
+        tasks_before = len(asyncio.all_tasks())
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(40):
+                await stack.enter_async_context(holder.hold(Budget.SUBSCRIPTIONS_USER, "hana"))
+            assert len(asyncio.all_tasks()) <= tasks_before + 1
+            await asyncio.sleep(1.5)  # 2.5 leases: all 40 renewed, none lapsed
+            with pytest.raises(RateLimited):
+                async with other.hold(Budget.SUBSCRIPTIONS_USER, "hana"):
+                    pass
+        async with other.hold(Budget.SUBSCRIPTIONS_USER, "hana"):
+            pass
+    finally:
+        await pool.aclose()
 
 
 CRASHING_HOLDER = """
