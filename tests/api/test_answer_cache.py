@@ -8,12 +8,11 @@ from typing import cast
 
 import httpx
 import pytest
-from gql import Client, gql
 
 from infrastructure.container import BackendUrls
 from infrastructure.observability.answer_metrics import ANSWER_CACHE
 from infrastructure.settings import Settings
-from tests.api.test_answers_api import ANSWER, MESSAGES, ask, new_chat, transport
+from tests.api.test_answers_api import MESSAGES, ask, events_of, new_chat
 from tests.conftest import ServerThread, WorkerProcess
 from tests.helpers import JSON, GraphQLClient
 from tests.knowledge import ESPRESSO, LIGHTHOUSE, Corpus, ingest
@@ -37,16 +36,6 @@ def counted(before: dict[str, float], **expected: int) -> None:
     assert {key: after[key] - before[key] for key in after} == {
         key: expected.get(key, 0) for key in after
     }
-
-
-async def streamed(server: ServerThread, token: str, chat_id: str, question: str) -> list[JSON]:
-    request = gql(ANSWER)
-    request.variable_values = {"c": chat_id, "q": question}
-    events: list[JSON] = []
-    async with Client(transport=transport(server, token)) as session:
-        async for result in session.subscribe(request):
-            events.append(cast(JSON, result["answer"]))
-    return events
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +68,7 @@ async def test_repeated_and_similar_questions_are_answered_from_the_cache(
     # The same question, written differently, in another chat: streamed from the cache.
     before = lookups()
     chat_id = await new_chat(api, token)
-    events = await streamed(server, token, chat_id, SAME_QUESTION)
+    events = await events_of(server, token, chat_id, SAME_QUESTION)
     counted(before, exact=1)
     kinds = [event["__typename"] for event in events]
     assert kinds[0] == "AnswerSources" and kinds[-1] == "AnswerDone"

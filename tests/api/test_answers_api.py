@@ -50,6 +50,17 @@ def transport(server: ServerThread, token: str) -> WebsocketsTransport:
     )
 
 
+async def events_of(server: ServerThread, token: str, chat_id: str, question: str) -> list[JSON]:
+    """Every event of one answer subscription, over a graphql-transport-ws socket."""
+    request = gql(ANSWER)
+    request.variable_values = {"c": chat_id, "q": question}
+    events: list[JSON] = []
+    async with Client(transport=transport(server, token)) as session:
+        async for result in session.subscribe(request):
+            events.append(cast(JSON, result["answer"]))
+    return events
+
+
 async def new_chat(api: GraphQLClient, token: str) -> str:
     return str(cast(JSON, (await api.data(CREATE, None, token))["createChat"])["id"])
 

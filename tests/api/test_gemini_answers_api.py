@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from infrastructure.container import BackendUrls
 from infrastructure.observability.answer_metrics import ANSWER_FALLBACKS, ANSWER_OUTCOMES
 from infrastructure.settings import Settings
-from tests.api.test_answers_api import ANSWER, ASK, MESSAGES, new_chat, transport
+from tests.api.test_answers_api import ANSWER, ASK, MESSAGES, events_of, new_chat, transport
 from tests.conftest import ServerThread
 from tests.gemini_standin import GeminiStandIn, Reply, running_standin
 from tests.helpers import JSON, GraphQLClient
@@ -66,16 +66,6 @@ def gemini_server(
 async def gemini_api(gemini_server: ServerThread) -> AsyncIterator[GraphQLClient]:
     async with httpx.AsyncClient(base_url=gemini_server.base_url, timeout=30) as http:
         yield GraphQLClient(http)
-
-
-async def events_of(server: ServerThread, token: str, chat_id: str, question: str) -> list[JSON]:
-    request = gql(ANSWER)
-    request.variable_values = {"c": chat_id, "q": question}
-    events: list[JSON] = []
-    async with Client(transport=transport(server, token)) as session:
-        async for result in session.subscribe(request):
-            events.append(cast(JSON, result["answer"]))
-    return events
 
 
 async def stored_roles(api: GraphQLClient, token: str, chat_id: str) -> list[object]:
