@@ -10,12 +10,15 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 from pydantic import SecretStr
 
 from domain.entities import Principal, Role
@@ -32,6 +35,25 @@ REDIS_URL = os.environ.get("FOUNDRY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+class RssSampler(threading.Thread):
+    """The peak resident memory of a process, sampled every ``interval`` seconds."""
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.process = psutil.Process(pid)
+        self.interval = interval
+        self.peak = 0
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            try:
+                self.peak = max(self.peak, self.process.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(self.interval)
 
 
 def bench_settings(state: Path, jwt_secret: str = "bench-" + "k" * 40) -> Settings:

@@ -18,15 +18,14 @@ import asyncio
 import os
 import statistics
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from pydoc_data.topics import topics
 
 import baseline
-import psutil
 from common import (
+    RssSampler,
     admin,
     backends,
     bench_settings,
@@ -133,22 +132,6 @@ def langchain_chroma(
     }
 
 
-class RssSampler(threading.Thread):
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.process = psutil.Process(pid)
-        self.peak = 0
-        self.running = True
-
-    def run(self) -> None:
-        while self.running:
-            try:
-                self.peak = max(self.peak, self.process.memory_info().rss)
-            except psutil.Error:
-                return
-            time.sleep(0.05)
-
-
 def scrape_stages(port: int) -> dict[str, float]:
     import urllib.request
 
@@ -167,7 +150,7 @@ async def pipeline(settings: Settings, urls: BackendUrls, results: Results, size
     documents = corpus(doc_count)
     metrics_port = free_port()
     worker = start_worker(settings, urls, metrics_port)
-    sampler = RssSampler(worker.pid)
+    sampler = RssSampler(worker.pid, interval=0.05)
     sampler.start()
     container = Container(settings, urls)
     try:

@@ -38,7 +38,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -50,6 +49,7 @@ from typing import Any, TypeVar
 import httpx
 import numpy as np
 import psutil
+from common import RssSampler, log
 from numpy.typing import NDArray
 from pydantic import SecretStr
 from sqlalchemy import event, text
@@ -599,26 +599,6 @@ async def measured(
     if first_token:
         summary["server_first_token_mean_ms"] = first_token
     return results, summary
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-class RssSampler(threading.Thread):
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.process = psutil.Process(pid)
-        self.peak = 0
-        self.running = True
-
-    def run(self) -> None:
-        while self.running:
-            try:
-                self.peak = max(self.peak, self.process.memory_info().rss)
-            except psutil.Error:
-                return
-            time.sleep(0.1)
 
 
 # ---------------------------------------------------------------- the run
