@@ -59,7 +59,7 @@ from websockets.typing import Subprotocol
 from domain.entities import ChunkDraft, Document, DocumentStatus, Principal, Role
 from domain.ingestion.chunking import ChunkingOptions, chunk_document
 from domain.ingestion.filetypes import FileKind
-from domain.retrieval.fulltext import any_word
+from domain.retrieval.fulltext import all_words
 from infrastructure.container import BackendUrls, Container
 from infrastructure.database.migrate import upgrade_to_head
 from infrastructure.embedded import EmbeddedPostgres
@@ -297,7 +297,7 @@ async def explain_search(
     container: Container, tenant: Tenant, embedding: list[float], question: str
 ) -> tuple[str, str]:
     """EXPLAIN (ANALYZE, BUFFERS) of the exact SQL both search paths send, replayed as the
-    app role with the tenant settings and the HNSW scan settings of the same transaction."""
+    app role in a tenant transaction (which sets up the HNSW scans too)."""
     captured: list[tuple[str, Any]] = []
 
     def capture(*args: Any) -> None:
@@ -309,10 +309,9 @@ async def explain_search(
     try:
         async with container.uow_factory.tenant(tenant.principal) as uow:
             await uow.search.nearest(embedding, candidates, None)
-            await uow.search.matching(any_word(question), embedding, candidates, None)
+            await uow.search.matching(all_words(question), embedding, candidates, None)
     finally:
         event.remove(sync_engine, "before_cursor_execute", capture)
-    scan = next(item for item in captured if "hnsw.iterative_scan" in item[0])
     fulltext = next(item for item in captured if "chunk_text_matches" in item[0])
     vector = next(
         item for item in captured if "<=>" in item[0] and "chunk_text_matches" not in item[0]
@@ -320,7 +319,6 @@ async def explain_search(
     plans: list[str] = []
     async with container.uow_factory.tenant(tenant.principal) as uow:
         conn = await uow.session.connection()
-        await conn.exec_driver_sql(*scan)
         for statement, parameters in (vector, fulltext):
             explain = "EXPLAIN (ANALYZE, BUFFERS) " + statement
             await conn.exec_driver_sql(explain, parameters)  # warm the cache first
@@ -331,7 +329,7 @@ async def explain_search(
 
 def short_plan(plan: str) -> str:
     """The plan with the 384-number query vector elided."""
-    return re.sub(r"'\[[-0-9.e,]{200,}\]'", "'[...]'", plan)
+    return re.sub(r"'[\[{][-0-9.e,]{200,}[\]}]'", "'[...]'", plan)
 
 
 def execution_ms(plan: str) -> float:

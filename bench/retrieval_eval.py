@@ -227,13 +227,12 @@ async def evaluate(
     for question in data.questions:
         embedding = await container.services.search.embed(question.text)
         # The two paths and the fusion of SearchService.retrieve (limit 10), without its
-        # document lookup: full text tries every word first, then any word.
+        # document lookup: full text matches every word of the question.
         async with container.uow_factory.tenant(principal) as uow:
             vector = await uow.search.nearest(embedding, candidates, None)
             text = await SearchService._matching(  # the service's own (private) path
-                uow.search, question.text, embedding, candidates=candidates, enough=max(KS),
-                ids=None,
-            )  # fmt: skip
+                uow.search, question.text, embedding, candidates=candidates, ids=None
+            )
         fused = [item.match for item in reciprocal_rank_fusion(vector, text, max(KS))]
         for mode, matches in zip(MODES, (vector, text, fused), strict=True):
             scores[mode].add(ranked_names([names[m.document_id] for m in matches]), question.gold)

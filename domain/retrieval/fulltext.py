@@ -2,13 +2,12 @@
 
 ``websearch_to_tsquery`` joins plain words with AND, so a natural question
 ("how do I rotate the signing key?") matches only chunks that contain every one
-of its (non-stop) words: precise, cheap through the GIN index, but often empty.
-Search therefore tries every word first (:func:`all_words`) and, when that
-finds too few chunks, any of them (:func:`any_word`); ranking (cover density)
-puts the chunks that contain more of the words, closer together, first. The
-any-word query is the expensive one (a common word matches a large part of a
-corpus), which is why it only runs when the precise one falls short. A query
-that uses the syntax itself (quotes, ``or``, ``-word``) is passed on as typed.
+of its (non-stop) words: precise and cheap through the GIN index, often empty,
+in which case the vector path carries the search. Matching any word instead was
+tried and dropped: a common word matches a large part of a corpus, which made it
+the most expensive query of a search, and its loose matches made the fused
+ranking worse than the vector path alone (bench/README.md, retrieval_eval). A
+query that uses the syntax itself (quotes, ``or``, ``-word``) is passed on as typed.
 """
 
 from __future__ import annotations
@@ -31,8 +30,3 @@ def _words(question: str) -> list[str]:
 def all_words(question: str) -> str:
     """``websearch_to_tsquery`` text matching every word; "" when nothing is searchable."""
     return question if uses_syntax(question) else " ".join(_words(question))
-
-
-def any_word(question: str) -> str:
-    """``websearch_to_tsquery`` text matching any word; "" when nothing is searchable."""
-    return question if uses_syntax(question) else " or ".join(_words(question))

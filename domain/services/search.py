@@ -12,7 +12,7 @@ from domain.errors import QuestionTooLong, ValidationFailed
 from domain.ingestion.ports import Embedder
 from domain.ports import UnitOfWorkFactory
 from domain.retrieval.entities import ChunkMatch, Retrieval, SearchHit
-from domain.retrieval.fulltext import all_words, any_word
+from domain.retrieval.fulltext import all_words
 from domain.retrieval.fusion import reciprocal_rank_fusion
 from domain.retrieval.ports import ChunkSearch, RetrievalObserver
 
@@ -103,7 +103,7 @@ class SearchService:
             vector = await uow.search.nearest(query_vector, candidates, ids)
             mark = self._lap("vector", mark, len(vector))
             text = await self._matching(
-                uow.search, query, query_vector, candidates=candidates, enough=limit, ids=ids
+                uow.search, query, query_vector, candidates=candidates, ids=ids
             )
             mark = self._lap("fulltext", mark, len(text))
             fused = reciprocal_rank_fusion(vector, text, limit)
@@ -138,20 +138,11 @@ class SearchService:
         embedding: Sequence[float],
         *,
         candidates: int,
-        enough: int,
         ids: Sequence[UUID] | None,
     ) -> list[ChunkMatch]:
-        """Chunks with every word of ``query``, then, if fewer than ``enough``, with any."""
-        precise = all_words(query)
-        if not precise:
-            return []
-        matches = await search.matching(precise, embedding, candidates, ids)
-        broad = any_word(query)
-        if len(matches) >= enough or broad == precise:
-            return matches
-        seen = {match.chunk_id for match in matches}
-        more = await search.matching(broad, embedding, candidates, ids)
-        return (matches + [match for match in more if match.chunk_id not in seen])[:candidates]
+        """Chunks with every word of ``query`` (``websearch_to_tsquery``), best ranked first."""
+        words = all_words(query)
+        return await search.matching(words, embedding, candidates, ids) if words else []
 
     def _lap(self, stage: str, since: float, hits: int) -> float:
         now = time.perf_counter()

@@ -42,12 +42,15 @@ from infrastructure.database.repositories.users import SqlUserRepository
 
 log = structlog.get_logger("foundry.uow")
 
-# One round trip: switch to the non-bypassing app role and pin the tenant, for
-# this transaction only (set_config(..., true) is reset at commit/rollback).
+# One round trip: switch to the non-bypassing app role, pin the tenant and set up
+# filtered HNSW scans (see chunk_search.py), for this transaction only
+# (set_config(..., true) is reset at commit/rollback).
 _ENTER_TENANT = text(
     "SELECT set_config('role', :role, true), "
     "set_config('app.organization_id', :organization_id, true), "
-    "set_config('app.user_id', :user_id, true)"
+    "set_config('app.user_id', :user_id, true), "
+    "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+    "set_config('hnsw.ef_search', :ef_search, true)"
 )
 
 
@@ -110,6 +113,7 @@ class SqlUnitOfWork:
                         "role": self._options.app_role,
                         "organization_id": str(self._organization_id),
                         "user_id": str(self._user_id) if self._user_id else "",
+                        "ef_search": str(self._options.hnsw_ef_search),
                     },
                 )
         except Exception as exc:
@@ -127,10 +131,7 @@ class SqlUnitOfWork:
         self.chunks = SqlChunkRepository(self.session, self._organization_id)
         self.maintenance = SqlMaintenanceRepository(self.session)
         self.search = SqlChunkSearch(
-            self.session,
-            self._organization_id,
-            self._options.hnsw_ef_search,
-            self._options.fulltext_max_ranked,
+            self.session, self._organization_id, self._options.fulltext_max_ranked
         )
         self.chats = SqlChatRepository(self.session, self._organization_id, self._user_id)
         self.messages = SqlMessageRepository(self.session, self._organization_id, self._user_id)

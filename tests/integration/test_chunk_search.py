@@ -202,7 +202,7 @@ async def test_full_text_ranks_at_most_the_configured_number_of_matches(
         assert isinstance(uow, SqlUnitOfWork)
         everything = await uow.search.matching("passage", query, 50, None)
         capped = await SqlChunkSearch(
-            uow.session, principal.organization_id, 100, max_ranked=5
+            uow.session, principal.organization_id, max_ranked=5
         ).matching("passage", query, 50, None)
     assert len(everything) == 30
     assert len(capped) == 5

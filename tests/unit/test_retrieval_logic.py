@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 
 from domain.retrieval.entities import ChunkMatch
-from domain.retrieval.fulltext import MAX_TERMS, all_words, any_word
+from domain.retrieval.fulltext import MAX_TERMS, all_words
 from domain.retrieval.fusion import RRF_K, reciprocal_rank_fusion
 from domain.services.search import SearchService
 
@@ -47,21 +47,19 @@ def test_duplicates_within_a_list_count_once() -> None:
     assert fused[0].score == 1 / (RRF_K + 1)
 
 
-def test_a_plain_question_is_searched_with_all_then_any_of_its_words() -> None:
+def test_a_plain_question_is_searched_with_every_one_of_its_words() -> None:
     assert all_words("How do I rotate the key?") == "How do I rotate the key"
-    assert any_word("How do I rotate the key?") == "How or do or I or rotate or the or key"
 
 
 def test_search_syntax_is_kept_as_typed() -> None:
     for query in ('"signing key" rotation', "rotate -legacy", "tides or currents"):
-        assert all_words(query) == any_word(query) == query
+        assert all_words(query) == query
 
 
 def test_the_word_or_and_punctuation_cannot_break_the_query() -> None:
-    assert any_word("black or") == all_words("black or") == "black"
-    assert any_word("Or what?!") == "what"
-    assert any_word("?!...") == all_words("?!...") == ""
-    assert len(any_word(" ".join(["word"] * 100)).split(" or ")) == MAX_TERMS
+    assert all_words("black or") == "black"
+    assert all_words("Or what?!") == "what"
+    assert all_words("?!...") == ""
     assert len(all_words(" ".join(["word"] * 100)).split(" ")) == MAX_TERMS
 
 
@@ -88,35 +86,14 @@ class RecordingSearch:
         return self.answers.get(websearch, [])[:limit]
 
 
-async def found(
-    search: RecordingSearch, query: str, candidates: int, enough: int
-) -> list[ChunkMatch]:
-    return await SearchService._matching(
-        search, query, [], candidates=candidates, enough=enough, ids=None
-    )
-
-
-async def test_any_word_runs_only_when_every_word_finds_too_little() -> None:
-    a, b, c = match("a"), match("b"), match("c")
-    enough = RecordingSearch({"rotate key": [a, b]})
-    assert await SearchService._matching(
-        enough, "rotate key?", [], candidates=40, enough=2, ids=None
-    ) == [a, b]
-    assert enough.asked == ["rotate key"]
-
-    short = RecordingSearch({"rotate key": [a], "rotate or key": [b, a, c]})
-    assert await SearchService._matching(
-        short, "rotate key?", [], candidates=40, enough=2, ids=None
-    ) == [a, b, c]
-    assert short.asked == ["rotate key", "rotate or key"]
-    # The candidate bound holds for the merged list.
-    capped = RecordingSearch({"rotate key": [a], "rotate or key": [b, c]})
-    assert await SearchService._matching(
-        capped, "rotate key", [], candidates=2, enough=5, ids=None
-    ) == [a, b]
-    # One word, or the query's own syntax: nothing broader to try.
-    single = RecordingSearch({})
-    assert await found(single, "rotation", 40, 2) == []
-    assert single.asked == ["rotation"]
-    assert await found(single, "?!", 40, 2) == []
-    assert single.asked == ["rotation"]
+async def test_full_text_asks_for_every_word_once_and_nothing_for_no_words() -> None:
+    a, b = match("a"), match("b")
+    search = RecordingSearch({"rotate key": [a, b]})
+    assert await SearchService._matching(search, "rotate key?", [], candidates=40, ids=None) == [
+        a,
+        b,
+    ]
+    assert await SearchService._matching(search, "rotate key", [], candidates=1, ids=None) == [a]
+    # Nothing searchable: no query at all.
+    assert await SearchService._matching(search, "?!", [], candidates=40, ids=None) == []
+    assert search.asked == ["rotate key", "rotate key"]

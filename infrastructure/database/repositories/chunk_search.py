@@ -1,11 +1,15 @@
 """The two search paths over chunks: pgvector HNSW (cosine) and PostgreSQL full text.
 
-Both start from the organisation-filtered base and keep only chunks of READY
-documents (and, if asked, of chosen documents). A filter applied after an
-HNSW scan would leave fewer than k rows when most neighbours are filtered out;
-pgvector 0.8's iterative scans keep scanning the graph until k rows pass
-(``hnsw.iterative_scan = relaxed_order``; results are re-sorted by distance
-here, as relaxed order permits small inversions).
+Both keep only the organisation's chunks of READY documents (and, if asked, of
+chosen documents). A filter applied after an HNSW scan would leave fewer than k
+rows when most neighbours are filtered out; pgvector 0.8's iterative scans keep
+scanning the graph until k rows pass (``hnsw.iterative_scan = relaxed_order``,
+set with the tenant at the start of the transaction, see ``uow.py``); results
+are re-sorted by distance here, as relaxed order permits small inversions.
+
+Search is the hot path of the API, so both statements are plain SQL compiled
+once (no ORM statement building per call), and the query vector travels as a
+``real[]`` parameter, which the driver encodes in binary (pgvector casts it).
 """
 
 from __future__ import annotations
@@ -13,83 +17,93 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
-from sqlalchemy import (
-    ARRAY,
-    ColumnElement,
-    Float,
-    Select,
-    String,
-    Uuid,
-    cast,
-    column,
-    func,
-    literal_column,
-    null,
-    select,
-    text,
-)
+from sqlalchemy import REAL, Integer, String, Uuid, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.entities import DocumentStatus
 from domain.retrieval.entities import ChunkMatch
-from infrastructure.database.models import ChunkRow, DocumentRow
 
-_ITERATIVE_SCAN = text(
-    "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-    "set_config('hnsw.ef_search', :ef_search, true)"
+# Every statement's parameters, typed; the query vector goes out as real[] and pgvector
+# casts it (CAST(CAST(:embedding AS real[]) AS vector) makes the parameter a real[]).
+_ORGANIZATION = bindparam("organization_id", type_=Uuid())
+_EMBEDDING = bindparam("embedding", type_=ARRAY(REAL))
+_DOCUMENTS = bindparam("document_ids", type_=ARRAY(Uuid()))
+_LIMIT = bindparam("limit", type_=Integer())
+
+# The tenant's embedded chunks of READY (and, if given, chosen) documents.
+_NEAREST = text(
+    """
+SELECT c.id, c.document_id, c.page, c.text,
+       c.embedding <=> CAST(CAST(:embedding AS real[]) AS vector) AS distance
+FROM chunks c
+WHERE c.organization_id = :organization_id
+  AND c.embedding IS NOT NULL
+  AND (CAST(:document_ids AS uuid[]) IS NULL OR c.document_id = ANY (:document_ids))
+  AND c.document_id IN (
+    SELECT d.id FROM documents d
+    WHERE d.organization_id = :organization_id AND d.status = 'ready'
+  )
+ORDER BY distance  -- the HNSW index's order; the vector is sent once
+LIMIT :limit"""
+).bindparams(_ORGANIZATION, _EMBEDDING, _DOCUMENTS, _LIMIT)
+
+# chunk_text_matches (migration 0003) finds and ranks the organisation's matches
+# through the GIN index, which row-level security would rule out here. Ranking is
+# the cost: a common word can match a large part of a corpus, so only the first
+# max_ranked matches are ranked (the vector path still sees all); text and
+# distance are read for the winners only. ts_rank_cd normalisation 1 (inside the
+# function) divides by 1 + log(length), so long chunks don't win on bulk.
+_MATCHING = text(
+    """
+SELECT c.id, c.document_id, c.page, c.text,
+       c.embedding <=> CAST(CAST(:embedding AS real[]) AS vector) AS distance, best.rank
+FROM (
+  SELECT m.id, m.rank
+  FROM chunk_text_matches(
+    websearch_to_tsquery('english'::regconfig, :websearch), :max_ranked, :document_ids
+  ) AS m
+  ORDER BY m.rank DESC, m.id
+  LIMIT :limit
+) AS best
+JOIN chunks c ON c.id = best.id
+ORDER BY best.rank DESC, c.id"""
+).bindparams(
+    _EMBEDDING,
+    _DOCUMENTS,
+    _LIMIT,
+    bindparam("websearch", type_=String()),
+    bindparam("max_ranked", type_=Integer()),
 )
-_ENGLISH = literal_column("'english'::regconfig", type_=String)
-# ts_rank_cd normalisation 1: divide by 1 + log(length), so long chunks don't win on bulk.
-_RANK_NORMALIZATION = 1
 
 
 class SqlChunkSearch:
     def __init__(
-        self,
-        session: AsyncSession,
-        organization_id: UUID | None,
-        ef_search: int,
-        max_ranked: int = 2_000,
+        self, session: AsyncSession, organization_id: UUID | None, max_ranked: int = 2_000
     ) -> None:
         self._session = session
         self._organization_id = organization_id
-        self._ef_search = ef_search
         self._max_ranked = max_ranked
-        self._scan_configured = False
 
-    def _searchable(self, document_ids: Sequence[UUID] | None) -> list[ColumnElement[bool]]:
-        if self._organization_id is None:
-            raise RuntimeError("chunk search used outside a tenant transaction")
-        ready = select(DocumentRow.id).where(
-            DocumentRow.organization_id == self._organization_id,
-            DocumentRow.status == DocumentStatus.READY.value,
-        )
-        if document_ids is not None:
-            ready = ready.where(DocumentRow.id.in_(list(document_ids)))
-        return [
-            ChunkRow.organization_id == self._organization_id,
-            ChunkRow.document_id.in_(ready),
-            ChunkRow.embedding.is_not(None),
-        ]
+    @staticmethod
+    def _filters(
+        embedding: Sequence[float], limit: int, document_ids: Sequence[UUID] | None
+    ) -> dict[str, object]:
+        return {
+            "embedding": embedding if isinstance(embedding, list) else list(embedding),
+            "document_ids": list(document_ids) if document_ids is not None else None,
+            "limit": limit,
+        }
 
     async def nearest(
         self, embedding: Sequence[float], limit: int, document_ids: Sequence[UUID] | None
     ) -> list[ChunkMatch]:
         if document_ids is not None and not document_ids:
             return []
-        if not self._scan_configured:
-            await self._session.execute(
-                _ITERATIVE_SCAN, {"ef_search": str(max(self._ef_search, limit))}
-            )
-            self._scan_configured = True
-        distance = ChunkRow.embedding.cosine_distance(list(embedding))
-        statement = (
-            self._columns(distance.label("distance"), distance.label("rank"))
-            .where(*self._searchable(document_ids))
-            .order_by(distance)
-            .limit(limit)
-        )
-        rows = (await self._session.execute(statement)).all()
+        if self._organization_id is None:
+            raise RuntimeError("chunk search used outside a tenant transaction")
+        parameters = self._filters(embedding, limit, document_ids)
+        parameters["organization_id"] = self._organization_id
+        rows = await self._session.execute(_NEAREST, parameters)
         matches = [
             ChunkMatch(
                 chunk_id=row.id,
@@ -113,40 +127,9 @@ class SqlChunkSearch:
     ) -> list[ChunkMatch]:
         if document_ids is not None and not document_ids:
             return []
-        query = func.websearch_to_tsquery(_ENGLISH, websearch)
-        # chunk_text_matches (migration 0003) finds and ranks the organisation's matches
-        # through the GIN index, which row-level security would rule out here. Ranking
-        # is the cost: a common word can match a large part of a corpus, so only the
-        # first max_ranked matches are ranked (the vector path still sees all); text
-        # and distance are read for the winners only.
-        chosen = (
-            cast(list(document_ids), ARRAY(Uuid()))
-            if document_ids is not None
-            else null().cast(ARRAY(Uuid()))
-        )
-        matched = func.chunk_text_matches(query, self._max_ranked, chosen).table_valued(
-            column("id", Uuid()), column("document_id", Uuid()), column("rank", Float())
-        )
-        best = (
-            select(matched.c.id, matched.c.rank)
-            .order_by(matched.c.rank.desc(), matched.c.id)
-            .limit(limit)
-            .subquery()
-        )
-        distance = ChunkRow.embedding.cosine_distance(list(embedding))
-        statement = (
-            select(
-                ChunkRow.id,
-                ChunkRow.document_id,
-                ChunkRow.page,
-                ChunkRow.text,
-                distance.label("distance"),
-                best.c.rank,
-            )
-            .join(best, best.c.id == ChunkRow.id)
-            .order_by(best.c.rank.desc(), ChunkRow.id)
-        )
-        rows = (await self._session.execute(statement)).all()
+        parameters = self._filters(embedding, limit, document_ids)
+        parameters |= {"websearch": websearch, "max_ranked": self._max_ranked}
+        rows = await self._session.execute(_MATCHING, parameters)
         return [
             ChunkMatch(
                 chunk_id=row.id,
@@ -158,11 +141,3 @@ class SqlChunkSearch:
             )
             for row in rows
         ]
-
-    @staticmethod
-    def _columns(
-        distance: ColumnElement[float], rank: ColumnElement[float]
-    ) -> Select[UUID, UUID, int | None, str, float, float]:
-        return select(
-            ChunkRow.id, ChunkRow.document_id, ChunkRow.page, ChunkRow.text, distance, rank
-        )
