@@ -46,8 +46,8 @@ class ExtractiveOptions:
     max_sentences: int = 5
     # Sentences embedded per answer, and how much of each: embedding is what the first
     # token waits for (~10 ms per short sentence on 2 cores).
-    candidates: int = 8
-    embed_chars: int = 200
+    candidates: int = 5
+    embed_chars: int = 120
     cache_size: int = 20_000  # sentence vectors kept (1.5 kB each at 384 dimensions)
     min_words: int = 4
     max_sentence_chars: int = 600
