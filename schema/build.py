@@ -17,11 +17,11 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from schema.cached_validation import CachedValidation, ValidTexts
 from schema.errors import ErrorCodes
 from schema.limits import document_limits_rule
 from schema.mutation import Mutation
 from schema.nul_text import RejectNulText
+from schema.operation_cache import CachedParse, CachedValidation, ValidTexts, document_cache
 from schema.query import Query
 from schema.session_check import RevalidateSocketSession
 from schema.subscription import Subscription
@@ -45,7 +45,7 @@ class SchemaLimits:
     max_tokens: int = 2_000
     # Off: introspection is refused and "Did you mean" hints are cut from errors.
     introspection: bool = True
-    # Distinct operation texts whose successful validation is remembered.
+    # Distinct operation texts whose parse and successful validation are remembered.
     validated_texts: int = 1_024
 
 
@@ -64,6 +64,7 @@ def build_schema(
         SubscriptionsOverWebSocket,
         RejectNulText,
         partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
+        partial(CachedParse, document_cache(limits.validated_texts)),
         partial(AddValidationRules, [document_limits_rule(limits.max_depth, limits.max_aliases)]),
         partial(CachedValidation, ValidTexts(limits.validated_texts)),
     ]

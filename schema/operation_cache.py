@@ -1,5 +1,11 @@
-"""Validation of an operation text is done once: clients send the same few texts again
-and again, and validating one costs more than running a small query.
+"""Parsing and validating an operation text is done once: clients send the same few texts
+again and again, and parsing and validating one cost more than running a small query.
+
+Parsed documents are kept per (text, parse options) in a bounded LRU shared by all
+requests (graphql-core never changes a document it executes). strawberry's own
+ParserCache does the same but lets a parse error escape its error handling (the
+error loses its code); here a text that fails to parse is left to strawberry, which
+parses it again and reports the error as usual.
 
 strawberry's ValidationCache keys on the parsed document object, which is new for
 every request, so it never hits here; this one keys on the operation text. Only
@@ -13,10 +19,34 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from functools import lru_cache
 from threading import Lock
 
+from graphql import DocumentNode, GraphQLError, parse
 from strawberry.extensions import SchemaExtension
+
+
+class CachedParse(SchemaExtension):
+    """Parses each distinct text once (pass a factory per schema, sharing ``parse``)."""
+
+    def __init__(self, parse: Callable[..., DocumentNode]) -> None:
+        super().__init__()
+        self._parse = parse
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.query is not None and context.graphql_document is None:
+            # On an error strawberry parses the text again and reports it with its code.
+            with suppress(GraphQLError):
+                context.graphql_document = self._parse(context.query, **context.parse_options)
+        yield
+
+
+def document_cache(size: int) -> Callable[..., DocumentNode]:
+    """graphql-core's parse behind an LRU of ``size`` documents."""
+    return lru_cache(maxsize=size)(parse)
 
 
 class ValidTexts:

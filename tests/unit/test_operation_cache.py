@@ -1,15 +1,15 @@
-"""Validation runs once per operation text; invalid texts are validated every time."""
+"""Parsing and validation run once per operation text; invalid texts are checked every time."""
 
 from __future__ import annotations
 
-from functools import partial
+from functools import lru_cache, partial
 
 import strawberry
-from graphql import ValidationRule
+from graphql import DocumentNode, ValidationRule, parse
 from graphql.language import OperationDefinitionNode
-from strawberry.extensions import AddValidationRules
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter
 
-from schema.cached_validation import CachedValidation, ValidTexts
+from schema.operation_cache import CachedParse, CachedValidation, ValidTexts, document_cache
 
 VALIDATIONS: list[str] = []
 
@@ -61,3 +61,44 @@ async def test_the_remembered_texts_are_bounded() -> None:
         await checked.execute(f'query {name} {{ echo(text: "x") }}')
     # A was pushed out by C, so it is validated again.
     assert VALIDATIONS == ["A", "B", "C", "A"]
+
+
+class CountingParse:
+    """graphql-core's parse, counting its calls."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def __call__(self, text: str, **options: int) -> DocumentNode:
+        self.texts.append(text)
+        return parse(text, **options)  # type: ignore[arg-type]  # parse's own options
+
+
+async def test_a_text_is_parsed_once_and_a_parse_error_keeps_its_message() -> None:
+    parses = CountingParse()
+    parsed = strawberry.Schema(
+        query=Query,
+        extensions=[
+            partial(MaxTokensLimiter, max_token_count=20),
+            partial(CachedParse, lru_cache(maxsize=8)(parses)),
+        ],
+    )
+    text = "query Q($t: String!) { echo(text: $t) }"
+    for word in ("a", "b"):
+        result = await parsed.execute(text, {"t": word})
+        assert result.errors is None and result.data == {"echo": word}
+    assert parses.texts == [text]
+    # Over the token limit: the cache raises, strawberry reports the same parse error.
+    long_text = "{ " + 'echo(text: "x") ' * 10 + "}"
+    result = await parsed.execute(long_text)
+    assert result.errors is not None
+    assert "Document contains more than 20 tokens" in result.errors[0].message
+    assert parses.texts == [text, long_text]
+
+
+def test_documents_are_cached_per_text_and_parse_options() -> None:
+    cached = document_cache(2)
+    text = '{ echo(text: "x") }'
+    assert cached(text) is cached(text)
+    assert cached(text, max_tokens=100) is not cached(text)
+    assert cached(text, max_tokens=100) == parse(text)
