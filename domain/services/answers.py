@@ -8,6 +8,7 @@ partial answer is ever stored as if it were complete.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
@@ -116,10 +117,9 @@ class AnswerService:
         try:
             question = clean_question(question, self._options.max_question_chars, "question")
             started = time.perf_counter()
-            history, corpus = await self._record_question(principal, chat_id, question)
-            standalone = await self._generator.condense(history, question)
+            standalone, corpus, early = await self._prepare(principal, chat_id, question)
             retrieval_started = time.perf_counter()
-            cached, embedding = await self._cached(principal, corpus, standalone)
+            cached, embedding = await self._cached(principal, corpus, standalone, early)
             if cached is not None and cached.answer is not None:
                 cited = cached
                 produced: AsyncGenerator[TextDelta | Usage | _Restart, None] = self._replayed(
@@ -210,19 +210,42 @@ class AnswerService:
             yield TextDelta(piece)
         yield Usage(NO_SOURCES_MODEL, None, None, self._elapsed_ms(started), False)
 
+    async def _prepare(
+        self, principal: Principal, chat_id: UUID, question: str
+    ) -> tuple[str, str, list[float] | None]:
+        """Store the question; the standalone question, the corpus version, and the
+        standalone question's embedding if it is already known.
+
+        Most questions stand alone as asked, so their embedding starts at once, on the
+        model's thread, while the question is stored and the history read; a rewritten
+        follow-up gets its own embedding later and this one is dropped.
+        """
+        early = asyncio.create_task(self._search.embed(question))
+        try:
+            history, corpus = await self._record_question(principal, chat_id, question)
+            standalone = await self._generator.condense(history, question)
+            embedding = await early if standalone == question else None
+        finally:
+            if not early.done():
+                early.cancel()
+            elif not early.cancelled():
+                early.exception()  # retrieved: a failure here is not logged as unhandled
+        return standalone, corpus, embedding
+
     async def _cached(
-        self, principal: Principal, corpus: str, question: str
+        self, principal: Principal, corpus: str, question: str, embedding: list[float] | None
     ) -> tuple[_Cited | None, list[float] | None]:
         """A cached answer to ``question`` whose documents are all still there, and the
-        question's embedding when it was computed (retrieval reuses it)."""
+        question's embedding when it is known (given, or computed here; retrieval reuses
+        it)."""
         if self._cache is None:
-            return None, None
+            return None, embedding
         organization_id = principal.organization_id
-        embedding: list[float] | None = None
         answer = await self._cache.exact(organization_id, corpus, question)
         kind = "exact"
         if answer is None:
-            embedding = await self._search.embed(question)
+            if embedding is None:
+                embedding = await self._search.embed(question)
             answer = await self._cache.similar(organization_id, corpus, embedding)
             kind = "semantic"
         cited = await self._replay_sources(principal, answer) if answer is not None else None
