@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -57,6 +58,13 @@ def freeze_heap() -> None:
     log.info("app.heap_frozen", objects=gc.get_freeze_count())
 
 
+# The model runs on its own thread and gives up the GIL inside each torch operation,
+# but must win it back between operations; with Python's default 5 ms switch interval
+# it waits behind the event loop, which serves requests meanwhile. 0.5 ms lets the two
+# alternate (8 concurrent searches: p95 about 10 % lower, measured in bench/README.md).
+GIL_SWITCH_INTERVAL_SECONDS = 0.0005
+
+
 def _report_warm_up(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("app.warm_up_failed", error=repr(task.exception()))
@@ -73,6 +81,7 @@ def create_app(settings: Settings, urls: BackendUrls) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
         container = Container(
             settings.model_copy(update={"torch_threads": settings.api_torch_threads}), urls
         )

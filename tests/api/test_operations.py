@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 
 import asyncpg
 import httpx
@@ -11,6 +12,7 @@ from pydantic import SecretStr
 
 from infrastructure.container import BackendUrls, Container
 from infrastructure.embedded import EmbeddedPostgres
+from infrastructure.http.app import GIL_SWITCH_INTERVAL_SECONDS
 from infrastructure.settings import Settings
 from tests.helpers import ME, GraphQLClient
 
@@ -38,13 +40,15 @@ async def test_metrics_count_operations_by_name_and_outcome(
     assert 'foundry_http_requests_total{method="POST",route="/graphql",status="200"}' in text
 
 
-async def test_the_started_app_has_frozen_its_long_lived_objects(
+async def test_the_started_app_froze_its_heap_and_shortened_the_gil_interval(
     http: httpx.AsyncClient,
 ) -> None:
     # The app runs in this process (uvicorn in a thread): its start-up froze the heap,
     # so full garbage collections no longer walk the libraries' objects.
     assert (await http.get("/readyz")).status_code == 200
     assert gc.get_freeze_count() > 10_000
+    # ...and lets the model's thread win the GIL back quickly between torch operations.
+    assert sys.getswitchinterval() == GIL_SWITCH_INTERVAL_SECONDS
 
 
 async def test_request_id_is_echoed_or_created(http: httpx.AsyncClient) -> None:
