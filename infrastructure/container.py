@@ -104,7 +104,8 @@ class Container:
             settings.argon2_time_cost, settings.argon2_memory_cost_kib, settings.argon2_parallelism
         )
         # The query embedder: built here, loaded on first use (or by warm_up()).
-        self.embedder: Embedder = BatchingEmbedder(build_embedder(settings))
+        self._batching = BatchingEmbedder(build_embedder(settings))
+        self.embedder: Embedder = self._batching
         search = SearchService(
             uow_factory=uow_factory,
             embedder=self.embedder,
@@ -233,6 +234,7 @@ class Container:
         return "ok"
 
     async def aclose(self) -> None:
+        await self._batching.aclose()
         await self.events.aclose()
         self.broker.close()
         await self.redis.aclose()

@@ -12,6 +12,7 @@ questions queue separately: questions use the provider's query task type.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -47,6 +48,17 @@ class _Coalescer:
         future: asyncio.Future[list[list[float]]] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Request(list(texts), future))
         return await future
+
+    async def aclose(self) -> None:
+        """Stop the runner; requests still queued fail (the process is shutting down)."""
+        runner, self._runner = self._runner, None
+        if runner is not None and not runner.done():
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+        if self._queue is not None:
+            while not self._queue.empty():
+                _fail([self._queue.get_nowait()], RuntimeError("the embedder was closed"))
 
     async def _run(self, queue: asyncio.Queue[_Request]) -> None:
         while True:
@@ -118,3 +130,8 @@ class BatchingEmbedder:
 
     async def embed_query(self, text: str) -> list[float]:
         return (await self._queries.embed([text]))[0]
+
+    async def aclose(self) -> None:
+        """Stop the batching tasks (they live as long as the event loop otherwise)."""
+        await self._documents.aclose()
+        await self._queries.aclose()

@@ -113,3 +113,17 @@ async def test_concurrent_questions_share_one_query_call() -> None:
     # Query task, not document task; at most 8 per call.
     assert inner.calls == []
     assert inner.query_calls == [8, 4]
+
+
+async def test_closing_stops_the_batching_tasks_and_fails_what_waits() -> None:
+    before = asyncio.all_tasks()
+    batcher = BatchingEmbedder(RecordingEmbedder())
+    assert await batcher.embed_query("warm") == [-4.0]
+    waiting = [asyncio.create_task(batcher.embed_documents([text])) for text in ("a", "b")]
+    await asyncio.sleep(0.01)  # in the model call by now
+    await batcher.aclose()
+    for task in waiting:
+        with pytest.raises(RuntimeError):
+            await task
+    # Neither the document nor the question runner outlives the batcher.
+    assert asyncio.all_tasks() - before == set()
