@@ -49,7 +49,7 @@ from typing import Any, TypeVar
 import httpx
 import numpy as np
 import psutil
-from common import RssSampler, log
+from common import REDIS_URL, RssSampler, bench_settings, log
 from numpy.typing import NDArray
 from pydantic import SecretStr
 from sqlalchemy import event, text
@@ -782,15 +782,7 @@ def main() -> None:
     results = Results(size=args.size, load_average_at_start=round(os.getloadavg()[0], 2))
     with tempfile.TemporaryDirectory(prefix="foundry-query-bench-") as scratch:
         state = Path(scratch)
-        redis_url = os.environ.get("FOUNDRY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-        settings = Settings(
-            _env_file=None,
-            environment="test",
-            state_dir=state,
-            redis_url=SecretStr(redis_url),
-            redis_key_prefix=f"bench-{uuid.uuid4().hex[:6]}:",
-            jwt_secret=SecretStr(JWT_SECRET),
-        )
+        settings = bench_settings(state, JWT_SECRET)
         embedder = LocalEmbedder(
             threads=settings.torch_threads, batch_size=settings.embed_batch_size
         )
@@ -804,7 +796,7 @@ def main() -> None:
         postgres.start()
         try:
             asyncio.run(postgres.ensure_database())
-            urls = BackendUrls(postgres.sqlalchemy_url(), redis_url)
+            urls = BackendUrls(postgres.sqlalchemy_url(), REDIS_URL)
             upgrade_to_head(urls.database_url, settings.database_app_role)
             settings = settings.model_copy(update={"database_url": SecretStr(urls.database_url)})
             asyncio.run(bench(settings, urls, corpus, size, embedder=embedder, results=results))
