@@ -44,6 +44,7 @@ from domain.entities import ParsedDocument
 from domain.ingestion.chunking import ChunkingOptions, chunk_document
 from domain.ingestion.filetypes import FileKind
 from infrastructure.container import BackendUrls, Container
+from infrastructure.embeddings.factory import build_local_embedder
 from infrastructure.embeddings.local import LocalEmbedder
 from infrastructure.parsing.limits import ParseLimits
 from infrastructure.parsing.parser import FileParser
@@ -205,9 +206,7 @@ def main() -> None:
     with scratch as state, backends(Path(state), bench_settings(Path(state))) as (settings, urls):
         documents = corpus(SIZES[args.size][0])
         results.corpus_documents = len(documents)
-        embedder = LocalEmbedder(
-            threads=settings.torch_threads, batch_size=settings.embed_batch_size
-        )
+        embedder = build_local_embedder(settings)
         embedder.warm_up()
         rate, chunks, tokens = embedder_alone(documents, settings, embedder)
         results.embedder_chunks_per_s = rate

@@ -63,6 +63,7 @@ from domain.retrieval.fulltext import all_words
 from infrastructure.container import BackendUrls, Container
 from infrastructure.database.migrate import upgrade_to_head
 from infrastructure.embedded import EmbeddedPostgres
+from infrastructure.embeddings.factory import build_local_embedder
 from infrastructure.embeddings.local import LocalEmbedder
 from infrastructure.parsing.limits import ParseLimits
 from infrastructure.parsing.parser import FileParser
@@ -783,9 +784,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="foundry-query-bench-") as scratch:
         state = Path(scratch)
         settings = bench_settings(state, JWT_SECRET)
-        embedder = LocalEmbedder(
-            threads=settings.torch_threads, batch_size=settings.embed_batch_size
-        )
+        embedder = build_local_embedder(settings)
         log(f"Embedding the {size.topics} longest pydoc topics (distinct chunks)")
         started = time.perf_counter()
         corpus = embed_corpus(size.topics, embedder, settings)

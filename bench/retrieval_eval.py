@@ -56,7 +56,7 @@ from domain.retrieval.fusion import reciprocal_rank_fusion
 from domain.services.search import SearchService
 from infrastructure.answers.extractive import ExtractiveAnswerer, ExtractiveOptions
 from infrastructure.container import BackendUrls, Container
-from infrastructure.embeddings.local import LocalEmbedder
+from infrastructure.embeddings.factory import build_local_embedder
 from infrastructure.settings import Settings
 
 DATASET = "chatterbot-corpus"
@@ -281,9 +281,7 @@ async def run(settings: Settings, urls: BackendUrls, data: Dataset, results: Res
         results.chunks = sum(d.chunk_count for d in documents)
         chroma: baseline.ChromaBaseline | None = None
         if baseline.available():
-            embedder = LocalEmbedder(
-                threads=settings.torch_threads, batch_size=settings.embed_batch_size
-            )
+            embedder = build_local_embedder(settings)
             chroma = baseline.ChromaBaseline(embedder, settings.state_dir / "chroma")
             ingested = await chroma.ingest(data.documents)
             results.baseline["chunks"] = ingested.chunks

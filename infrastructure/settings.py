@@ -73,8 +73,14 @@ class Settings(BaseSettings):
     # Ingestion.
     embedder: Literal["local", "gemini"] = "local"
     embedding_dimensions: int = Field(default=384, ge=8, le=4_096)
+    # The local embedder's runtime: ONNX Runtime on a one-time export of the bundled
+    # weights (cached in model_cache_dir, default ~/.cache/knowledge-foundry/models), or
+    # torch through sentence-transformers. Both give the same vectors.
+    embedding_runtime: Literal["onnx", "torch"] = "onnx"
+    model_cache_dir: Path | None = None
+    # Threads of the local embedder, whichever runtime.
     torch_threads: int = Field(default=2, ge=1, le=64)
-    # Torch threads in API processes, which embed short questions, many at once: one
+    # Embedding threads in API processes, which embed short questions, many at once: one
     # thread each beats two that fight the database and the event loop for the cores.
     api_torch_threads: int = Field(default=1, ge=1, le=64)
     embed_batch_size: int = Field(default=32, ge=1, le=256)

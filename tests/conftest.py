@@ -23,6 +23,8 @@ from redis.asyncio import Redis
 from infrastructure.container import BackendUrls, Container
 from infrastructure.database.migrate import upgrade_to_head
 from infrastructure.embedded import EmbeddedPostgres
+from infrastructure.embeddings.local import MODEL_NAME, bundled_model_dir, default_model_cache_dir
+from infrastructure.embeddings.onnx_model import ensure_exported
 from infrastructure.http.app import create_app
 from infrastructure.observability.logging import configure_logging
 from infrastructure.settings import Settings
@@ -43,6 +45,15 @@ def free_port() -> int:
 def _logging() -> None:
     """Logs go through the stdlib like in production, so tests can read them (caplog)."""
     configure_logging("INFO", json_logs=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _model_cache(pytestconfig: pytest.Config) -> None:
+    """Exported models for the tests and every process they start, kept under the checkout
+    between runs (a fresh clone exports once, up front, not inside a request's timeout)
+    rather than in the developer's own cache. Tests of the export use their own folders."""
+    os.environ["XDG_CACHE_HOME"] = str(pytestconfig.rootpath / ".cache")
+    ensure_exported(bundled_model_dir(), default_model_cache_dir(), MODEL_NAME)
 
 
 @pytest.fixture(scope="session")

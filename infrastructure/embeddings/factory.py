@@ -19,12 +19,19 @@ def build_embedder(settings: Settings) -> Embedder:
             timeout_seconds=settings.gemini_timeout_seconds,
         )
     else:
-        embedder = LocalEmbedder(
-            threads=settings.torch_threads, batch_size=settings.embed_batch_size
-        )
+        embedder = build_local_embedder(settings)
     if embedder.dimensions != settings.embedding_dimensions:
         raise RuntimeError(
             f"FOUNDRY_EMBEDDING_DIMENSIONS={settings.embedding_dimensions} but {embedder.name} "
             f"produces {embedder.dimensions}"
         )
     return embedder
+
+
+def build_local_embedder(settings: Settings) -> LocalEmbedder:
+    return LocalEmbedder(
+        threads=settings.torch_threads,
+        batch_size=settings.embed_batch_size,
+        runtime=settings.embedding_runtime,
+        cache_dir=settings.model_cache_dir,
+    )

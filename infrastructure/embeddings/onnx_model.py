@@ -1,0 +1,123 @@
+"""MiniLM run by ONNX Runtime: the exported file, cached per machine, and its encoder.
+
+The export (onnx_export.py) runs once, in a child process, and lands in the model cache
+under a name derived from the weights' digest, so a new model package is exported anew
+and processes starting together export it once (a file lock). The encoder gives the
+same vectors as sentence-transformers (cosine ≥ 0.9999, checked at export and in the
+tests), so vectors stored by either runtime are searched by the other unchanged.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+from tokenizers import Tokenizer as HfTokenizer
+
+from infrastructure.embeddings.onnx_export import INPUT_NAMES, OUTPUT_NAME
+
+log = structlog.get_logger("foundry.embeddings")
+
+# Bumped when the export changes (inputs, pooling, opset): older files are not reused.
+EXPORT_FORMAT = 1
+EXPORT_MODULE = "infrastructure.embeddings.onnx_export"
+EXPORT_TIMEOUT_SECONDS = 600
+# sentence-transformers' limit for this model (its sentence_bert_config.json).
+MAX_TOKENS = 256
+
+Int64Matrix = npt.NDArray[np.int64]
+
+
+class _Session(Protocol):
+    def run(
+        self, output_names: list[str], input_feed: dict[str, Int64Matrix]
+    ) -> list[npt.NDArray[np.float32]]: ...
+
+
+def weights_digest(model_dir: Path) -> str:
+    digest = hashlib.sha256(f"format {EXPORT_FORMAT}\n".encode())
+    for name in ("config.json", "model.safetensors"):
+        with (model_dir / name).open("rb") as file:
+            digest.update(hashlib.file_digest(file, "sha256").digest())
+    return digest.hexdigest()[:20]
+
+
+def ensure_exported(model_dir: Path, cache_dir: Path, model_name: str) -> Path:
+    """The exported model for these weights, exporting it first if the cache lacks it."""
+    path = cache_dir / f"{model_name}-{weights_digest(model_dir)}.onnx"
+    if path.is_file():
+        return path
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with (cache_dir / ".export.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if path.is_file():  # another process exported it while this one waited
+            return path
+        log.info("embeddings.onnx_export_started", path=str(path))
+        started = time.monotonic()
+        command = [sys.executable, "-m", EXPORT_MODULE, str(model_dir), str(path)]
+        done = subprocess.run(  # noqa: S603 (this interpreter, our module, our paths)
+            command,
+            capture_output=True,
+            text=True,
+            timeout=EXPORT_TIMEOUT_SECONDS,
+            check=False,
+        )
+        if done.returncode != 0 or not path.is_file():
+            tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+            raise RuntimeError(f"exporting {model_name} to ONNX failed: {' | '.join(tail)}")
+        log.info(
+            "embeddings.onnx_exported",
+            path=str(path),
+            seconds=round(time.monotonic() - started, 1),
+            check=done.stdout.strip(),
+        )
+    return path
+
+
+class OnnxEncoder:
+    """Tokenise, batch by length (little padding), run, and return unit vectors."""
+
+    def __init__(self, model_path: Path, model_dir: Path, threads: int, batch_size: int) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # Idle pool threads sleep instead of spinning on cores the event loop needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._session: _Session = onnxruntime.InferenceSession(
+            str(model_path), options, providers=["CPUExecutionProvider"]
+        )
+        self._tokenizer = HfTokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self._tokenizer.enable_truncation(MAX_TOKENS)
+        self._tokenizer.no_padding()
+        self._batch_size = batch_size
+
+    def encode(self, texts: Sequence[str]) -> list[list[float]]:
+        token_ids = [encoding.ids for encoding in self._tokenizer.encode_batch(list(texts))]
+        # Longest first, as sentence-transformers does, so each batch pads to similar lengths.
+        order = sorted(range(len(token_ids)), key=lambda index: -len(token_ids[index]))
+        vectors: list[list[float]] = [[] for _ in token_ids]
+        for start in range(0, len(order), self._batch_size):
+            batch = order[start : start + self._batch_size]
+            width = len(token_ids[batch[0]])
+            ids = np.zeros((len(batch), width), dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
+            for row, index in enumerate(batch):
+                count = len(token_ids[index])
+                ids[row, :count] = token_ids[index]
+                mask[row, :count] = 1
+            feed = dict(zip(INPUT_NAMES, (ids, mask), strict=True))
+            output = self._session.run([OUTPUT_NAME], feed)[0]
+            for row, index in enumerate(batch):
+                vectors[index] = output[row].tolist()
+        return vectors

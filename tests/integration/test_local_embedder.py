@@ -1,0 +1,149 @@
+"""The local embedder's two runtimes: ONNX (exported once, cached) and torch give one model."""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from infrastructure.embeddings.local import MODEL_NAME, LocalEmbedder, bundled_model_dir
+from infrastructure.embeddings.onnx_model import ensure_exported
+
+TEXTS = [
+    "",
+    "reset password",
+    "How do I rotate the signing keys without logging everybody out?",
+    "Les données sont chiffrées au repos — 東京で会いましょう. ¿Dónde está la estación? 🙂",
+    # Longer than the model's 256 tokens: both runtimes keep the first 256.
+    " ".join(
+        f"clause {n} of the retention policy keeps invoices for seven years." for n in range(80)
+    ),
+    "Invoices are kept for seven years.",
+    "The cluster failed over to the standby at 03:12 UTC.",
+    "x",
+]
+
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("model-cache")
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture(scope="module")
+def export_logs() -> list[str]:
+    return []
+
+
+@pytest.fixture(scope="module")
+def exported(cache_dir: Path, export_logs: list[str]) -> Path:
+    """Two threads ask for the export at once, like an API and a worker starting together."""
+    records = _Records()
+    logging.getLogger().addHandler(records)
+    found: list[Path] = []
+    threads = [
+        threading.Thread(
+            target=lambda: found.append(ensure_exported(bundled_model_dir(), cache_dir, MODEL_NAME))
+        )
+        for _ in range(2)
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=600)
+    finally:
+        logging.getLogger().removeHandler(records)
+    export_logs.extend(records.messages)
+    assert len(found) == 2 and found[0] == found[1]
+    return found[0]
+
+
+def test_the_export_runs_once_for_concurrent_callers(
+    exported: Path, cache_dir: Path, export_logs: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    assert sum("embeddings.onnx_export_started" in m for m in export_logs) == 1
+    assert exported.is_file() and exported.stat().st_size > 80_000_000  # fp32 weights
+    assert sorted(p.name for p in cache_dir.iterdir()) == [".export.lock", exported.name]
+    before = exported.stat().st_mtime_ns
+    embedder = LocalEmbedder(threads=1, cache_dir=cache_dir)
+    embedder.warm_up()
+    assert exported.stat().st_mtime_ns == before  # reused, not exported again
+    assert "onnx_export_started" not in caplog.text
+
+
+async def test_onnx_gives_the_vectors_torch_gives(exported: Path, cache_dir: Path) -> None:
+    # A batch size of 3 makes several batches of mixed lengths, sorted and put back in order.
+    onnx = LocalEmbedder(threads=1, batch_size=3, runtime="onnx", cache_dir=cache_dir)
+    torch = LocalEmbedder(threads=1, batch_size=3, runtime="torch", cache_dir=cache_dir)
+    got = await onnx.embed_documents(TEXTS)
+    expected = await torch.embed_documents(TEXTS)
+    assert len(got) == len(TEXTS)
+    for text, vector, reference in zip(TEXTS, got, expected, strict=True):
+        assert len(vector) == 384
+        assert _cosine(vector, reference) > 0.9999, text[:40]
+        assert math.isclose(math.sqrt(sum(x * x for x in vector)), 1.0, rel_tol=1e-4)
+    # Queries go through the same model, one at a time or batched.
+    single = await onnx.embed_query(TEXTS[2])
+    assert _cosine(single, expected[2]) > 0.9999
+    assert _cosine(got[5], got[4]) < 0.9  # different texts stay different
+
+
+async def test_a_damaged_cache_file_is_exported_again(
+    tmp_path: Path, exported: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    damaged = tmp_path / exported.name
+    damaged.write_bytes(b"not an onnx model")
+    embedder = LocalEmbedder(threads=1, cache_dir=tmp_path)
+    vector = await embedder.embed_query("reset password")
+    assert len(vector) == 384
+    assert "embeddings.onnx_cache_unreadable" in caplog.text
+    assert damaged.stat().st_size > 80_000_000
+
+
+def test_a_failed_export_says_why_and_leaves_nothing(tmp_path: Path) -> None:
+    broken = tmp_path / "model"
+    shutil.copytree(bundled_model_dir(), broken)
+    (broken / "model.safetensors").write_bytes(b"\0" * 1024)
+    cache = tmp_path / "cache"
+    with pytest.raises(RuntimeError, match="exporting all-MiniLM-L6-v2 to ONNX failed"):
+        ensure_exported(broken, cache, MODEL_NAME)
+    assert [p.name for p in cache.iterdir()] == [".export.lock"]
+
+
+def test_an_api_process_embeds_without_importing_torch(exported: Path, cache_dir: Path) -> None:
+    script = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from infrastructure.embeddings.local import LocalEmbedder\n"
+        f"embedder = LocalEmbedder(threads=1, cache_dir=Path({str(cache_dir)!r}))\n"
+        "vector = asyncio.run(embedder.embed_query('reset password'))\n"
+        "print(len(vector), 'torch' in sys.modules, 'sentence_transformers' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.split() == ["384", "False", "False"]
