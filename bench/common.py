@@ -90,6 +90,9 @@ def foundry_env(settings: Settings, urls: BackendUrls, extra: dict[str, str]) ->
             "FOUNDRY_REDIS_URL": urls.redis_url,
             "FOUNDRY_STATE_DIR": str(settings.state_dir),
             "FOUNDRY_REDIS_KEY_PREFIX": settings.redis_key_prefix,
+            # Benchmarks measure one runtime throughout: FOUNDRY_EMBEDDING_RUNTIME=torch
+            # in the bench's environment reaches its worker and API too.
+            "FOUNDRY_EMBEDDING_RUNTIME": settings.embedding_runtime,
             **extra,
         }
     )
