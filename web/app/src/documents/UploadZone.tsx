@@ -1,8 +1,9 @@
 import { useRef, useState, type DragEvent } from "react";
-import type { AppError } from "../api/errors";
+import { AppError } from "../api/errors";
 import { uploadFile } from "../api/upload";
 import { useApp } from "../context";
 import type { DocumentFieldsFragment } from "../generated/graphql";
+import { ACCEPT, hasSupportedName } from "./filetypes";
 import { formatBytes } from "./format";
 
 interface Upload {
@@ -27,19 +28,21 @@ export function UploadZone({ onUploaded }: { onUploaded: (document: DocumentFiel
 
   async function start(files: File[]) {
     if (files.length === 0) return;
-    const batch = files.map((file, i) => ({
-      file,
-      item: {
+    const batch = files.map((file, i) => {
+      // A dropped file of a type the server refuses fails here, without being sent.
+      const supported = hasSupportedName(file.name);
+      const item: Upload = {
         key: `${Date.now()}-${i}-${file.name}`,
         name: file.name,
         size: file.size,
         progress: 0,
-        state: "queued" as const,
-        error: null,
-      },
-    }));
+        state: supported ? "queued" : "failed",
+        error: supported ? null : new AppError("UNSUPPORTED_FILE_TYPE"),
+      };
+      return { file, item };
+    });
     setUploads((all) => [...batch.map((b) => b.item), ...all]);
-    const queue = [...batch];
+    const queue = batch.filter((b) => b.item.state === "queued");
     const worker = async () => {
       for (let next = queue.shift(); next; next = queue.shift()) {
         const { file, item } = next;
@@ -53,7 +56,7 @@ export function UploadZone({ onUploaded }: { onUploaded: (document: DocumentFiel
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(PARALLEL, batch.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(PARALLEL, queue.length) }, worker));
   }
 
   function drop(event: DragEvent) {
@@ -84,7 +87,7 @@ export function UploadZone({ onUploaded }: { onUploaded: (document: DocumentFiel
             type="file"
             multiple
             className="visually-hidden"
-            accept=".pdf,.docx,.md,.markdown,.html,.htm,.txt,application/pdf,text/plain,text/markdown,text/html"
+            accept={ACCEPT}
             onChange={(event) => {
               void start(Array.from(event.target.files ?? []));
               event.target.value = "";
