@@ -11,12 +11,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import uvicorn
-
 from infrastructure import security_gate
 from infrastructure.container import BackendUrls
 from infrastructure.http.app import create_app
 from infrastructure.http.draining import DrainingServer, answer_drain_of
+from infrastructure.http.server_config import uvicorn_config
 from infrastructure.observability.logging import configure_logging
 from infrastructure.runtime import Backends, migrate
 from infrastructure.settings import Settings
@@ -78,15 +77,7 @@ def _run_api(settings: Settings, urls: BackendUrls) -> None:
     print(f"Web client: http://{settings.host}:{settings.port}/")
     print(f"State directory: {settings.state_dir}  (Ctrl-C stops everything)")
     sys.stdout.flush()
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        proxy_headers=False,
-        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
-        ws_max_size=1_048_576,
-    )
+    config = uvicorn_config(app, settings)
     # On SIGTERM/Ctrl-C: stop accepting, let in-flight answers finish, then stop.
     server = DrainingServer(config, answer_drain_of(app), settings.shutdown_grace_seconds)
     server.run_until_stopped()

@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     state_dir: Path = Path(".foundry")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # Reverse proxies (IPs or CIDR networks, comma-separated, or "*") whose X-Forwarded-For
+    # and X-Forwarded-Proto are believed: the client address (rate limits, audit log) is
+    # then the nearest address in the chain that is not one of them. Empty: none.
+    forwarded_allow_ips: str = ""
 
     # Storage. Without a URL the server runs embedded PostgreSQL / Redis under state_dir.
     database_url: SecretStr | None = None
@@ -150,6 +154,17 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _valid_proxies(cls, value: str) -> str:
+        import ipaddress
+
+        entries = [part.strip() for part in value.split(",") if part.strip()]
+        for entry in entries:
+            if entry != "*":
+                ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry
+        return ",".join(entries)
 
     @field_validator("state_dir")
     @classmethod

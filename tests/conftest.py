@@ -26,6 +26,7 @@ from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.embeddings.local import MODEL_NAME, bundled_model_dir, default_model_cache_dir
 from infrastructure.embeddings.onnx_model import ensure_exported
 from infrastructure.http.app import create_app
+from infrastructure.http.server_config import trusted_proxies
 from infrastructure.observability.logging import configure_logging
 from infrastructure.settings import Settings
 from tests.helpers import GraphQLClient
@@ -122,6 +123,8 @@ def settings(state_dir: Path, database_url: str, redis_url: str) -> Settings:
         # runs its own server with the cache on.
         answer_cache_enabled=False,
         log_json=True,
+        # Rate-limit tests tell their clients apart by X-Forwarded-For.
+        forwarded_allow_ips="127.0.0.1",
     )
 
 
@@ -144,6 +147,9 @@ class ServerThread:
             port=self.port,
             log_config=None,
             lifespan="on",
+            # As `foundry serve` would with these settings (server_config.py).
+            proxy_headers=trusted_proxies(settings) is not None,
+            forwarded_allow_ips=trusted_proxies(settings),
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -1,0 +1,29 @@
+"""The uvicorn settings the API runs with (`foundry serve` / `foundry up`)."""
+
+from __future__ import annotations
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from infrastructure.settings import Settings
+
+WS_MAX_MESSAGE_BYTES = 1_048_576
+
+
+def trusted_proxies(settings: Settings) -> str | None:
+    """uvicorn's forwarded_allow_ips, or None to ignore X-Forwarded-* headers entirely."""
+    return settings.forwarded_allow_ips or None
+
+
+def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
+    trusted = trusted_proxies(settings)
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        proxy_headers=trusted is not None,
+        forwarded_allow_ips=trusted,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        ws_max_size=WS_MAX_MESSAGE_BYTES,
+    )

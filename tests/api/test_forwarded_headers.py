@@ -1,0 +1,85 @@
+"""X-Forwarded-For counts only from the proxies FOUNDRY_FORWARDED_ALLOW_IPS names.
+
+Observed through the per-IP login budget over real HTTP: a server that trusts no proxy
+puts every forged address in one budget (the peer's); one that trusts 127.0.0.1 gives
+each forwarded address its own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from infrastructure.container import BackendUrls
+from infrastructure.settings import Settings
+from tests.conftest import ServerThread
+from tests.helpers import LOG_IN, GraphQLClient, unique_email
+
+
+def _server(settings: Settings, urls: BackendUrls, trusted: str) -> ServerThread:
+    return ServerThread(
+        settings.model_copy(
+            update={
+                "forwarded_allow_ips": trusted,
+                "rate_limits": {"login_ip": "2/60"},
+                "redis_key_prefix": f"{settings.redis_key_prefix}xff-{uuid.uuid4().hex[:6]}:",
+            }
+        ),
+        urls,
+    )
+
+
+@pytest.fixture(scope="module")
+def untrusting(settings: Settings, urls: BackendUrls) -> Iterator[ServerThread]:
+    server = _server(settings, urls, "")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def trusting(settings: Settings, urls: BackendUrls) -> Iterator[ServerThread]:
+    server = _server(settings, urls, "10.0.0.0/8, 127.0.0.1")
+    server.start()
+    yield server
+    server.stop()
+
+
+async def _login_code(server: ServerThread, forwarded_for: str) -> str:
+    async with httpx.AsyncClient(
+        base_url=server.base_url, timeout=30, headers={"x-forwarded-for": forwarded_for}
+    ) as http:
+        body = await GraphQLClient(http).execute(
+            LOG_IN, {"input": {"email": unique_email(), "password": "not the password"}}
+        )
+    errors = body.get("errors")
+    assert isinstance(errors, list) and errors, body
+    return str(errors[0]["extensions"]["code"])
+
+
+async def test_without_trusted_proxies_a_forged_address_changes_nothing(
+    untrusting: ServerThread,
+) -> None:
+    seen = [await _login_code(untrusting, f"203.0.113.{n}") for n in range(3)]
+    assert seen == ["INVALID_CREDENTIALS", "INVALID_CREDENTIALS", "RATE_LIMITED"]
+
+
+async def test_a_trusted_proxy_gives_each_client_its_own_budget(trusting: ServerThread) -> None:
+    first = [await _login_code(trusting, "203.0.113.7") for _ in range(3)]
+    assert first == ["INVALID_CREDENTIALS", "INVALID_CREDENTIALS", "RATE_LIMITED"]
+    # Another client behind the same proxy, and one behind two trusted hops.
+    assert await _login_code(trusting, "203.0.113.8") == "INVALID_CREDENTIALS"
+    assert await _login_code(trusting, "198.51.100.4, 10.1.2.3") == "INVALID_CREDENTIALS"
+    # An address the client wrote itself, left of an untrusted hop, does not count.
+    spoofed = [await _login_code(trusting, f"192.0.2.{n}, 203.0.113.7") for n in range(2)]
+    assert spoofed == ["RATE_LIMITED", "RATE_LIMITED"]
+
+
+def test_a_malformed_proxy_list_fails_at_start_up() -> None:
+    with pytest.raises(ValidationError, match="forwarded_allow_ips"):
+        Settings(_env_file=None, forwarded_allow_ips="127.0.0.1, proxy.internal")
+    assert Settings(_env_file=None, forwarded_allow_ips=" * ").forwarded_allow_ips == "*"
