@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -20,8 +21,9 @@ from tests.conftest import ServerThread
 from tests.helpers import LOG_IN, GraphQLClient, unique_email
 
 
-def _server(settings: Settings, urls: BackendUrls, trusted: str) -> ServerThread:
-    return ServerThread(
+@contextmanager
+def _running(settings: Settings, urls: BackendUrls, trusted: str) -> Iterator[ServerThread]:
+    server = ServerThread(
         settings.model_copy(
             update={
                 "forwarded_allow_ips": trusted,
@@ -31,22 +33,23 @@ def _server(settings: Settings, urls: BackendUrls, trusted: str) -> ServerThread
         ),
         urls,
     )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
 def untrusting(settings: Settings, urls: BackendUrls) -> Iterator[ServerThread]:
-    server = _server(settings, urls, "")
-    server.start()
-    yield server
-    server.stop()
+    with _running(settings, urls, "") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def trusting(settings: Settings, urls: BackendUrls) -> Iterator[ServerThread]:
-    server = _server(settings, urls, "10.0.0.0/8, 127.0.0.1")
-    server.start()
-    yield server
-    server.stop()
+    with _running(settings, urls, "10.0.0.0/8, 127.0.0.1") as server:
+        yield server
 
 
 async def _login_code(server: ServerThread, forwarded_for: str) -> str:
