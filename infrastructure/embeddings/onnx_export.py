@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "embedding"
 OPSET = 17
+# sentence-transformers' limit for this model (its sentence_bert_config.json).
+MAX_TOKENS = 256
 # The lowest cosine similarity to torch's vector that the exported model may give.
 MIN_AGREEMENT = 0.9999
 CHECK_TEXTS = (
@@ -66,7 +68,7 @@ def _check_against_torch(model: torch.nn.Module, onnx_path: Path, model_dir: Pat
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    tokenizer.enable_truncation(256)
+    tokenizer.enable_truncation(MAX_TOKENS)
     tokenizer.enable_padding()
     encodings = tokenizer.encode_batch(list(CHECK_TEXTS))
     ids = np.array([e.ids for e in encodings], dtype=np.int64)

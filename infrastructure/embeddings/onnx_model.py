@@ -23,7 +23,7 @@ import numpy.typing as npt
 import structlog
 from tokenizers import Tokenizer as HfTokenizer
 
-from infrastructure.embeddings.onnx_export import INPUT_NAMES, OUTPUT_NAME
+from infrastructure.embeddings.onnx_export import INPUT_NAMES, MAX_TOKENS, OUTPUT_NAME
 
 log = structlog.get_logger("foundry.embeddings")
 
@@ -31,8 +31,6 @@ log = structlog.get_logger("foundry.embeddings")
 EXPORT_FORMAT = 1
 EXPORT_MODULE = "infrastructure.embeddings.onnx_export"
 EXPORT_TIMEOUT_SECONDS = 600
-# sentence-transformers' limit for this model (its sentence_bert_config.json).
-MAX_TOKENS = 256
 
 Int64Matrix = npt.NDArray[np.int64]
 
