@@ -5,7 +5,7 @@ Adapters live in ``infrastructure``; the domain never imports them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from enum import StrEnum
@@ -181,6 +181,13 @@ class ApiKeyRepository(Protocol):
 
     async def touch(self, key_id: UUID, at: datetime, not_since: datetime) -> None:
         """Set last_used_at unless it is already later than ``not_since``."""
+        ...
+
+    async def revoke_created_by(
+        self, user_id: UUID, roles: Collection[Role], at: datetime
+    ) -> list[ApiKey]:
+        """Revoke the current organisation's live keys that ``user_id`` created with one of
+        ``roles``; returns the keys this call revoked."""
         ...
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 from domain.entities import (
@@ -22,6 +23,34 @@ from domain.validation import normalize_email
 def require_role(principal: Principal, required: Role) -> None:
     if not principal.role.allows(required):
         raise Forbidden(f"This needs the {required.value} role.")
+
+
+async def revoke_keys_beyond_member(
+    uow: UnitOfWork,
+    principal: Principal,
+    member_id: UUID,
+    *,
+    role: Role | None,
+    reason: str,
+    ip: str | None,
+    now: datetime,
+) -> None:
+    """A key never outlives its creator's authority: revoke the keys ``member_id`` created
+    in this organisation with a role above ``role`` (every key when ``role`` is None, the
+    member having left), each with an audit entry saying why."""
+    beyond = [r for r in Role if role is None or r.rank > role.rank]
+    for key in await uow.api_keys.revoke_created_by(member_id, beyond, now):
+        await uow.audit.record(
+            AuditEntry(
+                "api_key.revoked",
+                principal.organization_id,
+                principal.actor_user_id,
+                target=f"api_key:{key.id}",
+                ip=ip,
+                details={"name": key.name, "prefix": key.key_prefix, "reason": reason},
+            ),
+            now,
+        )
 
 
 class OrganizationService:
@@ -116,6 +145,9 @@ class OrganizationService:
             ):
                 raise LastAdmin()
             await uow.memberships.set_role(user_id, principal.organization_id, role)
+            await revoke_keys_beyond_member(
+                uow, principal, user_id, role=role, reason="creator_role_lowered", ip=ip, now=now
+            )
             families = await uow.refresh_tokens.live_families_for_member(
                 user_id, principal.organization_id
             )
@@ -150,6 +182,9 @@ class OrganizationService:
             ):
                 raise LastAdmin()
             await uow.memberships.remove(user_id, principal.organization_id)
+            await revoke_keys_beyond_member(
+                uow, principal, user_id, role=None, reason="creator_removed", ip=ip, now=now
+            )
             families = await uow.refresh_tokens.revoke_for_member(
                 user_id, principal.organization_id, now
             )

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 
 from infrastructure.container import Container
 from infrastructure.database.models import ApiKeyRow
-from tests.api.test_members import ADD
+from tests.api.test_members import ADD, CHANGE, REMOVE
 from tests.api.test_review_regressions import socket
 from tests.api.test_websocket import _close_code
 from tests.conftest import ServerThread
@@ -158,6 +158,61 @@ async def test_expired_and_unknown_keys_are_unauthenticated(
     assert await api.error_code(WHO, token=key) == "UNAUTHENTICATED"
     for guess in (key[:-1] + ("A" if key[-1] != "A" else "B"), "kf_", "kf_" + "x" * 500):
         assert await api.error_code(WHO, token=guess) == "UNAUTHENTICATED"
+
+
+async def test_a_key_never_outlives_its_creators_authority(api: GraphQLClient) -> None:
+    owner = await api.sign_up()
+    colleague = await api.sign_up()
+    await api.data(ADD, {"e": colleague.email, "r": "ADMIN"}, owner.access_token)
+    here = await api.log_in(colleague.email, organization_id=owner.organization_id)
+    keys = {role: await create_key(api, here, role=role) for role in ("ADMIN", "EDITOR", "VIEWER")}
+    owners_key, _ = await create_key(api, owner, role="ADMIN")
+    # The colleague's own organisation: a key made there must not be touched.
+    elsewhere, _ = await create_key(api, colleague, role="ADMIN")
+
+    # Lowered to editor: the admin key goes, the editor and viewer keys stay.
+    await api.data(CHANGE, {"u": colleague.user_id, "r": "EDITOR"}, owner.access_token)
+    assert await api.error_code(WHO, token=keys["ADMIN"][0]) == "UNAUTHENTICATED"
+    for role in ("EDITOR", "VIEWER"):
+        data = await api.data(WHO, token=keys[role][0])
+        assert cast(JSON, data["organization"])["role"] == role
+    # Raised again: nothing comes back to life.
+    await api.data(CHANGE, {"u": colleague.user_id, "r": "ADMIN"}, owner.access_token)
+    assert await api.error_code(WHO, token=keys["ADMIN"][0]) == "UNAUTHENTICATED"
+
+    # Removed: every key the colleague made here goes; other people's and other
+    # organisations' keys stay.
+    assert (await api.data(REMOVE, {"u": colleague.user_id}, owner.access_token))["removeMember"]
+    for role in ("EDITOR", "VIEWER"):
+        assert await api.error_code(WHO, token=keys[role][0]) == "UNAUTHENTICATED", role
+    assert cast(JSON, (await api.data(WHO, token=owners_key))["organization"])["role"] == "ADMIN"
+    assert cast(JSON, (await api.data(WHO, token=elsewhere))["organization"])["id"] == (
+        colleague.organization_id
+    )
+
+    listed = await api.data(KEYS, {"first": 10}, owner.access_token)
+    revoked = {
+        cast(str, cast(JSON, e["node"])["id"]): cast(JSON, e["node"])["revokedAt"]
+        for e in cast(list[JSON], cast(JSON, listed["apiKeys"])["edges"])
+    }
+    assert all(revoked[cast(str, key["id"])] is not None for _, key in keys.values())
+    audit = await api.data(
+        '{ auditLog(first: 20, action: "api_key.revoked") '
+        "{ edges { node { target details { key value } } } } }",
+        token=owner.access_token,
+    )
+    reasons = {
+        cast(str, cast(JSON, e["node"])["target"]): {
+            cast(str, d["key"]): d["value"]
+            for d in cast(list[JSON], cast(JSON, e["node"])["details"])
+        }["reason"]
+        for e in cast(list[JSON], cast(JSON, audit["auditLog"])["edges"])
+    }
+    assert reasons == {
+        f"api_key:{keys['ADMIN'][1]['id']}": "creator_role_lowered",
+        f"api_key:{keys['EDITOR'][1]['id']}": "creator_removed",
+        f"api_key:{keys['VIEWER'][1]['id']}": "creator_removed",
+    }
 
 
 async def test_bad_input_is_refused_with_codes(api: GraphQLClient) -> None:

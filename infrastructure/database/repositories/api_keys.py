@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from uuid import UUID
 
@@ -114,3 +115,24 @@ class SqlApiKeyRepository:
             )
             .values(last_used_at=at)
         )
+
+    async def revoke_created_by(
+        self, user_id: UUID, roles: Collection[Role], at: datetime
+    ) -> list[ApiKey]:
+        if self._organization_id is None:
+            raise RuntimeError("API key repository used outside a tenant transaction")
+        if not roles:
+            return []
+        rows = await self._session.scalars(
+            update(ApiKeyRow)
+            .where(
+                ApiKeyRow.organization_id == self._organization_id,
+                ApiKeyRow.created_by == user_id,
+                ApiKeyRow.role.in_([role.value for role in roles]),
+                ApiKeyRow.revoked_at.is_(None),
+            )
+            .values(revoked_at=at)
+            .returning(ApiKeyRow),
+            execution_options={"populate_existing": True},
+        )
+        return sorted((to_api_key(row) for row in rows), key=lambda key: key.created_at)
