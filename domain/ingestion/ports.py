@@ -112,7 +112,9 @@ class DocumentRepository(Protocol):
     async def find_live_by_sha256(self, sha256: str) -> Document | None: ...
 
     async def corpus_version(self) -> str:
-        """A value that changes whenever any of the organisation's documents changes."""
+        """A value that changes with every committed change to what search sees of the
+        organisation's documents (a document becoming READY, or a READY one changing or
+        going), in commit order."""
         ...
 
     async def list(

@@ -67,6 +67,8 @@ class OrganizationRow(Base):
     id: Mapped[UUID] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), nullable=False)
     created_at: Mapped[datetime] = _now_default()
+    # Moved by triggers on documents (migration 0004) whenever what search sees changes.
+    corpus_version: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
 
 
 class UserRow(Base):

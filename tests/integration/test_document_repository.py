@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -64,3 +65,94 @@ async def test_duplicate_email_insert_is_email_taken(container: Container) -> No
         with pytest.raises(EmailTaken):
             await uow.users.add(replace(user, id=uuid.uuid4()), "hash")
         assert await uow.users.find_by_email(email) == user
+
+
+async def _corpus_version(container: Container, principal: Principal) -> str:
+    async with container.uow_factory.tenant(principal) as uow:
+        return await uow.documents.corpus_version()
+
+
+async def test_the_corpus_version_moves_with_each_commit_that_changes_what_search_sees(
+    container: Container,
+) -> None:
+    principals = []
+    for _ in range(2):
+        session = await container.services.accounts.sign_up(
+            unique_email(), PASSWORD, None, RequestOrigin()
+        )
+        principals.append(
+            Principal(session.user.id, session.organization.id, Role.ADMIN, uuid.uuid4())
+        )
+    principal, bystander = principals
+    first, second = (_document(principal, uuid.uuid4().hex * 2) for _ in range(2))
+    bystanders = await _corpus_version(container, bystander)
+    seen = [await _corpus_version(container, principal)]
+
+    async def changed() -> bool:
+        now = await _corpus_version(container, principal)
+        moved = now != seen[-1]
+        seen.append(now)
+        return moved
+
+    async with container.uow_factory.tenant(principal) as uow:
+        await uow.documents.add(first)
+        await uow.documents.add(second)
+        await uow.commit()
+    assert not await changed()  # pending documents are not searched
+    now = datetime.now(UTC)
+    async with container.uow_factory.organization(principal.organization_id) as uow:
+        assert await uow.documents.claim(first.id, now) is not None
+        assert await uow.documents.claim(second.id, now) is not None
+        await uow.commit()
+    assert not await changed()
+    # The second document is READY first, stamped later; the first one commits after it
+    # with an earlier stamp (two workers whose transactions overlapped): both count.
+    async with container.uow_factory.organization(principal.organization_id) as uow:
+        await uow.documents.mark_ready(second.id, 3, 1, now)
+        await uow.commit()
+    assert await changed()
+    async with container.uow_factory.organization(principal.organization_id) as uow:
+        await uow.documents.mark_ready(first.id, 2, 1, now - timedelta(minutes=1))
+        await uow.commit()
+    assert await changed()
+    async with container.uow_factory.tenant(principal) as uow:
+        assert await uow.documents.mark_deleted(first.id, now) is not None
+        await uow.commit()
+    assert await changed()
+    # A transaction that rolls back moves nothing.
+    async with container.uow_factory.tenant(principal) as uow:
+        assert await uow.documents.mark_deleted(second.id, now) is not None
+    assert not await changed()
+    assert len(set(seen)) == 4
+    assert await _corpus_version(container, bystander) == bystanders
+
+
+async def test_finishing_a_document_does_not_wait_for_other_writers_of_the_organisation(
+    container: Container,
+) -> None:
+    """The version bump must not conflict with the key-share locks that inserting rows
+    referencing the organisation hold: with FOR UPDATE two workers finishing documents
+    of one organisation deadlocked."""
+    session = await container.services.accounts.sign_up(
+        unique_email(), PASSWORD, None, RequestOrigin()
+    )
+    principal = Principal(session.user.id, session.organization.id, Role.ADMIN, uuid.uuid4())
+    finishing = _document(principal, uuid.uuid4().hex * 2)
+    now = datetime.now(UTC)
+    async with container.uow_factory.organization(principal.organization_id) as uow:
+        await uow.documents.add(finishing)
+        assert await uow.documents.claim(finishing.id, now) is not None
+        await uow.commit()
+    before = await _corpus_version(container, principal)
+
+    async def finish() -> None:
+        async with container.uow_factory.organization(principal.organization_id) as uow:
+            await uow.documents.mark_ready(finishing.id, 1, 1, now)
+            await uow.commit()
+
+    # An upload still open holds a key-share lock on the organisation's row.
+    async with container.uow_factory.tenant(principal) as uploading:
+        await uploading.documents.add(_document(principal, uuid.uuid4().hex * 2))
+        await asyncio.wait_for(finish(), timeout=10)
+        await uploading.commit()
+    assert await _corpus_version(container, principal) != before

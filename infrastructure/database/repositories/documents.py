@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.entities import Document, DocumentPage, DocumentStatus
 from domain.errors import DuplicateDocument
-from infrastructure.database.models import DocumentRow
+from infrastructure.database.models import DocumentRow, OrganizationRow
 
 LIVE = (
     DocumentStatus.PENDING,
@@ -91,18 +91,16 @@ class SqlDocumentRepository:
         return [to_document(row) for row in rows]
 
     async def corpus_version(self) -> str:
-        # Every status change (ready, deleted, reprocessed…) moves updated_at, and an
-        # added row moves the count: the pair changes with any change to the corpus.
+        # A counter the triggers of migration 0004 move in commit order, with every
+        # change to a READY document: one row read, whatever the corpus size.
         if self._organization_id is None:
             raise RuntimeError("document repository used outside a tenant transaction")
-        count, latest = (
-            await self._session.execute(
-                select(func.count(), func.max(DocumentRow.updated_at)).where(
-                    DocumentRow.organization_id == self._organization_id
-                )
+        version = await self._session.scalar(
+            select(OrganizationRow.corpus_version).where(
+                OrganizationRow.id == self._organization_id
             )
-        ).one()
-        return f"{count}:{latest.isoformat() if latest else '-'}"
+        )
+        return str(version if version is not None else "-")
 
     async def find_live_by_sha256(self, sha256: str) -> Document | None:
         row = await self._session.scalar(
