@@ -26,7 +26,7 @@ from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.embeddings.local import MODEL_NAME, bundled_model_dir, default_model_cache_dir
 from infrastructure.embeddings.onnx_model import ensure_exported
 from infrastructure.http.app import create_app
-from infrastructure.http.server_config import trusted_proxies
+from infrastructure.http.server_config import uvicorn_config
 from infrastructure.observability.logging import configure_logging
 from infrastructure.settings import Settings
 from tests.helpers import GraphQLClient
@@ -141,16 +141,9 @@ class ServerThread:
 
     def __init__(self, settings: Settings, urls: BackendUrls) -> None:
         self.port = free_port()
-        config = uvicorn.Config(
-            create_app(settings, urls),
-            host="127.0.0.1",
-            port=self.port,
-            log_config=None,
-            lifespan="on",
-            # As `foundry serve` would with these settings (server_config.py).
-            proxy_headers=trusted_proxies(settings) is not None,
-            forwarded_allow_ips=trusted_proxies(settings),
-        )
+        # The configuration `foundry serve` runs with, on a free local port.
+        local = settings.model_copy(update={"host": "127.0.0.1", "port": self.port})
+        config = uvicorn_config(create_app(settings, urls), local)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

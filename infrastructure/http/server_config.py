@@ -26,4 +26,5 @@ def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
         forwarded_allow_ips=trusted,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         ws_max_size=WS_MAX_MESSAGE_BYTES,
+        ws_per_message_deflate=settings.ws_per_message_deflate,
     )

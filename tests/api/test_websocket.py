@@ -11,6 +11,8 @@ from gql.transport.websockets import WebsocketsTransport
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from infrastructure.container import BackendUrls
+from infrastructure.settings import Settings
 from tests.conftest import ServerThread
 from tests.helpers import GraphQLClient
 
@@ -80,3 +82,30 @@ async def test_connection_with_a_revoked_token_is_refused(
         "mutation($t: String!) { logOut(refreshToken: $t) }", {"t": account.refresh_token}
     )
     assert await _close_code(server, {"authorization": f"Bearer {account.access_token}"}) == 4403
+
+
+async def test_per_message_deflate_is_offered_only_when_configured(
+    server: ServerThread, settings: Settings, urls: BackendUrls, api: GraphQLClient
+) -> None:
+    """Off by default (each compressed connection holds ~50 KB of zlib state); a client
+    offering it still connects, uncompressed. FOUNDRY_WS_PER_MESSAGE_DEFLATE turns it on."""
+    account = await api.sign_up()
+    init = {
+        "type": "connection_init",
+        "payload": {"authorization": f"Bearer {account.access_token}"},
+    }
+    protocols = [Subprotocol("graphql-transport-ws")]
+    compressing = ServerThread(settings.model_copy(update={"ws_per_message_deflate": True}), urls)
+    compressing.start()
+    try:
+        for target, expected in ((server, None), (compressing, "permessage-deflate")):
+            async with websockets.connect(
+                ws_url(target), subprotocols=protocols, compression="deflate"
+            ) as ws:
+                assert ws.response is not None
+                extensions = ws.response.headers.get("Sec-WebSocket-Extensions")
+                assert (extensions.split(";")[0] if extensions else None) == expected
+                await ws.send(json.dumps(init))
+                assert json.loads(await ws.recv())["type"] == "connection_ack"
+    finally:
+        compressing.stop()
