@@ -23,6 +23,7 @@ import numpy.typing as npt
 import structlog
 from tokenizers import Tokenizer as HfTokenizer
 
+from infrastructure.embeddings.length_batches import length_batches
 from infrastructure.embeddings.onnx_export import INPUT_NAMES, MAX_TOKENS, OUTPUT_NAME
 
 log = structlog.get_logger("foundry.embeddings")
@@ -104,12 +105,13 @@ class OnnxEncoder:
 
     def encode(self, texts: Sequence[str]) -> list[list[float]]:
         token_ids = [encoding.ids for encoding in self._tokenizer.encode_batch(list(texts))]
-        # Longest first, as sentence-transformers does, so each batch pads to similar lengths.
+        # Longest first, then cut where padding would cost more than another run.
         order = sorted(range(len(token_ids)), key=lambda index: -len(token_ids[index]))
+        lengths = [len(token_ids[index]) for index in order]
         vectors: list[list[float]] = [[] for _ in token_ids]
-        for start in range(0, len(order), self._batch_size):
-            batch = order[start : start + self._batch_size]
-            width = len(token_ids[batch[0]])
+        for positions in length_batches(lengths, self._batch_size):
+            batch = order[positions.start : positions.stop]
+            width = lengths[positions.start]
             ids = np.zeros((len(batch), width), dtype=np.int64)
             mask = np.zeros((len(batch), width), dtype=np.int64)
             for row, index in enumerate(batch):
