@@ -24,11 +24,25 @@ from tests.helpers import PASSWORD, unique_email
 
 @pytest.fixture
 async def isolated(settings: Settings, urls: BackendUrls) -> AsyncIterator[Container]:
-    """A container whose queue, events and locks live under their own Redis prefix."""
-    own = settings.model_copy(update={"redis_key_prefix": f"recovery-{uuid.uuid4().hex[:8]}:"})
+    """A container whose queue, events and locks live under their own Redis prefix, and
+    whose watchdog gives up on documents sooner than the session's worker does: that
+    worker's watchdog also sees this test's documents (one database), so they are made
+    overdue for this one only (see OVERDUE)."""
+    own = settings.model_copy(
+        update={
+            "redis_key_prefix": f"recovery-{uuid.uuid4().hex[:8]}:",
+            "ingest_processing_timeout_seconds": 60,
+            "ingest_pending_timeout_seconds": 60,
+        }
+    )
     container = Container(own, urls)
     yield container
     await container.aclose()
+
+
+# Past the isolated watchdog's timeouts (60 s), well within the session worker's
+# (5 minutes pending, 40 processing), whose watchdog would otherwise race this test's.
+OVERDUE = timedelta(minutes=2)
 
 
 async def _editor(container: Container) -> Principal:
@@ -111,7 +125,7 @@ async def test_watchdog_fails_documents_after_the_last_attempt_and_requeues_lost
     results = await isolated.services.documents.upload(principal, uploads, ip=None)
     stuck, lost = (r.document for r in results)
     assert isinstance(stuck, Document) and isinstance(lost, Document)
-    long_ago = datetime.now(UTC) - timedelta(hours=2)
+    long_ago = datetime.now(UTC) - OVERDUE
     async with isolated.session_factory() as session:
         await session.execute(
             update(DocumentRow)
@@ -124,7 +138,8 @@ async def test_watchdog_fails_documents_after_the_last_attempt_and_requeues_lost
         await session.commit()
     queued_before = await isolated.queue_depth()
 
-    recovered = await isolated.build_ingestion().recover_stuck()
+    # Other tests' unprocessed documents may be overdue too: look at all of them.
+    recovered = await isolated.build_ingestion().recover_stuck(limit=100_000)
 
     assert recovered >= 2
     assert await _status(isolated, stuck.id) == (DocumentStatus.FAILED.value, 3)
