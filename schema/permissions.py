@@ -6,7 +6,7 @@ from strawberry.permission import BasePermission
 
 from domain.entities import Role
 from domain.errors import Forbidden
-from domain.services.organizations import require_role
+from domain.services.roles import require_role
 from schema.context import Info
 
 

@@ -24,7 +24,7 @@ from domain.entities import (
 from domain.errors import Forbidden, NotFound, Unauthenticated, ValidationFailed
 from domain.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from domain.services.cursors import decode_cursor
-from domain.services.organizations import require_role
+from domain.services.roles import require_role
 from domain.validation import clean_name
 
 API_KEY_PREFIX = "kf_"
@@ -155,17 +155,7 @@ class ApiKeyService:
             if key is None:
                 raise NotFound("No such API key.")
             if key.revoked_at == now:
-                await uow.audit.record(
-                    AuditEntry(
-                        "api_key.revoked",
-                        principal.organization_id,
-                        principal.actor_user_id,
-                        target=f"api_key:{key.id}",
-                        ip=ip,
-                        details={"name": key.name, "prefix": key.key_prefix},
-                    ),
-                    now,
-                )
+                await _audit_revocation(uow, principal, key, ip, now)
             await uow.commit()
         return key
 
@@ -198,3 +188,46 @@ async def confirm_admin(uow: UnitOfWork, principal: Principal) -> None:
     current = await uow.memberships.get(principal.user_id, principal.organization_id)
     if current is None or current.role is not Role.ADMIN:
         raise Forbidden("This needs the admin role.")
+
+
+async def revoke_keys_beyond_member(
+    uow: UnitOfWork,
+    principal: Principal,
+    member_id: UUID,
+    *,
+    role: Role | None,
+    reason: str,
+    ip: str | None,
+    now: datetime,
+) -> None:
+    """A key never outlives its creator's authority: revoke the keys ``member_id`` created
+    in this organisation with a role above ``role`` (every key when ``role`` is None, the
+    member having left), each with an audit entry saying why."""
+    beyond = [r for r in Role if role is None or r.rank > role.rank]
+    for key in await uow.api_keys.revoke_created_by(member_id, beyond, now):
+        await _audit_revocation(uow, principal, key, ip, now, reason=reason)
+
+
+async def _audit_revocation(
+    uow: UnitOfWork,
+    principal: Principal,
+    key: ApiKey,
+    ip: str | None,
+    now: datetime,
+    *,
+    reason: str | None = None,
+) -> None:
+    details = {"name": key.name, "prefix": key.key_prefix}
+    if reason is not None:
+        details["reason"] = reason
+    await uow.audit.record(
+        AuditEntry(
+            "api_key.revoked",
+            principal.organization_id,
+            principal.actor_user_id,
+            target=f"api_key:{key.id}",
+            ip=ip,
+            details=details,
+        ),
+        now,
+    )

@@ -7,7 +7,7 @@ from domain.errors import ValidationFailed
 from domain.ports import UnitOfWorkFactory
 from domain.services.api_keys import confirm_admin
 from domain.services.cursors import decode_cursor
-from domain.services.organizations import require_role
+from domain.services.roles import require_role
 
 MAX_AUDIT_PAGE = 100
 MAX_ACTION_CHARS = 64

@@ -27,7 +27,7 @@ from domain.ingestion.filetypes import SNIFF_BYTES, detect_kind, safe_filename
 from domain.ingestion.ports import BlobStore, EventBus, IncomingFile, JobQueue
 from domain.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from domain.services.cursors import decode_cursor
-from domain.services.organizations import require_role
+from domain.services.roles import require_role
 
 MAX_PAGE_SIZE = 100
 

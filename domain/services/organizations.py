@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from uuid import UUID
 
 from domain.entities import (
@@ -17,40 +16,9 @@ from domain.entities import (
 )
 from domain.errors import AlreadyMember, Forbidden, LastAdmin, NotFound
 from domain.ports import Clock, SessionRevocations, UnitOfWork, UnitOfWorkFactory
+from domain.services.api_keys import revoke_keys_beyond_member
+from domain.services.roles import require_role
 from domain.validation import normalize_email
-
-
-def require_role(principal: Principal, required: Role) -> None:
-    if not principal.role.allows(required):
-        raise Forbidden(f"This needs the {required.value} role.")
-
-
-async def revoke_keys_beyond_member(
-    uow: UnitOfWork,
-    principal: Principal,
-    member_id: UUID,
-    *,
-    role: Role | None,
-    reason: str,
-    ip: str | None,
-    now: datetime,
-) -> None:
-    """A key never outlives its creator's authority: revoke the keys ``member_id`` created
-    in this organisation with a role above ``role`` (every key when ``role`` is None, the
-    member having left), each with an audit entry saying why."""
-    beyond = [r for r in Role if role is None or r.rank > role.rank]
-    for key in await uow.api_keys.revoke_created_by(member_id, beyond, now):
-        await uow.audit.record(
-            AuditEntry(
-                "api_key.revoked",
-                principal.organization_id,
-                principal.actor_user_id,
-                target=f"api_key:{key.id}",
-                ip=ip,
-                details={"name": key.name, "prefix": key.key_prefix, "reason": reason},
-            ),
-            now,
-        )
 
 
 class OrganizationService:
