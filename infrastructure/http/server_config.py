@@ -22,6 +22,8 @@ def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         log_config=None,
+        # The app cannot serve without its lifespan (pools, listeners): never "auto".
+        lifespan="on",
         proxy_headers=trusted is not None,
         forwarded_allow_ips=trusted,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
