@@ -119,17 +119,7 @@ class ApiKeyService:
             details = {"name": key.name, "role": role.value, "prefix": key.key_prefix}
             if expires_at is not None:
                 details["expires_at"] = expires_at.isoformat()
-            await uow.audit.record(
-                AuditEntry(
-                    "api_key.created",
-                    principal.organization_id,
-                    principal.actor_user_id,
-                    target=f"api_key:{key.id}",
-                    ip=ip,
-                    details=details,
-                ),
-                now,
-            )
+            await _audit_key(uow, principal, "api_key.created", key, details, ip=ip, now=now)
             await uow.commit()
         return CreatedApiKey(key=plaintext, api_key=key)
 
@@ -220,9 +210,22 @@ async def _audit_revocation(
     details = {"name": key.name, "prefix": key.key_prefix}
     if reason is not None:
         details["reason"] = reason
+    await _audit_key(uow, principal, "api_key.revoked", key, details, ip=ip, now=now)
+
+
+async def _audit_key(
+    uow: UnitOfWork,
+    principal: Principal,
+    action: str,
+    key: ApiKey,
+    details: dict[str, str],
+    *,
+    ip: str | None,
+    now: datetime,
+) -> None:
     await uow.audit.record(
         AuditEntry(
-            "api_key.revoked",
+            action,
             principal.organization_id,
             principal.actor_user_id,
             target=f"api_key:{key.id}",
