@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     graphql_max_depth: int = Field(default=12, ge=2)
     graphql_max_aliases: int = Field(default=20, ge=0)
     graphql_max_tokens: int = Field(default=2_000, ge=50)
+    graphql_max_query_chars: int = Field(default=50_000, ge=1_000)
     graphql_max_body_bytes: int = Field(default=1_000_000, ge=1_024)
     upload_max_request_bytes: int = Field(default=200 * 1024 * 1024, ge=1_024)
     ws_connection_init_timeout_seconds: int = Field(default=10, ge=1)

@@ -12,6 +12,7 @@ from strawberry.file_uploads import Upload
 
 from domain.entities import DocumentStatus as DomainStatus
 from domain.entities import Principal
+from domain.errors import Unauthenticated
 from domain.ingestion.ports import IncomingFile
 from domain.ports import Budget
 from resolvers.ids import parse_id
@@ -115,7 +116,12 @@ async def _document_events(info: Info, principal: Principal) -> AsyncGenerator[D
         if time.monotonic() - checked >= SESSION_RECHECK_SECONDS:
             # The stream ends (with the auth error) once the session is revoked or expired.
             await ctx.revalidate_socket()
-            ctx.require_principal()
+            current = ctx.require_principal()
+            if (current.session_id, current.organization_id) != (
+                principal.session_id,
+                principal.organization_id,
+            ):
+                raise Unauthenticated("The socket's session changed; subscribe again.")
             checked = time.monotonic()
         yield DocumentEvent(
             document=Document.from_domain(event.document),

@@ -21,7 +21,13 @@ from schema.errors import ErrorCodes
 from schema.limits import document_limits_rule
 from schema.mutation import Mutation
 from schema.nul_text import RejectNulText
-from schema.operation_cache import CachedParse, CachedValidation, ValidTexts, document_cache
+from schema.operation_cache import (
+    CachedParse,
+    CachedValidation,
+    DocumentCache,
+    MaxOperationLength,
+    ValidTexts,
+)
 from schema.query import Query
 from schema.session_check import RevalidateSocketSession
 from schema.subscription import Subscription
@@ -43,18 +49,30 @@ class SchemaLimits:
     max_depth: int = 12
     max_aliases: int = 20
     max_tokens: int = 2_000
+    # Characters of an operation text (whitespace and string literals are cheap tokens).
+    max_chars: int = 50_000
     # Off: introspection is refused and "Did you mean" hints are cut from errors.
     introspection: bool = True
     # Distinct operation texts whose parse and successful validation are remembered.
     validated_texts: int = 1_024
+    # Estimated memory the parsed documents may hold.
+    parsed_bytes: int = 32 * 1024 * 1024
+
+    def document_cache(self) -> DocumentCache:
+        return DocumentCache(self.validated_texts, self.parsed_bytes)
 
 
 def build_schema(
     limits: SchemaLimits | None = None,
     outer_extensions: Sequence[type[SchemaExtension]] = (),
+    documents: DocumentCache | None = None,
 ) -> strawberry.Schema:
-    """The schema; ``outer_extensions`` (metrics, logs) wrap the error-code extension."""
+    """The schema; ``outer_extensions`` (metrics, logs) wrap the error-code extension.
+
+    ``documents`` is the parse cache, for callers that parse the same texts too.
+    """
     limits = limits or SchemaLimits()
+    documents = documents or limits.document_cache()
     # Factories, not instances: each operation gets fresh extension objects.
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         # Outermost first: outer extensions see the codes ErrorCodes assigned.
@@ -63,8 +81,9 @@ def build_schema(
         RevalidateSocketSession,
         SubscriptionsOverWebSocket,
         RejectNulText,
+        partial(MaxOperationLength, limits.max_chars),
         partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
-        partial(CachedParse, document_cache(limits.validated_texts)),
+        partial(CachedParse, documents),
         partial(AddValidationRules, [document_limits_rule(limits.max_depth, limits.max_aliases)]),
         partial(CachedValidation, ValidTexts(limits.validated_texts)),
     ]

@@ -117,6 +117,7 @@ def settings(state_dir: Path, database_url: str, redis_url: str) -> Settings:
         graphql_max_depth=8,
         graphql_max_aliases=10,
         graphql_max_tokens=1_000,
+        graphql_max_query_chars=8_000,
         graphql_max_body_bytes=20_000,
         upload_max_file_bytes=2_000_000,
         # Answer tests check what generation produced; tests/api/test_answer_cache.py

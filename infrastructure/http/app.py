@@ -78,6 +78,15 @@ def create_app(settings: Settings, urls: BackendUrls) -> Starlette:
     graphql = _LazyGraphQL()
     graphiql = build_graphiql_page()
     web_app = WebApp()
+    limits = SchemaLimits(
+        max_depth=settings.graphql_max_depth,
+        max_aliases=settings.graphql_max_aliases,
+        max_tokens=settings.graphql_max_tokens,
+        max_chars=settings.graphql_max_query_chars,
+        introspection=settings.introspection_enabled,
+    )
+    # One parse cache: the WebSocket drain reads each subscribe frame's text too.
+    documents = limits.document_cache()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -85,15 +94,7 @@ def create_app(settings: Settings, urls: BackendUrls) -> Starlette:
         container = Container(
             settings.model_copy(update={"torch_threads": settings.api_torch_threads}), urls
         )
-        schema = build_schema(
-            SchemaLimits(
-                max_depth=settings.graphql_max_depth,
-                max_aliases=settings.graphql_max_aliases,
-                max_tokens=settings.graphql_max_tokens,
-                introspection=settings.introspection_enabled,
-            ),
-            outer_extensions=[OperationMetrics],
-        )
+        schema = build_schema(limits, outer_extensions=[OperationMetrics], documents=documents)
         app.state.container = container
         graphql.view = FoundryGraphQL(schema, container, graphiql)
         # Load the query embedder in the background: requests are served meanwhile,
@@ -143,7 +144,7 @@ def create_app(settings: Settings, urls: BackendUrls) -> Starlette:
         debug=settings.debug,
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", DrainingWebSockets(graphql, drain)),
+            WebSocketRoute("/graphql", DrainingWebSockets(graphql, drain, limits, documents)),
             Route(STATIC_PREFIX + "{path:path}", graphiql.serve_asset, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),

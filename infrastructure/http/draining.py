@@ -22,11 +22,13 @@ from typing import cast
 
 import structlog
 import uvicorn
-from graphql import FieldNode, GraphQLError, OperationType, get_operation_ast, parse
+from graphql import DocumentNode, FieldNode, GraphQLError, OperationType, get_operation_ast
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain.errors import ErrorCode
+from schema.build import SchemaLimits
+from schema.operation_cache import DocumentCache
 
 log = structlog.get_logger("foundry.shutdown")
 
@@ -79,8 +81,12 @@ def answer_drain_of(app: Starlette) -> AnswerDrain:
     return drain
 
 
-def is_answer_subscription(payload: object) -> bool:
-    """Whether a subscribe/start payload runs the `answer` subscription."""
+def is_answer_subscription(payload: object, parse: Callable[[str], DocumentNode]) -> bool:
+    """Whether a subscribe/start payload runs the `answer` subscription.
+
+    ``parse`` must enforce the schema's limits: this runs before the socket is even
+    authenticated.
+    """
     if not isinstance(payload, dict):
         return False
     query = payload.get("query")
@@ -119,9 +125,19 @@ def _refusal(start_type: object, operation_id: str) -> str:
 class DrainingWebSockets:
     """ASGI wrapper of the GraphQL WebSocket endpoint that reports `answer` streams."""
 
-    def __init__(self, app: ASGIApp, drain: AnswerDrain) -> None:
+    def __init__(
+        self, app: ASGIApp, drain: AnswerDrain, limits: SchemaLimits, documents: DocumentCache
+    ) -> None:
         self._app = app
         self._drain = drain
+        self._limits = limits
+        self._documents = documents
+
+    def _parse(self, text: str) -> DocumentNode:
+        """The text as the schema parses it (same cache entry), within the same limits."""
+        if len(text) > self._limits.max_chars:
+            raise GraphQLError("The operation text is too long.")
+        return self._documents(text, max_tokens=self._limits.max_tokens)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
@@ -145,13 +161,14 @@ class DrainingWebSockets:
                 if (
                     kind in _CLIENT_STARTS
                     and isinstance(operation_id, str)
-                    and is_answer_subscription(frame.get("payload"))
+                    and is_answer_subscription(frame.get("payload"), self._parse)
                 ):
                     if drain.closing:
                         await send({"type": "websocket.send", "text": _refusal(kind, operation_id)})
                         continue
-                    tracked.add(operation_id)
-                    drain.started()
+                    if operation_id not in tracked:  # a reused id is refused (4409), not run
+                        tracked.add(operation_id)
+                        drain.started()
                 elif kind in _CLIENT_STOPS:
                     end(operation_id)
                 return message

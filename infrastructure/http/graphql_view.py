@@ -105,7 +105,15 @@ class FoundryGraphQL(GraphQL[Context, None]):
         return context
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
-        """Authenticate the socket from the connection_init payload, or close it (4403)."""
+        """Authenticate the socket from the connection_init payload, or close it (4403).
+
+        A socket is authenticated once: graphql-transport-ws refuses a second
+        connection_init itself (4429); the legacy graphql-ws protocol would run this
+        again, swap the socket's principal under running subscriptions and hold another
+        connection slot, so it is refused here.
+        """
+        if context.socket_token is not None:
+            raise ConnectionRejectionError({"code": ErrorCode.VALIDATION_FAILED.value})
         params: Mapping[str, object] = context.connection_params or {}
         raw = next((v for k, v in params.items() if k.lower() == "authorization"), None)
         token = bearer_token(raw)

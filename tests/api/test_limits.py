@@ -39,6 +39,18 @@ async def test_too_many_tokens(api: GraphQLClient) -> None:
     assert await api.error_code(query) == "TOO_MANY_TOKENS"
 
 
+async def test_an_over_long_operation_text_is_refused_before_it_is_parsed(
+    api: GraphQLClient, http: httpx.AsyncClient
+) -> None:
+    """Whitespace and string literals cost no tokens: the text's length has its own limit."""
+    padded = "{ __typename" + " " * 8_000 + "}"
+    response = await http.post("/graphql", json={"query": padded})
+    error = response.json()["errors"][0]
+    assert error["extensions"] == {"code": "REQUEST_TOO_LARGE", "maxChars": 8_000}
+    assert "8013 characters long" in error["message"]
+    assert await api.data("{ __typename" + " " * 7_000 + "}") == {"__typename": "Query"}
+
+
 async def test_syntax_errors_have_a_code(api: GraphQLClient) -> None:
     assert await api.error_code("{ me { ") == "GRAPHQL_PARSE_FAILED"
     assert await api.error_code("{ nope }") == "GRAPHQL_VALIDATION_FAILED"

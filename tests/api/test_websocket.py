@@ -109,3 +109,41 @@ async def test_per_message_deflate_is_offered_only_when_configured(
                 assert json.loads(await ws.recv())["type"] == "connection_ack"
     finally:
         compressing.stop()
+
+
+async def test_legacy_graphql_ws_protocol_refuses_a_second_connection_init(
+    server: ServerThread, api: GraphQLClient
+) -> None:
+    """A second init would swap the socket's principal under its running subscriptions."""
+    first, second = await api.sign_up(), await api.sign_up()
+    async with websockets.connect(ws_url(server), subprotocols=[Subprotocol("graphql-ws")]) as ws:
+        for account in (first, second):
+            init = {
+                "type": "connection_init",
+                "payload": {"authorization": f"Bearer {account.access_token}"},
+            }
+            await ws.send(json.dumps(init))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        refused = json.loads(await ws.recv())
+        assert refused == {"type": "connection_error", "payload": {"code": "VALIDATION_FAILED"}}
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
+
+
+async def test_an_over_long_operation_over_websocket_gets_a_code(
+    server: ServerThread, api: GraphQLClient
+) -> None:
+    account = await api.sign_up()
+    protocols = [Subprotocol("graphql-transport-ws")]
+    async with websockets.connect(ws_url(server), subprotocols=protocols) as ws:
+        init = {
+            "type": "connection_init",
+            "payload": {"authorization": f"Bearer {account.access_token}"},
+        }
+        await ws.send(json.dumps(init))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        query = "subscription { documentEvents { progress" + " " * 8_000 + "} }"
+        await ws.send(json.dumps({"type": "subscribe", "id": "1", "payload": {"query": query}}))
+        reply = json.loads(await ws.recv())
+    assert reply["type"] == "error" and reply["id"] == "1"
+    assert reply["payload"][0]["extensions"]["code"] == "REQUEST_TOO_LARGE"

@@ -6,25 +6,80 @@ import asyncio
 import contextlib
 import json
 
+from graphql import parse
 from starlette.types import Message, Receive, Scope, Send
 
 from infrastructure.http.draining import AnswerDrain, DrainingWebSockets, is_answer_subscription
+from schema.build import SchemaLimits
 
 ANSWER = 'subscription A($c: ID!) { answer(chatId: $c, question: "q") { __typename } }'
 EVENTS = "subscription { documentEvents { progress } }"
 
 
+LIMITS = SchemaLimits(max_tokens=100, max_chars=1_000)
+
+
+def draining(app: object, drain: AnswerDrain) -> DrainingWebSockets:
+    return DrainingWebSockets(app, drain, LIMITS, LIMITS.document_cache())  # type: ignore[arg-type]
+
+
 def test_answer_subscriptions_are_recognised() -> None:
-    assert is_answer_subscription({"query": ANSWER})
-    assert not is_answer_subscription({"query": EVENTS})
-    assert not is_answer_subscription({"query": "query { me { id } }"})
-    assert not is_answer_subscription({"query": "subscription {"})  # unparsable
-    assert not is_answer_subscription({"query": 3})
-    assert not is_answer_subscription(None)
+    assert is_answer_subscription({"query": ANSWER}, parse)
+    assert not is_answer_subscription({"query": EVENTS}, parse)
+    assert not is_answer_subscription({"query": "query { me { id } }"}, parse)
+    assert not is_answer_subscription({"query": "subscription {"}, parse)  # unparsable
+    assert not is_answer_subscription({"query": 3}, parse)
+    assert not is_answer_subscription(None, parse)
     both = f"{ANSWER} subscription B {{ documentEvents {{ progress }} }}"
-    assert is_answer_subscription({"query": both, "operationName": "A"})
-    assert not is_answer_subscription({"query": both, "operationName": "B"})
-    assert not is_answer_subscription({"query": both})  # ambiguous without a name
+    assert is_answer_subscription({"query": both, "operationName": "A"}, parse)
+    assert not is_answer_subscription({"query": both, "operationName": "B"}, parse)
+    assert not is_answer_subscription({"query": both}, parse)  # ambiguous without a name
+
+
+async def test_texts_over_the_schemas_limits_are_not_parsed() -> None:
+    """The drain reads frames before the socket is authenticated: it parses within the
+    schema's limits, through the schema's cache."""
+    documents = LIMITS.document_cache()
+    drain = AnswerDrain()
+    inner = FakeGraphQLSocket()
+    incoming: asyncio.Queue[Message] = asyncio.Queue()
+    app = DrainingWebSockets(inner, drain, LIMITS, documents)
+
+    async def send(message: Message) -> None:
+        raise AssertionError("nothing is sent")
+
+    connection = asyncio.create_task(app({"type": "websocket"}, incoming.get, send))
+    long_answer = ANSWER.replace("{ __typename }", "{ __typename" + " " * 1_000 + "}")
+    many_tokens = ANSWER.replace("__typename", "__typename " * 100)
+    await incoming.put(frame("subscribe", "3", long_answer))
+    await incoming.put(frame("subscribe", "4", many_tokens))
+    await asyncio.wait_for(inner.both_seen.wait(), 10)
+    assert drain.in_flight == 0  # neither was read as an answer
+    assert len(documents) == 0
+    await incoming.put(frame("subscribe", "6", ANSWER))
+    await incoming.put({"type": "websocket.disconnect", "code": 1000})
+    await connection
+    assert len(documents) == 1  # the same entry the schema's parse will find
+
+
+async def test_a_reused_operation_id_is_counted_once() -> None:
+    drain = AnswerDrain()
+    inner = FakeGraphQLSocket()
+    incoming: asyncio.Queue[Message] = asyncio.Queue()
+    connection = asyncio.create_task(
+        draining(inner, drain)({"type": "websocket"}, incoming.get, send_nothing)
+    )
+    await incoming.put(frame("subscribe", "5", ANSWER))
+    await incoming.put(frame("subscribe", "5", ANSWER))  # strawberry closes with 4409
+    await asyncio.wait_for(inner.both_seen.wait(), 10)
+    assert drain.in_flight == 1
+    await incoming.put({"type": "websocket.disconnect", "code": 1000})
+    await connection
+    assert drain.in_flight == 0
+
+
+async def send_nothing(message: Message) -> None:
+    raise AssertionError("nothing is sent")
 
 
 def frame(kind: str, operation_id: str, query: str | None = None) -> Message:
@@ -74,7 +129,7 @@ async def test_answers_in_flight_are_counted_and_new_ones_refused_while_closing(
         sent.append(json.loads(message["text"]))
         refused.set()
 
-    app = DrainingWebSockets(inner, drain)
+    app = draining(inner, drain)
     connection = asyncio.create_task(app({"type": "websocket"}, incoming.get, send))
     await incoming.put(frame("subscribe", "0", EVENTS))
     await incoming.put(frame("subscribe", "1", ANSWER))
@@ -116,6 +171,6 @@ async def test_a_dropped_connection_releases_its_answers() -> None:
         raise AssertionError("nothing is sent")
 
     with contextlib.suppress(ConnectionResetError):
-        await DrainingWebSockets(app, drain)({"type": "websocket"}, incoming.get, send)
+        await draining(app, drain)({"type": "websocket"}, incoming.get, send)
     assert drain.in_flight == 0
     assert await drain.wait_idle(0) is True

@@ -9,7 +9,14 @@ from graphql import DocumentNode, ValidationRule, parse
 from graphql.language import OperationDefinitionNode
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter
 
-from schema.operation_cache import CachedParse, CachedValidation, ValidTexts, document_cache
+from schema.operation_cache import (
+    BYTES_PER_TOKEN,
+    CachedParse,
+    CachedValidation,
+    DocumentCache,
+    ValidTexts,
+    retained_bytes,
+)
 
 VALIDATIONS: list[str] = []
 
@@ -97,8 +104,34 @@ async def test_a_text_is_parsed_once_and_a_parse_error_keeps_its_message() -> No
 
 
 def test_documents_are_cached_per_text_and_parse_options() -> None:
-    cached = document_cache(2)
+    cached = DocumentCache(2, 1_000_000)
     text = '{ echo(text: "x") }'
     assert cached(text) is cached(text)
     assert cached(text, max_tokens=100) is not cached(text)
     assert cached(text, max_tokens=100) == parse(text)
+
+
+def test_the_cache_is_bounded_by_memory_as_well_as_entries() -> None:
+    """A parsed document keeps all its tokens: many big texts must not add up."""
+    small = '{ echo(text: "x") }'
+    cost = retained_bytes(small, DocumentCache(1, 1)(small))
+    assert cost == len(small) + 10 * BYTES_PER_TOKEN  # <SOF> { echo ( text : "x" ) } <EOF>
+    cached = DocumentCache(100, budget_bytes=16 * 3 * cost)
+    texts = [f'{{ echo(text: "{i}") }}' for i in range(10)]
+    for text in texts:
+        cached(text)
+    # Each costs about `cost`; the budget holds 48 of them but the entries are capped at 100,
+    # so all ten stay, and the held estimate is their sum.
+    assert len(cached) == 10
+    assert cached.held_bytes == sum(len(t) + 10 * BYTES_PER_TOKEN for t in texts)
+    tight = DocumentCache(100, budget_bytes=16 * (cost + 10))
+    more = [f'{{ echo(text: "{i}") }}' for i in range(30)]
+    first = [tight(text) for text in more]
+    assert tight.held_bytes <= 16 * (cost + 10)
+    assert 10 <= len(tight) <= 16  # the budget, not the entry cap, pushed the oldest out
+    assert tight(more[-1]) is first[-1] and tight(more[0]) is not first[0]
+    # A document costing over a sixteenth of the budget is parsed, never kept.
+    big = "{ " + 'echo(text: "x") ' * 5 + "}"
+    held = tight.held_bytes
+    assert tight(big) is not tight(big)
+    assert tight.held_bytes == held
