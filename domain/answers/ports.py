@@ -47,6 +47,9 @@ class GenerationFinished:
     model: str
     prompt_tokens: int | None
     completion_tokens: int | None
+    complete: bool = True
+    """False when the model stopped before the end of its answer (its output limit, a
+    safety stop): the text is kept, with a note saying so, but never cached."""
 
 
 GenerationEvent = TextDelta | GenerationFinished

@@ -60,6 +60,37 @@ class _Restart:
     """The primary generator failed after output the caller has not seen: start over."""
 
 
+class _Incomplete:
+    """The generator stopped before the end of its answer: keep it, never cache it."""
+
+
+class _Written:
+    """The answer's text as it is produced, and how it ended."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.usage: Usage | None = None
+        self.complete = True
+
+    def take(self, piece: TextDelta | Usage | _Restart | _Incomplete) -> str | None:
+        """Record ``piece``; its text, if it is text for the reader."""
+        if isinstance(piece, TextDelta):
+            self.parts.append(piece.text)
+            return piece.text
+        if isinstance(piece, Usage):
+            self.usage = piece
+        elif isinstance(piece, _Restart):
+            self.parts.clear()
+        else:
+            self.complete = False
+        return None
+
+    @property
+    def cacheable(self) -> bool:
+        """A whole answer from the configured generator (not a fallback, not cut short)."""
+        return self.complete and self.usage is not None and not self.usage.degraded
+
+
 @dataclass(frozen=True, slots=True)
 class _Cited:
     """The sources an answer cites; ``answer`` is set when it is a cached one replayed."""
@@ -122,8 +153,8 @@ class AnswerService:
             cached, embedding = await self._cached(principal, corpus, standalone, early)
             if cached is not None and cached.answer is not None:
                 cited = cached
-                produced: AsyncGenerator[TextDelta | Usage | _Restart, None] = self._replayed(
-                    cached.sources, cached.answer, started
+                produced: AsyncGenerator[TextDelta | Usage | _Restart | _Incomplete, None] = (
+                    self._replayed(cached.sources, cached.answer, started)
                 )
             else:
                 retrieval = await self._search.retrieve(
@@ -145,25 +176,20 @@ class AnswerService:
             self._observer.retrieval(time.perf_counter() - retrieval_started, len(cited.sources))
             yield SourcesFound(cited.sources)
 
-            parts: list[str] = []
-            usage: Usage | None = None
+            written = _Written()
             async with aclosing(produced) as pieces:
                 async for piece in pieces:
-                    if isinstance(piece, Usage):
-                        usage = piece
-                    elif isinstance(piece, _Restart):
-                        parts.clear()
-                    else:
-                        parts.append(piece.text)
-                        if not buffered:
-                            yield AnswerDelta(piece.text)
+                    text = written.take(piece)
+                    if text is not None and not buffered:
+                        yield AnswerDelta(text)
+            usage = written.usage
             if usage is None:
                 raise LlmUnavailable("The answer ended unexpectedly; try again.")
 
-            content = "".join(parts)
+            content = "".join(written.parts)
             sources = [item.source for item in cited.sources]
             message = await self._record_answer(principal, chat_id, content, sources, usage)
-            if cached is None and embedding is not None and not usage.degraded:
+            if cached is None and embedding is not None and written.cacheable:
                 await self._remember(principal, corpus, embedding, standalone, message)
             self._observer.finished(
                 usage.model,
@@ -187,12 +213,14 @@ class AnswerService:
 
     async def _written(
         self, request: AnswerRequest, started: float, buffered: bool
-    ) -> AsyncGenerator[TextDelta | Usage | _Restart, None]:
+    ) -> AsyncGenerator[TextDelta | Usage | _Restart | _Incomplete, None]:
         """The generator's text, then the Usage; first-token time is measured here."""
         first_token = True
         async with aclosing(self._generate(request, buffered)) as generated:
             async for item in generated:
                 if isinstance(item, _Finished):
+                    if not item.info.complete:
+                        yield _Incomplete()
                     yield self._usage(item, started)
                     return
                 if isinstance(item, TextDelta):

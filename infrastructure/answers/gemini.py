@@ -54,6 +54,19 @@ CONDENSE_TIMEOUT_SECONDS = 5.0
 log = structlog.get_logger("foundry.answers")
 
 
+def finish_reason_name(reason: types.FinishReason | None) -> str:
+    return reason.name if isinstance(reason, types.FinishReason) else str(reason)
+
+
+def incomplete_note(reason: str) -> str:
+    """Said at the end of an answer the model stopped early, so no reader takes it as whole."""
+    if reason == types.FinishReason.MAX_TOKENS.name:
+        why = "the model reached its output limit"
+    else:
+        why = f"the model stopped early ({reason})"
+    return f"\n\n(This answer is incomplete: {why}.)"
+
+
 class GeminiAnswerer:
     """The AnswerGenerator port on Gemini's streamGenerateContent, via the SDK's async client."""
 
@@ -124,19 +137,24 @@ class GeminiAnswerer:
                 text = await stream.next_text()
             stream.check_complete()
             verdict = self._breaker.record_success  # even if the caller stops reading now
-            if stream.finish_reason != types.FinishReason.STOP:
+            complete = stream.finish_reason == types.FinishReason.STOP
+            if not complete:
                 # MAX_TOKENS (thinking models spend the allowance too), SAFETY, ...
+                reason = finish_reason_name(stream.finish_reason)
                 log.warning(
-                    "llm.incomplete",
-                    generator=self.name,
-                    finish_reason=str(stream.finish_reason),
-                    deltas=deltas,
+                    "llm.incomplete", generator=self.name, finish_reason=reason, deltas=deltas
                 )
+                if deltas == 0:  # nothing to show: the fallback answers instead
+                    raise Fault(
+                        f"Gemini stopped with no answer ({reason})", "rejected", None, reason
+                    )
+                yield TextDelta(incomplete_note(reason))
             usage = stream.usage
             yield GenerationFinished(
                 model=self.name,
                 prompt_tokens=usage.prompt_token_count if usage else None,
                 completion_tokens=usage.candidates_token_count if usage else None,
+                complete=complete,
             )
         except Fault as fault:
             verdict = self._verdict(fault)

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from infrastructure.container import BackendUrls
 from infrastructure.observability.answer_metrics import ANSWER_FALLBACKS, ANSWER_OUTCOMES
 from infrastructure.settings import Settings
-from tests.api.test_answers_api import ANSWER, ASK, MESSAGES, events_of, new_chat, transport
+from tests.api.test_answers_api import ANSWER, ASK, MESSAGES, ask, events_of, new_chat, transport
 from tests.conftest import ServerThread
 from tests.gemini_standin import GeminiStandIn, Reply, running_standin
 from tests.helpers import JSON, GraphQLClient
@@ -170,3 +170,59 @@ async def test_a_client_that_stops_listening_cancels_generation(
     assert seen == ["AnswerSources", "AnswerToken"]
     assert await stored_roles(gemini_api, token, chat_id) == ["USER"]
     assert ANSWER_OUTCOMES.labels("cancelled")._value.get() == cancelled + 1
+
+
+@pytest.fixture(scope="module")
+def cached_gemini_server(
+    settings: Settings, urls: BackendUrls, standin: GeminiStandIn
+) -> Iterator[ServerThread]:
+    configured = settings.model_copy(
+        update={
+            "answerer": "gemini",
+            "gemini_api_key": SecretStr("stand-in-key"),
+            "gemini_base_url": standin.base_url,
+            "gemini_max_attempts": 1,
+            "llm_breaker_failure_threshold": 1_000,
+            "answer_cache_enabled": True,
+        }
+    )
+    server = ServerThread(configured, urls)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_an_answer_the_model_cut_short_says_so_and_is_never_cached(
+    cached_gemini_server: ServerThread, gemini: GeminiStandIn, corpus: Corpus
+) -> None:
+    server, token = cached_gemini_server, corpus.owner.access_token
+    question = "Who built the lighthouse on Skerry Point, and when?"
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        api = GraphQLClient(http)
+        gemini.script(Reply.ok("Margaret Vance ", "built", finish_reason="MAX_TOKENS"))
+        events = await events_of(server, token, await new_chat(api, token), question)
+        message = cast(JSON, events[-1]["message"])
+        assert message["content"] == (
+            "Margaret Vance built"
+            "\n\n(This answer is incomplete: the model reached its output limit.)"
+        )
+        streamed = "".join(str(e["text"]) for e in events if e["__typename"] == "AnswerToken")
+        assert streamed == message["content"] and message["degraded"] is False
+
+        # Not cached: the same question goes to the model again, and that whole answer is.
+        gemini.script(Reply.ok("Margaret Vance ", "built it in 1874 [1]."))
+        again = await ask(api, token, await new_chat(api, token), question)
+        assert again["content"] == "Margaret Vance built it in 1874 [1]."
+        replayed = await ask(api, token, await new_chat(api, token), question)
+        assert replayed["content"] == again["content"]
+    assert len(gemini.requests) == 2  # the third answer came from the cache
+
+
+async def test_a_model_that_stops_with_no_text_gets_the_extractive_answer(
+    gemini_server: ServerThread, gemini_api: GraphQLClient, gemini: GeminiStandIn, corpus: Corpus
+) -> None:
+    token = corpus.owner.access_token
+    gemini.script(Reply.ok("", finish_reason="SAFETY"))
+    message = await ask(gemini_api, token, await new_chat(gemini_api, token), QUESTION)
+    assert message["degraded"] is True and message["model"] == "extractive"
+    assert "Margaret Vance" in str(message["content"])

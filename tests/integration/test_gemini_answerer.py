@@ -223,11 +223,31 @@ async def test_an_answer_cut_short_by_the_model_finishes_with_a_warning(
         outcome = await collect(make_answerer(breaker=breaker))
 
     assert outcome.error is None
-    assert outcome.deltas == ["Out of ", "tok"]
-    assert outcome.finished is not None
+    # The text is kept, and says it is incomplete, so no reader takes it as whole.
+    assert outcome.deltas == [
+        "Out of ",
+        "tok",
+        "\n\n(This answer is incomplete: the model reached its output limit.)",
+    ]
+    assert outcome.finished is not None and outcome.finished.complete is False
     assert state_of(breaker) == "closed"
     [incomplete] = events(caplog, "llm.incomplete")
-    assert "MAX_TOKENS" in str(incomplete["finish_reason"])
+    assert incomplete["finish_reason"] == "MAX_TOKENS"
+
+
+async def test_a_model_that_stops_with_no_text_fails_so_the_fallback_answers(
+    gemini: GeminiStandIn, make_answerer: MakeAnswerer
+) -> None:
+    gemini.script(Reply.ok("", finish_reason="SAFETY"))
+    breaker = make_breaker(threshold=1)
+
+    outcome = await collect(make_answerer(breaker=breaker))
+
+    assert outcome.deltas == [] and outcome.finished is None
+    assert isinstance(outcome.error, GenerationFailed)
+    assert "SAFETY" in str(outcome.error)
+    assert state_of(breaker) == "closed"  # the provider is up: not a failure of it
+    assert len(gemini.requests) == 1  # not retried
 
 
 async def test_the_system_instruction_and_the_nonce_fenced_sources_are_sent(
