@@ -182,6 +182,13 @@ class EmbeddingRejected(IngestionFailed):
     default_message = "The embedding provider rejected the request; check its settings."
 
 
+class EmbeddingUnavailable(DomainError):
+    """The embedding provider failed for a request that needs a question's embedding."""
+
+    code = ErrorCode.EMBEDDING_UNAVAILABLE
+    default_message = "The embedding model is unavailable; try again shortly."
+
+
 class LlmUnavailable(DomainError):
     code = ErrorCode.LLM_UNAVAILABLE
     default_message = "The language model is unavailable; try again shortly."

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from domain.entities import Principal
-from domain.errors import QuestionTooLong, ValidationFailed
+from domain.errors import EmbeddingUnavailable, QuestionTooLong, TransientFailure, ValidationFailed
 from domain.ingestion.ports import Embedder
 from domain.ports import UnitOfWorkFactory
 from domain.retrieval.entities import ChunkMatch, Retrieval, SearchHit
@@ -76,7 +76,10 @@ class SearchService:
     async def embed(self, query: str) -> list[float]:
         """The query's embedding, as :meth:`retrieve` computes it."""
         started = time.perf_counter()
-        embedding = await self._embedder.embed_query(query)
+        try:
+            embedding = await self._embedder.embed_query(query)
+        except TransientFailure as failure:  # the provider is down, after its retries
+            raise EmbeddingUnavailable() from failure
         self._lap("embed", started, 1)
         return embedding
 

@@ -107,16 +107,22 @@ class ExtractiveAnswerer:
         self._cache: OrderedDict[str, array[float]] = OrderedDict()
 
     async def _sentence_vectors(self, texts: list[str]) -> list[array[float]]:
-        missing = [text for text in dict.fromkeys(texts) if text not in self._cache]
+        # Taken before the model call: while it runs, other answers fill the cache
+        # and may push these out.
+        vectors = {text: self._cache.get(text) for text in dict.fromkeys(texts)}
+        missing = [text for text, vector in vectors.items() if vector is None]
         if missing:
             for text, vector in zip(
                 missing, await self._embedder.embed_documents(missing), strict=True
             ):
-                self._cache[text] = array("f", vector)
+                vectors[text] = array("f", vector)
         found = []
         for text in texts:
+            vector = vectors[text]
+            assert vector is not None  # every missing text was embedded
+            self._cache[text] = vector
             self._cache.move_to_end(text)
-            found.append(self._cache[text])
+            found.append(vector)
         while len(self._cache) > self._options.cache_size:
             self._cache.popitem(last=False)
         return found

@@ -92,6 +92,8 @@ class _Coalescer:
 
     async def _one_by_one(self, requests: list[_Request]) -> None:
         for request in requests:
+            if request.future.cancelled():  # its caller left while the others were tried
+                continue
             try:
                 result = await self._call(request.texts)
             except Exception as exc:

@@ -17,6 +17,7 @@ def build_embedder(settings: Settings) -> Embedder:
             dimensions=settings.embedding_dimensions,
             base_url=settings.gemini_base_url,
             timeout_seconds=settings.gemini_timeout_seconds,
+            max_attempts=settings.gemini_max_attempts,
         )
     else:
         embedder = build_local_embedder(settings)

@@ -226,3 +226,32 @@ async def test_a_model_that_stops_with_no_text_gets_the_extractive_answer(
     message = await ask(gemini_api, token, await new_chat(gemini_api, token), QUESTION)
     assert message["degraded"] is True and message["model"] == "extractive"
     assert "Margaret Vance" in str(message["content"])
+
+
+async def test_a_gemini_embedder_outage_is_reported_with_its_code(
+    settings: Settings, urls: BackendUrls, gemini: GeminiStandIn, corpus: Corpus
+) -> None:
+    """The question's embedding fails after its retries: EMBEDDING_UNAVAILABLE, not INTERNAL."""
+    configured = settings.model_copy(
+        update={
+            "embedder": "gemini",
+            "gemini_api_key": SecretStr("stand-in-key"),
+            "gemini_base_url": gemini.base_url,
+            "gemini_max_attempts": 1,
+        }
+    )
+    server = ServerThread(configured, urls)
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+            api = GraphQLClient(http)
+            token = corpus.owner.access_token
+            gemini.script(Reply.error(503), Reply.error(503))
+            search = "query($q: String!) { search(query: $q) { text } }"
+            assert await api.error_code(search, {"q": QUESTION}, token) == "EMBEDDING_UNAVAILABLE"
+            chat_id = await new_chat(api, token)
+            code = await api.error_code(ASK, {"c": chat_id, "q": QUESTION}, token)
+            assert code == "EMBEDDING_UNAVAILABLE"
+        assert [request.method for request in gemini.requests] == ["batchEmbedContents"] * 2
+    finally:
+        server.stop()

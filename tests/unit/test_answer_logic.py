@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Sequence
+
+import pytest
 
 from domain.answers.condense import condense_locally, needs_context
 from domain.answers.ports import (
@@ -17,7 +20,13 @@ from domain.answers.ports import (
 from domain.answers.prompt import build_answer_prompt, build_condense_prompt
 from domain.answers.text import snippet, word_pieces
 from domain.chats.entities import MessageRole
-from infrastructure.answers.extractive import ExtractiveAnswerer, split_sentences, stem, terms
+from infrastructure.answers.extractive import (
+    ExtractiveAnswerer,
+    ExtractiveOptions,
+    split_sentences,
+    stem,
+    terms,
+)
 
 
 def turn(role: MessageRole, content: str) -> Turn:
@@ -165,3 +174,37 @@ async def test_extractive_answers_quote_the_best_sentences_with_citations() -> N
     embedded = len(embedder.embedded)
     assert await answerer.compose(request) == text
     assert len(embedder.embedded) == embedded
+
+
+class GatedEmbedder(CountingEmbedder):
+    """Holds any call that embeds ``gated`` until ``opened`` is set."""
+
+    def __init__(self, gated: str) -> None:
+        super().__init__()
+        self.gated = gated
+        self.waiting = asyncio.Event()
+        self.opened = asyncio.Event()
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        if self.gated in texts:
+            self.waiting.set()
+            await self.opened.wait()
+        return await super().embed_documents(texts)
+
+
+async def test_sentence_vectors_survive_eviction_while_the_model_runs() -> None:
+    """Another answer filling the cache during the model call must not lose this one's
+    already-cached sentences (it raised KeyError mid-stream)."""
+    embedder = GatedEmbedder(gated="slow sentence")
+    answerer = ExtractiveAnswerer(embedder, ExtractiveOptions(cache_size=2))
+    [old] = await answerer._sentence_vectors(["old sentence"])  # cached now
+
+    first = asyncio.create_task(answerer._sentence_vectors(["old sentence", "slow sentence"]))
+    await asyncio.wait_for(embedder.waiting.wait(), 5)
+    await answerer._sentence_vectors(["one", "two", "three"])  # pushes "old sentence" out
+    embedder.opened.set()
+    vectors = await asyncio.wait_for(first, 5)
+
+    assert vectors[0] == old
+    assert list(vectors[1]) == pytest.approx(embedder.vector("slow sentence"))
+    assert embedder.embedded.count("old sentence") == 1  # not embedded again
