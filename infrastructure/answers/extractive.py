@@ -109,20 +109,18 @@ class ExtractiveAnswerer:
     async def _sentence_vectors(self, texts: list[str]) -> list[array[float]]:
         # Taken before the model call: while it runs, other answers fill the cache
         # and may push these out.
-        vectors = {text: self._cache.get(text) for text in dict.fromkeys(texts)}
-        missing = [text for text, vector in vectors.items() if vector is None]
+        distinct = list(dict.fromkeys(texts))
+        known = {text: self._cache[text] for text in distinct if text in self._cache}
+        missing = [text for text in distinct if text not in known]
         if missing:
-            for text, vector in zip(
-                missing, await self._embedder.embed_documents(missing), strict=True
-            ):
-                vectors[text] = array("f", vector)
-        found = []
+            embedded = await self._embedder.embed_documents(missing)
+            for text, values in zip(missing, embedded, strict=True):
+                known[text] = array("f", values)
+        found: list[array[float]] = []
         for text in texts:
-            vector = vectors[text]
-            assert vector is not None  # every missing text was embedded
-            self._cache[text] = vector
+            self._cache[text] = known[text]
             self._cache.move_to_end(text)
-            found.append(vector)
+            found.append(known[text])
         while len(self._cache) > self._options.cache_size:
             self._cache.popitem(last=False)
         return found
