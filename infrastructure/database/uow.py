@@ -11,6 +11,7 @@ from uuid import UUID
 import structlog
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.chats.ports import ChatRepository, MessageRepository
@@ -55,8 +56,9 @@ _ENTER_TENANT = text(
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    """True for failures that mean the database cannot be reached right now."""
-    if isinstance(exc, OperationalError | InterfaceError):
+    """True for failures that mean the database cannot be reached right now (or every
+    pooled connection stayed busy for the pool's whole timeout)."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True

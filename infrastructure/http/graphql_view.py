@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import strawberry
 from cross_web import FormData, HTTPException, StarletteRequestAdapter
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -31,6 +32,9 @@ from schema.context import Context
 BEARER_PREFIX = "bearer "
 # strawberry's reason for refusing a JSON array body (tests pin it).
 BATCHING_DISABLED_REASON = "Batching is not enabled"
+# Starlette's multipart parser stops at max_files with this (a plain-text 400).
+STARLETTE_TOO_MANY_FILES = "Too many files"
+TOO_MANY_FILES_REASON = "too-many-files:"
 
 
 def bearer_token(value: object) -> str | None:
@@ -55,7 +59,12 @@ def limited_form_adapter(max_files: int) -> type[StarletteRequestAdapter]:
 
     class LimitedFormAdapter(StarletteRequestAdapter):
         async def get_form_data(self) -> FormData:
-            form = await self._request.form(max_files=max_files, max_fields=max_files + 10)
+            try:
+                form = await self._request.form(max_files=max_files, max_fields=max_files + 10)
+            except StarletteHTTPException as error:
+                if str(error.detail).startswith(STARLETTE_TOO_MANY_FILES):
+                    raise HTTPException(400, f"{TOO_MANY_FILES_REASON}{max_files}") from error
+                raise
             return FormData(files=form, form=form)
 
     return LimitedFormAdapter
@@ -166,6 +175,19 @@ def http_error(error: HTTPException) -> Response:
                         "message": "Batched operations are not supported; "
                         "send one operation per request.",
                         "extensions": {"code": ErrorCode.BATCHING_NOT_SUPPORTED.value},
+                    }
+                ]
+            },
+            status_code=400,
+        )
+    if error.status_code == 400 and error.reason.startswith(TOO_MANY_FILES_REASON):
+        limit = int(error.reason.removeprefix(TOO_MANY_FILES_REASON))
+        return JSONResponse(
+            {
+                "errors": [
+                    {
+                        "message": f"Send at most {limit} files per request.",
+                        "extensions": {"code": ErrorCode.TOO_MANY_FILES.value, "maxFiles": limit},
                     }
                 ]
             },

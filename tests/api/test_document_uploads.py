@@ -195,7 +195,10 @@ async def test_too_many_files_in_one_request(
     # The multipart parser itself stops at the limit: nothing more is spooled.
     response = await upload(http, account.access_token, files)
     assert response.status_code == 400
-    assert "Too many files" in response.text
+    [error] = response.json()["errors"]
+    limit = settings.upload_max_files
+    assert error["extensions"] == {"code": "TOO_MANY_FILES", "maxFiles": limit}
+    assert error["message"] == f"Send at most {limit} files per request."
 
 
 async def test_bad_documents_fail_with_codes_and_no_chunks(

@@ -8,11 +8,15 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from domain.entities import Document, DocumentStatus, Principal, Role
-from domain.errors import DuplicateDocument, EmailTaken
+from domain.errors import DuplicateDocument, EmailTaken, ServiceUnavailable
 from domain.services.accounts import RequestOrigin
-from infrastructure.container import Container
+from infrastructure.container import BackendUrls, Container
+from infrastructure.database.engine import create_session_factory
+from infrastructure.database.uow import SqlUnitOfWorkFactory, UnitOfWorkOptions
 from tests.helpers import PASSWORD, unique_email
 
 
@@ -156,3 +160,19 @@ async def test_finishing_a_document_does_not_wait_for_other_writers_of_the_organ
         await asyncio.wait_for(finish(), timeout=10)
         await uploading.commit()
     assert await _corpus_version(container, principal) != before
+
+
+async def test_an_exhausted_pool_is_service_unavailable(urls: BackendUrls) -> None:
+    """Every connection busy for the pool's whole timeout: SERVICE_UNAVAILABLE, not INTERNAL."""
+    engine = create_async_engine(urls.database_url, pool_size=1, max_overflow=0, pool_timeout=0.2)
+    factory = SqlUnitOfWorkFactory(create_session_factory(engine), UnitOfWorkOptions())
+    try:
+        async with engine.connect() as held:  # the only connection
+            await held.execute(text("SELECT 1"))
+            with pytest.raises(ServiceUnavailable):
+                async with factory.system() as uow:
+                    await uow.session.execute(text("SELECT 1"))
+        async with factory.system() as uow:  # free again
+            assert (await uow.session.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await engine.dispose()
