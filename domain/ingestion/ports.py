@@ -141,17 +141,14 @@ class DocumentRepository(Protocol):
         """pending -> processing (one attempt more); None when it is not pending."""
         ...
 
-    async def lock_processing(self, document_id: UUID) -> Document | None:
-        """The document, locked, if it is still being processed."""
+    async def lock_claimed(self, claimed: Document) -> Document | None:
+        """The document, locked, if it is still being processed by the run that claimed
+        it (``claimed`` is what :meth:`claim` returned)."""
         ...
 
     async def mark_ready(
         self, document_id: UUID, chunk_count: int, page_count: int | None, at: datetime
     ) -> Document: ...
-
-    async def mark_failed(
-        self, document_id: UUID, error_code: str, at: datetime
-    ) -> Document | None: ...
 
 
 class ChunkRepository(Protocol):

@@ -161,9 +161,10 @@ class IngestionService:
     ) -> Document | None:
         started = time.perf_counter()
         async with self._uow_factory.organization(document.organization_id) as uow:
-            current = await uow.documents.lock_processing(document.id)
+            current = await uow.documents.lock_claimed(document)
             if current is None:
-                # Deleted or reset for reprocessing meanwhile: drop this run's work.
+                # Deleted, or reset for reprocessing (maybe claimed again) meanwhile: drop
+                # this run's work.
                 return None
             await uow.chunks.replace(current, drafts, embeddings)
             ready = await uow.documents.mark_ready(
@@ -176,8 +177,10 @@ class IngestionService:
         return ready
 
     async def _fail(self, document: Document, error_code: str) -> Document | None:
+        """Fail the document if it is still as this run claimed it (a reprocess meanwhile
+        gave it to a new run, whose outcome this one must not decide)."""
         async with self._uow_factory.organization(document.organization_id) as uow:
-            failed = await uow.documents.mark_failed(document.id, error_code, self._clock.now())
+            failed = await uow.documents.fail_if_unchanged(document, error_code, self._clock.now())
             if failed is not None:
                 await uow.chunks.delete_for_document(document.id)
                 uow.on_commit(lambda: self._events.publish(DocumentEvent(failed, None)))
@@ -187,9 +190,9 @@ class IngestionService:
         return failed
 
     async def _requeue(self, document: Document) -> None:
-        """Back to pending so the retried message can claim it again."""
+        """Back to pending so the retried message can claim it again (if still this run's)."""
         async with self._uow_factory.organization(document.organization_id) as uow:
-            reset = await uow.documents.reset_to_pending(document.id, self._clock.now())
+            reset = await uow.documents.requeue_if_unchanged(document, self._clock.now())
             await uow.commit()
         if reset is not None:
             await self._events.publish(DocumentEvent(reset, 0.0))

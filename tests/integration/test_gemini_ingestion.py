@@ -4,6 +4,7 @@ queue to retry and fails it after the last attempt; a rejected key fails it at o
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -120,3 +121,46 @@ async def test_rejected_key_fails_the_document_at_once(
     await embedder.aclose()
     assert await _row(container, document_id) == ("failed", 1, "EMBEDDING_REJECTED")
     assert len(standin.requests) == 1  # never retried
+
+
+async def test_a_stale_run_does_not_decide_a_reprocessed_documents_fate(
+    container: Container, standin: GeminiStandIn
+) -> None:
+    """The last attempt fails after the user asked for reprocessing: the document stays
+    with its new run (pending, no attempts used), not FAILED by the old one."""
+    standin.reset()
+    session = await container.services.accounts.sign_up(
+        unique_email(), PASSWORD, None, RequestOrigin()
+    )
+    principal = Principal(session.user.id, session.organization.id, Role.ADMIN, uuid.uuid4())
+    [result] = await container.services.documents.upload(
+        principal, [_incoming("tides.txt", b"Tide tables for the northern harbour.")], ip=None
+    )
+    assert result.document is not None
+    document_id = result.document.id
+    embedder = GeminiEmbedder(
+        "stand-in-key",
+        base_url=standin.base_url,
+        timeout_seconds=0.5,
+        max_attempts=2,
+        backoff_initial_seconds=0.01,
+        backoff_max_seconds=0.02,
+        backoff_jitter_seconds=0.0,
+    )
+    ingestion = container.build_ingestion(embedder)
+    standin.script(*[Reply.error(503)] * 2)
+    with pytest.raises(TransientFailure):
+        await ingestion.ingest(document_id)  # attempt 1 of 2: back to pending
+
+    # Attempt 2, the last, times out once and then meets a 503: it gives up.
+    standin.script(Reply.hang(2.0), Reply.error(503))
+    sent = len(standin.requests)
+    last = asyncio.create_task(ingestion.ingest(document_id))
+    deadline = asyncio.get_running_loop().time() + 5
+    while len(standin.requests) == sent:
+        assert asyncio.get_running_loop().time() < deadline, "the last attempt never started"
+        await asyncio.sleep(0.01)
+    await container.services.documents.reprocess(principal, document_id, ip=None)
+    assert await last is None  # nothing decided by the stale run
+    await embedder.aclose()
+    assert await _row(container, document_id) == ("pending", 0, None)

@@ -213,11 +213,13 @@ class SqlDocumentRepository:
             updated_at=at,
         )
 
-    async def lock_processing(self, document_id: UUID) -> Document | None:
+    async def lock_claimed(self, claimed: Document) -> Document | None:
         row = await self._session.scalar(
             self._base()
             .where(
-                DocumentRow.id == document_id, DocumentRow.status == DocumentStatus.PROCESSING.value
+                DocumentRow.id == claimed.id,
+                DocumentRow.status == DocumentStatus.PROCESSING.value,
+                DocumentRow.updated_at == claimed.updated_at,
             )
             .with_for_update()
         )
@@ -239,19 +241,6 @@ class SqlDocumentRepository:
         if document is None:
             raise RuntimeError(f"document {document_id} left processing while locked")
         return document
-
-    async def mark_failed(
-        self, document_id: UUID, error_code: str, at: datetime
-    ) -> Document | None:
-        return await self._update(
-            document_id,
-            (DocumentStatus.PENDING, DocumentStatus.PROCESSING),
-            status=DocumentStatus.FAILED.value,
-            error_code=error_code,
-            chunk_count=0,
-            processed_at=at,
-            updated_at=at,
-        )
 
 
 class SqlMaintenanceRepository:
