@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 from domain.entities import (
@@ -94,6 +94,8 @@ class ApiKeyService:
             raise ValidationFailed(
                 "expiresAt must be a future time with a UTC offset.", field="expiresAt"
             )
+        if expires_at is not None:
+            expires_at = expires_at.astimezone(UTC)  # every time the API returns is UTC
         plaintext = API_KEY_PREFIX + secrets.token_urlsafe(32)
         key = ApiKey(
             id=uuid4(),

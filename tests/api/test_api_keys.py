@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import cast
 
 import httpx
@@ -144,9 +144,11 @@ async def test_expired_and_unknown_keys_are_unauthenticated(
     api: GraphQLClient, container: Container
 ) -> None:
     admin = await api.sign_up()
-    soon = (datetime.now(UTC) + timedelta(days=1)).isoformat()
-    key, api_key = await create_key(api, admin, expires_at=soon)
-    assert api_key["expiresAt"] is not None
+    # Sent with an offset, returned in UTC like every time the API gives.
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    offset = soon.astimezone(timezone(timedelta(hours=5, minutes=30))).isoformat()
+    key, api_key = await create_key(api, admin, expires_at=offset)
+    assert api_key["expiresAt"] == soon.isoformat()
     await api.data(WHO, token=key)
     async with container.session_factory() as session:
         await session.execute(
