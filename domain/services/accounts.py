@@ -183,8 +183,10 @@ class AccountService:
                     ),
                     now,
                 )
-                await uow.commit()
+                # Redis first: if it cannot be told, nothing is committed and the next
+                # attempt detects the reuse again (see remove_member).
                 await self._revocations.revoke([record.family_id])
+                await uow.commit()
                 raise RefreshTokenReused()
             if record.expires_at <= now or record.session_started_at + self._session_max_age <= now:
                 raise InvalidRefreshToken()
@@ -227,8 +229,8 @@ class AccountService:
                 ),
                 now,
             )
+            await self._revocations.revoke([record.family_id])
             await uow.commit()
-        await self._revocations.revoke([record.family_id])
         return True
 
     async def authenticate(self, access_token: str) -> Principal:

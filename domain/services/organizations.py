@@ -130,8 +130,11 @@ class OrganizationService:
                 ),
                 now,
             )
+            # Access tokens carry the role: make the member's current ones refresh.
+            # Before the commit, so that a Redis outage changes nothing; and again
+            # after it, for a token refreshed in between with the old role.
+            await self._revocations.require_refresh(families)
             await uow.commit()
-        # Access tokens carry the role: make the member's current ones refresh.
         await self._revocations.require_refresh(families)
         return Member(user=user, role=role, joined_at=membership.created_at)
 
@@ -167,6 +170,9 @@ class OrganizationService:
                 ),
                 now,
             )
+            # Before the commit: were Redis down after it, the removed member's access
+            # tokens would keep working until they expire. Revoking sessions of a
+            # removal that then fails to commit only makes the member log in again.
+            await self._revocations.revoke(families)
             await uow.commit()
-        await self._revocations.revoke(families)
         return True

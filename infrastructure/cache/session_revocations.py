@@ -66,9 +66,12 @@ class RedisSessionRevocations:
             return
         before = round(self._clock.now().astimezone(UTC).timestamp(), 3)
         value = json.dumps({"state": state, "before": before})
-        for session_id in session_ids:
-            key = self._prefix + str(session_id)
-            if state == _REFRESH:
-                await self._set_unless_revoked(keys=[key], args=[value, self._ttl])
-            else:
-                await self._redis.set(key, value, ex=self._ttl)
+        try:
+            for session_id in session_ids:
+                key = self._prefix + str(session_id)
+                if state == _REFRESH:
+                    await self._set_unless_revoked(keys=[key], args=[value, self._ttl])
+                else:
+                    await self._redis.set(key, value, ex=self._ttl)
+        except RedisError as exc:
+            raise ServiceUnavailable("Sessions cannot be ended right now; try again.") from exc
