@@ -92,6 +92,9 @@ class IngestionService:
             parsed, drafts = await self._parse_and_chunk(document)
             embeddings = await self._embed(document, drafts)
             return await self._store(document, parsed, drafts, embeddings)
+        except _Superseded:
+            log.info("ingest.superseded document_id=%s", document.id)
+            return None
         except IngestionFailed as failure:
             return await self._fail(document, failure.code.value)
         except (TransientFailure, ServiceUnavailable) as fault:
@@ -147,6 +150,10 @@ class IngestionService:
             texts = [draft.text for draft in drafts[offset : offset + batch]]
             embeddings.extend(await self._embedder.embed_documents(texts))
             if report():
+                # Deleted or reprocessed meanwhile: stop embedding, and never announce
+                # this run's progress on a document that has moved on.
+                if not await self._still_claimed(document):
+                    raise _Superseded()
                 progress = round(0.95 * len(embeddings) / len(drafts), 3)
                 await self._events.publish(DocumentEvent(document, progress))
         self._observer.stage("embed", time.perf_counter() - started, len(drafts))
@@ -175,6 +182,15 @@ class IngestionService:
         self._observer.stage("store", time.perf_counter() - started, len(drafts))
         self._observer.outcome(ready, "ready")
         return ready
+
+    async def _still_claimed(self, document: Document) -> bool:
+        async with self._uow_factory.organization(document.organization_id) as uow:
+            current = await uow.documents.get(document.id)
+        return (
+            current is not None
+            and current.status is DocumentStatus.PROCESSING
+            and current.updated_at == document.updated_at
+        )
 
     async def _fail(self, document: Document, error_code: str) -> Document | None:
         """Fail the document if it is still as this run claimed it (a reprocess meanwhile
@@ -238,6 +254,10 @@ class IngestionService:
             if changed.status is DocumentStatus.PENDING:
                 await self._queue.enqueue_ingest(document.id)
         return touched
+
+
+class _Superseded(Exception):
+    """The document was deleted or reset for reprocessing while this run worked on it."""
 
 
 class _Throttle:

@@ -196,25 +196,28 @@ async def test_an_answer_the_model_cut_short_says_so_and_is_never_cached(
     cached_gemini_server: ServerThread, gemini: GeminiStandIn, corpus: Corpus
 ) -> None:
     server, token = cached_gemini_server, corpus.owner.access_token
-    question = "Who built the lighthouse on Skerry Point, and when?"
+    # Cached answers are per organisation, and test_answer_cache caches lighthouse
+    # answers in this one: ask about something else.
+    question = "On which day of the month are employees paid?"
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         api = GraphQLClient(http)
-        gemini.script(Reply.ok("Margaret Vance ", "built", finish_reason="MAX_TOKENS"))
+        gemini.script(Reply.ok("Employees are paid ", "on the", finish_reason="MAX_TOKENS"))
         events = await events_of(server, token, await new_chat(api, token), question)
         message = cast(JSON, events[-1]["message"])
         assert message["content"] == (
-            "Margaret Vance built"
+            "Employees are paid on the"
             "\n\n(This answer is incomplete: the model reached its output limit.)"
         )
         streamed = "".join(str(e["text"]) for e in events if e["__typename"] == "AnswerToken")
         assert streamed == message["content"] and message["degraded"] is False
 
         # Not cached: the same question goes to the model again, and that whole answer is.
-        gemini.script(Reply.ok("Margaret Vance ", "built it in 1874 [1]."))
+        whole = "Employees are paid on the last working day of each month [1]."
+        gemini.script(Reply.ok(whole))
         again = await ask(api, token, await new_chat(api, token), question)
-        assert again["content"] == "Margaret Vance built it in 1874 [1]."
+        assert again["content"] == whole
         replayed = await ask(api, token, await new_chat(api, token), question)
-        assert replayed["content"] == again["content"]
+        assert replayed["content"] == whole
     assert len(gemini.requests) == 2  # the third answer came from the cache
 
 

@@ -164,3 +164,40 @@ async def test_a_stale_run_does_not_decide_a_reprocessed_documents_fate(
     assert await last is None  # nothing decided by the stale run
     await embedder.aclose()
     assert await _row(container, document_id) == ("pending", 0, None)
+
+
+async def test_a_run_stops_embedding_a_document_deleted_under_it(
+    settings: Settings, urls: BackendUrls, standin: GeminiStandIn
+) -> None:
+    """It neither spends the embedder on it to the end nor announces progress for it."""
+    standin.reset()
+    own = settings.model_copy(
+        update={"redis_key_prefix": f"gemini-{uuid.uuid4().hex[:8]}:", "embed_group_size": 1}
+    )
+    container = Container(own, urls)
+    try:
+        session = await container.services.accounts.sign_up(
+            unique_email(), PASSWORD, None, RequestOrigin()
+        )
+        principal = Principal(session.user.id, session.organization.id, Role.ADMIN, uuid.uuid4())
+        text = "\n\n".join(
+            f"Section {i}: tide tables for the northern harbour." for i in range(300)
+        )
+        [result] = await container.services.documents.upload(
+            principal, [_incoming("tides.txt", text.encode())], ip=None
+        )
+        assert result.document is not None
+        document_id = result.document.id
+        embedder = _embedder(standin)
+        standin.script(*[Reply.hang(0.6)] * 50)  # every chunk takes 0.6 s to embed
+        run = asyncio.create_task(container.build_ingestion(embedder).ingest(document_id))
+        deadline = asyncio.get_running_loop().time() + 5
+        while not standin.requests:
+            assert asyncio.get_running_loop().time() < deadline, "embedding never started"
+            await asyncio.sleep(0.01)
+        assert await container.services.documents.delete(principal, document_id, ip=None)
+        assert await asyncio.wait_for(run, 10) is None
+        await embedder.aclose()
+        assert 1 <= len(standin.requests) <= 2  # of one per chunk, for 10+ chunks
+    finally:
+        await container.aclose()
