@@ -7,9 +7,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 from infrastructure import security_gate
 from infrastructure.container import BackendUrls
@@ -32,8 +34,34 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)  # type: ignore[arg-type]
 
 
+class SupervisedWorker:
+    """`foundry up`'s worker child. Should it exit on its own (a crash, the OOM killer, a
+    setting only the worker checks), the API would go on accepting uploads nobody
+    processes: the whole process stops instead, with the worker's exit code."""
+
+    def __init__(self, child: subprocess.Popen[bytes]) -> None:
+        self.child = child
+        self.stopping = False
+        self.exit_code: int | None = None
+        self._watcher = threading.Thread(target=self._watch, name="worker-watch", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        code = self.child.wait()
+        if self.stopping:
+            return
+        self.exit_code = code
+        print(
+            f"The ingestion worker exited unexpectedly (exit code {code}); stopping, "
+            "since uploads would never be processed. Its log is above.",
+            file=sys.stderr,
+            flush=True,
+        )
+        os.kill(os.getpid(), signal.SIGTERM)  # the API's graceful shutdown
+
+
 @contextmanager
-def worker_process(settings: Settings, urls: BackendUrls) -> Iterator[subprocess.Popen[bytes]]:
+def worker_process(settings: Settings, urls: BackendUrls) -> Iterator[SupervisedWorker]:
     """`foundry worker` as a child process using the same backends; stopped on exit."""
     env = {
         **os.environ,
@@ -41,10 +69,16 @@ def worker_process(settings: Settings, urls: BackendUrls) -> Iterator[subprocess
         "FOUNDRY_REDIS_URL": urls.redis_url,
         "FOUNDRY_STATE_DIR": str(settings.state_dir),
     }
-    child = subprocess.Popen([sys.executable, "-m", "infrastructure.cli", "worker"], env=env)
+    # Its own session: a terminal's Ctrl-C reaches only this process, which stops the
+    # API gracefully and then the worker (a worker gone first would look like a crash).
+    child = subprocess.Popen(
+        [sys.executable, "-m", "infrastructure.cli", "worker"], env=env, start_new_session=True
+    )
+    worker = SupervisedWorker(child)
     try:
-        yield child
+        yield worker
     finally:
+        worker.stopping = True
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
             try:
@@ -54,21 +88,25 @@ def worker_process(settings: Settings, urls: BackendUrls) -> Iterator[subprocess
                 child.wait()
 
 
+def _hang_up(signum: int, frame: FrameType | None) -> None:
+    """A closed terminal stops everything as Ctrl-C does (the embedded servers included)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _serve(settings: Settings, backends: Backends, run_migrations: bool, with_worker: bool) -> int:
+    signal.signal(signal.SIGHUP, _hang_up)
     urls = backends.start()
     try:
         if run_migrations:
             migrate(settings, urls)
-        with worker_process(settings, urls) if with_worker else _nothing():
+        if not with_worker:
             _run_api(settings, urls)
+            return 0
+        with worker_process(settings, urls) as worker:
+            _run_api(settings, urls)
+        return 0 if worker.exit_code is None else 1
     finally:
         backends.stop()
-    return 0
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield None
 
 
 def _run_api(settings: Settings, urls: BackendUrls) -> None:

@@ -143,3 +143,50 @@ def test_production_refuses_unsafe_settings_naming_each(tmp_path: Path) -> None:
         "FOUNDRY_REDIS_URL",
     ):
         assert setting in result.stderr
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc: Linux, as the supported platforms)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _worker_of(process: subprocess.Popen[bytes]) -> int:
+    for child in _children(process.pid):
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        if b"worker" in cmdline:
+            return child
+    pytest.fail("foundry up has no worker child")
+
+
+def test_up_stops_when_its_worker_dies(state_dir: Path) -> None:
+    """Uploads would wait forever with no worker: the whole thing stops, non-zero."""
+    up = FoundryProcess(state_dir)
+    try:
+        up.wait_ready()
+        os.kill(_worker_of(up.process), signal.SIGKILL)  # as the OOM killer would
+        assert up.process.wait(timeout=60) == 1
+    finally:
+        up.kill()
+    assert "The ingestion worker exited unexpectedly (exit code -9)" in up.log.read_text()
+    assert not (state_dir / "postgres" / "postmaster.pid").exists()
+
+
+def test_a_closed_terminal_stops_everything_cleanly(state_dir: Path) -> None:
+    up = FoundryProcess(state_dir)
+    try:
+        up.wait_ready()
+        worker = _worker_of(up.process)
+        up.process.send_signal(signal.SIGHUP)
+        assert up.process.wait(timeout=60) == 0
+    finally:
+        up.kill()
+    assert not Path(f"/proc/{worker}").exists()
+    assert not (state_dir / "postgres" / "postmaster.pid").exists()
