@@ -8,7 +8,6 @@ from datetime import timedelta
 
 from dramatiq.brokers.redis import RedisBroker
 from redis.asyncio import Redis
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.ingestion.chunking import ChunkingOptions
@@ -33,7 +32,7 @@ from infrastructure.cache.document_events import RedisEventBus
 from infrastructure.cache.redis_client import create_redis
 from infrastructure.cache.session_revocations import RedisSessionRevocations
 from infrastructure.clock import SystemClock
-from infrastructure.database.engine import create_engine, create_session_factory, migrations_at_head
+from infrastructure.database.engine import create_engine, create_session_factory, schema_readiness
 from infrastructure.database.uow import SqlUnitOfWorkFactory, UnitOfWorkOptions
 from infrastructure.embeddings.batching import BatchingEmbedder
 from infrastructure.embeddings.factory import build_embedder
@@ -217,13 +216,9 @@ class Container:
     async def _check_database(self) -> str:
         try:
             async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):
-                async with self.engine.connect() as conn:
-                    await conn.execute(text("SELECT 1"))
-                if not await migrations_at_head(self.engine):
-                    return "migrations not at head"
+                return await schema_readiness(self.engine)
         except Exception as exc:
             return f"unreachable: {type(exc).__name__}"
-        return "ok"
 
     async def _check_redis(self) -> str:
         try:

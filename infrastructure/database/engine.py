@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 from sqlalchemy import event, text
 from sqlalchemy.engine import Dialect, ExceptionContext
+from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from infrastructure.database.migrate import head_revision
+from infrastructure.database.migrate import head_revision, known_revisions
 
 CONNECT_TIMEOUT_SECONDS = 5
 # SQLSTATEs that mean "this server cannot serve you right now": connection exceptions
@@ -103,3 +104,25 @@ async def migrations_at_head(engine: AsyncEngine) -> bool:
     async with engine.connect() as conn:
         current = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
     return current is not None and current == head_revision()
+
+
+async def schema_readiness(engine: AsyncEngine) -> str:
+    """'ok' when this code can run on the database's schema, else why not.
+
+    A revision this code does not know was applied by a newer release: ready, so
+    during a rolling upgrade the old replicas keep serving once the new release has
+    migrated (migrations only add, so old code keeps working on the new schema).
+    """
+    try:
+        async with engine.connect() as conn:
+            current = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+    except ProgrammingError:  # no alembic_version table at all
+        current = None
+    head, known = known_revisions()
+    if current == head:
+        return "ok"
+    if current is None:
+        return "not migrated: run foundry migrate"
+    if current in known:
+        return f"migrations behind: at {current}, this code needs {head} (run foundry migrate)"
+    return "ok"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from alembic import command
@@ -27,6 +28,13 @@ def upgrade_to_head(url: str, app_role: str) -> None:
     command.upgrade(alembic_config(url, app_role), "head")
 
 
-def head_revision() -> str | None:
+@lru_cache(maxsize=1)
+def known_revisions() -> tuple[str | None, frozenset[str]]:
+    """This code's newest revision and all of its revisions (read once: they are files
+    shipped with the code)."""
     script = ScriptDirectory(str(MIGRATIONS_DIR))
-    return script.get_current_head()
+    return script.get_current_head(), frozenset(r.revision for r in script.walk_revisions())
+
+
+def head_revision() -> str | None:
+    return known_revisions()[0]

@@ -1,5 +1,5 @@
-"""/healthz (alive), /readyz (database, Redis, migrations at head, not shutting down),
-/metrics."""
+"""/healthz (alive), /readyz (database, Redis, schema migrated, the query embedder not
+failed, not shutting down), /metrics."""
 
 from __future__ import annotations
 
@@ -27,11 +27,23 @@ async def readyz(request: Request) -> Response:
     drain = getattr(request.app.state, "answer_drain", None)
     if isinstance(drain, AnswerDrain) and drain.closing:
         checks["server"] = "shutting down"
+    # The query embedder loads in the background at start-up (FOUNDRY_PRELOAD_MODELS):
+    # until it has, searches and questions wait for it; had it failed, they would fail.
+    warm_up = getattr(request.app.state, "warm_up", None)
+    if isinstance(warm_up, asyncio.Task):
+        checks["models"] = _loaded(warm_up)
     ready = all(result == "ok" for result in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks},
         status_code=200 if ready else 503,
     )
+
+
+def _loaded(warm_up: asyncio.Task[None]) -> str:
+    if not warm_up.done():
+        return "loading"
+    failure = None if warm_up.cancelled() else warm_up.exception()
+    return "ok" if failure is None else f"failed to load: {type(failure).__name__}"
 
 
 async def metrics(request: Request) -> Response:

@@ -5,15 +5,20 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
+from pathlib import Path
 
 import asyncpg
 import httpx
 from pydantic import SecretStr
+from sqlalchemy import text
 
 from infrastructure.container import BackendUrls, Container
+from infrastructure.database.engine import create_engine, schema_readiness
+from infrastructure.database.migrate import known_revisions
 from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.http.app import GIL_SWITCH_INTERVAL_SECONDS
 from infrastructure.settings import Settings
+from tests.conftest import ServerThread
 from tests.helpers import ME, GraphQLClient
 
 
@@ -81,3 +86,60 @@ async def test_readiness_reports_unreachable_redis_and_unmigrated_database(
         await container.aclose()
     assert checks["database"] != "ok"
     assert checks["redis"].startswith("unreachable")
+
+
+async def test_readiness_reports_a_query_embedder_that_failed_to_load(
+    settings: Settings, urls: BackendUrls, tmp_path: Path
+) -> None:
+    """Every search would fail: the replica must not look ready."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    broken = settings.model_copy(
+        update={"preload_models": True, "model_cache_dir": blocker / "models"}
+    )
+    server = ServerThread(broken, urls)
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+            for _ in range(200):
+                ready = await http.get("/readyz")
+                if ready.json()["checks"]["models"] != "loading":
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        server.stop()
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["models"].startswith("failed to load: ")
+
+
+async def test_schema_readiness_allows_a_newer_release_but_not_an_older_schema(
+    embedded_postgres: EmbeddedPostgres,
+) -> None:
+    """A rolling upgrade migrates first: old replicas stay ready on the newer schema;
+    new code on an old schema is not ready."""
+    admin = await asyncpg.connect(embedded_postgres.admin_dsn)
+    try:
+        await admin.execute('DROP DATABASE IF EXISTS "foundry_versions"')
+        await admin.execute('CREATE DATABASE "foundry_versions"')
+    finally:
+        await admin.close()
+    url = embedded_postgres.sqlalchemy_url().replace("/foundry_test?", "/foundry_versions?")
+    engine = create_engine(url, pool_size=1, statement_timeout_ms=5_000)
+    head, known = known_revisions()
+    older = next(revision for revision in sorted(known) if revision != head)
+    try:
+        assert await schema_readiness(engine) == "not migrated: run foundry migrate"
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE alembic_version (version_num varchar(32))"))
+            await conn.execute(text("INSERT INTO alembic_version VALUES (:v)"), {"v": older})
+        assert await schema_readiness(engine) == (
+            f"migrations behind: at {older}, this code needs {head} (run foundry migrate)"
+        )
+        for version, expected in ((head, "ok"), ("9999_from_a_newer_release", "ok")):
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text("UPDATE alembic_version SET version_num = :v"), {"v": version}
+                )
+            assert await schema_readiness(engine) == expected
+    finally:
+        await engine.dispose()
