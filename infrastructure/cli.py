@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
+from pydantic import ValidationError
+
 from infrastructure import security_gate
 from infrastructure.container import BackendUrls
 from infrastructure.http.app import create_app
@@ -21,6 +23,16 @@ from infrastructure.http.server_config import uvicorn_config
 from infrastructure.observability.logging import configure_logging
 from infrastructure.runtime import Backends, migrate
 from infrastructure.settings import Settings
+
+
+def settings_problems(error: ValidationError) -> str:
+    """One line per bad setting, named as it is set, never echoing the value (a URL or
+    secret can hold a password)."""
+    lines = []
+    for problem in error.errors(include_url=False, include_input=False):
+        name = "FOUNDRY_" + "_".join(str(part) for part in problem["loc"]).upper()
+        lines.append(f"  {name}: {problem['msg'].removeprefix('Value error, ')}")
+    return "\n".join(lines)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -270,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = _settings(args)
+    except ValidationError as exc:
+        print(f"Invalid configuration:\n{settings_problems(exc)}", file=sys.stderr)
+        return 2
     except Exception as exc:
         print(f"Invalid configuration: {exc}", file=sys.stderr)
         return 2

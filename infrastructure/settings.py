@@ -12,6 +12,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 Environment = Literal["development", "test", "production"]
 
 
+DATABASE_SCHEMES = frozenset({"postgres", "postgresql", "postgresql+asyncpg"})
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
 class Settings(BaseSettings):
     """One settings object, built once by the composition root and passed down."""
 
@@ -171,6 +175,39 @@ class Settings(BaseSettings):
             if entry != "*":
                 ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry
         return ",".join(entries)
+
+    @field_validator("database_url", "redis_url", mode="before")
+    @classmethod
+    def _blank_url_is_unset(cls, value: object) -> object:
+        """``FOUNDRY_DATABASE_URL=`` (docker-compose's ``${VAR}`` of an unset variable)
+        means no URL: the embedded server, or the production gate's refusal."""
+        if isinstance(value, str | SecretStr):
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            return text.strip() or None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_url(cls, value: SecretStr | None) -> SecretStr | None:
+        """postgres:// and postgresql:// (as providers hand them out) mean the asyncpg
+        driver; anything else is refused at start-up with the setting's name."""
+        if value is None:
+            return None
+        url = value.get_secret_value()
+        scheme, separator, rest = url.partition("://")
+        if not separator or scheme not in DATABASE_SCHEMES:
+            raise ValueError(
+                "must start with postgresql:// (or postgres://, "
+                f"postgresql+asyncpg://), not {scheme + separator if separator else 'that'}"
+            )
+        return SecretStr(f"postgresql+asyncpg://{rest}")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(REDIS_SCHEMES):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
 
     @field_validator("state_dir")
     @classmethod

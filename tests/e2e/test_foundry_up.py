@@ -190,3 +190,25 @@ def test_a_closed_terminal_stops_everything_cleanly(state_dir: Path) -> None:
         up.kill()
     assert not Path(f"/proc/{worker}").exists()
     assert not (state_dir / "postgres" / "postmaster.pid").exists()
+
+
+def test_bad_settings_are_named_without_echoing_their_values(tmp_path: Path) -> None:
+    """A URL holds a password: the refusal names the setting, never the value."""
+    result = subprocess.run(
+        [*FOUNDRY, "migrate", "--state-dir", str(tmp_path)],
+        env=clean_env(
+            FOUNDRY_DATABASE_URL="mysql://app:s3cret-pw@db.internal/foundry",
+            FOUNDRY_REDIS_URL="http://cache.internal:6379",
+            FOUNDRY_PORT="eighty",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "s3cret-pw" not in result.stderr + result.stdout
+    assert "FOUNDRY_DATABASE_URL: must start with postgresql://" in result.stderr
+    assert "FOUNDRY_REDIS_URL: must start with redis://" in result.stderr
+    assert "FOUNDRY_PORT: " in result.stderr
+    assert "Traceback" not in result.stderr

@@ -66,3 +66,18 @@ def test_comma_separated_origins_from_environment(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("FOUNDRY_CORS_ALLOW_ORIGINS", "https://a.example, https://b.example")
     origins = Settings(_env_file=None).cors_allow_origins
     assert origins == ["https://a.example", "https://b.example"]
+
+
+def test_blank_urls_are_unset_and_refused_in_production() -> None:
+    """docker-compose's ${VAR} of an unset variable is an empty string, not a URL."""
+    settings = production(database_url=SecretStr(" "), redis_url="")
+    assert settings.database_url is None and settings.redis_url is None
+    named = " ".join(production_problems(settings))
+    assert "FOUNDRY_DATABASE_URL" in named and "FOUNDRY_REDIS_URL" in named
+
+
+def test_provider_style_postgres_urls_use_the_asyncpg_driver() -> None:
+    for given in ("postgres://app:pw@db/foundry", "postgresql://app:pw@db/foundry"):
+        url = production(database_url=SecretStr(given)).database_url
+        assert url is not None
+        assert url.get_secret_value() == "postgresql+asyncpg://app:pw@db/foundry"
