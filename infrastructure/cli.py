@@ -14,6 +14,8 @@ from pathlib import Path
 from types import FrameType
 
 from pydantic import ValidationError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from infrastructure import security_gate
 from infrastructure.container import BackendUrls
@@ -294,9 +296,26 @@ def main(argv: list[str] | None = None) -> int:
     except security_gate.UnsafeConfiguration as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    if problems := security_gate.configuration_problems(settings):
+        print("Invalid configuration:\n" + "\n".join(f"  {p}" for p in problems), file=sys.stderr)
+        return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except (OSError, SQLAlchemyError, RedisError) as exc:
+        # A backend that cannot be reached: say which, without a traceback.
+        print(f"Cannot reach a backend: {root_cause(exc)}", file=sys.stderr)
+        print(
+            "Check FOUNDRY_DATABASE_URL and FOUNDRY_REDIS_URL (unset: embedded).", file=sys.stderr
+        )
+        return 1
     return result
+
+
+def root_cause(error: BaseException) -> str:
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    return f"{type(error).__name__}: {error}"
 
 
 if __name__ == "__main__":

@@ -49,9 +49,20 @@ def production_problems(settings: Settings) -> list[str]:
         )
     if settings.redis_url is None:
         problems.append("FOUNDRY_REDIS_URL is not set; the embedded Redis is for development only.")
+    return problems + configuration_problems(settings)
+
+
+def configuration_problems(settings: Settings) -> list[str]:
+    """Settings that cannot work in any environment (checked before anything starts)."""
+    problems: list[str] = []
     gemini_key = settings.gemini_api_key.get_secret_value() if settings.gemini_api_key else ""
-    if settings.embedder == "gemini" and not gemini_key.strip():
-        problems.append("FOUNDRY_GEMINI_API_KEY is not set; FOUNDRY_EMBEDDER=gemini needs it.")
+    if not gemini_key.strip():
+        for setting, value in (
+            ("FOUNDRY_EMBEDDER", settings.embedder),
+            ("FOUNDRY_ANSWERER", settings.answerer),
+        ):
+            if value == "gemini":
+                problems.append(f"FOUNDRY_GEMINI_API_KEY is not set; {setting}=gemini needs it.")
     return problems
 
 

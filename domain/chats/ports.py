@@ -13,8 +13,9 @@ from domain.chats.entities import Chat, ChatPage, Message, MessagePage
 class ChatRepository(Protocol):
     async def add(self, chat: Chat) -> None: ...
 
-    async def get(self, chat_id: UUID) -> Chat | None:
-        """The chat if it belongs to the transaction's user (None otherwise)."""
+    async def get(self, chat_id: UUID, *, lock: bool = False) -> Chat | None:
+        """The chat if it belongs to the transaction's user (None otherwise); ``lock``
+        holds it until the transaction ends (no delete or rename in between)."""
         ...
 
     async def list(self, first: int, after: tuple[datetime, UUID] | None) -> ChatPage:

@@ -397,7 +397,10 @@ class AnswerService:
         corpus version (for the answer cache)."""
         now = self._clock.now()
         async with self._uow_factory.tenant(principal) as uow:
-            chat = await uow.chats.get(chat_id)
+            # Locked: a deleteChat or renameChat waits for this commit (the title below
+            # is chosen from the chat as it is, and the question never lands in a chat
+            # deleted meanwhile).
+            chat = await uow.chats.get(chat_id, lock=True)
             if chat is None:
                 raise NotFound("No such chat.")
             earlier = await uow.messages.recent(chat_id, self._options.history_messages)

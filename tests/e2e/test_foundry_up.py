@@ -212,3 +212,27 @@ def test_bad_settings_are_named_without_echoing_their_values(tmp_path: Path) -> 
     assert "FOUNDRY_REDIS_URL: must start with redis://" in result.stderr
     assert "FOUNDRY_PORT: " in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_database_or_a_missing_key_is_said_plainly(tmp_path: Path) -> None:
+    down = subprocess.run(
+        [*FOUNDRY, "migrate", "--state-dir", str(tmp_path)],
+        env=clean_env(FOUNDRY_DATABASE_URL=f"postgresql://app:pw@127.0.0.1:{free_port()}/db"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert down.returncode == 1
+    assert "Cannot reach a backend: ConnectionRefusedError" in down.stderr
+    assert "Traceback" not in down.stderr
+    no_key = subprocess.run(
+        [*FOUNDRY, "serve", "--state-dir", str(tmp_path)],
+        env=clean_env(FOUNDRY_ANSWERER="gemini"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert no_key.returncode == 2
+    assert "FOUNDRY_GEMINI_API_KEY is not set; FOUNDRY_ANSWERER=gemini needs it." in no_key.stderr

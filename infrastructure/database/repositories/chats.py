@@ -113,8 +113,9 @@ class SqlChatRepository(_UserScoped):
         )
         await self._session.flush()
 
-    async def get(self, chat_id: UUID) -> Chat | None:
-        row = await self._session.scalar(self._owned().where(ChatRow.id == chat_id))
+    async def get(self, chat_id: UUID, *, lock: bool = False) -> Chat | None:
+        query = self._owned().where(ChatRow.id == chat_id)
+        row = await self._session.scalar(query.with_for_update() if lock else query)
         return to_chat(row) if row else None
 
     async def list(self, first: int, after: tuple[datetime, UUID] | None) -> ChatPage:
