@@ -182,6 +182,10 @@ class EmbeddingRejected(IngestionFailed):
     default_message = "The embedding provider rejected the request; check its settings."
 
 
+class StorageUnavailable(ServiceUnavailable):
+    default_message = "The file could not be stored right now; try again."
+
+
 class EmbeddingUnavailable(DomainError):
     """The embedding provider failed for a request that needs a question's embedding."""
 

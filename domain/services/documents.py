@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from uuid import UUID, uuid4
@@ -20,6 +21,7 @@ from domain.errors import (
     DuplicateDocument,
     EmptyDocument,
     NotFound,
+    StorageUnavailable,
     TooManyFiles,
     ValidationFailed,
 )
@@ -30,6 +32,8 @@ from domain.services.cursors import decode_cursor
 from domain.services.roles import require_role
 
 MAX_PAGE_SIZE = 100
+
+log = logging.getLogger("foundry.documents")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,11 @@ class DocumentService:
                 results.append(UploadResult(filename=filename, document=document))
             except DomainError as error:
                 results.append(UploadResult(filename=filename, error=error))
+            except OSError:
+                # The disk (full, unwritable): this file is not stored, and the files
+                # already stored keep their results instead of vanishing in an error.
+                log.exception("upload.storage_failed filename=%s", filename)
+                results.append(UploadResult(filename=filename, error=StorageUnavailable()))
         return results
 
     async def _upload_one(

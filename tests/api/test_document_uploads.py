@@ -255,3 +255,26 @@ async def test_a_pdf_is_ready_with_its_pages(
     )
     assert ready["status"] == "READY"
     assert ready["pageCount"] == 10
+
+
+async def test_a_storage_failure_is_a_per_file_error_and_leaves_nothing(
+    http: httpx.AsyncClient, api: GraphQLClient, container: Container, settings: Settings
+) -> None:
+    """The disk refusing a file fails that file, with a code, not the whole request."""
+    account = await api.sign_up()
+    # Where the organisation's blobs would go, a file: every write there fails (OSError).
+    blocker = settings.storage_dir / "blobs" / account.organization_id
+    blocker.write_text("")
+    try:
+        files = [
+            ("a.txt", b"first file", "text/plain"),
+            ("b.txt", b"second file", "text/plain"),
+        ]
+        outcomes = await upload_outcomes(http, account.access_token, files)
+        assert [_error(o) for o in outcomes] == ["SERVICE_UNAVAILABLE"] * 2
+        assert await _document_rows(container, account.organization_id) == 0
+        assert _staging_files(settings) == []
+    finally:
+        blocker.unlink()
+    again = await upload_outcomes(http, account.access_token, files)
+    assert [_error(o) for o in again] == [None, None]
