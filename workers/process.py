@@ -15,6 +15,7 @@ from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import AsyncIO, Middleware
 from prometheus_client import start_http_server
 
+from domain.entities import Document
 from domain.services.ingestion import IngestionService
 from infrastructure.container import BackendUrls, Container
 from infrastructure.database.embedding_column import column_dimensions
@@ -111,5 +112,21 @@ def run_worker(settings: Settings, urls: BackendUrls) -> int:
     log.info("worker.stopping")
     watchdog.cancel()
     worker.stop(timeout=settings.shutdown_grace_seconds * 1000)
+    abandoned = ingestion.in_flight()
+    if abandoned:
+        # Still running after the grace period: their messages come back after the
+        # broker's timeout, but a claim would then find them PROCESSING (not pending)
+        # and drop them, leaving them to the watchdog's 40-minute processing timeout.
+        released = asyncio.run(_release(settings, urls, abandoned))
+        log.warning("worker.released_abandoned", abandoned=len(abandoned), released=released)
     log.info("worker.stopped")
     return 0
+
+
+async def _release(settings: Settings, urls: BackendUrls, claims: list[Document]) -> int:
+    """On a fresh container: the worker's pools belong to its stopped event loop."""
+    container = Container(settings, urls)
+    try:
+        return await container.build_ingestion().release(claims)
+    finally:
+        await container.aclose()

@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Protocol
 from uuid import UUID
 
@@ -73,6 +74,27 @@ class IngestionService:
         self._clock = clock
         self._observer = observer
         self._options = options
+        # Documents this process has claimed and not finished (see in_flight()).
+        self._in_flight: dict[UUID, Document] = {}
+
+    def in_flight(self) -> list[Document]:
+        """The claims still being worked on, as claimed (safe from another thread)."""
+        return list(self._in_flight.copy().values())
+
+    async def release(self, claims: Sequence[Document]) -> int:
+        """Hand back claims a stopping worker abandons: pending again (unless they moved
+        on meanwhile) and queued, for the next worker at once rather than after the
+        watchdog's processing timeout. Returns how many."""
+        released = 0
+        for claimed in claims:
+            async with self._uow_factory.organization(claimed.organization_id) as uow:
+                reset = await uow.documents.requeue_if_unchanged(claimed, self._clock.now())
+                if reset is not None:
+                    # The old message may come back too: claiming is idempotent.
+                    uow.on_commit(partial(self._queue.enqueue_ingest, claimed.id))
+                await uow.commit()
+            released += reset is not None
+        return released
 
     def warm_up(self) -> None:
         self._embedder.warm_up()
@@ -87,6 +109,13 @@ class IngestionService:
         document = await self._claim(document_id)
         if document is None:
             return None
+        self._in_flight[document.id] = document
+        try:
+            return await self._process(document)
+        finally:
+            self._in_flight.pop(document.id, None)
+
+    async def _process(self, document: Document) -> Document | None:
         await self._events.publish(DocumentEvent(document, 0.0))
         try:
             parsed, drafts = await self._parse_and_chunk(document)

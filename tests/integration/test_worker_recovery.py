@@ -150,3 +150,46 @@ async def test_watchdog_fails_documents_after_the_last_attempt_and_requeues_lost
     assert code == "PROCESSING_TIMEOUT"
     assert (await _status(isolated, lost.id))[0] == "pending"
     assert await isolated.queue_depth() >= queued_before + 1
+
+
+async def test_a_worker_stopped_mid_document_hands_it_back(
+    isolated: Container, tmp_path: Path
+) -> None:
+    """SIGTERM (a deploy) with a document still running after the grace period: it goes
+    back to pending at once, not left PROCESSING for the 40-minute timeout; the next
+    worker finishes it."""
+    env = worker_env(
+        isolated.settings, FOUNDRY_WORKER_THREADS="1", FOUNDRY_SHUTDOWN_GRACE_SECONDS="0"
+    )
+    first = WorkerProcess(env, tmp_path / "first.log")
+    first.wait_started()
+    principal = await _editor(isolated)
+    text = "\n\n".join(
+        f"Paragraph {i}: the lighthouse keeper logs ship {i} passing the reef at dawn."
+        for i in range(400)
+    )
+    [result] = await isolated.services.documents.upload(
+        principal, [_incoming("log.txt", text.encode())], ip=None
+    )
+    assert result.document is not None
+    document_id = result.document.id
+    for _ in range(600):
+        if (await _status(isolated, document_id))[0] == "processing":
+            break
+        await asyncio.sleep(0.05)
+    first.stop()  # SIGTERM, no grace
+    assert first.process.returncode == 0
+    assert await _status(isolated, document_id) == ("pending", 1)
+    assert b"worker.released_abandoned" in (tmp_path / "first.log").read_bytes()
+
+    second = WorkerProcess(env, tmp_path / "second.log")
+    try:
+        second.wait_started()
+        for _ in range(900):
+            status, attempts = await _status(isolated, document_id)
+            if status in ("ready", "failed"):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        second.stop()
+    assert (status, attempts) == ("ready", 2)
