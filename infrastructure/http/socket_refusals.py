@@ -3,7 +3,8 @@
 strawberry closes every refused connection_init with 4403 Forbidden, which clients
 read as "bad credentials, stop". A rate-limited socket closes with 4429 instead and
 a JSON reason holding the code and retryAfter (graphql-ws: the connection_error
-payload holds them).
+payload holds them). strawberry's own refusal of an operation over the per-socket
+limit ("Subscription limit reached") gets a code, TOO_MANY_OPERATIONS.
 """
 
 from __future__ import annotations
@@ -16,15 +17,31 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage as TransportWsInit,
 )
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    Message as TransportWsMessage,
+)
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import (
     ConnectionInitMessage as LegacyWsInit,
 )
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    OperationMessage as LegacyWsMessage,
+)
 
-from domain.errors import RateLimited
+from domain.errors import ErrorCode, RateLimited
 from schema.context import Context
 
 TOO_MANY_CONNECTIONS = 4429
+LIMIT_MESSAGE = "Subscription limit reached"
+LIMIT_EXTENSIONS = {"code": ErrorCode.TOO_MANY_OPERATIONS.value}
+
+
+def _add_code(error: object) -> None:
+    """Give strawberry's per-socket limit error its code (in place)."""
+    if isinstance(error, dict) and error.get("message") == LIMIT_MESSAGE:
+        extensions = error.setdefault("extensions", {})
+        if isinstance(extensions, dict):
+            extensions.update(LIMIT_EXTENSIONS)
 
 
 class SocketRateLimited(Exception):
@@ -39,6 +56,12 @@ class SocketRateLimited(Exception):
 
 
 class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    async def send_message(self, message: TransportWsMessage) -> None:
+        if message["type"] == "error":
+            for error in message["payload"]:
+                _add_code(error)
+        await super().send_message(message)
+
     async def handle_connection_init(self, message: TransportWsInit) -> None:
         try:
             await super().handle_connection_init(message)
@@ -47,6 +70,11 @@ class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
 
 class LegacyWsHandler(BaseGraphQLWSHandler[Context, None]):
+    async def send_message(self, message: LegacyWsMessage) -> None:
+        if message["type"] == "error":
+            _add_code(message["payload"])
+        await super().send_message(message)
+
     async def handle_connection_init(self, message: LegacyWsInit) -> None:
         try:
             await super().handle_connection_init(message)

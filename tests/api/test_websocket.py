@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import cast
 
 import pytest
 import websockets
@@ -147,3 +148,43 @@ async def test_an_over_long_operation_over_websocket_gets_a_code(
         reply = json.loads(await ws.recv())
     assert reply["type"] == "error" and reply["id"] == "1"
     assert reply["payload"][0]["extensions"]["code"] == "REQUEST_TOO_LARGE"
+
+
+async def _subscribe_beyond_the_limit(
+    server: ServerThread, token: str, protocol: str, start: str, limit: int
+) -> dict[str, object]:
+    """Opens ``limit`` documentEvents subscriptions on one socket, then one more; the
+    answer to that one."""
+    query = "subscription { documentEvents { progress } }"
+    async with websockets.connect(ws_url(server), subprotocols=[Subprotocol(protocol)]) as ws:
+        init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+        await ws.send(json.dumps(init))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        for number in range(limit + 1):
+            message = {"type": start, "id": str(number), "payload": {"query": query}}
+            await ws.send(json.dumps(message))
+        while True:
+            reply = json.loads(await ws.recv())
+            if reply.get("type") == "error":
+                return cast(dict[str, object], reply)
+
+
+async def test_operations_over_the_per_socket_limit_are_refused_with_a_code(
+    server: ServerThread, settings: Settings, api: GraphQLClient
+) -> None:
+    account = await api.sign_up()
+    limit = settings.ws_max_subscriptions_per_connection
+    refused = await _subscribe_beyond_the_limit(
+        server, account.access_token, "graphql-transport-ws", "subscribe", limit
+    )
+    assert refused["id"] == str(limit)
+    assert refused["payload"] == [
+        {"message": "Subscription limit reached", "extensions": {"code": "TOO_MANY_OPERATIONS"}}
+    ]
+    legacy = await _subscribe_beyond_the_limit(
+        server, account.access_token, "graphql-ws", "start", limit
+    )
+    assert legacy["payload"] == {
+        "message": "Subscription limit reached",
+        "extensions": {"code": "TOO_MANY_OPERATIONS"},
+    }
