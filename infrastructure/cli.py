@@ -82,6 +82,8 @@ def worker_process(settings: Settings, urls: BackendUrls) -> Iterator[Supervised
         "FOUNDRY_DATABASE_URL": urls.database_url,
         "FOUNDRY_REDIS_URL": urls.redis_url,
         "FOUNDRY_STATE_DIR": str(settings.state_dir),
+        # `up --host` also decides where the worker's metrics listen.
+        "FOUNDRY_HOST": settings.host,
     }
     # Its own session: a terminal's Ctrl-C reaches only this process, which stops the
     # API gracefully and then the worker (a worker gone first would look like a crash).
