@@ -41,20 +41,26 @@ def gemini(standin: GeminiStandIn) -> Iterator[GeminiStandIn]:
     standin.reset()
 
 
-@pytest.fixture(scope="module")
-def gemini_server(
-    settings: Settings, urls: BackendUrls, standin: GeminiStandIn
-) -> Iterator[ServerThread]:
-    configured = settings.model_copy(
+def on_standin(settings: Settings, standin: GeminiStandIn, **extra: object) -> Settings:
+    """Settings answering with Gemini (the stand-in); every test scripts its own
+    failures, so the breaker (tested on its own) never opens."""
+    return settings.model_copy(
         update={
             "answerer": "gemini",
             "gemini_api_key": SecretStr("stand-in-key"),
             "gemini_base_url": standin.base_url,
-            "gemini_max_attempts": 2,
-            "gemini_stream_idle_seconds": 3.0,
-            # Every test scripts its own failures; the breaker is tested on its own.
             "llm_breaker_failure_threshold": 1_000,
+            **extra,
         }
+    )
+
+
+@pytest.fixture(scope="module")
+def gemini_server(
+    settings: Settings, urls: BackendUrls, standin: GeminiStandIn
+) -> Iterator[ServerThread]:
+    configured = on_standin(
+        settings, standin, gemini_max_attempts=2, gemini_stream_idle_seconds=3.0
     )
     server = ServerThread(configured, urls)
     server.start()
@@ -176,16 +182,7 @@ async def test_a_client_that_stops_listening_cancels_generation(
 def cached_gemini_server(
     settings: Settings, urls: BackendUrls, standin: GeminiStandIn
 ) -> Iterator[ServerThread]:
-    configured = settings.model_copy(
-        update={
-            "answerer": "gemini",
-            "gemini_api_key": SecretStr("stand-in-key"),
-            "gemini_base_url": standin.base_url,
-            "gemini_max_attempts": 1,
-            "llm_breaker_failure_threshold": 1_000,
-            "answer_cache_enabled": True,
-        }
-    )
+    configured = on_standin(settings, standin, gemini_max_attempts=1, answer_cache_enabled=True)
     server = ServerThread(configured, urls)
     server.start()
     yield server

@@ -25,6 +25,20 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def run_foundry(
+    command: str, state_dir: Path, timeout: float = 60, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """A short-lived `foundry` command (settings from ``env`` only), its output kept."""
+    return subprocess.run(
+        [*FOUNDRY, command, "--state-dir", str(state_dir)],
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 class FoundryProcess:
     def __init__(self, state_dir: Path) -> None:
         self.port = free_port()
@@ -109,14 +123,7 @@ def test_up_serves_signup_and_me_stops_cleanly_and_keeps_data(state_dir: Path) -
 
 
 def test_migrate_applies_migrations_on_the_embedded_database(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [*FOUNDRY, "migrate", "--state-dir", str(tmp_path / "state")],
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_foundry("migrate", tmp_path / "state", timeout=120)
     assert result.returncode == 0, result.stderr
     assert "Migrations applied." in result.stdout
     assert "0001_initial" in result.stderr  # alembic's log line
@@ -124,15 +131,12 @@ def test_migrate_applies_migrations_on_the_embedded_database(tmp_path: Path) -> 
 
 
 def test_production_refuses_unsafe_settings_naming_each(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [*FOUNDRY, "serve", "--state-dir", str(tmp_path)],
-        env=clean_env(
-            FOUNDRY_ENVIRONMENT="production", FOUNDRY_DEBUG="true", FOUNDRY_CORS_ALLOW_ORIGINS="*"
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = run_foundry(
+        "serve",
+        tmp_path,
+        FOUNDRY_ENVIRONMENT="production",
+        FOUNDRY_DEBUG="true",
+        FOUNDRY_CORS_ALLOW_ORIGINS="*",
     )
     assert result.returncode == 2
     for setting in (
@@ -194,17 +198,12 @@ def test_a_closed_terminal_stops_everything_cleanly(state_dir: Path) -> None:
 
 def test_bad_settings_are_named_without_echoing_their_values(tmp_path: Path) -> None:
     """A URL holds a password: the refusal names the setting, never the value."""
-    result = subprocess.run(
-        [*FOUNDRY, "migrate", "--state-dir", str(tmp_path)],
-        env=clean_env(
-            FOUNDRY_DATABASE_URL="mysql://app:s3cret-pw@db.internal/foundry",
-            FOUNDRY_REDIS_URL="http://cache.internal:6379",
-            FOUNDRY_PORT="eighty",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = run_foundry(
+        "migrate",
+        tmp_path,
+        FOUNDRY_DATABASE_URL="mysql://app:s3cret-pw@db.internal/foundry",
+        FOUNDRY_REDIS_URL="http://cache.internal:6379",
+        FOUNDRY_PORT="eighty",
     )
     assert result.returncode == 2
     assert "s3cret-pw" not in result.stderr + result.stdout
@@ -215,24 +214,12 @@ def test_bad_settings_are_named_without_echoing_their_values(tmp_path: Path) -> 
 
 
 def test_an_unreachable_database_or_a_missing_key_is_said_plainly(tmp_path: Path) -> None:
-    down = subprocess.run(
-        [*FOUNDRY, "migrate", "--state-dir", str(tmp_path)],
-        env=clean_env(FOUNDRY_DATABASE_URL=f"postgresql://app:pw@127.0.0.1:{free_port()}/db"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    down = run_foundry(
+        "migrate", tmp_path, FOUNDRY_DATABASE_URL=f"postgresql://app:pw@127.0.0.1:{free_port()}/db"
     )
     assert down.returncode == 1
     assert "Cannot reach a backend: ConnectionRefusedError" in down.stderr
     assert "Traceback" not in down.stderr
-    no_key = subprocess.run(
-        [*FOUNDRY, "serve", "--state-dir", str(tmp_path)],
-        env=clean_env(FOUNDRY_ANSWERER="gemini"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    no_key = run_foundry("serve", tmp_path, FOUNDRY_ANSWERER="gemini")
     assert no_key.returncode == 2
     assert "FOUNDRY_GEMINI_API_KEY is not set; FOUNDRY_ANSWERER=gemini needs it." in no_key.stderr

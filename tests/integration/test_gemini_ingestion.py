@@ -40,11 +40,11 @@ async def container(settings: Settings, urls: BackendUrls) -> AsyncIterator[Cont
     await built.aclose()
 
 
-def _embedder(standin: GeminiStandIn) -> GeminiEmbedder:
+def _embedder(standin: GeminiStandIn, timeout_seconds: float = 5.0) -> GeminiEmbedder:
     return GeminiEmbedder(
         "stand-in-key",
         base_url=standin.base_url,
-        timeout_seconds=5.0,
+        timeout_seconds=timeout_seconds,
         max_attempts=2,
         backoff_initial_seconds=0.01,
         backoff_max_seconds=0.02,
@@ -138,15 +138,7 @@ async def test_a_stale_run_does_not_decide_a_reprocessed_documents_fate(
     )
     assert result.document is not None
     document_id = result.document.id
-    embedder = GeminiEmbedder(
-        "stand-in-key",
-        base_url=standin.base_url,
-        timeout_seconds=0.5,
-        max_attempts=2,
-        backoff_initial_seconds=0.01,
-        backoff_max_seconds=0.02,
-        backoff_jitter_seconds=0.0,
-    )
+    embedder = _embedder(standin, timeout_seconds=0.5)
     ingestion = container.build_ingestion(embedder)
     standin.script(*[Reply.error(503)] * 2)
     with pytest.raises(TransientFailure):

@@ -73,6 +73,37 @@ async def _status(container: Container, document_id: uuid.UUID) -> tuple[str, in
     return row.status, row.attempts
 
 
+async def _long_document_processing(container: Container, line: str) -> uuid.UUID:
+    """Upload a 400-paragraph document and wait until a worker is processing it."""
+    principal = await _editor(container)
+    text = "\n\n".join(line.format(i=i) for i in range(400))
+    [result] = await container.services.documents.upload(
+        principal, [_incoming("long.txt", text.encode())], ip=None
+    )
+    assert result.document is not None
+    for _ in range(600):
+        if (await _status(container, result.document.id))[0] == "processing":
+            break
+        await asyncio.sleep(0.05)
+    return result.document.id
+
+
+async def _finished_by(
+    worker: WorkerProcess, container: Container, document_id: uuid.UUID
+) -> tuple[str, int]:
+    """Start ``worker``, wait until the document is READY or FAILED, stop the worker."""
+    try:
+        worker.wait_started()
+        for _ in range(900):
+            status, attempts = await _status(container, document_id)
+            if status in ("ready", "failed"):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        worker.stop()
+    return status, attempts
+
+
 async def test_killed_worker_is_recovered_by_the_watchdog(
     isolated: Container, tmp_path: Path
 ) -> None:
@@ -84,34 +115,14 @@ async def test_killed_worker_is_recovered_by_the_watchdog(
     )
     first = WorkerProcess(env, tmp_path / "first.log")
     first.wait_started()
-    principal = await _editor(isolated)
-    text = "\n\n".join(
-        f"Paragraph {i}: the harbour master records ship {i} arriving with cargo and crew."
-        for i in range(400)
+    document_id = await _long_document_processing(
+        isolated, "Paragraph {i}: the harbour master records ship {i} arriving with cargo."
     )
-    [result] = await isolated.services.documents.upload(
-        principal, [_incoming("long.txt", text.encode())], ip=None
-    )
-    assert result.document is not None
-    document_id = result.document.id
-    for _ in range(600):
-        if (await _status(isolated, document_id))[0] == "processing":
-            break
-        await asyncio.sleep(0.05)
     first.kill()  # SIGKILL mid-document: no cleanup, no ack
     assert (await _status(isolated, document_id))[0] == "processing"
 
     second = WorkerProcess(env, tmp_path / "second.log")
-    try:
-        second.wait_started()
-        for _ in range(900):
-            status, attempts = await _status(isolated, document_id)
-            if status in ("ready", "failed"):
-                break
-            await asyncio.sleep(0.1)
-    finally:
-        second.stop()
-    assert (status, attempts) == ("ready", 2)
+    assert await _finished_by(second, isolated, document_id) == ("ready", 2)
     assert b"watchdog.recovered" in (tmp_path / "second.log").read_bytes()
 
 
@@ -163,33 +174,13 @@ async def test_a_worker_stopped_mid_document_hands_it_back(
     )
     first = WorkerProcess(env, tmp_path / "first.log")
     first.wait_started()
-    principal = await _editor(isolated)
-    text = "\n\n".join(
-        f"Paragraph {i}: the lighthouse keeper logs ship {i} passing the reef at dawn."
-        for i in range(400)
+    document_id = await _long_document_processing(
+        isolated, "Paragraph {i}: the lighthouse keeper logs ship {i} passing the reef at dawn."
     )
-    [result] = await isolated.services.documents.upload(
-        principal, [_incoming("log.txt", text.encode())], ip=None
-    )
-    assert result.document is not None
-    document_id = result.document.id
-    for _ in range(600):
-        if (await _status(isolated, document_id))[0] == "processing":
-            break
-        await asyncio.sleep(0.05)
     first.stop()  # SIGTERM, no grace
     assert first.process.returncode == 0
     assert await _status(isolated, document_id) == ("pending", 1)
     assert b"worker.released_abandoned" in (tmp_path / "first.log").read_bytes()
 
     second = WorkerProcess(env, tmp_path / "second.log")
-    try:
-        second.wait_started()
-        for _ in range(900):
-            status, attempts = await _status(isolated, document_id)
-            if status in ("ready", "failed"):
-                break
-            await asyncio.sleep(0.1)
-    finally:
-        second.stop()
-    assert (status, attempts) == ("ready", 2)
+    assert await _finished_by(second, isolated, document_id) == ("ready", 2)
