@@ -51,7 +51,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 class SupervisedWorker:
     """`foundry up`'s worker child. Should it exit on its own (a crash, the OOM killer, a
     setting only the worker checks), the API would go on accepting uploads nobody
-    processes: the whole process stops instead, with the worker's exit code."""
+    processes: the whole process stops instead and exits 1, naming the worker's code."""
 
     def __init__(self, child: subprocess.Popen[bytes]) -> None:
         self.child = child

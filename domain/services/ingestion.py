@@ -213,13 +213,10 @@ class IngestionService:
         return ready
 
     async def _still_claimed(self, document: Document) -> bool:
+        """Whether this run's claim is current (the same test _store makes; the row lock
+        lasts only this short transaction)."""
         async with self._uow_factory.organization(document.organization_id) as uow:
-            current = await uow.documents.get(document.id)
-        return (
-            current is not None
-            and current.status is DocumentStatus.PROCESSING
-            and current.updated_at == document.updated_at
-        )
+            return await uow.documents.lock_claimed(document) is not None
 
     async def _fail(self, document: Document, error_code: str) -> Document | None:
         """Fail the document if it is still as this run claimed it (a reprocess meanwhile
