@@ -12,13 +12,14 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 from sqlalchemy import event, text
 from sqlalchemy.engine import Dialect, ExceptionContext
-from sqlalchemy.exc import ProgrammingError
+from sqlalchemy.exc import DisconnectionError, ProgrammingError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from infrastructure.database.migrate import head_revision, known_revisions
 
@@ -64,6 +65,19 @@ def _install_unavailability_handling(engine: AsyncEngine) -> None:
     ) -> None:
         cparams["async_creator_fn"] = _connecting(dialect.loaded_dbapi.OperationalError)
 
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _closed_connection(
+        dbapi_connection: object, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
+    ) -> None:
+        # Instead of pool_pre_ping's three round trips per checkout (BEGIN, a ping,
+        # ROLLBACK: ~0.5 ms of a search's CPU): the driver notices at once when the
+        # server closes a connection (a restart, an idle timeout, a terminated backend),
+        # so a closed one is swapped for a new one here; one that breaks in use is a
+        # disconnect (below), discarded with the request answered SERVICE_UNAVAILABLE.
+        driver = record.driver_connection
+        if isinstance(driver, asyncpg.Connection) and driver.is_closed():
+            raise DisconnectionError("connection closed by the server")
+
     @event.listens_for(engine.sync_engine, "handle_error")
     def _server_going_away(context: ExceptionContext) -> None:
         # e.g. "terminating connection due to administrator command" mid-query: the
@@ -77,7 +91,7 @@ def create_engine(url: str, pool_size: int, statement_timeout_ms: int) -> AsyncE
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=False,  # see _closed_connection
         pool_recycle=1_800,
         # Statement parameters (password hashes, tokens) never appear in errors or logs.
         hide_parameters=True,
