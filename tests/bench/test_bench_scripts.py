@@ -81,7 +81,8 @@ def test_query_bench_reports_search_and_answer_latencies(
     payload = finished(runs, "query_bench")
     assert payload["size"] == "tiny"
     assert payload["chunks"] >= 2_000
-    assert {"c1", "c8", "c32"} <= set(payload["search"])
+    assert {"c1", "c8", "c32", "small_c1", "small_c8"} <= set(payload["search"])
+    assert payload["distractor_chunks"] > 0
     assert all(run["errors"] == 0 for run in payload["search"].values())
     for key in ("p50_ms", "p95_ms", "p99_ms"):
         assert payload["search"]["c8"][key] > 0
