@@ -32,7 +32,12 @@ async def resize_embedding_column(engine: AsyncEngine, dimensions: int) -> None:
         await conn.execute(text(f"DROP INDEX IF EXISTS {INDEX}"))
         await conn.execute(text("UPDATE chunks SET embedding = NULL"))
         await conn.execute(
-            text(f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({dimensions:d})")
+            # A type change resets the storage to pgvector's EXTERNAL: keep vectors in
+            # the row (migration 0005_inline_embeddings says why).
+            text(
+                f"ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({dimensions:d}), "
+                "ALTER COLUMN embedding SET STORAGE MAIN"
+            )
         )
         await conn.execute(
             text(f"CREATE INDEX {INDEX} ON chunks USING hnsw (embedding vector_cosine_ops)")
