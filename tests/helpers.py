@@ -1,4 +1,5 @@
-"""Plain helpers for tests: a GraphQL client over real HTTP and account factories."""
+"""Plain helpers for tests: a GraphQL client over real HTTP, account factories and
+scratch databases."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import uuid
 from dataclasses import dataclass
 from typing import cast
 
+import asyncpg
 import httpx
+
+from infrastructure.container import BackendUrls
+from infrastructure.embedded import EmbeddedPostgres
 
 JSON = dict[str, object]
 PASSWORD = "correct horse battery staple"
@@ -171,3 +176,15 @@ async def wait_for_document(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"document still {document['status']} after {seconds}s")
         await asyncio.sleep(0.2)
+
+
+async def new_database(embedded_postgres: EmbeddedPostgres, urls: BackendUrls, prefix: str) -> str:
+    """An empty database of its own on the test server (for tests that change the
+    schema); returns its URL, for migrating and a Container."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(embedded_postgres.admin_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return urls.database_url.replace("/foundry_test?", f"/{name}?")

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 import string
-import uuid
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 from alembic import command
 from sqlalchemy import text
@@ -18,6 +16,7 @@ from infrastructure.database.embedding_column import resize_embedding_column
 from infrastructure.database.migrate import alembic_config, upgrade_to_head
 from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.settings import Settings
+from tests.helpers import new_database
 from tests.integration.test_chunk_search import DIMENSIONS, document_with_chunks, member, unit
 
 BEFORE = "0004_corpus_version"
@@ -32,13 +31,7 @@ async def database_before(
     settings: Settings, urls: BackendUrls, embedded_postgres: EmbeddedPostgres
 ) -> AsyncIterator[tuple[Container, str]]:
     """A database of its own, migrated up to the revision before inline vectors."""
-    name = f"storage_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(embedded_postgres.admin_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = urls.database_url.replace("/foundry_test?", f"/{name}?")
+    url = await new_database(embedded_postgres, urls, "storage")
     config = alembic_config(url, settings.database_app_role)
     await asyncio.to_thread(command.upgrade, config, BEFORE)
     container = Container(settings, BackendUrls(url, urls.redis_url))

@@ -7,7 +7,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 from sqlalchemy import select, text, update
 
@@ -19,7 +18,7 @@ from infrastructure.database.migrate import upgrade_to_head
 from infrastructure.database.models import DocumentRow
 from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.settings import Settings
-from tests.helpers import PASSWORD, unique_email
+from tests.helpers import PASSWORD, new_database, unique_email
 from tests.integration.test_worker_recovery import _incoming
 
 
@@ -27,13 +26,7 @@ from tests.integration.test_worker_recovery import _incoming
 async def own_database(
     settings: Settings, urls: BackendUrls, embedded_postgres: EmbeddedPostgres
 ) -> AsyncIterator[Container]:
-    name = f"reembed_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(embedded_postgres.admin_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = urls.database_url.replace("/foundry_test?", f"/{name}?")
+    url = await new_database(embedded_postgres, urls, "reembed")
     await asyncio.to_thread(upgrade_to_head, url, settings.database_app_role)
     own = settings.model_copy(update={"redis_key_prefix": f"reembed-{uuid.uuid4().hex[:8]}:"})
     container = Container(own, BackendUrls(url, urls.redis_url))

@@ -11,13 +11,14 @@ Search is the hot path of the API, so both statements are plain SQL compiled
 once (no ORM statement building per call), and the query vector travels as a
 ``real[]`` parameter, which the driver encodes in binary (pgvector casts it).
 
-The nearest-chunk statement names its organisation as a literal, one statement per
-organisation: the driver prepares a statement once per connection, and after five
-runs PostgreSQL may keep a generic plan, made without the parameters' values. With
-the organisation as a parameter that plan was made for an organisation of a guessed
-size, and for a larger one it was an exact scan of all of its chunks (seen at 5,000
-chunks: 41 ms instead of 1.5 for the HNSW scan; it grows with the organisation).
-With the literal, each organisation's plan knows its size, and is still made once.
+The nearest-chunk statement names its organisation and limit as literals, one
+statement per organisation and limit: the driver prepares a statement once per
+connection, and after five runs PostgreSQL may keep a generic plan, made without the
+parameters' values. With them as parameters that plan assumed an organisation of a
+guessed size and a tenth of its rows, and for a larger one it was an exact scan of
+all of its chunks (seen at 5,000 chunks: 41 ms instead of 1.5 for the HNSW scan; it
+grows with the organisation). With literals, each organisation's plan knows its
+size, and is still made once per connection.
 """
 
 from __future__ import annotations
