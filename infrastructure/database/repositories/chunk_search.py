@@ -124,12 +124,12 @@ class SqlChunkSearch:
 
     @staticmethod
     def _filters(
-        embedding: Sequence[float], limit: int, document_ids: Sequence[UUID] | None
+        embedding: Sequence[float], document_ids: Sequence[UUID] | None
     ) -> dict[str, object]:
+        """The query vector and the chosen documents (None: all), as parameters."""
         return {
             "embedding": embedding if isinstance(embedding, list) else list(embedding),
             "document_ids": list(document_ids) if document_ids is not None else None,
-            "limit": limit,
         }
 
     async def nearest(
@@ -139,11 +139,9 @@ class SqlChunkSearch:
             return []
         if self._organization_id is None:
             raise RuntimeError("chunk search used outside a tenant transaction")
-        parameters: dict[str, object] = {
-            "embedding": embedding if isinstance(embedding, list) else list(embedding)
-        }
-        if document_ids is not None:
-            parameters["document_ids"] = list(document_ids)
+        parameters = self._filters(embedding, document_ids)
+        if document_ids is None:  # the statement has no such parameter then
+            del parameters["document_ids"]
         statement = nearest_statement(self._organization_id, limit, document_ids is not None)
         rows = await self._session.execute(statement, parameters)
         matches = [
@@ -169,8 +167,8 @@ class SqlChunkSearch:
     ) -> list[ChunkMatch]:
         if document_ids is not None and not document_ids:
             return []
-        parameters = self._filters(embedding, limit, document_ids)
-        parameters |= {"websearch": websearch, "max_ranked": self._max_ranked}
+        parameters = self._filters(embedding, document_ids)
+        parameters |= {"limit": limit, "websearch": websearch, "max_ranked": self._max_ranked}
         rows = await self._session.execute(_MATCHING, parameters)
         return [
             ChunkMatch(
