@@ -364,9 +364,11 @@ def start_api(state: Path, urls: BackendUrls, port: int, prefix: str) -> subproc
             "FOUNDRY_STATE_DIR": str(state),
             # The full run outlasts the default 15-minute access token.
             "FOUNDRY_ACCESS_TOKEN_TTL_SECONDS": "14400",
-            # One bench user asks hundreds of questions: measure answering, not the
-            # per-user ask budget (it would refuse most of them).
-            "FOUNDRY_RATE_LIMITS_ENABLED": "false",
+            # One bench user sends thousands of questions: budgets it cannot spend, so
+            # each search and answer still pays its rate-limit check, as in production.
+            "FOUNDRY_RATE_LIMITS": json.dumps(
+                {"ask_user": "1000000/60", "search_user": "1000000/60"}
+            ),
         }
     )
     log_file = (state / "api.log").open("wb")

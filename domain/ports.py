@@ -249,6 +249,7 @@ class Budget(StrEnum):
     SIGNUP_EMAIL = "signup_email"
     UPLOAD_ORGANIZATION = "upload_org"
     ASK_USER = "ask_user"
+    SEARCH_USER = "search_user"
     # Concurrency limits: slots held while something stays open, not a rate.
     WEBSOCKETS_USER = "ws_connections_user"
     SUBSCRIPTIONS_USER = "subscriptions_user"

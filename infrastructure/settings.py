@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     graphql_introspection: bool | None = None
 
     # Rate limits, shared by all API processes through Redis. Keys are budgets
-    # (login_ip, login_email, signup_ip, signup_email, upload_org, ask_user:
+    # (login_ip, login_email, signup_ip, signup_email, upload_org, ask_user, search_user:
     # "count/seconds"; ws_connections_user, subscriptions_user: "count"), optionally
     # "budget:role" for a role's own limit. Unlisted budgets keep their defaults.
     rate_limits_enabled: bool = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
+from domain.ports import Budget
 from resolvers.ids import parse_ids
 from schema.context import Info
 from schema.types.search import SearchHit
@@ -13,8 +14,11 @@ async def search(
     info: Info, query: str, limit: int = 8, document_ids: list[strawberry.ID] | None = None
 ) -> list[SearchHit]:
     ctx = info.context
+    principal = ctx.require_principal()
+    # Charged per search field, so each aliased search in one request counts.
+    await ctx.rate_limiter.hit(Budget.SEARCH_USER, str(principal.user_id), principal.role)
     hits = await ctx.services.search.search(
-        ctx.require_principal(),
+        principal,
         query,
         limit,
         parse_ids(document_ids) if document_ids is not None else None,

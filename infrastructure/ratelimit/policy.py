@@ -28,6 +28,7 @@ DEFAULT_LIMITS: Mapping[Budget, str] = {
     Budget.SIGNUP_EMAIL: "10/3600",
     Budget.UPLOAD_ORGANIZATION: "600/3600",
     Budget.ASK_USER: "120/600",
+    Budget.SEARCH_USER: "600/60",
     Budget.WEBSOCKETS_USER: "20",
     Budget.SUBSCRIPTIONS_USER: "100",
 }

@@ -48,10 +48,15 @@ LIMITS = {
     "upload_org": "4/60",
     "ask_user": "1/60",
     "ask_user:admin": "3/60",  # everyone here is the admin of their own organisation
+    "search_user": "3/60",
     "ws_connections_user": "2",
     "subscriptions_user": "2",
 }
 ASK = 'mutation($c: ID!) { ask(chatId: $c, question: "Who built it?") { id } }'
+SEARCH_TWICE = """query {
+  first: search(query: "lighthouse") { score }
+  second: search(query: "keeper") { score } }"""
+SEARCH_ONCE = '{ search(query: "lighthouse") { score } }'
 EVENTS = "subscription { documentEvents { progress } }"
 
 
@@ -241,6 +246,29 @@ async def test_ask_and_answer_share_a_budget_per_user(clients: ClientFactory) ->
     assert_rate_limited(cast(JSON, streamed.value.errors[0]["extensions"]), at_most=20)
     # Budgets are per user.
     assert await client.error_code(ASK, {"c": missing_chat}, colleague.access_token) == "NOT_FOUND"
+
+
+async def test_searches_are_limited_per_user_and_each_alias_counts(
+    clients: ClientFactory,
+) -> None:
+    client = await clients.new()
+    account = await client.sign_up()
+    colleague = await client.sign_up()
+    # Two aliased searches spend two of the three.
+    assert await client.execute(SEARCH_TWICE, {}, account.access_token) == {
+        "data": {"first": [], "second": []}
+    }
+    assert "errors" not in await client.execute(SEARCH_ONCE, {}, account.access_token)
+    refused = await client.execute(SEARCH_ONCE, {}, account.access_token)
+    assert_rate_limited(error_of(refused), at_most=20)
+    # Another address does not help: the budget is the user's.
+    elsewhere = await clients.new()
+    again = await elsewhere.execute(SEARCH_ONCE, {}, account.access_token)
+    assert_rate_limited(error_of(again), at_most=20)
+    # Budgets are per user.
+    assert await client.execute(SEARCH_TWICE, {}, colleague.access_token) == {
+        "data": {"first": [], "second": []}
+    }
 
 
 async def connect(server: ServerThread, token: str) -> ClientConnection:
