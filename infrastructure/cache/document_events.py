@@ -1,8 +1,8 @@
 """Document events over Redis pub/sub: workers publish, every API process fans them out.
 
 Each API process holds one pattern subscription and hands events to its local
-subscribers through bounded queues, so idle GraphQL subscriptions cost memory
-but no Redis connection each.
+subscribers through bounded inboxes, so idle GraphQL subscriptions cost a little
+memory but no Redis connection each.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from redis.exceptions import RedisError
 
 from domain.entities import Document, DocumentEvent, DocumentStatus
 from domain.errors import ServiceUnavailable
+from infrastructure.cache.inbox import Inbox
 
 log = structlog.get_logger("foundry.events")
 
-SUBSCRIBER_QUEUE_SIZE = 256
+SUBSCRIBER_INBOX_SIZE = 256
 _DATETIME_FIELDS = ("created_at", "updated_at", "processed_at")
 _UUID_FIELDS = ("id", "organization_id", "uploaded_by")
 
@@ -56,7 +57,7 @@ class RedisEventBus:
     def __init__(self, redis: Redis, key_prefix: str) -> None:
         self._redis = redis
         self._prefix = f"{key_prefix}documents:"
-        self._subscribers: dict[UUID, set[asyncio.Queue[DocumentEvent]]] = defaultdict(set)
+        self._subscribers: dict[UUID, set[Inbox[DocumentEvent]]] = defaultdict(set)
         self._listener: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
 
@@ -77,26 +78,26 @@ class RedisEventBus:
             )
 
     async def subscribe(self, organization_id: UUID) -> AsyncIterator[DocumentEvent]:
-        queue: asyncio.Queue[DocumentEvent] = asyncio.Queue(maxsize=SUBSCRIBER_QUEUE_SIZE)
+        inbox: Inbox[DocumentEvent] = Inbox(SUBSCRIBER_INBOX_SIZE)
         self._ensure_listener()
         try:
             await asyncio.wait_for(self._ready.wait(), timeout=10)
         except TimeoutError as exc:
             raise ServiceUnavailable("Document events are unavailable right now.") from exc
         # Counted (subscriber_count, the metric) only once the process listens on Redis.
-        self._subscribers[organization_id].add(queue)
+        self._subscribers[organization_id].add(inbox)
         try:
             while True:
-                yield await queue.get()
+                yield await inbox.get()
         finally:
             subscribers = self._subscribers.get(organization_id)
             if subscribers is not None:
-                subscribers.discard(queue)
+                subscribers.discard(inbox)
                 if not subscribers:
                     del self._subscribers[organization_id]
 
     def subscriber_count(self) -> int:
-        return sum(len(queues) for queues in self._subscribers.values())
+        return sum(len(inboxes) for inboxes in self._subscribers.values())
 
     async def aclose(self) -> None:
         if self._listener is not None:
@@ -137,8 +138,5 @@ class RedisEventBus:
         except (ValueError, KeyError, TypeError):
             log.warning("events.undecodable")
             return
-        for queue in list(self._subscribers.get(event.document.organization_id, ())):
-            if queue.full():
-                # A slow consumer loses its oldest event rather than stalling everyone.
-                queue.get_nowait()
-            queue.put_nowait(event)
+        for inbox in list(self._subscribers.get(event.document.organization_id, ())):
+            inbox.put(event)  # a slow consumer loses its oldest event, nobody stalls
