@@ -7,17 +7,14 @@ from dataclasses import dataclass
 from functools import partial
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    DisableIntrospection,
-    MaxTokensLimiter,
-    SchemaExtension,
-)
+from graphql import ASTValidationRule, GraphQLError
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from schema.errors import ErrorCodes
+from schema.limit_extensions import ExtraValidationRules, MaxTokens
 from schema.limits import document_limits_rule
 from schema.mutation import Mutation
 from schema.nul_text import RejectNulText
@@ -73,7 +70,13 @@ def build_schema(
     """
     limits = limits or SchemaLimits()
     documents = documents or limits.document_cache()
-    # Factories, not instances: each operation gets fresh extension objects.
+    rules: list[type[ASTValidationRule]] = [
+        document_limits_rule(limits.max_depth, limits.max_aliases)
+    ]
+    if not limits.introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)
+    # Factories, not instances: each operation gets fresh extension objects. Only the
+    # first two hook the whole operation (see schema/limit_extensions.py).
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         # Outermost first: outer extensions see the codes ErrorCodes assigned.
         *outer_extensions,
@@ -82,13 +85,11 @@ def build_schema(
         SubscriptionsOverWebSocket,
         RejectNulText,
         partial(MaxOperationLength, limits.max_chars),
-        partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
+        partial(MaxTokens, limits.max_tokens),
         partial(CachedParse, documents),
-        partial(AddValidationRules, [document_limits_rule(limits.max_depth, limits.max_aliases)]),
+        partial(ExtraValidationRules, rules),
         partial(CachedValidation, ValidTexts(limits.validated_texts)),
     ]
-    if not limits.introspection:
-        extensions.append(DisableIntrospection)
     return QuietSchema(
         query=Query,
         mutation=Mutation,

@@ -7,8 +7,8 @@ from functools import lru_cache, partial
 import strawberry
 from graphql import DocumentNode, ValidationRule, parse
 from graphql.language import OperationDefinitionNode
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter
 
+from schema.limit_extensions import ExtraValidationRules, MaxTokens
 from schema.operation_cache import (
     BYTES_PER_TOKEN,
     CachedParse,
@@ -37,7 +37,7 @@ def schema(size: int = 8) -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         extensions=[
-            partial(AddValidationRules, [CountingRule]),
+            partial(ExtraValidationRules, [CountingRule]),
             partial(CachedValidation, ValidTexts(size)),
         ],
     )
@@ -86,7 +86,7 @@ async def test_a_text_is_parsed_once_and_a_parse_error_keeps_its_message() -> No
     parsed = strawberry.Schema(
         query=Query,
         extensions=[
-            partial(MaxTokensLimiter, max_token_count=20),
+            partial(MaxTokens, 20),
             partial(CachedParse, lru_cache(maxsize=8)(parses)),
         ],
     )
