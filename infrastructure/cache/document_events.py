@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from domain.entities import Document, DocumentEvent, DocumentStatus
 from domain.errors import ServiceUnavailable
-from infrastructure.cache.inbox import Inbox
+from infrastructure.inbox import Inbox
 
 log = structlog.get_logger("foundry.events")
 
@@ -139,4 +139,4 @@ class RedisEventBus:
             log.warning("events.undecodable")
             return
         for inbox in list(self._subscribers.get(event.document.organization_id, ())):
-            inbox.put(event)  # a slow consumer loses its oldest event, nobody stalls
+            inbox.put_nowait(event)  # a slow consumer loses its oldest event, nobody stalls

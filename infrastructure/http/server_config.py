@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvicorn
 from starlette.types import ASGIApp
 
+from infrastructure.http.lean_websockets import LeanWebSocketsProtocol
 from infrastructure.settings import Settings
 
 WS_MAX_MESSAGE_BYTES = 1_048_576
@@ -27,6 +28,7 @@ def uvicorn_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
         proxy_headers=trusted is not None,
         forwarded_allow_ips=trusted,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        ws=LeanWebSocketsProtocol,
         ws_max_size=WS_MAX_MESSAGE_BYTES,
         ws_per_message_deflate=settings.ws_per_message_deflate,
     )
