@@ -201,6 +201,8 @@ class Container:
                 max_attempts=settings.ingest_max_attempts,
                 processing_timeout=timedelta(seconds=settings.ingest_processing_timeout_seconds),
                 pending_timeout=timedelta(seconds=settings.ingest_pending_timeout_seconds),
+                heartbeat_interval=timedelta(seconds=settings.ingest_heartbeat_seconds),
+                heartbeat_timeout=timedelta(seconds=settings.ingest_heartbeat_timeout_seconds),
             ),
         )
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     # document from a worker that is still allowed to be working on it.
     ingest_processing_timeout_seconds: int = Field(default=2_400, ge=1)
     ingest_pending_timeout_seconds: int = Field(default=300, ge=1)
+    # A processing worker records a heartbeat this often; a document whose heartbeat
+    # stopped for the timeout (its worker was killed outright) goes back to the queue.
+    ingest_heartbeat_seconds: float = Field(default=15, gt=0)
+    ingest_heartbeat_timeout_seconds: float = Field(default=120, gt=0)
     watchdog_interval_seconds: float = Field(default=30, gt=0)
     # Documents in flight per worker; their chunks share model batches (see BatchingEmbedder).
     worker_threads: int = Field(default=4, ge=1, le=64)
@@ -221,6 +225,15 @@ class Settings(BaseSettings):
 
         parse_policies(value)  # raises ValueError: a typo fails at start-up, not in use
         return value
+
+    @model_validator(mode="after")
+    def _heartbeat_outlives_its_interval(self) -> Self:
+        if self.ingest_heartbeat_timeout_seconds < 3 * self.ingest_heartbeat_seconds:
+            raise ValueError(
+                "ingest_heartbeat_timeout_seconds must be at least three heartbeat "
+                "intervals (ingest_heartbeat_seconds), or a busy worker loses its documents"
+            )
+        return self
 
     @cached_property
     def is_production(self) -> bool:

@@ -146,6 +146,11 @@ class DocumentRepository(Protocol):
         it (``claimed`` is what :meth:`claim` returned)."""
         ...
 
+    async def heartbeat(self, claimed: Document, at: datetime) -> bool:
+        """Record that the run that claimed the document is alive (its row's ``updated_at``
+        is left alone); False when that run's claim is no longer current."""
+        ...
+
     async def mark_ready(
         self, document_id: UUID, chunk_count: int, page_count: int | None, at: datetime
     ) -> Document: ...
@@ -170,8 +175,15 @@ class MaintenanceRepository(Protocol):
     async def organization_of(self, document_id: UUID) -> UUID | None: ...
 
     async def stuck(
-        self, processing_before: datetime, pending_before: datetime, limit: int
-    ) -> list[Document]: ...
+        self,
+        processing_before: datetime,
+        silent_before: datetime,
+        pending_before: datetime,
+        limit: int,
+    ) -> list[Document]:
+        """Processing since before ``processing_before`` or with no heartbeat since
+        ``silent_before`` (its worker died), or pending since before ``pending_before``."""
+        ...
 
     async def reset_all_to_pending(self, at: datetime) -> list[UUID]:
         """Every live document of every organisation back to pending (re-embedding)."""

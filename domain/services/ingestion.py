@@ -48,6 +48,11 @@ class IngestionOptions:
     max_attempts: int = 3
     processing_timeout: timedelta = timedelta(minutes=40)
     pending_timeout: timedelta = timedelta(minutes=5)
+    # While a run works on a document it records a heartbeat this often; the watchdog
+    # re-queues a processing document whose heartbeat stopped for heartbeat_timeout
+    # (a worker killed outright), long before processing_timeout.
+    heartbeat_interval: timedelta = timedelta(seconds=15)
+    heartbeat_timeout: timedelta = timedelta(minutes=2)
     progress_interval_seconds: float = 0.5
 
 
@@ -110,10 +115,36 @@ class IngestionService:
         if document is None:
             return None
         self._in_flight[document.id] = document
+        done = asyncio.Event()
+        heartbeat = asyncio.create_task(
+            self._heartbeat(document, done), name=f"heartbeat-{document.id}"
+        )
         try:
             return await self._process(document)
         finally:
+            done.set()  # not cancelled: a beat in progress ends its transaction first
+            await heartbeat
             self._in_flight.pop(document.id, None)
+
+    async def _heartbeat(self, claimed: Document, done: asyncio.Event) -> None:
+        """Tell the watchdog this run is alive until it is done or its claim is no longer
+        current."""
+        interval = self._options.heartbeat_interval.total_seconds()
+        while True:
+            try:
+                await asyncio.wait_for(done.wait(), interval)
+                return
+            except TimeoutError:
+                pass
+            try:
+                async with self._uow_factory.organization(claimed.organization_id) as uow:
+                    current = await uow.documents.heartbeat(claimed, self._clock.now())
+                    await uow.commit()
+            except Exception:  # the database is down: try again next time
+                log.warning("ingest.heartbeat_failed document_id=%s", claimed.id, exc_info=True)
+                continue
+            if not current:  # deleted, reprocessed or recovered meanwhile
+                return
 
     async def _process(self, document: Document) -> Document | None:
         await self._events.publish(DocumentEvent(document, 0.0))
@@ -249,12 +280,16 @@ class IngestionService:
         return len(document_ids)
 
     async def recover_stuck(self, limit: int = 100) -> int:
-        """Watchdog: re-queue documents stuck in processing (or never picked up), and fail
-        those that used up their attempts. Returns how many documents it touched."""
+        """Watchdog: re-queue documents stuck in processing (too long, or their worker's
+        heartbeat stopped) or never picked up, and fail those that used up their
+        attempts. Returns how many documents it touched."""
         now = self._clock.now()
         async with self._uow_factory.system() as lookup:
             stuck = await lookup.maintenance.stuck(
-                now - self._options.processing_timeout, now - self._options.pending_timeout, limit
+                now - self._options.processing_timeout,
+                now - self._options.heartbeat_timeout,
+                now - self._options.pending_timeout,
+                limit,
             )
         touched = 0
         for document in stuck:

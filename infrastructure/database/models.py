@@ -184,6 +184,8 @@ class DocumentRow(Base):
     created_at: Mapped[datetime] = _now_default()
     updated_at: Mapped[datetime] = _now_default()
     processing_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The processing worker's last sign of life (migration 0006).
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 

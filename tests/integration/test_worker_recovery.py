@@ -1,9 +1,12 @@
-"""A worker killed mid-document: the watchdog re-queues it and another worker finishes it;
-documents that keep getting stuck fail after N attempts. Runs on its own queue namespace."""
+"""A worker killed mid-document: its heartbeat stops, the watchdog re-queues the document
+and another worker finishes it; a live worker slower than the heartbeat timeout keeps
+its document; documents that keep getting stuck fail after N attempts. Runs on its own
+queue namespace."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -33,6 +36,7 @@ async def isolated(settings: Settings, urls: BackendUrls) -> AsyncIterator[Conta
             "redis_key_prefix": f"recovery-{uuid.uuid4().hex[:8]}:",
             "ingest_processing_timeout_seconds": 60,
             "ingest_pending_timeout_seconds": 60,
+            "ingest_heartbeat_timeout_seconds": 60,
         }
     )
     container = Container(own, urls)
@@ -40,9 +44,10 @@ async def isolated(settings: Settings, urls: BackendUrls) -> AsyncIterator[Conta
     await container.aclose()
 
 
-# Past the isolated watchdog's timeouts (60 s), well within the session worker's
-# (5 minutes pending, 40 processing), whose watchdog would otherwise race this test's.
-OVERDUE = timedelta(minutes=2)
+# Past the isolated watchdog's timeouts (60 s), within the session worker's (5 minutes
+# pending, 40 processing, 2 without a heartbeat), whose watchdog would otherwise race
+# this test's.
+OVERDUE = timedelta(seconds=90)
 
 
 async def _editor(container: Container) -> Principal:
@@ -73,10 +78,12 @@ async def _status(container: Container, document_id: uuid.UUID) -> tuple[str, in
     return row.status, row.attempts
 
 
-async def _long_document_processing(container: Container, line: str) -> uuid.UUID:
-    """Upload a 400-paragraph document and wait until a worker is processing it."""
+async def _long_document_processing(
+    container: Container, line: str, paragraphs: int = 400
+) -> uuid.UUID:
+    """Upload a long document and wait until a worker is processing it."""
     principal = await _editor(container)
-    text = "\n\n".join(line.format(i=i) for i in range(400))
+    text = "\n\n".join(line.format(i=i) for i in range(paragraphs))
     [result] = await container.services.documents.upload(
         principal, [_incoming("long.txt", text.encode())], ip=None
     )
@@ -104,14 +111,17 @@ async def _finished_by(
     return status, attempts
 
 
-async def test_killed_worker_is_recovered_by_the_watchdog(
+async def test_killed_worker_is_recovered_by_the_watchdog_once_its_heartbeat_stops(
     isolated: Container, tmp_path: Path
 ) -> None:
     env = worker_env(
         isolated.settings,
         FOUNDRY_WORKER_THREADS="1",
         FOUNDRY_WATCHDOG_INTERVAL_SECONDS="1",
-        FOUNDRY_INGEST_PROCESSING_TIMEOUT_SECONDS="8",
+        # Only the stopped heartbeat can give the document back within this test.
+        FOUNDRY_INGEST_PROCESSING_TIMEOUT_SECONDS="3600",
+        FOUNDRY_INGEST_HEARTBEAT_SECONDS="0.5",
+        FOUNDRY_INGEST_HEARTBEAT_TIMEOUT_SECONDS="3",
     )
     first = WorkerProcess(env, tmp_path / "first.log")
     first.wait_started()
@@ -119,11 +129,37 @@ async def test_killed_worker_is_recovered_by_the_watchdog(
         isolated, "Paragraph {i}: the harbour master records ship {i} arriving with cargo."
     )
     first.kill()  # SIGKILL mid-document: no cleanup, no ack
+    killed_at = time.monotonic()
     assert (await _status(isolated, document_id))[0] == "processing"
 
     second = WorkerProcess(env, tmp_path / "second.log")
     assert await _finished_by(second, isolated, document_id) == ("ready", 2)
     assert b"watchdog.recovered" in (tmp_path / "second.log").read_bytes()
+    assert time.monotonic() - killed_at < 120
+
+
+async def test_a_live_worker_slower_than_the_heartbeat_timeout_keeps_its_document(
+    isolated: Container, tmp_path: Path
+) -> None:
+    env = worker_env(
+        isolated.settings,
+        FOUNDRY_WORKER_THREADS="1",
+        FOUNDRY_WATCHDOG_INTERVAL_SECONDS="0.2",
+        FOUNDRY_INGEST_PROCESSING_TIMEOUT_SECONDS="3600",
+        FOUNDRY_INGEST_HEARTBEAT_SECONDS="0.3",
+        FOUNDRY_INGEST_HEARTBEAT_TIMEOUT_SECONDS="1",
+    )
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    worker.wait_started()
+    started = time.monotonic()
+    document_id = await _long_document_processing(
+        isolated,
+        "Paragraph {i}: the ferry pilot notes vessel {i} mooring at the northern quay.",
+        paragraphs=5_000,
+    )
+    assert await _finished_by(worker, isolated, document_id) == ("ready", 1)
+    assert time.monotonic() - started > 2  # two heartbeat timeouts at least
+    assert b"watchdog.recovered" not in (tmp_path / "worker.log").read_bytes()
 
 
 async def test_watchdog_fails_documents_after_the_last_attempt_and_requeues_lost_ones(

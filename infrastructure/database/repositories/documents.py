@@ -165,6 +165,7 @@ class SqlDocumentRepository:
             error_code=None,
             updated_at=at,
             processing_started_at=None,
+            heartbeat_at=None,
             **extra,
         )
 
@@ -174,6 +175,7 @@ class SqlDocumentRepository:
             status=DocumentStatus.PENDING.value,
             updated_at=at,
             processing_started_at=None,
+            heartbeat_at=None,
         )
 
     async def fail_if_unchanged(
@@ -210,8 +212,23 @@ class SqlDocumentRepository:
             status=DocumentStatus.PROCESSING.value,
             attempts=DocumentRow.attempts + 1,
             processing_started_at=at,
+            heartbeat_at=at,
             updated_at=at,
         )
+
+    async def heartbeat(self, claimed: Document, at: datetime) -> bool:
+        beat = await self._session.execute(
+            update(DocumentRow)
+            .where(
+                DocumentRow.organization_id == self._organization_id,
+                DocumentRow.id == claimed.id,
+                DocumentRow.status == DocumentStatus.PROCESSING.value,
+                DocumentRow.updated_at == claimed.updated_at,
+            )
+            .values(heartbeat_at=at)
+            .returning(DocumentRow.id)
+        )
+        return beat.first() is not None
 
     async def lock_claimed(self, claimed: Document) -> Document | None:
         row = await self._session.scalar(
@@ -262,6 +279,7 @@ class SqlMaintenanceRepository:
                 status=DocumentStatus.PENDING.value,
                 error_code=None,
                 processing_started_at=None,
+                heartbeat_at=None,
                 attempts=0,
                 updated_at=at,
             )
@@ -270,14 +288,25 @@ class SqlMaintenanceRepository:
         return list(rows)
 
     async def stuck(
-        self, processing_before: datetime, pending_before: datetime, limit: int
+        self,
+        processing_before: datetime,
+        silent_before: datetime,
+        pending_before: datetime,
+        limit: int,
     ) -> list[Document]:
+        # Claims made before migration 0006 have no heartbeat: their claim time stands in.
+        last_sign_of_life = func.coalesce(
+            DocumentRow.heartbeat_at, DocumentRow.processing_started_at
+        )
         rows = await self._session.scalars(
             select(DocumentRow)
             .where(
                 or_(
                     (DocumentRow.status == DocumentStatus.PROCESSING.value)
-                    & (DocumentRow.processing_started_at < processing_before),
+                    & (
+                        (DocumentRow.processing_started_at < processing_before)
+                        | (last_sign_of_life < silent_before)
+                    ),
                     (DocumentRow.status == DocumentStatus.PENDING.value)
                     & (DocumentRow.updated_at < pending_before),
                 )
