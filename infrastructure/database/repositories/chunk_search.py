@@ -146,7 +146,7 @@ class SqlChunkSearch:
         rows = await self._session.execute(statement, parameters)
         matches = []
         # Unpacked, not row.name: attribute access on a Row costs ~4x (the hot path).
-        for chunk_id, document_id, page, body, distance in rows.tuples():
+        for chunk_id, document_id, page, body, distance in rows:
             similarity = 1.0 - float(distance)
             matches.append(ChunkMatch(chunk_id, document_id, page, body, similarity, similarity))
         matches.sort(key=lambda match: (-match.similarity, str(match.chunk_id)))
@@ -166,5 +166,5 @@ class SqlChunkSearch:
         rows = await self._session.execute(_MATCHING, parameters)
         return [
             ChunkMatch(chunk_id, document_id, page, body, 1.0 - float(distance), float(rank))
-            for chunk_id, document_id, page, body, distance, rank in rows.tuples()
+            for chunk_id, document_id, page, body, distance, rank in rows
         ]
