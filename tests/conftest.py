@@ -187,6 +187,10 @@ def worker_env(settings: Settings, **overrides: str) -> dict[str, str]:
             "FOUNDRY_JWT_SECRET": TEST_JWT_SECRET,
             "FOUNDRY_WORKER_THREADS": "4",
             "FOUNDRY_WATCHDOG_INTERVAL_SECONDS": "2",
+            # Every test worker beats often: the recovery tests' watchdogs, with timeouts
+            # of seconds, see all documents in the one database and must never take one
+            # a live worker is processing.
+            "FOUNDRY_INGEST_HEARTBEAT_SECONDS": "0.3",
             "FOUNDRY_LOG_JSON": "true",
         }
     )

@@ -157,9 +157,10 @@ async def test_a_live_worker_slower_than_the_heartbeat_timeout_keeps_its_documen
         "Paragraph {i}: the ferry pilot notes vessel {i} mooring at the northern quay.",
         paragraphs=5_000,
     )
+    # One attempt: re-queued, it would have been claimed again (the log can show other
+    # tests' leftovers recovered: the watchdog sees the whole database).
     assert await _finished_by(worker, isolated, document_id) == ("ready", 1)
     assert time.monotonic() - started > 2  # two heartbeat timeouts at least
-    assert b"watchdog.recovered" not in (tmp_path / "worker.log").read_bytes()
 
 
 async def test_watchdog_fails_documents_after_the_last_attempt_and_requeues_lost_ones(
