@@ -217,18 +217,8 @@ class SqlDocumentRepository:
         )
 
     async def heartbeat(self, claimed: Document, at: datetime) -> bool:
-        beat = await self._session.execute(
-            update(DocumentRow)
-            .where(
-                DocumentRow.organization_id == self._organization_id,
-                DocumentRow.id == claimed.id,
-                DocumentRow.status == DocumentStatus.PROCESSING.value,
-                DocumentRow.updated_at == claimed.updated_at,
-            )
-            .values(heartbeat_at=at)
-            .returning(DocumentRow.id)
-        )
-        return beat.first() is not None
+        # claimed is PROCESSING; updated_at is left alone, so the claim stays current.
+        return await self._update_if_unchanged(claimed, heartbeat_at=at) is not None
 
     async def lock_claimed(self, claimed: Document) -> Document | None:
         row = await self._session.scalar(
