@@ -76,7 +76,8 @@ def build_schema(
     if not limits.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
     # Factories, not instances: each operation gets fresh extension objects. Only the
-    # first two hook the whole operation (see schema/limit_extensions.py).
+    # outer extensions and ErrorCodes hook the whole operation (a subscription's life):
+    # the others act while the text is parsed or validated (schema/limit_extensions.py).
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         # Outermost first: outer extensions see the codes ErrorCodes assigned.
         *outer_extensions,
