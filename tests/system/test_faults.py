@@ -33,6 +33,7 @@ from tests.conftest import TEST_JWT_SECRET, WorkerProcess
 from tests.gemini_standin import GeminiStandIn, Reply, running_standin
 from tests.helpers import JSON, Account, GraphQLClient, upload, upload_outcomes, wait_for_document
 from tests.knowledge import LIGHTHOUSE
+from tests.redis_server import RedisServer
 from tests.system.conftest import (
     ANSWER,
     ASK,
@@ -40,7 +41,6 @@ from tests.system.conftest import (
     FAST_HASHING,
     MESSAGES,
     ApiProcess,
-    RedisServer,
     document_events,
     transport,
 )
@@ -258,12 +258,14 @@ async def outage(
     """Stop a dependency under load, check readiness says so, start it, wait for recovery."""
     load.phase = f"{name} down"
     stop()
-    body = await wait_readiness(http, 503)
-    checks = cast(JSON, body["checks"])
-    assert str(checks[name]).startswith("unreachable"), checks
-    assert all(result == "ok" for check, result in checks.items() if check != name), checks
-    await load.wait_rounds(2, clean=False)
-    start()
+    try:
+        body = await wait_readiness(http, 503)
+        checks = cast(JSON, body["checks"])
+        assert str(checks[name]).startswith("unreachable"), checks
+        assert all(result == "ok" for check, result in checks.items() if check != name), checks
+        await load.wait_rounds(2, clean=False)
+    finally:
+        start()  # a failed check must not leave the module's other tests without it
     load.phase = f"{name} back"
     await wait_readiness(http, 200)
     await load.wait_rounds(3, clean=True)
