@@ -81,6 +81,18 @@ class SessionRevocations(Protocol):
         """Raise Unauthenticated or TokenExpired when the token was revoked."""
         ...
 
+    async def announce(self, session_ids: Sequence[UUID]) -> None:
+        """Tell every API process these sessions changed (``revoke`` and
+        ``require_refresh`` announce by themselves; API keys, checked in the database,
+        only need this). Best effort: never raises."""
+        ...
+
+    def changed_since(self, session_id: UUID, moment: float) -> bool:
+        """Whether this process heard, at ``moment`` (a ``time.monotonic()`` reading) or
+        later, that the session was revoked or must refresh. Best effort: a notice can
+        be lost, so a long-lived stream still re-checks its session now and then."""
+        ...
+
 
 class UserRepository(Protocol):
     async def add(self, user: User, password_hash: str) -> None: ...

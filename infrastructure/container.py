@@ -29,6 +29,7 @@ from infrastructure.auth.passwords import Argon2PasswordHasher
 from infrastructure.auth.tokens import JwtAccessTokenCodec
 from infrastructure.cache.answer_cache import RedisAnswerCache
 from infrastructure.cache.document_events import RedisEventBus
+from infrastructure.cache.pubsub_listener import RedisListener
 from infrastructure.cache.redis_client import create_redis
 from infrastructure.cache.session_revocations import RedisSessionRevocations
 from infrastructure.clock import SystemClock
@@ -81,7 +82,9 @@ class Container:
         )
         self.blobs = LocalBlobStore(settings.storage_dir)
         self.queue = DramatiqJobQueue(self.broker)
-        self.events = RedisEventBus(self.redis, settings.redis_key_prefix)
+        # One pub/sub connection for document events and session notices.
+        self.listener = RedisListener(self.redis)
+        self.events = RedisEventBus(self.redis, settings.redis_key_prefix, self.listener)
         self.rate_limiter: RateLimiter = (
             RedisRateLimiter(
                 self.redis, settings.redis_key_prefix, parse_policies(settings.rate_limits)
@@ -90,7 +93,11 @@ class Container:
             else UnlimitedRateLimiter()
         )
         revocations = RedisSessionRevocations(
-            self.redis, settings.redis_key_prefix, settings.access_token_ttl_seconds, self.clock
+            self.redis,
+            settings.redis_key_prefix,
+            settings.access_token_ttl_seconds,
+            self.clock,
+            self.listener,
         )
         tokens = JwtAccessTokenCodec(
             secret=resolve_jwt_secret(settings),
@@ -164,6 +171,7 @@ class Container:
                         seconds=settings.api_key_last_used_interval_seconds
                     ),
                 ),
+                revocations,
             ),
             audit=AuditService(uow_factory),
         )
@@ -232,7 +240,7 @@ class Container:
 
     async def aclose(self) -> None:
         await self._batching.aclose()
-        await self.events.aclose()
+        await self.listener.aclose()
         self.broker.close()
         await self.redis.aclose()
         await self.engine.dispose()

@@ -111,18 +111,23 @@ async def document_events(info: Info) -> AsyncGenerator[DocumentEvent, None]:
 
 async def _document_events(info: Info, principal: Principal) -> AsyncGenerator[DocumentEvent, None]:
     ctx = info.context
-    checked = time.monotonic()
+    accounts = ctx.services.accounts
     async for event in ctx.services.documents.watch(principal):
-        if time.monotonic() - checked >= SESSION_RECHECK_SECONDS:
-            # The stream ends (with the auth error) once the session is revoked or expired.
+        # Re-checked every few seconds, and at once when this process heard the session
+        # was revoked or must refresh: the stream then ends with the auth error.
+        checked = ctx.authenticated_at
+        if (
+            ctx.principal is None
+            or time.monotonic() - checked >= SESSION_RECHECK_SECONDS
+            or accounts.session_changed_since(principal.session_id, checked)
+        ):
             await ctx.revalidate_socket()
-            current = ctx.require_principal()
-            if (current.session_id, current.organization_id) != (
-                principal.session_id,
-                principal.organization_id,
-            ):
-                raise Unauthenticated("The socket's session changed; subscribe again.")
-            checked = time.monotonic()
+        current = ctx.require_principal()
+        if (current.session_id, current.organization_id) != (
+            principal.session_id,
+            principal.organization_id,
+        ):
+            raise Unauthenticated("The socket's session changed; subscribe again.")
         yield DocumentEvent(
             document=Document.from_domain(event.document),
             progress=event.progress,

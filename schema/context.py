@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -28,6 +29,9 @@ class Context:
     auth_error: DomainError | None = None
     # The bearer token a WebSocket authenticated with, re-checked while it stays open.
     socket_token: str | None = None
+    # time.monotonic() when the last authentication began: a session notice heard from
+    # then on may not be reflected in ``principal``.
+    authenticated_at: float = 0.0
     # Filled by strawberry from the WebSocket connection_init payload.
     connection_params: dict[str, object] | None = None
     operation_name: str | None = field(default=None)
@@ -40,6 +44,7 @@ class Context:
         return RequestOrigin(ip=self.client_ip)
 
     async def authenticate(self, token: str) -> None:
+        self.authenticated_at = time.monotonic()
         try:
             self.principal = await self.services.authenticate(token)
             self.auth_error = None

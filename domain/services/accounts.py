@@ -239,6 +239,11 @@ class AccountService:
         await self._revocations.check(principal.session_id, issued_at)
         return principal
 
+    def session_changed_since(self, session_id: UUID, moment: float) -> bool:
+        """Whether a revocation or refresh of the session was heard since ``moment``
+        (``time.monotonic()``): a stream that began before should check it again."""
+        return self._revocations.changed_since(session_id, moment)
+
     async def _start_session(  # noqa: PLR0917  # private helper, called positionally
         self,
         uow: UnitOfWork,

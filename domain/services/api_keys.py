@@ -22,7 +22,7 @@ from domain.entities import (
     Role,
 )
 from domain.errors import Forbidden, NotFound, Unauthenticated, ValidationFailed
-from domain.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from domain.ports import Clock, SessionRevocations, UnitOfWork, UnitOfWorkFactory
 from domain.services.cursors import decode_cursor
 from domain.services.roles import require_role
 from domain.validation import clean_name
@@ -71,11 +71,16 @@ def require_user(principal: Principal, action: str) -> None:
 
 class ApiKeyService:
     def __init__(
-        self, uow_factory: UnitOfWorkFactory, clock: Clock, options: ApiKeyOptions
+        self,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        options: ApiKeyOptions,
+        revocations: SessionRevocations,
     ) -> None:
         self._uow_factory = uow_factory
         self._clock = clock
         self._options = options
+        self._revocations = revocations
 
     async def create(
         self,
@@ -149,6 +154,8 @@ class ApiKeyService:
             if key.revoked_at == now:
                 await _audit_revocation(uow, principal, key, ip, now)
             await uow.commit()
+        # Streams opened with the key end before their next event, not at a later check.
+        await self._revocations.announce([key.id])
         return key
 
     async def authenticate(self, key: str) -> Principal:
@@ -191,13 +198,16 @@ async def revoke_keys_beyond_member(
     reason: str,
     ip: str | None,
     now: datetime,
-) -> None:
+) -> list[UUID]:
     """A key never outlives its creator's authority: revoke the keys ``member_id`` created
     in this organisation with a role above ``role`` (every key when ``role`` is None, the
-    member having left), each with an audit entry saying why."""
+    member having left), each with an audit entry saying why. The revoked keys' ids, to
+    announce once committed."""
     beyond = [r for r in Role if role is None or r.rank > role.rank]
-    for key in await uow.api_keys.revoke_created_by(member_id, beyond, now):
+    revoked = await uow.api_keys.revoke_created_by(member_id, beyond, now)
+    for key in revoked:
         await _audit_revocation(uow, principal, key, ip, now, reason=reason)
+    return [key.id for key in revoked]
 
 
 async def _audit_revocation(

@@ -113,7 +113,7 @@ class OrganizationService:
             ):
                 raise LastAdmin()
             await uow.memberships.set_role(user_id, principal.organization_id, role)
-            await revoke_keys_beyond_member(
+            keys = await revoke_keys_beyond_member(
                 uow, principal, user_id, role=role, reason="creator_role_lowered", ip=ip, now=now
             )
             families = await uow.refresh_tokens.live_families_for_member(
@@ -136,6 +136,7 @@ class OrganizationService:
             await self._revocations.require_refresh(families)
             await uow.commit()
         await self._revocations.require_refresh(families)
+        await self._revocations.announce(keys)
         return Member(user=user, role=role, joined_at=membership.created_at)
 
     async def remove_member(self, principal: Principal, user_id: UUID, ip: str | None) -> bool:
@@ -153,7 +154,7 @@ class OrganizationService:
             ):
                 raise LastAdmin()
             await uow.memberships.remove(user_id, principal.organization_id)
-            await revoke_keys_beyond_member(
+            keys = await revoke_keys_beyond_member(
                 uow, principal, user_id, role=None, reason="creator_removed", ip=ip, now=now
             )
             families = await uow.refresh_tokens.revoke_for_member(
@@ -175,4 +176,5 @@ class OrganizationService:
             # removal that then fails to commit only makes the member log in again.
             await self._revocations.revoke(families)
             await uow.commit()
+        await self._revocations.announce(keys)
         return True

@@ -1,14 +1,13 @@
 """Document events over Redis pub/sub: workers publish, every API process fans them out.
 
-Each API process holds one pattern subscription and hands events to its local
-subscribers through bounded inboxes, so idle GraphQL subscriptions cost a little
+Each API process listens on one pattern (through its RedisListener) and hands events
+to its local subscribers through bounded inboxes, so idle GraphQL subscriptions cost a little
 memory but no Redis connection each.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -22,6 +21,7 @@ from redis.exceptions import RedisError
 
 from domain.entities import Document, DocumentEvent, DocumentStatus
 from domain.errors import ServiceUnavailable
+from infrastructure.cache.pubsub_listener import RedisListener
 from infrastructure.inbox import Inbox
 
 log = structlog.get_logger("foundry.events")
@@ -54,12 +54,12 @@ def decode_event(raw: bytes) -> DocumentEvent:
 
 
 class RedisEventBus:
-    def __init__(self, redis: Redis, key_prefix: str) -> None:
+    def __init__(self, redis: Redis, key_prefix: str, listener: RedisListener) -> None:
         self._redis = redis
         self._prefix = f"{key_prefix}documents:"
         self._subscribers: dict[UUID, set[Inbox[DocumentEvent]]] = defaultdict(set)
-        self._listener: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
+        self._listener = listener
+        listener.route(f"{self._prefix}*", self._dispatch)
 
     async def publish(self, event: DocumentEvent) -> None:
         """Best effort, like pub/sub itself: a document's state lives in the database and
@@ -79,9 +79,9 @@ class RedisEventBus:
 
     async def subscribe(self, organization_id: UUID) -> AsyncIterator[DocumentEvent]:
         inbox: Inbox[DocumentEvent] = Inbox(SUBSCRIBER_INBOX_SIZE)
-        self._ensure_listener()
         try:
-            await asyncio.wait_for(self._ready.wait(), timeout=10)
+            async with asyncio.timeout(10):
+                await self._listener.ready()
         except TimeoutError as exc:
             raise ServiceUnavailable("Document events are unavailable right now.") from exc
         # Counted (subscriber_count, the metric) only once the process listens on Redis.
@@ -98,39 +98,6 @@ class RedisEventBus:
 
     def subscriber_count(self) -> int:
         return sum(len(inboxes) for inboxes in self._subscribers.values())
-
-    async def aclose(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
-
-    def _ensure_listener(self) -> None:
-        if self._listener is None or self._listener.done():
-            self._listener = asyncio.create_task(self._listen(), name="document-events")
-
-    async def _listen(self) -> None:
-        backoff = 0.5
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.psubscribe(f"{self._prefix}*")
-                self._ready.set()
-                backoff = 0.5
-                async for message in pubsub.listen():
-                    if message.get("type") == "pmessage":
-                        self._dispatch(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self._ready.clear()
-                log.warning("events.listener_failed", retry_in=backoff, exc_info=True)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _dispatch(self, raw: bytes) -> None:
         try:

@@ -1,20 +1,36 @@
-"""Revoked sessions in Redis, so every API process rejects their access tokens."""
+"""Revoked sessions in Redis, so every API process rejects their access tokens.
+
+Each revocation or required refresh is also announced on a pub/sub channel. An API
+process remembers for a minute which sessions it heard of, so a long-lived stream (a
+`documentEvents` subscription) re-checks its session before the next event instead
+of at its next periodic check. Announcements are best effort: one lost while Redis
+reconnects leaves the periodic check.
+"""
 
 from __future__ import annotations
 
 import json
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
+import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from domain.errors import ServiceUnavailable, TokenExpired, Unauthenticated
 from domain.ports import Clock
+from infrastructure.cache.pubsub_listener import RedisListener
+
+log = structlog.get_logger("foundry.sessions")
 
 _REVOKED = "revoked"
 _REFRESH = "refresh"
+# How long an announcement is remembered: far longer than a stream's periodic re-check.
+NOTICE_MEMORY_SECONDS = 60.0
+NOTICE_MEMORY_ENTRIES = 100_000
 
 # Set an entry unless the session is already revoked (never downgrade a revocation).
 _SET_UNLESS_REVOKED = """
@@ -33,13 +49,22 @@ class RedisSessionRevocations:
     """
 
     def __init__(
-        self, redis: Redis, key_prefix: str, access_token_ttl_seconds: int, clock: Clock
+        self,
+        redis: Redis,
+        key_prefix: str,
+        access_token_ttl_seconds: int,
+        clock: Clock,
+        listener: RedisListener,
     ) -> None:
         self._redis = redis
         self._prefix = f"{key_prefix}session:"
+        self._channel = f"{key_prefix}sessions-changed"
         self._ttl = access_token_ttl_seconds + 60
         self._clock = clock
         self._set_unless_revoked = redis.register_script(_SET_UNLESS_REVOKED)
+        # Session id -> time.monotonic() when this process heard it changed, oldest first.
+        self._heard: OrderedDict[UUID, float] = OrderedDict()
+        listener.route(self._channel, self._on_notice)
 
     async def revoke(self, session_ids: Sequence[UUID]) -> None:
         await self._put(session_ids, _REVOKED)
@@ -61,6 +86,37 @@ class RedisSessionRevocations:
         if issued_at.timestamp() < float(entry["before"]):
             raise TokenExpired("Your access changed; refresh the session.")
 
+    def changed_since(self, session_id: UUID, moment: float) -> bool:
+        heard = self._heard.get(session_id)
+        return heard is not None and heard >= moment
+
+    def _on_notice(self, raw: bytes) -> None:
+        try:
+            session_ids = [UUID(value) for value in json.loads(raw)]
+        except (ValueError, TypeError):
+            log.warning("sessions.undecodable_notice")
+            return
+        now = time.monotonic()
+        heard = self._heard
+        for session_id in session_ids:
+            heard[session_id] = now
+            heard.move_to_end(session_id)
+        while heard:
+            oldest = next(iter(heard.values()))
+            if oldest > now - NOTICE_MEMORY_SECONDS and len(heard) <= NOTICE_MEMORY_ENTRIES:
+                break
+            heard.popitem(last=False)
+
+    async def announce(self, session_ids: Sequence[UUID]) -> None:
+        if not session_ids:
+            return
+        try:
+            await self._redis.publish(
+                self._channel, json.dumps([str(session_id) for session_id in session_ids])
+            )
+        except (RedisError, OSError) as exc:  # streams fall back to their periodic re-check
+            log.warning("sessions.notice_failed", count=len(session_ids), error=type(exc).__name__)
+
     async def _put(self, session_ids: Sequence[UUID], state: str) -> None:
         if not session_ids:
             return
@@ -75,3 +131,4 @@ class RedisSessionRevocations:
                     await self._redis.set(key, value, ex=self._ttl)
         except RedisError as exc:
             raise ServiceUnavailable("Sessions cannot be ended right now; try again.") from exc
+        await self.announce(session_ids)

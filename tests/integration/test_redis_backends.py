@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from domain.errors import TokenExpired, Unauthenticated
+from infrastructure.cache.pubsub_listener import RedisListener
 from infrastructure.cache.redis_client import create_redis
 from infrastructure.cache.session_revocations import RedisSessionRevocations
 from infrastructure.clock import SystemClock
@@ -22,7 +23,7 @@ from tests.redis_server import RedisServer
 
 
 async def _exercise(redis: Redis, prefix: str) -> None:
-    revocations = RedisSessionRevocations(redis, prefix, 900, SystemClock())
+    revocations = RedisSessionRevocations(redis, prefix, 900, SystemClock(), RedisListener(redis))
     alive, changed, ended = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     earlier = datetime.now(UTC) - timedelta(seconds=30)
     await revocations.check(alive, earlier)
@@ -43,6 +44,47 @@ async def test_revocations_on_the_real_redis_server(redis_url: str) -> None:
     try:
         await _exercise(redis, f"foundry-test-{uuid.uuid4().hex[:6]}:")
     finally:
+        await redis.aclose()
+
+
+async def test_every_process_hears_which_sessions_changed(redis_url: str) -> None:
+    """Two API processes: one ends a session and requires another to refresh; the other
+    hears of both at once (not of a third session), and only from that moment on."""
+    prefix = f"foundry-test-{uuid.uuid4().hex[:6]}:"
+    redis = create_redis(redis_url)
+    listeners = [RedisListener(redis), RedisListener(redis)]
+    here, there = (
+        RedisSessionRevocations(redis, prefix, 900, SystemClock(), listener)
+        for listener in listeners
+    )
+    try:
+        for listener in listeners:
+            await asyncio.wait_for(listener.ready(), timeout=10)
+        ended, refreshed, untouched = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        before = time.monotonic()
+        await here.revoke([ended])
+        await here.require_refresh([refreshed])
+        for _ in range(200):
+            if there.changed_since(ended, before) and there.changed_since(refreshed, before):
+                break
+            await asyncio.sleep(0.01)
+        assert there.changed_since(ended, before)
+        assert there.changed_since(refreshed, before)
+        assert here.changed_since(ended, before)  # the announcing process hears it too
+        assert not there.changed_since(untouched, before)
+        assert not there.changed_since(ended, time.monotonic())  # checked after: old news
+        # A stranger's junk on the channel is ignored and does not stop the listener.
+        await redis.publish(f"{prefix}sessions-changed", b"not json")
+        later = time.monotonic()
+        await here.revoke([untouched])
+        for _ in range(200):
+            if there.changed_since(untouched, later):
+                break
+            await asyncio.sleep(0.01)
+        assert there.changed_since(untouched, later)
+    finally:
+        for listener in listeners:
+            await listener.aclose()
         await redis.aclose()
 
 
