@@ -1,4 +1,5 @@
-"""`foundry` command line: up, serve, migrate, worker, ingest, reembed, schema export."""
+"""`foundry` command line: up, serve, migrate, worker, ingest, reembed, storage-check,
+schema export."""
 
 from __future__ import annotations
 
@@ -232,6 +233,55 @@ def cmd_reembed(args: argparse.Namespace) -> int:
         backends.stop()
 
 
+SHOWN = 50  # entries listed per kind; the counts are always complete
+
+
+def cmd_storage_check(args: argparse.Namespace) -> int:
+    """Find stored files nobody refers to and documents whose file is gone; with --remove,
+    delete the former. Exit 0 when nothing is left to act on, 1 otherwise."""
+    import asyncio
+    from datetime import timedelta
+
+    from domain.services.storage_check import StorageCheck, StorageReport
+    from infrastructure.container import Container
+
+    settings = _settings(args)
+    if args.grace_minutes < 1:
+        print("--grace-minutes must be at least 1 (uploads in flight)", file=sys.stderr)
+        return 2
+
+    async def run(urls: BackendUrls) -> StorageReport:
+        container = Container(settings, urls)
+        try:
+            check = StorageCheck(container.uow_factory, container.blobs, container.clock)
+            return await check.run(timedelta(minutes=args.grace_minutes), remove=args.remove)
+        finally:
+            await container.aclose()
+
+    backends = Backends(settings)
+    try:
+        report = asyncio.run(run(backends.start()))
+    finally:
+        backends.stop()
+    print(f"Checked {report.files} stored files under {settings.storage_dir}.")
+    verb = "removed" if args.remove else "to remove with --remove"
+    print(f"Orphaned files older than {args.grace_minutes} min: {len(report.orphans)} ({verb})")
+    for orphan in report.orphans[:SHOWN]:
+        kind = "staging" if orphan.staging else "blob"
+        print(f"  {kind} {orphan.key}  {orphan.size} bytes  {orphan.modified_at.isoformat()}")
+    print(f"Orphaned files too recent to judge: {report.recent}")
+    print(f"Documents whose file is missing: {len(report.missing)}")
+    for missing in report.missing[:SHOWN]:
+        print(
+            f"  document {missing.document_id}  organisation {missing.organization_id}"
+            f"  {missing.status.value}"
+        )
+    print(f"Files that are not blobs (left alone): {len(report.unknown)}")
+    for unknown in report.unknown[:SHOWN]:
+        print(f"  {unknown.key}")
+    return 0 if report.clean else 1
+
+
 def schema_sdl() -> str:
     """The GraphQL schema as SDL, exactly as `foundry schema export` writes it."""
     from schema.build import build_schema
@@ -263,6 +313,18 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--host", help="address to listen on (default 127.0.0.1)")
             sub.add_argument("--port", type=int, help="port to listen on (default 8000)")
         sub.set_defaults(func=func)
+    check = commands.add_parser(
+        "storage-check", help="find stored files nobody refers to and documents missing theirs"
+    )
+    check.add_argument("--state-dir", help="where embedded data lives (default ./.foundry)")
+    check.add_argument("--remove", action="store_true", help="delete the orphaned files")
+    check.add_argument(
+        "--grace-minutes",
+        type=int,
+        default=60,
+        help="leave files younger than this alone: an upload may be in flight (default 60)",
+    )
+    check.set_defaults(func=cmd_storage_check)
     ingest = commands.add_parser("ingest", help="upload files or folders and follow ingestion")
     ingest.add_argument("paths", nargs="+", help="files or folders (searched recursively)")
     ingest.add_argument("--email", required=True, help="the member uploading (editor or admin)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +40,16 @@ class StagedBlob:
     head: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """A file the blob store holds: a blob under its key, or a staging file (a token)."""
+
+    key: str
+    modified_at: datetime
+    size: int
+    staging: bool = False
+
+
 class BlobStore(Protocol):
     async def stage(self, source: IncomingFile, max_bytes: int) -> StagedBlob:
         """Stream into a 0600 temporary file; FileTooLarge as soon as max_bytes is passed."""
@@ -56,6 +66,19 @@ class BlobStore(Protocol):
         ...
 
     async def delete(self, key: str) -> None: ...
+
+    def scan(self, batch_size: int) -> Iterator[list[StoredFile]]:
+        """Every stored blob, then every staging file, in batches (blocking: it walks
+        the folders, so call it from a thread)."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether the blob is stored (blocking)."""
+        ...
+
+    async def remove(self, stored: StoredFile) -> None:
+        """Remove a file found by ``scan`` (a blob or a staging file)."""
+        ...
 
 
 class JobQueue(Protocol):
@@ -187,4 +210,17 @@ class MaintenanceRepository(Protocol):
 
     async def reset_all_to_pending(self, at: datetime) -> list[UUID]:
         """Every live document of every organisation back to pending (re-embedding)."""
+        ...
+
+    async def storage_keys(
+        self, document_ids: Sequence[UUID]
+    ) -> dict[UUID, tuple[str, DocumentStatus]]:
+        """The storage key and status of each of these documents that has a row."""
+        ...
+
+    async def live_documents(
+        self, created_before: datetime, after: UUID | None, limit: int
+    ) -> list[tuple[UUID, UUID, str, DocumentStatus]]:
+        """Documents not deleted, created before ``created_before``, by id after
+        ``after``: (id, organisation, storage key, status)."""
         ...

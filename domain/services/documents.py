@@ -27,6 +27,7 @@ from domain.errors import (
 )
 from domain.ingestion.filetypes import SNIFF_BYTES, detect_kind, safe_filename
 from domain.ingestion.ports import BlobStore, EventBus, IncomingFile, JobQueue
+from domain.ingestion.storage_keys import storage_key
 from domain.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from domain.services.cursors import decode_cursor
 from domain.services.roles import require_role
@@ -125,7 +126,7 @@ class DocumentService:
                 mime_type=kind.mime_type,
                 size_bytes=staged.size,
                 sha256=staged.sha256,
-                storage_key=f"{principal.organization_id}/{document_id}",
+                storage_key=storage_key(principal.organization_id, document_id),
                 status=DocumentStatus.PENDING,
                 error_code=None,
                 page_count=None,

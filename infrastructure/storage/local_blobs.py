@@ -8,14 +8,17 @@ import hashlib
 import os
 import re
 import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from domain.errors import FileTooLarge
-from domain.ingestion.ports import IncomingFile, StagedBlob
+from domain.ingestion.ports import IncomingFile, StagedBlob, StoredFile
 
 READ_SIZE = 256 * 1024
 HEAD_BYTES = 4_096
 _KEY = re.compile(r"^[0-9a-f-]{36}/[0-9a-f-]{36}$")
+_TOKEN = re.compile(r"^[0-9a-f]{32}$")
 
 
 class LocalBlobStore:
@@ -62,7 +65,53 @@ class LocalBlobStore:
     async def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def scan(self, batch_size: int) -> Iterator[list[StoredFile]]:
+        batch: list[StoredFile] = []
+        for found in self._walk():
+            batch.append(found)
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    async def remove(self, stored: StoredFile) -> None:
+        if stored.staging:
+            if not _TOKEN.match(stored.key):
+                raise ValueError(f"invalid staging token {stored.key!r}")
+            (self._staging / stored.key).unlink(missing_ok=True)
+        else:
+            await self.delete(stored.key)
+
+    def _walk(self) -> Iterator[StoredFile]:
+        """Blob keys are ``organisation/document``; anything else is reported as found
+        (a key that is not a valid blob key), never guessed at."""
+        with os.scandir(self._blobs) as folders:
+            for folder in folders:
+                if not folder.is_dir(follow_symlinks=False):
+                    yield _stored(folder, folder.name, staging=False)
+                    continue
+                with os.scandir(folder.path) as files:
+                    for entry in files:
+                        yield _stored(entry, f"{folder.name}/{entry.name}", staging=False)
+        with os.scandir(self._staging) as staged:
+            for entry in staged:
+                yield _stored(entry, entry.name, staging=True)
+
     def _path(self, key: str) -> Path:
         if not _KEY.match(key):
             raise ValueError(f"invalid blob key {key!r}")
         return self._blobs / key
+
+
+def _stored(entry: os.DirEntry[str], key: str, *, staging: bool) -> StoredFile:
+    stat = entry.stat(follow_symlinks=False)
+    return StoredFile(
+        key=key,
+        modified_at=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
+        size=stat.st_size,
+        staging=staging,
+    )

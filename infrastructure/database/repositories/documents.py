@@ -277,6 +277,32 @@ class SqlMaintenanceRepository:
         )
         return list(rows)
 
+    async def storage_keys(
+        self, document_ids: Sequence[UUID]
+    ) -> dict[UUID, tuple[str, DocumentStatus]]:
+        if not document_ids:
+            return {}
+        rows = await self._session.execute(
+            select(DocumentRow.id, DocumentRow.storage_key, DocumentRow.status).where(
+                DocumentRow.id.in_(document_ids)
+            )
+        )
+        return {id_: (key, DocumentStatus(status)) for id_, key, status in rows}
+
+    async def live_documents(
+        self, created_before: datetime, after: UUID | None, limit: int
+    ) -> list[tuple[UUID, UUID, str, DocumentStatus]]:
+        query = select(
+            DocumentRow.id, DocumentRow.organization_id, DocumentRow.storage_key, DocumentRow.status
+        ).where(
+            DocumentRow.status.in_([s.value for s in LIVE]),
+            DocumentRow.created_at < created_before,
+        )
+        if after is not None:
+            query = query.where(DocumentRow.id > after)
+        rows = await self._session.execute(query.order_by(DocumentRow.id).limit(limit))
+        return [(id_, org, key, DocumentStatus(status)) for id_, org, key, status in rows]
+
     async def stuck(
         self,
         processing_before: datetime,
