@@ -39,6 +39,7 @@ class ErrorCode(StrEnum):
     DUPLICATE_DOCUMENT = "DUPLICATE_DOCUMENT"
     TOO_MANY_FILES = "TOO_MANY_FILES"
     PARSE_FAILED = "PARSE_FAILED"
+    PARSE_TIMEOUT = "PARSE_TIMEOUT"
     ENCRYPTED_PDF = "ENCRYPTED_PDF"
     EMPTY_DOCUMENT = "EMPTY_DOCUMENT"
     DOCUMENT_TOO_LARGE = "DOCUMENT_TOO_LARGE"
@@ -159,6 +160,11 @@ class IngestionFailed(DomainError):
 
 class ParseFailed(IngestionFailed):
     code = ErrorCode.PARSE_FAILED
+
+
+class ParseTimeout(IngestionFailed):
+    code = ErrorCode.PARSE_TIMEOUT
+    default_message = "Reading the document took longer than the time allowed."
 
 
 class EncryptedPdf(IngestionFailed):

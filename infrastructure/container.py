@@ -43,7 +43,7 @@ from infrastructure.observability.answer_metrics import (
 )
 from infrastructure.observability.ingestion_metrics import PrometheusStageObserver
 from infrastructure.parsing.limits import ParseLimits
-from infrastructure.parsing.parser import FileParser
+from infrastructure.parsing.sandbox import SandboxedParser
 from infrastructure.queue.broker import create_broker
 from infrastructure.queue.jobs import DramatiqJobQueue
 from infrastructure.ratelimit.limiter import RedisRateLimiter, UnlimitedRateLimiter
@@ -193,10 +193,12 @@ class Container:
         return IngestionService(
             uow_factory=self.uow_factory,
             blobs=self.blobs,
-            parser=FileParser(
+            parser=SandboxedParser(
                 ParseLimits(
                     max_pdf_pages=settings.pdf_max_pages, max_chars=settings.document_max_chars
-                )
+                ),
+                timeout_seconds=settings.parse_timeout_seconds,
+                memory_bytes=settings.parse_memory_mb * 1024 * 1024,
             ),
             embedder=BatchingEmbedder(embedder) if embedder is not None else self.embedder,
             events=self.events,

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     upload_max_files: int = Field(default=20, ge=1, le=1_000)
     pdf_max_pages: int = Field(default=2_000, ge=1)
     document_max_chars: int = Field(default=5_000_000, ge=1_000)
+    # Each parse runs in a child process with these budgets (PARSE_TIMEOUT, and
+    # DOCUMENT_TOO_LARGE when the memory runs out): one bad file cannot hold a worker.
+    parse_timeout_seconds: float = Field(default=300, gt=0, le=1_500)
+    parse_memory_mb: int = Field(default=2_048, ge=256, le=65_536)
     ingest_max_attempts: int = Field(default=3, ge=1, le=20)
     # Longer than the ingest actor's 30-minute time limit, so the watchdog never takes a
     # document from a worker that is still allowed to be working on it.

@@ -182,7 +182,7 @@ class IngestionService:
         started = time.perf_counter()
         try:
             parsed = await asyncio.to_thread(self._parser.parse, path, kind)
-        except IngestionFailed:
+        except (IngestionFailed, ServiceUnavailable):  # a bad file; a parser that is down
             raise
         except FileNotFoundError as exc:
             raise ParseFailed("The stored file is missing.") from exc

@@ -20,6 +20,7 @@ const MESSAGES: Record<string, string> = {
   DUPLICATE_DOCUMENT: "This file has already been uploaded.",
   TOO_MANY_FILES: "Too many files at once. Upload fewer files per batch.",
   PARSE_FAILED: "The document could not be read. It may be damaged.",
+  PARSE_TIMEOUT: "Reading the document took too long. It may be damaged or unusually complex.",
   ENCRYPTED_PDF: "The PDF is password-protected. Upload a copy without a password.",
   EMPTY_DOCUMENT: "The document contains no text.",
   DOCUMENT_TOO_LARGE: "The document is too long to process.",
