@@ -111,6 +111,7 @@ class Container:
         )
         # The query embedder: built here, loaded on first use (or by warm_up()).
         self._batching = BatchingEmbedder(build_embedder(settings))
+        self._parsers: list[SandboxedParser] = []
         self.embedder: Embedder = self._batching
         search = SearchService(
             uow_factory=uow_factory,
@@ -190,16 +191,18 @@ class Container:
     def build_ingestion(self, embedder: Embedder | None = None) -> IngestionService:
         """The worker's pipeline, on the process's embedder unless another is given."""
         settings = self.settings
+        parser = SandboxedParser(
+            ParseLimits(
+                max_pdf_pages=settings.pdf_max_pages, max_chars=settings.document_max_chars
+            ),
+            timeout_seconds=settings.parse_timeout_seconds,
+            memory_bytes=settings.parse_memory_mb * 1024 * 1024,
+        )
+        self._parsers.append(parser)  # its parse server stops with the container
         return IngestionService(
             uow_factory=self.uow_factory,
             blobs=self.blobs,
-            parser=SandboxedParser(
-                ParseLimits(
-                    max_pdf_pages=settings.pdf_max_pages, max_chars=settings.document_max_chars
-                ),
-                timeout_seconds=settings.parse_timeout_seconds,
-                memory_bytes=settings.parse_memory_mb * 1024 * 1024,
-            ),
+            parser=parser,
             embedder=BatchingEmbedder(embedder) if embedder is not None else self.embedder,
             events=self.events,
             queue=self.queue,
@@ -241,6 +244,8 @@ class Container:
         return "ok"
 
     async def aclose(self) -> None:
+        for parser in self._parsers:
+            await asyncio.to_thread(parser.close)
         await self._batching.aclose()
         await self.listener.aclose()
         self.broker.close()

@@ -194,13 +194,7 @@ async def test_a_document_whose_parse_runs_out_of_time_fails_with_parse_timeout(
     stored = container.blobs.local_path(document.storage_key)
     stored.unlink()
     os.mkfifo(stored)
-    ingestion = container.build_ingestion()
-    try:
-        await ingestion.ingest(document.id)
-    finally:
-        ingestion_parser = ingestion._parser
-        if isinstance(ingestion_parser, SandboxedParser):
-            ingestion_parser.close()
+    await container.build_ingestion().ingest(document.id)  # its parser stops with container
     async with container.session_factory() as db:
         status, code = (
             await db.execute(
