@@ -249,5 +249,7 @@ class Container:
         await self._batching.aclose()
         await self.listener.aclose()
         self.broker.close()
+        # Dramatiq's broker leaves its Redis connections open; close them with the rest.
+        self.broker.client.connection_pool.disconnect()
         await self.redis.aclose()
         await self.engine.dispose()
