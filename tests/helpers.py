@@ -7,13 +7,17 @@ import asyncio
 import json
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
 import asyncpg
 import httpx
+from pydantic import SecretStr
 
-from infrastructure.container import BackendUrls
+from infrastructure.container import BackendUrls, Container
+from infrastructure.database.migrate import upgrade_to_head
 from infrastructure.embedded import EmbeddedPostgres
+from infrastructure.settings import Settings
 
 JSON = dict[str, object]
 PASSWORD = "correct horse battery staple"
@@ -188,3 +192,25 @@ async def new_database(embedded_postgres: EmbeddedPostgres, urls: BackendUrls, p
     finally:
         await conn.close()
     return urls.database_url.replace("/foundry_test?", f"/{name}?")
+
+
+async def isolated_container(  # the session fixtures it builds on
+    settings: Settings,
+    urls: BackendUrls,
+    embedded_postgres: EmbeddedPostgres,
+    prefix: str,
+    state_dir: Path | None = None,
+    **overrides: object,
+) -> Container:
+    """A Container on a migrated database and a Redis key prefix of its own, so no test
+    worker takes its jobs; with its own state directory (stored files) if given."""
+    url = await new_database(embedded_postgres, urls, prefix)
+    await asyncio.to_thread(upgrade_to_head, url, settings.database_app_role)
+    update: dict[str, object] = {
+        "database_url": SecretStr(url),
+        "redis_key_prefix": f"{prefix}-{uuid.uuid4().hex[:8]}:",
+        **overrides,
+    }
+    if state_dir is not None:
+        update["state_dir"] = state_dir
+    return Container(settings.model_copy(update=update), BackendUrls(url, urls.redis_url))

@@ -4,7 +4,6 @@ memory-hungry one stopped, and a worker's document ending FAILED with PARSE_TIME
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import threading
@@ -14,7 +13,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
 
 from domain.entities import Principal, Role
@@ -29,7 +27,6 @@ from domain.errors import (
 from domain.ingestion.filetypes import FileKind
 from domain.services.accounts import RequestOrigin
 from infrastructure.container import BackendUrls, Container
-from infrastructure.database.migrate import upgrade_to_head
 from infrastructure.database.models import DocumentRow
 from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.parsing.limits import ParseLimits
@@ -43,7 +40,7 @@ from tests.documents import (
     pdf_bytes,
     truncated_pdf_bytes,
 )
-from tests.helpers import PASSWORD, new_database, unique_email
+from tests.helpers import PASSWORD, isolated_container, unique_email
 from tests.integration.test_worker_recovery import _incoming
 
 MIB = 1024 * 1024
@@ -163,17 +160,9 @@ async def short_budget(
     settings: Settings, urls: BackendUrls, embedded_postgres: EmbeddedPostgres, tmp_path: Path
 ) -> AsyncIterator[Container]:
     """A database and queue of its own (no test worker takes its jobs), parse budget 1 s."""
-    url = await new_database(embedded_postgres, urls, "sandbox")
-    await asyncio.to_thread(upgrade_to_head, url, settings.database_app_role)
-    own = settings.model_copy(
-        update={
-            "state_dir": tmp_path / "state",
-            "database_url": SecretStr(url),
-            "redis_key_prefix": f"sandbox-{uuid.uuid4().hex[:8]}:",
-            "parse_timeout_seconds": 1.0,
-        }
+    container = await isolated_container(
+        settings, urls, embedded_postgres, "sandbox", tmp_path / "state", parse_timeout_seconds=1.0
     )
-    container = Container(own, BackendUrls(url, urls.redis_url))
     yield container
     await container.aclose()
 

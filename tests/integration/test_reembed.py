@@ -3,7 +3,6 @@ Runs on a database of its own, since it changes the chunks table."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -14,11 +13,10 @@ from domain.entities import Principal, Role
 from domain.services.accounts import RequestOrigin
 from infrastructure.container import BackendUrls, Container
 from infrastructure.database.embedding_column import column_dimensions, resize_embedding_column
-from infrastructure.database.migrate import upgrade_to_head
 from infrastructure.database.models import DocumentRow
 from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.settings import Settings
-from tests.helpers import PASSWORD, new_database, unique_email
+from tests.helpers import PASSWORD, isolated_container, unique_email
 from tests.integration.test_worker_recovery import _incoming
 
 
@@ -26,10 +24,7 @@ from tests.integration.test_worker_recovery import _incoming
 async def own_database(
     settings: Settings, urls: BackendUrls, embedded_postgres: EmbeddedPostgres
 ) -> AsyncIterator[Container]:
-    url = await new_database(embedded_postgres, urls, "reembed")
-    await asyncio.to_thread(upgrade_to_head, url, settings.database_app_role)
-    own = settings.model_copy(update={"redis_key_prefix": f"reembed-{uuid.uuid4().hex[:8]}:"})
-    container = Container(own, BackendUrls(url, urls.redis_url))
+    container = await isolated_container(settings, urls, embedded_postgres, "reembed")
     yield container
     await container.aclose()
 

@@ -15,19 +15,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import update
 
 from domain.entities import Principal, Role
 from domain.services.accounts import RequestOrigin
 from domain.services.storage_check import StorageCheck
 from infrastructure.container import BackendUrls, Container
-from infrastructure.database.migrate import upgrade_to_head
 from infrastructure.database.models import DocumentRow
 from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.settings import Settings
 from tests.conftest import worker_env
-from tests.helpers import PASSWORD, new_database, unique_email
+from tests.helpers import PASSWORD, isolated_container, unique_email
 from tests.integration.test_worker_recovery import _incoming
 
 HOURS_AGO = 3
@@ -57,16 +55,10 @@ async def setup(
     embedded_postgres: EmbeddedPostgres,
     tmp_path: Path,
 ) -> AsyncIterator[Setup]:
-    url = await new_database(embedded_postgres, urls, "storage")
-    await asyncio.to_thread(upgrade_to_head, url, settings.database_app_role)
-    own = settings.model_copy(
-        update={
-            "state_dir": tmp_path / "state",
-            "database_url": SecretStr(url),
-            "redis_key_prefix": f"storage-{uuid.uuid4().hex[:8]}:",
-        }
+    container = await isolated_container(
+        settings, urls, embedded_postgres, "storage", tmp_path / "state"
     )
-    container = Container(own, BackendUrls(url, urls.redis_url))
+    own = container.settings
     session = await container.services.accounts.sign_up(
         unique_email(), PASSWORD, None, RequestOrigin()
     )
