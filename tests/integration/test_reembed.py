@@ -9,15 +9,13 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select, text, update
 
-from domain.entities import Principal, Role
-from domain.services.accounts import RequestOrigin
 from infrastructure.container import BackendUrls, Container
 from infrastructure.database.embedding_column import column_dimensions, resize_embedding_column
 from infrastructure.database.models import DocumentRow
 from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.settings import Settings
-from tests.helpers import PASSWORD, isolated_container, unique_email
-from tests.integration.test_worker_recovery import _incoming
+from tests.helpers import isolated_container
+from tests.integration.test_worker_recovery import _editor, _incoming
 
 
 @pytest.fixture
@@ -45,10 +43,7 @@ async def test_resize_changes_the_column_and_keeps_the_index(own_database: Conta
 async def test_requeue_all_puts_every_live_document_back_in_the_queue(
     own_database: Container,
 ) -> None:
-    session = await own_database.services.accounts.sign_up(
-        unique_email(), PASSWORD, None, RequestOrigin()
-    )
-    principal = Principal(session.user.id, session.organization.id, Role.ADMIN, uuid.uuid4())
+    principal = await _editor(own_database)
     results = await own_database.services.documents.upload(
         principal,
         [_incoming(f"{n}.txt", f"{n} {uuid.uuid4()}".encode()) for n in ("a", "b", "c")],

@@ -17,16 +17,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from domain.entities import Principal, Role
-from domain.services.accounts import RequestOrigin
 from domain.services.storage_check import StorageCheck
 from infrastructure.container import BackendUrls, Container
 from infrastructure.database.models import DocumentRow
 from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.settings import Settings
 from tests.conftest import worker_env
-from tests.helpers import PASSWORD, isolated_container, unique_email
-from tests.integration.test_worker_recovery import _incoming
+from tests.helpers import isolated_container
+from tests.integration.test_worker_recovery import _editor, _incoming
 
 HOURS_AGO = 3
 
@@ -59,10 +57,7 @@ async def setup(
         settings, urls, embedded_postgres, "storage", tmp_path / "state"
     )
     own = container.settings
-    session = await container.services.accounts.sign_up(
-        unique_email(), PASSWORD, None, RequestOrigin()
-    )
-    principal = Principal(session.user.id, session.organization.id, Role.ADMIN, uuid.uuid4())
+    principal = await _editor(container)
     results = await container.services.documents.upload(
         principal,
         [_incoming(f"{n}.txt", f"{n} {uuid.uuid4()}".encode()) for n in ("kept", "lost", "gone")],
@@ -77,7 +72,7 @@ async def setup(
     saved = gone_file.read_bytes()
     await container.services.documents.delete(principal, gone.id, None)
     gone_file.write_bytes(saved)
-    org = blobs / str(session.organization.id)
+    org = blobs / str(principal.organization_id)
     never_committed = org / str(uuid.uuid4())  # stored, then the row's commit was lost
     never_committed.write_bytes(b"orphan")
     elsewhere = blobs / str(uuid.uuid4()) / str(kept.id)  # a live id under a wrong folder
