@@ -24,7 +24,7 @@ from infrastructure.container import BackendUrls, Container
 from infrastructure.database.migrate import upgrade_to_head
 from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.embeddings.local import MODEL_NAME, bundled_model_dir, default_model_cache_dir
-from infrastructure.embeddings.onnx_model import ensure_exported
+from infrastructure.embeddings.onnx_model import ensure_quantized
 from infrastructure.http.app import create_app
 from infrastructure.http.server_config import uvicorn_config
 from infrastructure.observability.logging import configure_logging
@@ -50,11 +50,12 @@ def _logging() -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def _model_cache(pytestconfig: pytest.Config) -> None:
-    """Exported models for the tests and every process they start, kept under the checkout
-    between runs (a fresh clone exports once, up front, not inside a request's timeout)
-    rather than in the developer's own cache. Tests of the export use their own folders."""
+    """Exported (and int8) models for the tests and every process they start, kept under the
+    checkout between runs (a fresh clone exports once, up front, not inside a request's
+    timeout) rather than in the developer's own cache. Tests of the export use their own
+    folders."""
     os.environ["XDG_CACHE_HOME"] = str(pytestconfig.rootpath / ".cache")
-    ensure_exported(bundled_model_dir(), default_model_cache_dir(), MODEL_NAME)
+    ensure_quantized(bundled_model_dir(), default_model_cache_dir(), MODEL_NAME)  # exports too
 
 
 @pytest.fixture(scope="session")

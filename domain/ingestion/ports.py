@@ -106,8 +106,9 @@ class Embedder(Protocol):
     @property
     def tokenizer(self) -> Tokenizer: ...
 
-    def warm_up(self) -> None:
-        """Load models now (worker start-up) so the first document is not slow (blocking)."""
+    def warm_up(self, queries: bool = False) -> None:
+        """Load models now (start-up) so the first document is not slow, and the first
+        question either when ``queries`` (blocking)."""
         ...
 
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:

@@ -121,8 +121,8 @@ class BatchingEmbedder:
     def tokenizer(self) -> Tokenizer:
         return self._inner.tokenizer
 
-    def warm_up(self) -> None:
-        self._inner.warm_up()
+    def warm_up(self, queries: bool = False) -> None:
+        self._inner.warm_up(queries)
 
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         return await self._documents.embed(texts)

@@ -35,4 +35,5 @@ def build_local_embedder(settings: Settings) -> LocalEmbedder:
         batch_size=settings.embed_batch_size,
         runtime=settings.embedding_runtime,
         cache_dir=settings.model_cache_dir,
+        query_precision=settings.embedding_query_precision,
     )

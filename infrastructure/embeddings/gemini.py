@@ -119,7 +119,7 @@ class GeminiEmbedder:
     def tokenizer(self) -> ApproximateTokenizer:
         return self._tokenizer
 
-    def warm_up(self) -> None:
+    def warm_up(self, queries: bool = False) -> None:
         """Nothing to load: the model runs at Google."""
 
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:

@@ -31,6 +31,9 @@ log = structlog.get_logger("foundry.embeddings")
 # Bumped when the export changes (inputs, pooling, opset): older files are not reused.
 EXPORT_FORMAT = 1
 EXPORT_MODULE = "infrastructure.embeddings.onnx_export"
+QUANTIZE_MODULE = "infrastructure.embeddings.onnx_quantize"
+# Bumped when the quantisation changes, like EXPORT_FORMAT for the export.
+QUANTIZE_FORMAT = 1
 EXPORT_TIMEOUT_SECONDS = 600
 
 Int64Matrix = npt.NDArray[np.int64]
@@ -53,16 +56,30 @@ def weights_digest(model_dir: Path) -> str:
 def ensure_exported(model_dir: Path, cache_dir: Path, model_name: str) -> Path:
     """The exported model for these weights, exporting it first if the cache lacks it."""
     path = cache_dir / f"{model_name}-{weights_digest(model_dir)}.onnx"
+    command = [sys.executable, "-m", EXPORT_MODULE, str(model_dir), str(path)]
+    return _ensure_made(path, command, f"exporting {model_name} to ONNX", "export", "exported")
+
+
+def ensure_quantized(model_dir: Path, cache_dir: Path, model_name: str) -> Path:
+    """The int8 copy of the exported model (onnx_quantize.py), made first if missing."""
+    source = ensure_exported(model_dir, cache_dir, model_name)
+    path = source.with_name(f"{source.stem}-int8q{QUANTIZE_FORMAT}.onnx")
+    command = [sys.executable, "-m", QUANTIZE_MODULE, str(model_dir), str(source), str(path)]
+    return _ensure_made(path, command, f"quantising {model_name} to int8", "quantize", "quantized")
+
+
+def _ensure_made(path: Path, command: list[str], what: str, step: str, done_step: str) -> Path:
+    """``path``, made by ``command`` in a child process unless it exists; one process makes
+    it while the others starting at the same time wait for it (a file lock)."""
     if path.is_file():
         return path
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with (cache_dir / ".export.lock").open("w") as lock:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (path.parent / ".export.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        if path.is_file():  # another process exported it while this one waited
+        if path.is_file():  # another process made it while this one waited
             return path
-        log.info("embeddings.onnx_export_started", path=str(path))
+        log.info(f"embeddings.onnx_{step}_started", path=str(path))
         started = time.monotonic()
-        command = [sys.executable, "-m", EXPORT_MODULE, str(model_dir), str(path)]
         done = subprocess.run(  # noqa: S603 (this interpreter, our module, our paths)
             command,
             capture_output=True,
@@ -72,9 +89,9 @@ def ensure_exported(model_dir: Path, cache_dir: Path, model_name: str) -> Path:
         )
         if done.returncode != 0 or not path.is_file():
             tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-            raise RuntimeError(f"exporting {model_name} to ONNX failed: {' | '.join(tail)}")
+            raise RuntimeError(f"{what} failed: {' | '.join(tail)}")
         log.info(
-            "embeddings.onnx_exported",
+            f"embeddings.onnx_{done_step}",
             path=str(path),
             seconds=round(time.monotonic() - started, 1),
             check=done.stdout.strip(),

@@ -97,10 +97,10 @@ def create_app(settings: Settings, urls: BackendUrls) -> Starlette:
         schema = build_schema(limits, outer_extensions=[OperationMetrics], documents=documents)
         app.state.container = container
         graphql.view = FoundryGraphQL(schema, container, graphiql)
-        # Load the query embedder in the background: requests are served meanwhile,
-        # and the first search waits for the model instead of loading it itself.
+        # Load the embedding models (questions' and passages') in the background: requests
+        # are served meanwhile, and the first search waits for them instead of loading them.
         if settings.preload_models:
-            warm_up = asyncio.create_task(asyncio.to_thread(container.embedder.warm_up))
+            warm_up = asyncio.create_task(asyncio.to_thread(container.embedder.warm_up, True))
             warm_up.add_done_callback(_report_warm_up)
             app.state.warm_up = warm_up  # a reference, so the task is not collected
         else:

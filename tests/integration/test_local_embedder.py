@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from infrastructure.embeddings.local import MODEL_NAME, LocalEmbedder, bundled_model_dir
-from infrastructure.embeddings.onnx_model import ensure_exported
+from infrastructure.embeddings.onnx_model import QUANTIZE_FORMAT, ensure_exported, ensure_quantized
 
 TEXTS = [
     "",
@@ -135,9 +135,11 @@ def test_an_api_process_embeds_without_importing_torch(exported: Path, cache_dir
         "import asyncio, sys\n"
         "from pathlib import Path\n"
         "from infrastructure.embeddings.local import LocalEmbedder\n"
-        f"embedder = LocalEmbedder(threads=1, cache_dir=Path({str(cache_dir)!r}))\n"
+        f"embedder = LocalEmbedder(threads=1, cache_dir=Path({str(cache_dir)!r}),\n"
+        "                         query_precision='int8')\n"
         "vector = asyncio.run(embedder.embed_query('reset password'))\n"
-        "print(len(vector), 'torch' in sys.modules, 'sentence_transformers' in sys.modules)\n"
+        "print(len(vector), 'torch' in sys.modules, 'sentence_transformers' in sys.modules,\n"
+        "      'onnxruntime.quantization' in sys.modules)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script],
@@ -146,4 +148,47 @@ def test_an_api_process_embeds_without_importing_torch(exported: Path, cache_dir
         timeout=120,
         check=True,
     )
-    assert done.stdout.split() == ["384", "False", "False"]
+    # (Before it: the log lines of quantising, when this module's cache has no int8 file yet.)
+    assert done.stdout.splitlines()[-1].split() == ["384", "False", "False", "False"]
+
+
+async def test_questions_can_go_through_an_int8_copy_close_to_the_float_model(
+    exported: Path, cache_dir: Path
+) -> None:
+    exact = LocalEmbedder(threads=1, cache_dir=cache_dir)
+    cheap = LocalEmbedder(threads=1, cache_dir=cache_dir, query_precision="int8")
+    cheap.warm_up(queries=True)  # quantised once, into the same cache, beside the export
+    quantized = ensure_quantized(bundled_model_dir(), cache_dir, MODEL_NAME)
+    assert quantized.parent == cache_dir and quantized != exported
+    assert 15_000_000 < quantized.stat().st_size < 40_000_000  # int8 weights, not fp32
+    questions = [*TEXTS[1:4], "What is the retention period for invoices?"]
+    expected = await exact.embed_queries(questions)
+    got = await cheap.embed_queries(questions)
+    for text, vector, reference in zip(questions, got, expected, strict=True):
+        assert 0.97 < _cosine(vector, reference) < 0.99999, text[:40]  # close, not the same
+        assert math.isclose(math.sqrt(sum(x * x for x in vector)), 1.0, rel_tol=1e-4)
+    # Documents, whose vectors are stored, still go through the float model.
+    assert await cheap.embed_documents(questions) == await exact.embed_documents(questions)
+    # The nearest passage stays the same.
+    passages = await exact.embed_documents(TEXTS[5:7])
+    invoice = got[-1]
+    assert _cosine(invoice, passages[0]) > _cosine(invoice, passages[1])
+
+
+async def test_the_torch_runtime_embeds_questions_in_float(cache_dir: Path) -> None:
+    torch = LocalEmbedder(threads=1, runtime="torch", cache_dir=cache_dir, query_precision="int8")
+    question = TEXTS[2]
+    assert await torch.embed_query(question) == (await torch.embed_documents([question]))[0]
+
+
+async def test_a_damaged_int8_file_is_quantised_again(
+    tmp_path: Path, exported: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    shutil.copy(exported, tmp_path / exported.name)
+    damaged = tmp_path / f"{exported.stem}-int8q{QUANTIZE_FORMAT}.onnx"
+    damaged.write_bytes(b"not an onnx model")
+    embedder = LocalEmbedder(threads=1, cache_dir=tmp_path, query_precision="int8")
+    assert len(await embedder.embed_query("reset password")) == 384
+    assert "embeddings.onnx_cache_unreadable" in caplog.text
+    assert "embeddings.onnx_quantized" in caplog.text
+    assert damaged.stat().st_size > 15_000_000

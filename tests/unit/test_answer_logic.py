@@ -122,7 +122,7 @@ class CountingEmbedder:
     def tokenizer(self) -> WhitespaceTokenizer:
         return WhitespaceTokenizer()
 
-    def warm_up(self) -> None:
+    def warm_up(self, queries: bool = False) -> None:
         return None
 
     def vector(self, text: str) -> list[float]:

@@ -26,7 +26,7 @@ class RecordingEmbedder:
     def tokenizer(self) -> WordTokenizer:
         return WordTokenizer()
 
-    def warm_up(self) -> None:
+    def warm_up(self, queries: bool = False) -> None:
         return None
 
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:

@@ -1,0 +1,81 @@
+"""An int8 copy of the exported MiniLM, for questions: about three times cheaper per question.
+
+Runs in a child process (`python -m infrastructure.embeddings.onnx_quantize MODEL_DIR FP32 OUT`,
+see onnx_model.ensure_quantized) once per machine, so the API never imports the
+quantisation tooling. ONNX Runtime's dynamic quantisation stores the weights of every
+matrix product as int8, one scale per output channel (per-tensor scales lost too much:
+worst cosine 0.84 to the float model on passages), and quantises activations on the fly.
+
+Only questions use it. Stored chunk vectors come from the float model, so nothing needs
+re-embedding, and a question's int8 vector stays close to its float one (checked here on
+questions and passages before the file is moved into place; measured on 1,000 of the query
+bench's questions: mean cosine 0.993, worst 0.986).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+# The lowest cosine similarity between a text's int8 and float vectors that is accepted.
+MIN_AGREEMENT = 0.97
+CHECK_TEXTS = (
+    "How do I reset my password?",
+    "What is the retention period for invoices?",
+    "How does the with statement work in Python?",
+    "Quelle est la politique de conservation des factures ?",
+    "The cluster failed over to the standby at 03:12 UTC after the primary lost its disk.",
+    " ".join(f"sentence {n} of a long passage about retention policies." for n in range(30)),
+)
+
+
+def quantize(model_dir: Path, source: Path, out: Path) -> float:
+    """Write the int8 model to `out` (atomically); returns its worst agreement with `source`."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from infrastructure.embeddings.onnx_model import OnnxEncoder
+
+    handle, temporary = tempfile.mkstemp(prefix=out.name, suffix=".part", dir=out.parent)
+    os.close(handle)
+    try:
+        quantize_dynamic(
+            source,
+            temporary,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            # The exported graph's intermediate outputs carry no type annotations.
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+        exact = np.asarray(OnnxEncoder(source, model_dir, 1, 8).encode(CHECK_TEXTS))
+        cheap = np.asarray(OnnxEncoder(Path(temporary), model_dir, 1, 8).encode(CHECK_TEXTS))
+        agreement = float((exact * cheap).sum(axis=1).min())
+        if agreement < MIN_AGREEMENT:
+            raise RuntimeError(
+                f"the int8 model strays from the float one (cosine {agreement:.4f} "
+                f"< {MIN_AGREEMENT})"
+            )
+        Path(temporary).chmod(0o644)
+        os.replace(temporary, out)
+        return agreement
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        sys.stderr.write(
+            "usage: python -m infrastructure.embeddings.onnx_quantize MODEL_DIR FP32 OUT\n"
+        )
+        return 2
+    agreement = quantize(Path(argv[0]), Path(argv[1]), Path(argv[2]))
+    sys.stdout.write(f"quantised {argv[2]} (worst cosine to float {agreement:.4f})\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
