@@ -163,7 +163,11 @@ class LocalEmbedder:
         if not self._quantized_queries:
             return self._load_locked()
         if self._query_model is None:
-            self._query_model = self._load_onnx(ensure_quantized, self._threads)
+            try:
+                self._query_model = self._load_onnx(ensure_quantized)
+            except RuntimeError as exc:  # searches go on, a little slower
+                log.error("embeddings.int8_unavailable", error=str(exc), using="float32")
+                self._query_model = self._load_locked()
         return self._query_model
 
     def _load_locked(self) -> _Encoder:
@@ -175,18 +179,18 @@ class LocalEmbedder:
             if self._runtime == "torch":
                 self._model = TorchEncoder(self._model_dir, self._threads, self._batch_size)
             else:
-                self._model = self._load_onnx(ensure_exported, self._threads)
+                self._model = self._load_onnx(ensure_exported)
         return self._model
 
-    def _load_onnx(self, ensure: Callable[[Path, Path, str], Path], threads: int) -> OnnxEncoder:
+    def _load_onnx(self, ensure: Callable[[Path, Path, str], Path]) -> OnnxEncoder:
         path = ensure(self._model_dir, self._cache_dir, MODEL_NAME)
         try:
-            return OnnxEncoder(path, self._model_dir, threads, self._batch_size)
+            return OnnxEncoder(path, self._model_dir, self._threads, self._batch_size)
         except Exception as exc:  # a damaged cache file: make it again, once
             log.warning("embeddings.onnx_cache_unreadable", path=str(path), error=repr(exc))
             path.unlink(missing_ok=True)
             path = ensure(self._model_dir, self._cache_dir, MODEL_NAME)
-            return OnnxEncoder(path, self._model_dir, threads, self._batch_size)
+            return OnnxEncoder(path, self._model_dir, self._threads, self._batch_size)
 
 
 def default_model_cache_dir() -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from infrastructure.embeddings import onnx_model
 from infrastructure.embeddings.local import MODEL_NAME, LocalEmbedder, bundled_model_dir
 from infrastructure.embeddings.onnx_model import QUANTIZE_FORMAT, ensure_exported, ensure_quantized
 
@@ -192,3 +193,19 @@ async def test_a_damaged_int8_file_is_quantised_again(
     assert "embeddings.onnx_cache_unreadable" in caplog.text
     assert "embeddings.onnx_quantized" in caplog.text
     assert damaged.stat().st_size > 15_000_000
+
+
+async def test_questions_fall_back_to_float_when_the_int8_copy_cannot_be_made(
+    tmp_path: Path,
+    exported: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    shutil.copy(exported, tmp_path / exported.name)
+    monkeypatch.setattr(onnx_model, "QUANTIZE_MODULE", "infrastructure.embeddings.no_such_module")
+    embedder = LocalEmbedder(threads=1, cache_dir=tmp_path, query_precision="int8")
+    question = "How do I rotate the signing keys?"
+    vector = await embedder.embed_query(question)
+    assert vector == (await embedder.embed_documents([question]))[0]  # the float model
+    assert "embeddings.int8_unavailable" in caplog.text
+    assert "quantising all-MiniLM-L6-v2 to int8 failed" in caplog.text
