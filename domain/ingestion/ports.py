@@ -121,6 +121,12 @@ class Embedder(Protocol):
 
     async def embed_query(self, text: str) -> list[float]: ...
 
+    async def embed_sentences(self, texts: Sequence[str]) -> list[list[float]]:
+        """Vectors of short passages that are compared with a question's and dropped (the
+        extractive answerer's candidate sentences): never stored, so the provider may use
+        the encoder it uses for questions."""
+        ...
+
 
 class DocumentRepository(Protocol):
     async def add(self, document: Document) -> None:

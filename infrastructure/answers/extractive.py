@@ -113,7 +113,7 @@ class ExtractiveAnswerer:
         known = {text: self._cache[text] for text in distinct if text in self._cache}
         missing = [text for text in distinct if text not in known]
         if missing:
-            embedded = await self._embedder.embed_documents(missing)
+            embedded = await self._embedder.embed_sentences(missing)
             for text, values in zip(missing, embedded, strict=True):
                 known[text] = array("f", values)
         found: list[array[float]] = []

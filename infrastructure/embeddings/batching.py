@@ -5,8 +5,8 @@ long, and an API process embeds the questions of concurrent searches. Calling
 the model per document or per question wastes it on small batches that wait
 for each other (the model runs one call at a time); this wrapper gathers
 whatever requests are waiting while the model is busy and embeds them in one
-call (the model sorts by length, so padding stays low). Documents and
-questions queue separately: questions use the provider's query task type.
+call (the model sorts by length, so padding stays low). Documents, questions and
+answer sentences queue separately: each kind has its own provider call.
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ class BatchingEmbedder:
         self._inner = inner
         self._documents = _Coalescer(inner.embed_documents, max_batch, "embedding-batcher")
         self._queries = _Coalescer(inner.embed_queries, max_query_batch, "query-batcher")
+        self._sentences = _Coalescer(inner.embed_sentences, max_query_batch, "sentence-batcher")
         self.name = inner.name
         self.dimensions = inner.dimensions
 
@@ -133,7 +134,11 @@ class BatchingEmbedder:
     async def embed_query(self, text: str) -> list[float]:
         return (await self._queries.embed([text]))[0]
 
+    async def embed_sentences(self, texts: Sequence[str]) -> list[list[float]]:
+        return await self._sentences.embed(texts)
+
     async def aclose(self) -> None:
         """Stop the batching tasks (they live as long as the event loop otherwise)."""
         await self._documents.aclose()
         await self._queries.aclose()
+        await self._sentences.aclose()

@@ -128,6 +128,9 @@ class GeminiEmbedder:
     async def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
         return await self._embed_all(texts, QUERY_TASK)
 
+    async def embed_sentences(self, texts: Sequence[str]) -> list[list[float]]:
+        return await self._embed_all(texts, DOCUMENT_TASK)
+
     async def _embed_all(self, texts: Sequence[str], task_type: str) -> list[list[float]]:
         vectors: list[list[float]] = []
         for start in range(0, len(texts), self._batch_size):

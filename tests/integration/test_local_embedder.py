@@ -168,6 +168,11 @@ async def test_questions_can_go_through_an_int8_copy_close_to_the_float_model(
     for text, vector, reference in zip(questions, got, expected, strict=True):
         assert 0.97 < _cosine(vector, reference) < 0.99999, text[:40]  # close, not the same
         assert math.isclose(math.sqrt(sum(x * x for x in vector)), 1.0, rel_tol=1e-4)
+    # A question's vector does not depend on what it is batched with (int8 activations
+    # are scaled per model run), and answer sentences go through the same model.
+    for text, vector in zip(questions, got, strict=True):
+        assert await cheap.embed_sentences([text]) == [vector]
+    assert await cheap.embed_sentences(questions) == got
     # Documents, whose vectors are stored, still go through the float model.
     assert await cheap.embed_documents(questions) == await exact.embed_documents(questions)
     # The nearest passage stays the same.

@@ -142,6 +142,10 @@ class CountingEmbedder:
     async def embed_query(self, text: str) -> list[float]:
         return self.vector(text)
 
+    async def embed_sentences(self, texts: Sequence[str]) -> list[list[float]]:
+        self.embedded.extend(texts)
+        return [self.vector(text) for text in texts]
+
 
 class WhitespaceTokenizer:
     def token_starts(self, text: str) -> list[int]:
@@ -185,11 +189,11 @@ class GatedEmbedder(CountingEmbedder):
         self.waiting = asyncio.Event()
         self.opened = asyncio.Event()
 
-    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+    async def embed_sentences(self, texts: Sequence[str]) -> list[list[float]]:
         if self.gated in texts:
             self.waiting.set()
             await self.opened.wait()
-        return await super().embed_documents(texts)
+        return await super().embed_sentences(texts)
 
 
 async def test_sentence_vectors_survive_eviction_while_the_model_runs() -> None:

@@ -20,6 +20,7 @@ class RecordingEmbedder:
     def __init__(self, fail: bool = False) -> None:
         self.calls: list[int] = []
         self.query_calls: list[int] = []
+        self.sentence_calls: list[int] = []
         self.fail = fail
 
     @property
@@ -43,6 +44,11 @@ class RecordingEmbedder:
 
     async def embed_query(self, text: str) -> list[float]:
         return [float(len(text))]
+
+    async def embed_sentences(self, texts: Sequence[str]) -> list[list[float]]:
+        self.sentence_calls.append(len(texts))
+        await asyncio.sleep(0.05)
+        return [[10.0 * len(text)] for text in texts]
 
 
 async def test_waiting_requests_share_one_call_and_get_their_own_vectors() -> None:
@@ -115,15 +121,27 @@ async def test_concurrent_questions_share_one_query_call() -> None:
     assert inner.query_calls == [8, 4]
 
 
+async def test_concurrent_answers_share_one_sentence_call() -> None:
+    inner = RecordingEmbedder()
+    batcher = BatchingEmbedder(inner, max_query_batch=8)
+    answers = [[f"sentence {n}", f"another sentence {n}!"] for n in range(3)]
+    vectors = await asyncio.gather(*(batcher.embed_sentences(texts) for texts in answers))
+    assert vectors == [[[10.0 * len(t)] for t in texts] for texts in answers]
+    # Their own provider call: neither the document nor the question one.
+    assert inner.calls == [] and inner.query_calls == []
+    assert inner.sentence_calls == [6]
+
+
 async def test_closing_stops_the_batching_tasks_and_fails_what_waits() -> None:
     before = asyncio.all_tasks()
     batcher = BatchingEmbedder(RecordingEmbedder())
     assert await batcher.embed_query("warm") == [-4.0]
+    assert await batcher.embed_sentences(["warm"]) == [[40.0]]
     waiting = [asyncio.create_task(batcher.embed_documents([text])) for text in ("a", "b")]
     await asyncio.sleep(0.01)  # in the model call by now
     await batcher.aclose()
     for task in waiting:
         with pytest.raises(RuntimeError):
             await task
-    # Neither the document nor the question runner outlives the batcher.
+    # No runner (documents, questions, sentences) outlives the batcher.
     assert asyncio.all_tasks() - before == set()
