@@ -19,6 +19,9 @@ class GroundingSource:
     filename: str
     page: int | None
     text: str
+    # The passage's length in the embedder's tokens when known (stored with the chunk),
+    # so the extractive answerer need not tokenise it again to report prompt tokens.
+    token_count: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,8 @@ class ChunkMatch:
 
     ``similarity`` is the cosine similarity between the question and the chunk
     (both paths report it, so relevance can be judged the same way for each);
-    ``rank_score`` is the path's own score (similarity, or the full-text rank).
+    ``rank_score`` is the path's own score (similarity, or the full-text rank);
+    ``token_count`` the chunk's length in the embedder's tokens, stored at ingestion.
     """
 
     chunk_id: UUID
@@ -23,6 +24,7 @@ class ChunkMatch:
     text: str
     similarity: float
     rank_score: float
+    token_count: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,7 @@ class SearchHit:
     similarity: float
     vector_rank: int | None
     text_rank: int | None
+    token_count: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

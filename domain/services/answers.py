@@ -334,6 +334,7 @@ class AnswerService:
                     filename=item.document.filename,
                     page=item.source.page,
                     text=hit.text,
+                    token_count=hit.token_count,
                 )
                 for item, hit in zip(cited, relevant, strict=True)
             ],

@@ -127,6 +127,7 @@ class SearchService:
                 similarity=item.match.similarity,
                 vector_rank=item.vector_rank,
                 text_rank=item.text_rank,
+                token_count=item.match.token_count,
             )
             for item in fused
             if item.match.document_id in documents

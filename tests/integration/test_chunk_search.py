@@ -74,7 +74,7 @@ async def document_with_chunks(
                 "text": f"passage {ordinal} of {document_id}",
                 "char_start": 0,
                 "char_end": 10,
-                "token_count": 3,
+                "token_count": 3 + ordinal,
                 "embedding": vector,
             }
             for ordinal, vector in enumerate(vectors)
@@ -155,6 +155,8 @@ async def test_only_ready_documents_are_searched(container: Container) -> None:
     assert {match.document_id for match in vector} == {ready}
     assert {match.document_id for match in words} == {ready}
     assert pending not in {match.document_id for match in vector + words}
+    # Both paths report each chunk's stored length ("passage N of ..." holds 3 + N).
+    assert all(m.token_count == 3 + int(m.text.split()[1]) for m in vector + words)
     async with container.uow_factory.tenant(principal) as uow:
         assert isinstance(uow, SqlUnitOfWork)
         await uow.session.execute(

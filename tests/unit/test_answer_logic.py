@@ -180,6 +180,23 @@ async def test_extractive_answers_quote_the_best_sentences_with_citations() -> N
     assert len(embedder.embedded) == embedded
 
 
+async def test_prompt_tokens_count_stored_source_lengths_without_tokenising_them() -> None:
+    embedder = CountingEmbedder()
+    answerer = ExtractiveAnswerer(embedder)
+    question = "How tall is the tower?"
+    text = "The tower is 41 metres tall."
+    stored = GroundingSource(1, uuid.uuid4(), "a.md", None, text, token_count=1_000)
+    unknown = GroundingSource(2, uuid.uuid4(), "b.md", None, "Granite built the tower walls.")
+    request = AnswerRequest(question, [stored, unknown], await embedder.embed_query(question))
+
+    events = [event async for event in answerer.stream(request)]
+
+    finished = events[-1]
+    assert isinstance(finished, GenerationFinished)
+    # 5 words of question, the stored 1,000 (not the 6 words of its text), 5 counted.
+    assert finished.prompt_tokens == 5 + 1_000 + 5
+
+
 class GatedEmbedder(CountingEmbedder):
     """Holds any call that embeds ``gated`` until ``opened`` is set."""
 

@@ -43,7 +43,7 @@ _LIMIT = bindparam("limit", type_=Integer())
 # organisation, the limit and whether documents are chosen are written into the
 # statement (see above; formatted from a UUID, an int and a fixed clause only).
 _NEAREST = """
-SELECT c.id, c.document_id, c.page, c.text,
+SELECT c.id, c.document_id, c.page, c.text, c.token_count,
        c.embedding <=> CAST(CAST(:embedding AS real[]) AS vector) AS distance
 FROM chunks c
 WHERE c.organization_id = '{organization}'::uuid
@@ -93,7 +93,7 @@ def nearest_statement(organization_id: UUID, limit: int, chosen: bool) -> TextCl
 # function) divides by 1 + log(length), so long chunks don't win on bulk.
 _MATCHING = text(
     """
-SELECT c.id, c.document_id, c.page, c.text,
+SELECT c.id, c.document_id, c.page, c.text, c.token_count,
        c.embedding <=> CAST(CAST(:embedding AS real[]) AS vector) AS distance, best.rank
 FROM (
   SELECT m.id, m.rank
@@ -146,9 +146,11 @@ class SqlChunkSearch:
         rows = await self._session.execute(statement, parameters)
         matches = []
         # Unpacked, not row.name: attribute access on a Row costs ~4x (the hot path).
-        for chunk_id, document_id, page, body, distance in rows:
+        for chunk_id, document_id, page, body, tokens, distance in rows:
             similarity = 1.0 - float(distance)
-            matches.append(ChunkMatch(chunk_id, document_id, page, body, similarity, similarity))
+            matches.append(
+                ChunkMatch(chunk_id, document_id, page, body, similarity, similarity, tokens)
+            )
         matches.sort(key=lambda match: (-match.similarity, str(match.chunk_id)))
         return matches
 
@@ -165,6 +167,8 @@ class SqlChunkSearch:
         parameters |= {"limit": limit, "websearch": websearch, "max_ranked": self._max_ranked}
         rows = await self._session.execute(_MATCHING, parameters)
         return [
-            ChunkMatch(chunk_id, document_id, page, body, 1.0 - float(distance), float(rank))
-            for chunk_id, document_id, page, body, distance, rank in rows
+            ChunkMatch(
+                chunk_id, document_id, page, body, 1.0 - float(distance), float(rank), tokens
+            )
+            for chunk_id, document_id, page, body, tokens, distance, rank in rows
         ]
