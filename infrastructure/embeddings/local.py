@@ -7,10 +7,11 @@ onnx_model.py; twice as fast on short texts and no torch in the process) and `to
 (sentence-transformers). The model loads once per process; calls are serialised
 because the runtime already uses every core we allow.
 
-Questions may go through an int8 copy of the ONNX model instead (`query_precision="int8"`,
-see onnx_quantize.py): about three times cheaper per question, close to the float vector
-(cosine ≥ 0.986 measured), while documents, whose vectors are stored, always use the
-float model. The torch runtime has no int8 copy and embeds questions in float.
+Questions and the extractive answerer's sentences may go through an int8 copy of the ONNX
+model instead (`query_precision="int8"`, see onnx_quantize.py): about three times cheaper
+per text, close to the float vector (cosine ≥ 0.986 measured), while documents, whose
+vectors are stored, always use the float model. The torch runtime has no int8 copy and
+embeds them in float.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""An int8 copy of the exported MiniLM, for questions: about three times cheaper per question.
+"""An int8 copy of the exported MiniLM, for questions: about three times cheaper per text.
 
 Runs in a child process (`python -m infrastructure.embeddings.onnx_quantize MODEL_DIR FP32 OUT`,
 see onnx_model.ensure_quantized) once per machine, so the API never imports the
@@ -6,7 +6,8 @@ quantisation tooling. ONNX Runtime's dynamic quantisation stores the weights of 
 matrix product as int8, one scale per output channel (per-tensor scales lost too much:
 worst cosine 0.84 to the float model on passages), and quantises activations on the fly.
 
-Only questions use it. Stored chunk vectors come from the float model, so nothing needs
+Only texts whose vectors are never stored use it: questions, and the extractive answerer's
+candidate sentences. Stored chunk vectors come from the float model, so nothing needs
 re-embedding, and a question's int8 vector stays close to its float one (checked here on
 questions and passages before the file is moved into place; measured on 1,000 of the query
 bench's questions: mean cosine 0.993, worst 0.986).
