@@ -298,6 +298,12 @@ async def vacuum_analyze(container: Container) -> None:
         await autocommit.execute(text("VACUUM (ANALYZE) documents, chunks"))
 
 
+async def shared_buffers(container: Container) -> str:
+    """The server's shared_buffers (the embedded server's comes from our settings)."""
+    async with container.engine.connect() as conn:
+        return str(await conn.scalar(text("SHOW shared_buffers")))
+
+
 async def explain_search(
     container: Container, tenant: Tenant, embedding: list[float], question: str
 ) -> tuple[str, str]:
@@ -623,6 +629,7 @@ class Results:
     distractor_chunks: int = 0
     load_seconds: float = 0.0
     vacuum_analyze_seconds: float = 0.0
+    shared_buffers: str = ""
     explain_vector_ms: list[float] = field(default_factory=list)
     explain_fulltext_ms: list[float] = field(default_factory=list)
     hnsw_index_used: bool = False
@@ -662,6 +669,7 @@ async def prepare(
     started = time.perf_counter()
     await vacuum_analyze(container)
     results.vacuum_analyze_seconds = round(time.perf_counter() - started, 1)
+    results.shared_buffers = await shared_buffers(container)
     log(f"Loaded in {results.load_seconds} s; VACUUM ANALYZE {results.vacuum_analyze_seconds} s")
     for question in EXPLAINED:
         embedding = await embedder.embed_query(question)
@@ -851,6 +859,7 @@ def report(results: Results) -> None:
         ),
         ("load incl. HNSW + GIN index upkeep, s", results.load_seconds),
         ("VACUUM ANALYZE, s", results.vacuum_analyze_seconds),
+        ("PostgreSQL shared_buffers", results.shared_buffers),
         (
             "EXPLAIN vector query, ms (HNSW used)",
             f"{results.explain_vector_ms} ({results.hnsw_index_used})",

@@ -28,7 +28,11 @@ class Backends:
         if settings.database_url is not None:
             database_url = settings.database_url.get_secret_value()
         else:
-            self.postgres = EmbeddedPostgres(settings.state_dir, settings.database_name)
+            self.postgres = EmbeddedPostgres(
+                settings.state_dir,
+                settings.database_name,
+                shared_buffers_mb=settings.embedded_postgres_shared_buffers_mb,
+            )
             self.postgres.start()
             asyncio.run(self.postgres.ensure_database())
             database_url = self.postgres.sqlalchemy_url()

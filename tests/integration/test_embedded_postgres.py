@@ -1,0 +1,48 @@
+"""The embedded PostgreSQL runs with our shared_buffers, applied at each start."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+
+from infrastructure.embedded import SETTINGS_FILE, EmbeddedPostgres, default_shared_buffers_mb
+
+SHARED_BUFFERS_MB = "SELECT setting::bigint * 8192 / 1048576 FROM pg_settings WHERE name = $1"
+
+
+async def shared_buffers_mb(server: EmbeddedPostgres) -> int:
+    conn = await asyncpg.connect(server.admin_dsn)
+    try:
+        value: int = await conn.fetchval(SHARED_BUFFERS_MB, "shared_buffers")
+        return value
+    finally:
+        await conn.close()
+
+
+def test_the_default_is_a_quarter_of_the_memory_within_bounds() -> None:
+    assert 128 <= default_shared_buffers_mb() <= 1_024
+
+
+async def test_the_suites_server_runs_with_the_default(
+    embedded_postgres: EmbeddedPostgres,
+) -> None:
+    assert await shared_buffers_mb(embedded_postgres) == default_shared_buffers_mb()
+
+
+def test_a_changed_setting_is_applied_at_the_next_start(tmp_path: Path) -> None:
+    server = EmbeddedPostgres(tmp_path, "foundry_tuning", shared_buffers_mb=160)
+    server.start()
+    try:
+        assert asyncio.run(shared_buffers_mb(server)) == 160
+    finally:
+        server.stop()
+    server = EmbeddedPostgres(tmp_path, "foundry_tuning", shared_buffers_mb=192)
+    server.start()
+    try:
+        assert asyncio.run(shared_buffers_mb(server)) == 192
+    finally:
+        server.stop()
+    main = (tmp_path / "postgres" / "postgresql.conf").read_text()
+    assert main.count(f"include_if_exists = '{SETTINGS_FILE}'") == 1
