@@ -54,7 +54,7 @@ import psutil
 from common import REDIS_URL, RssSampler, bench_settings, log
 from numpy.typing import NDArray
 from pydantic import SecretStr
-from sqlalchemy import event, text
+from sqlalchemy import text
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
@@ -63,7 +63,10 @@ from domain.ingestion.chunking import ChunkingOptions, chunk_document
 from domain.ingestion.filetypes import FileKind
 from domain.retrieval.fulltext import all_words
 from infrastructure.container import BackendUrls, Container
+from infrastructure.database.driver import driver_connection
 from infrastructure.database.migrate import upgrade_to_head
+from infrastructure.database.repositories.chunk_search import matching_query, nearest_query
+from infrastructure.database.uow import SqlUnitOfWork
 from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.embeddings.factory import build_local_embedder
 from infrastructure.embeddings.local import LocalEmbedder
@@ -309,31 +312,20 @@ async def explain_search(
 ) -> tuple[str, str]:
     """EXPLAIN (ANALYZE, BUFFERS) of the exact SQL both search paths send, replayed as the
     app role in a tenant transaction (which sets up the HNSW scans too)."""
-    captured: list[tuple[str, Any]] = []
-
-    def capture(*args: Any) -> None:
-        captured.append((args[2], args[3]))  # statement, parameters
-
-    candidates = container.settings.search_candidates
-    sync_engine = container.engine.sync_engine
-    event.listen(sync_engine, "before_cursor_execute", capture)
-    try:
-        async with container.uow_factory.tenant(tenant.principal) as uow:
-            await uow.search.nearest(embedding, candidates, None)
-            await uow.search.matching(all_words(question), embedding, candidates, None)
-    finally:
-        event.remove(sync_engine, "before_cursor_execute", capture)
-    fulltext = next(item for item in captured if "chunk_text_matches" in item[0])
-    vector = next(
-        item for item in captured if "<=>" in item[0] and "chunk_text_matches" not in item[0]
+    settings = container.settings
+    candidates, ranked = settings.search_candidates, settings.search_fulltext_max_ranked
+    queries = (
+        nearest_query(tenant.principal.organization_id, embedding, candidates, None),
+        matching_query(all_words(question), embedding, candidates, None, ranked),
     )
     plans: list[str] = []
     async with container.uow_factory.tenant(tenant.principal) as uow:
-        conn = await uow.session.connection()
-        for statement, parameters in (vector, fulltext):
+        assert isinstance(uow, SqlUnitOfWork)
+        driver = await driver_connection(uow.session)
+        for statement, arguments in queries:
             explain = "EXPLAIN (ANALYZE, BUFFERS) " + statement
-            await conn.exec_driver_sql(explain, parameters)  # warm the cache first
-            rows = (await conn.exec_driver_sql(explain, parameters)).all()
+            await driver.fetch(explain, *arguments)  # warm the cache first
+            rows = await driver.fetch(explain, *arguments)
             plans.append("\n".join(str(row[0]) for row in rows))
     return plans[0], plans[1]
 

@@ -33,7 +33,13 @@ from infrastructure.cache.pubsub_listener import RedisListener
 from infrastructure.cache.redis_client import create_redis
 from infrastructure.cache.session_revocations import RedisSessionRevocations
 from infrastructure.clock import SystemClock
-from infrastructure.database.engine import create_engine, create_session_factory, schema_readiness
+from infrastructure.database.engine import (
+    connect_arguments,
+    create_engine,
+    create_session_factory,
+    schema_readiness,
+)
+from infrastructure.database.reader import ReaderPool, connect_target
 from infrastructure.database.uow import SqlUnitOfWorkFactory, UnitOfWorkOptions
 from infrastructure.embeddings.batching import BatchingEmbedder
 from infrastructure.embeddings.factory import build_embedder
@@ -72,6 +78,16 @@ class Container:
         self.redis: Redis = create_redis(urls.redis_url)
         self.broker: RedisBroker = create_broker(urls.redis_url, settings.redis_key_prefix)
         self.session_factory = create_session_factory(self.engine)
+        self.readers = ReaderPool(
+            {
+                **connect_target(self.engine),
+                **connect_arguments(settings.database_statement_timeout_ms),
+            },
+            settings.database_pool_size,
+            app_role=settings.database_app_role,
+            hnsw_ef_search=settings.hnsw_ef_search,
+            fulltext_max_ranked=settings.search_fulltext_max_ranked,
+        )
         self.uow_factory = uow_factory = SqlUnitOfWorkFactory(
             self.session_factory,
             UnitOfWorkOptions(
@@ -79,6 +95,7 @@ class Container:
                 hnsw_ef_search=settings.hnsw_ef_search,
                 fulltext_max_ranked=settings.search_fulltext_max_ranked,
             ),
+            self.readers,
         )
         self.blobs = LocalBlobStore(settings.storage_dir)
         self.queue = DramatiqJobQueue(self.broker)
@@ -252,4 +269,5 @@ class Container:
         # Dramatiq's broker leaves its Redis connections open; close them with the rest.
         self.broker.client.connection_pool.disconnect()
         await self.redis.aclose()
+        await self.readers.aclose()
         await self.engine.dispose()

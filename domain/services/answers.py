@@ -284,8 +284,8 @@ class AnswerService:
 
     async def _replay_sources(self, principal: Principal, answer: CachedAnswer) -> _Cited | None:
         ids = list({source.document_id for source in answer.sources})
-        async with self._uow_factory.tenant(principal) as uow:
-            documents = {document.id: document for document in await uow.documents.get_many(ids)}
+        async with self._uow_factory.reader(principal) as reader:
+            documents = {document.id: document for document in await reader.documents.get_many(ids)}
         if any(
             documents.get(document_id) is None
             or documents[document_id].status != DocumentStatus.READY

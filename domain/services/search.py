@@ -102,18 +102,18 @@ class SearchService:
         mark = time.perf_counter()
         if ids == []:
             return Retrieval(hits=[], query_embedding=query_vector)
-        async with self._uow_factory.tenant(principal) as uow:
-            vector = await uow.search.nearest(query_vector, candidates, ids)
+        async with self._uow_factory.reader(principal) as reader:
+            vector = await reader.search.nearest(query_vector, candidates, ids)
             mark = self._lap("vector", mark, len(vector))
             text = await self._matching(
-                uow.search, query, query_vector, candidates=candidates, ids=ids
+                reader.search, query, query_vector, candidates=candidates, ids=ids
             )
             mark = self._lap("fulltext", mark, len(text))
             fused = reciprocal_rank_fusion(vector, text, limit)
             mark = self._lap("fusion", mark, len(fused))
             documents = {
                 document.id: document
-                for document in await uow.documents.get_many(
+                for document in await reader.documents.get_many(
                     list({item.match.document_id for item in fused})
                 )
             }

@@ -86,6 +86,19 @@ def _install_unavailability_handling(engine: AsyncEngine) -> None:
             context.is_disconnect = True
 
 
+def connect_arguments(statement_timeout_ms: int) -> dict[str, object]:
+    """asyncpg.connect's arguments beyond the URL, for every connection we open."""
+    return {
+        "timeout": CONNECT_TIMEOUT_SECONDS,
+        "server_settings": {
+            "statement_timeout": str(statement_timeout_ms),
+            "idle_in_transaction_session_timeout": str(statement_timeout_ms * 4),
+            "application_name": "knowledge-foundry",
+            "timezone": "UTC",
+        },
+    }
+
+
 def create_engine(url: str, pool_size: int, statement_timeout_ms: int) -> AsyncEngine:
     engine = create_async_engine(
         url,
@@ -95,15 +108,7 @@ def create_engine(url: str, pool_size: int, statement_timeout_ms: int) -> AsyncE
         pool_recycle=1_800,
         # Statement parameters (password hashes, tokens) never appear in errors or logs.
         hide_parameters=True,
-        connect_args={
-            "timeout": CONNECT_TIMEOUT_SECONDS,
-            "server_settings": {
-                "statement_timeout": str(statement_timeout_ms),
-                "idle_in_transaction_session_timeout": str(statement_timeout_ms * 4),
-                "application_name": "knowledge-foundry",
-                "timezone": "UTC",
-            },
-        },
+        connect_args=connect_arguments(statement_timeout_ms),
     )
     _install_unavailability_handling(engine)
     return engine

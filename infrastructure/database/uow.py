@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import Self
 from uuid import UUID
@@ -27,6 +28,8 @@ from domain.ports import (
     UserRepository,
 )
 from domain.retrieval.ports import ChunkSearch
+from infrastructure.database.driver import driver_connection, driver_unavailable
+from infrastructure.database.reader import ReaderPool, SqlTenantReader
 from infrastructure.database.repositories.api_keys import SqlApiKeyRepository
 from infrastructure.database.repositories.audit import SqlAuditLog
 from infrastructure.database.repositories.chats import SqlChatRepository, SqlMessageRepository
@@ -62,7 +65,7 @@ def is_unavailable(exc: BaseException) -> bool:
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, ConnectionError | TimeoutError)
+    return isinstance(exc, ConnectionError | TimeoutError) or driver_unavailable(exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +136,9 @@ class SqlUnitOfWork:
         self.chunks = SqlChunkRepository(self.session, self._organization_id)
         self.maintenance = SqlMaintenanceRepository(self.session)
         self.search = SqlChunkSearch(
-            self.session, self._organization_id, self._options.fulltext_max_ranked
+            partial(driver_connection, self.session),
+            self._organization_id,
+            self._options.fulltext_max_ranked,
         )
         self.chats = SqlChatRepository(self.session, self._organization_id, self._user_id)
         self.messages = SqlMessageRepository(self.session, self._organization_id, self._user_id)
@@ -172,10 +177,17 @@ class SqlUnitOfWork:
 
 class SqlUnitOfWorkFactory:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], options: UnitOfWorkOptions
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        options: UnitOfWorkOptions,
+        readers: ReaderPool,
     ) -> None:
         self._sessions = sessions
         self._options = options
+        self._readers = readers
+
+    def reader(self, principal: Principal) -> SqlTenantReader:
+        return SqlTenantReader(self._readers, principal)
 
     def system(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self._sessions, None, None, self._options)

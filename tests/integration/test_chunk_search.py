@@ -8,12 +8,14 @@ import math
 import random
 import uuid
 from datetime import UTC, datetime
+from functools import partial
 
 from sqlalchemy import insert, select, text, update
 
 from domain.chats.entities import Chat, Message, MessagePage, MessageRole
 from domain.entities import Membership, Organization, Principal, Role, User
 from infrastructure.container import Container
+from infrastructure.database.driver import driver_connection
 from infrastructure.database.models import ChatRow, ChunkRow, DocumentRow, MessageRow
 from infrastructure.database.repositories.chunk_search import SqlChunkSearch
 from infrastructure.database.uow import SqlUnitOfWork
@@ -204,7 +206,7 @@ async def test_full_text_ranks_at_most_the_configured_number_of_matches(
         assert isinstance(uow, SqlUnitOfWork)
         everything = await uow.search.matching("passage", query, 50, None)
         capped = await SqlChunkSearch(
-            uow.session, principal.organization_id, max_ranked=5
+            partial(driver_connection, uow.session), principal.organization_id, max_ranked=5
         ).matching("passage", query, 50, None)
     assert len(everything) == 30
     assert len(capped) == 5

@@ -16,6 +16,7 @@ from domain.errors import DuplicateDocument, EmailTaken, ServiceUnavailable
 from domain.services.accounts import RequestOrigin
 from infrastructure.container import BackendUrls, Container
 from infrastructure.database.engine import create_session_factory
+from infrastructure.database.reader import ReaderPool, connect_target
 from infrastructure.database.uow import SqlUnitOfWorkFactory, UnitOfWorkOptions
 from tests.helpers import PASSWORD, unique_email
 
@@ -165,7 +166,14 @@ async def test_finishing_a_document_does_not_wait_for_other_writers_of_the_organ
 async def test_an_exhausted_pool_is_service_unavailable(urls: BackendUrls) -> None:
     """Every connection busy for the pool's whole timeout: SERVICE_UNAVAILABLE, not INTERNAL."""
     engine = create_async_engine(urls.database_url, pool_size=1, max_overflow=0, pool_timeout=0.2)
-    factory = SqlUnitOfWorkFactory(create_session_factory(engine), UnitOfWorkOptions())
+    readers = ReaderPool(
+        connect_target(engine),
+        1,
+        app_role="foundry_app",
+        hnsw_ef_search=100,
+        fulltext_max_ranked=500,
+    )
+    factory = SqlUnitOfWorkFactory(create_session_factory(engine), UnitOfWorkOptions(), readers)
     try:
         async with engine.connect() as held:  # the only connection
             await held.execute(text("SELECT 1"))
@@ -175,4 +183,5 @@ async def test_an_exhausted_pool_is_service_unavailable(urls: BackendUrls) -> No
         async with factory.system() as uow:  # free again
             assert (await uow.session.execute(text("SELECT 1"))).scalar_one() == 1
     finally:
+        await readers.aclose()
         await engine.dispose()

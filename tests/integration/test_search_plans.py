@@ -45,8 +45,7 @@ async def test_a_large_organisation_keeps_its_hnsw_plan_on_a_prepared_statement(
     async with container.engine.begin() as conn:
         await conn.execute(text("ANALYZE chunks, documents"))
 
-    literal = str(nearest_statement(large.organization_id, LIMIT, False).text)
-    literal = literal.replace(":embedding", "$1")
+    literal = nearest_statement(large.organization_id, LIMIT, False)
     organization = f"'{large.organization_id}'::uuid"
     assert literal.count(organization) == 2 and literal.endswith(f"LIMIT {LIMIT}")
     parameter = literal.replace(organization, "$2").replace(f"LIMIT {LIMIT}", "LIMIT $3")

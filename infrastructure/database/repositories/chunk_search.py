@@ -7,9 +7,12 @@ scanning the graph until k rows pass (``hnsw.iterative_scan = relaxed_order``,
 set with the tenant at the start of the transaction, see ``uow.py``); results
 are re-sorted by distance here, as relaxed order permits small inversions.
 
-Search is the hot path of the API, so both statements are plain SQL compiled
-once (no ORM statement building per call), and the query vector travels as a
-``real[]`` parameter, which the driver encodes in binary (pgvector casts it).
+Search is the hot path of the API, so both statements are plain SQL written once
+and sent straight through asyncpg, with no SQLAlchemy execution per call: on the
+connection of a read-only tenant transaction (``reader.py``, what search and
+answers use) or of a unit of work's session (``driver.py``). The query vector
+travels as a ``real[]`` parameter, which asyncpg encodes in binary (pgvector
+casts it).
 
 The nearest-chunk statement names its organisation and limit as literals, one
 statement per organisation and limit: the driver prepares a statement once per
@@ -27,24 +30,17 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from uuid import UUID
 
-from sqlalchemy import REAL, Integer, String, TextClause, Uuid, bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from domain.retrieval.entities import ChunkMatch
+from infrastructure.database.driver import ConnectionSource
 
-# Every statement's parameters, typed; the query vector goes out as real[] and pgvector
-# casts it (CAST(CAST(:embedding AS real[]) AS vector) makes the parameter a real[]).
-_EMBEDDING = bindparam("embedding", type_=ARRAY(REAL))
-_DOCUMENTS = bindparam("document_ids", type_=ARRAY(Uuid()))
-_LIMIT = bindparam("limit", type_=Integer())
-
+# $1 is always the query vector, sent as real[] (pgvector casts it); $2 the chosen
+# documents when there are any.
 # The tenant's embedded chunks of READY (and, if given, chosen) documents. The
 # organisation, the limit and whether documents are chosen are written into the
 # statement (see above; formatted from a UUID, an int and a fixed clause only).
 _NEAREST = """
 SELECT c.id, c.document_id, c.page, c.text, c.token_count,
-       c.embedding <=> CAST(CAST(:embedding AS real[]) AS vector) AS distance
+       c.embedding <=> CAST($1::real[] AS vector) AS distance
 FROM chunks c
 WHERE c.organization_id = '{organization}'::uuid
   AND c.embedding IS NOT NULL{chosen}
@@ -54,17 +50,16 @@ WHERE c.organization_id = '{organization}'::uuid
   )
 ORDER BY distance  -- the HNSW index's order; the vector is sent once
 LIMIT {limit:d}"""
-_CHOSEN = "\n  AND c.document_id = ANY (:document_ids)"
-# Statements kept built (SQLAlchemy then reuses their compiled forms): the busiest
-# organisations' few limits.
+_CHOSEN = "\n  AND c.document_id = ANY ($2::uuid[])"
+# Statements kept formatted: the busiest organisations' few limits.
 _NEAREST_KEPT = 1_024
 _NearestKey = tuple[UUID, int, bool]
-_nearest_statements: OrderedDict[_NearestKey, TextClause] = OrderedDict()
+_nearest_statements: OrderedDict[_NearestKey, str] = OrderedDict()
 
 
-def nearest_statement(organization_id: UUID, limit: int, chosen: bool) -> TextClause:
+def nearest_statement(organization_id: UUID, limit: int, chosen: bool) -> str:
     """The nearest-chunk statement of one organisation and limit, with or without a
-    ``document_ids`` parameter (built once, kept for the busiest)."""
+    chosen-documents parameter ($2) (formatted once, kept for the busiest)."""
     key = (organization_id, limit, chosen)
     statement = _nearest_statements.get(key)
     if statement is not None:
@@ -72,12 +67,8 @@ def nearest_statement(organization_id: UUID, limit: int, chosen: bool) -> TextCl
         return statement
     if not isinstance(organization_id, UUID) or not isinstance(limit, int):
         raise TypeError("the organisation must be a UUID and the limit an int")
-    sql = _NEAREST.format(
+    statement = _NEAREST.format(
         organization=organization_id, limit=limit, chosen=_CHOSEN if chosen else ""
-    )
-    statement = text(sql)
-    statement = (
-        statement.bindparams(_EMBEDDING, _DOCUMENTS) if chosen else statement.bindparams(_EMBEDDING)
     )
     _nearest_statements[key] = statement
     if len(_nearest_statements) > _NEAREST_KEPT:
@@ -91,46 +82,57 @@ def nearest_statement(organization_id: UUID, limit: int, chosen: bool) -> TextCl
 # max_ranked matches are ranked (the vector path still sees all); text and
 # distance are read for the winners only. ts_rank_cd normalisation 1 (inside the
 # function) divides by 1 + log(length), so long chunks don't win on bulk.
-_MATCHING = text(
-    """
+# $1 vector, $2 websearch text, $3 max ranked, $4 chosen documents (NULL: all), $5 limit.
+_MATCHING = """
 SELECT c.id, c.document_id, c.page, c.text, c.token_count,
-       c.embedding <=> CAST(CAST(:embedding AS real[]) AS vector) AS distance, best.rank
+       c.embedding <=> CAST($1::real[] AS vector) AS distance, best.rank
 FROM (
   SELECT m.id, m.rank
   FROM chunk_text_matches(
-    websearch_to_tsquery('english'::regconfig, :websearch), :max_ranked, :document_ids
+    websearch_to_tsquery('english'::regconfig, $2::text), $3::integer, $4::uuid[]
   ) AS m
   ORDER BY m.rank DESC, m.id
-  LIMIT :limit
+  LIMIT $5::integer
 ) AS best
 JOIN chunks c ON c.id = best.id
 ORDER BY best.rank DESC, c.id"""
-).bindparams(
-    _EMBEDDING,
-    _DOCUMENTS,
-    _LIMIT,
-    bindparam("websearch", type_=String()),
-    bindparam("max_ranked", type_=Integer()),
-)
+
+Query = tuple[str, list[object]]  # a statement and its arguments ($1, $2, ...)
+
+
+def nearest_query(
+    organization_id: UUID,
+    embedding: Sequence[float],
+    limit: int,
+    document_ids: Sequence[UUID] | None,
+) -> Query:
+    """The vector path's statement and arguments (``document_ids``: None for all)."""
+    statement = nearest_statement(organization_id, limit, document_ids is not None)
+    arguments: list[object] = [_vector(embedding)]
+    if document_ids is not None:
+        arguments.append(list(document_ids))
+    return statement, arguments
+
+
+def matching_query(
+    websearch: str,
+    embedding: Sequence[float],
+    limit: int,
+    document_ids: Sequence[UUID] | None,
+    max_ranked: int,
+) -> Query:
+    """The full-text path's statement and arguments (``document_ids``: None for all)."""
+    chosen = list(document_ids) if document_ids is not None else None
+    return _MATCHING, [_vector(embedding), websearch, max_ranked, chosen, limit]
 
 
 class SqlChunkSearch:
     def __init__(
-        self, session: AsyncSession, organization_id: UUID | None, max_ranked: int = 2_000
+        self, connection: ConnectionSource, organization_id: UUID | None, max_ranked: int = 2_000
     ) -> None:
-        self._session = session
+        self._connection = connection
         self._organization_id = organization_id
         self._max_ranked = max_ranked
-
-    @staticmethod
-    def _filters(
-        embedding: Sequence[float], document_ids: Sequence[UUID] | None
-    ) -> dict[str, object]:
-        """The query vector and the chosen documents (None: all), as parameters."""
-        return {
-            "embedding": embedding if isinstance(embedding, list) else list(embedding),
-            "document_ids": list(document_ids) if document_ids is not None else None,
-        }
 
     async def nearest(
         self, embedding: Sequence[float], limit: int, document_ids: Sequence[UUID] | None
@@ -139,13 +141,10 @@ class SqlChunkSearch:
             return []
         if self._organization_id is None:
             raise RuntimeError("chunk search used outside a tenant transaction")
-        parameters = self._filters(embedding, document_ids)
-        if document_ids is None:  # the statement has no such parameter then
-            del parameters["document_ids"]
-        statement = nearest_statement(self._organization_id, limit, document_ids is not None)
-        rows = await self._session.execute(statement, parameters)
+        statement, arguments = nearest_query(self._organization_id, embedding, limit, document_ids)
+        rows = await (await self._connection()).fetch(statement, *arguments)
         matches = []
-        # Unpacked, not row.name: attribute access on a Row costs ~4x (the hot path).
+        # Unpacked, not row["name"]: the hot path.
         for chunk_id, document_id, page, body, tokens, distance in rows:
             similarity = 1.0 - float(distance)
             matches.append(
@@ -163,12 +162,17 @@ class SqlChunkSearch:
     ) -> list[ChunkMatch]:
         if document_ids is not None and not document_ids:
             return []
-        parameters = self._filters(embedding, document_ids)
-        parameters |= {"limit": limit, "websearch": websearch, "max_ranked": self._max_ranked}
-        rows = await self._session.execute(_MATCHING, parameters)
+        statement, arguments = matching_query(
+            websearch, embedding, limit, document_ids, self._max_ranked
+        )
+        rows = await (await self._connection()).fetch(statement, *arguments)
         return [
             ChunkMatch(
                 chunk_id, document_id, page, body, 1.0 - float(distance), float(rank), tokens
             )
             for chunk_id, document_id, page, body, tokens, distance, rank in rows
         ]
+
+
+def _vector(embedding: Sequence[float]) -> list[float]:
+    return embedding if isinstance(embedding, list) else list(embedding)

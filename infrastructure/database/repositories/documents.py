@@ -6,13 +6,14 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, Uuid, any_, bindparam, func, or_, select, tuple_, update
-from sqlalchemy.dialects.postgresql import ARRAY
+import asyncpg
+from sqlalchemy import Select, func, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.entities import Document, DocumentPage, DocumentStatus
 from domain.errors import DuplicateDocument
+from infrastructure.database.driver import driver_connection
 from infrastructure.database.models import DocumentRow, OrganizationRow
 
 LIVE = (
@@ -36,13 +37,23 @@ def to_document(row: DocumentRow) -> Document:
     return _document({name: getattr(row, name) for name in _FIELDS})
 
 
-# get_many runs with every search and answer (the hits' documents): a statement built
-# once, rows read as tuples, no ORM instances (about a fifth of the ORM query's CPU).
-_TABLE = DocumentRow.__table__
-_GET_MANY = select(*(_TABLE.c[name] for name in _FIELDS)).where(
-    _TABLE.c.organization_id == bindparam("organization_id", type_=Uuid()),
-    _TABLE.c.id == any_(bindparam("ids", type_=ARRAY(Uuid()))),
+# get_many runs with every search and answer (the hits' documents): sent straight
+# through the driver (see driver.py), rows read as tuples, no ORM instances. The
+# column list is Document's own field names, not input.
+_GET_MANY = (
+    f"SELECT {', '.join(_FIELDS)} FROM documents "  # noqa: S608
+    "WHERE organization_id = $1::uuid AND id = ANY ($2::uuid[])"
 )
+
+
+async def fetch_documents(
+    connection: asyncpg.Connection, organization_id: UUID, document_ids: Sequence[UUID]
+) -> list[Document]:
+    """The organisation's documents with these ids (deleted ones too), in no order."""
+    if not document_ids:
+        return []
+    rows = await connection.fetch(_GET_MANY, organization_id, list(document_ids))
+    return [_document(dict(zip(_FIELDS, row, strict=True))) for row in rows]
 
 
 class SqlDocumentRepository:
@@ -92,10 +103,9 @@ class SqlDocumentRepository:
     async def get_many(self, document_ids: Sequence[UUID]) -> list[Document]:
         if not document_ids:
             return []
-        rows = await self._session.execute(
-            _GET_MANY, {"organization_id": self._organization(), "ids": list(document_ids)}
+        return await fetch_documents(
+            await driver_connection(self._session), self._organization(), document_ids
         )
-        return [_document(dict(zip(_FIELDS, row, strict=True))) for row in rows]
 
     async def corpus_version(self) -> str:
         # A counter the triggers of migration 0004 move in commit order, with every

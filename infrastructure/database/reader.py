@@ -1,0 +1,202 @@
+"""Read-only tenant transactions for the search hot path, on a small asyncpg pool.
+
+Every search and every answer reads the same three things in one organisation:
+the nearest chunks, the full-text matches and the hits' documents. Through a
+SQLAlchemy session that transaction cost about 2.5 ms of the API's CPU, twice
+what the same statements cost on a bare asyncpg connection (session, pool
+events, execution contexts, greenlet switches; bench/README.md, run 18). So
+these reads go through a pool of their own (``database_pool_size``
+connections, opened on first use), with the same connection settings as the
+engine's, and the unit of work stays for everything else.
+
+Isolation is the unit of work's: the transaction switches to the application
+role, under row-level security, and pins the organisation (``uow.py``). The
+first round trip both begins the transaction, read only, and makes these
+settings, local to it; leaving always rolls back, and a connection that is
+still inside a transaction when it goes back to the pool (a rollback that
+could not run) is rolled back there or closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
+from uuid import UUID
+
+import asyncpg
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from domain.entities import Document, Principal
+from domain.errors import ServiceUnavailable
+from domain.ports import DocumentReader
+from domain.retrieval.ports import ChunkSearch
+from infrastructure.database.driver import ConnectionSource, driver_unavailable
+from infrastructure.database.repositories.chunk_search import SqlChunkSearch
+from infrastructure.database.repositories.documents import fetch_documents
+
+log = structlog.get_logger("foundry.reader")
+
+_ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")  # as the setting's own pattern
+POOL_TIMEOUT_SECONDS = 30.0  # as SQLAlchemy's pool: every connection busy that long
+
+
+def connect_target(engine: AsyncEngine) -> dict[str, object]:
+    """asyncpg.connect's server and credentials, as the engine's dialect reads its URL."""
+    _, target = engine.dialect.create_connect_args(engine.url)
+    return dict(target)
+
+
+class ReaderPool:
+    """The asyncpg pool of the read-only transactions, created on first use."""
+
+    def __init__(
+        self,
+        connect: dict[str, object],
+        size: int,
+        *,
+        app_role: str,
+        hnsw_ef_search: int,
+        fulltext_max_ranked: int,
+        acquire_timeout: float = POOL_TIMEOUT_SECONDS,
+    ) -> None:
+        if not _ROLE.match(app_role):
+            raise ValueError(f"invalid application role name: {app_role!r}")
+        self._connect = connect
+        self._size = size
+        self._app_role = app_role
+        self._hnsw_ef_search = int(hnsw_ef_search)
+        self.fulltext_max_ranked = fulltext_max_ranked
+        self._acquire_timeout = acquire_timeout
+        self._pool: asyncpg.Pool | None = None
+        self._creating = asyncio.Lock()
+
+    def enter_statement(self, organization_id: UUID, user_id: UUID | None) -> str:
+        """BEGIN and the tenant settings in one round trip (simple protocol, so the
+        values are literals: two UUIDs, a checked role name and an int)."""
+        if not isinstance(organization_id, UUID) or not isinstance(user_id, UUID | None):
+            raise TypeError("the organisation and the user must be UUIDs")
+        user = str(user_id) if user_id is not None else ""
+        return (
+            "BEGIN READ ONLY; "
+            f"SELECT set_config('role', '{self._app_role}', true), "
+            f"set_config('app.organization_id', '{organization_id}', true), "
+            f"set_config('app.user_id', '{user}', true), "
+            "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+            f"set_config('hnsw.ef_search', '{self._hnsw_ef_search:d}', true)"
+        )
+
+    async def acquire(self) -> asyncpg.Connection:
+        pool = self._pool or await self._create()
+        connection: asyncpg.Connection = await pool.acquire(timeout=self._acquire_timeout)
+        return connection
+
+    async def release(self, connection: asyncpg.Connection) -> None:
+        if self._pool is not None:
+            await self._pool.release(connection)
+
+    async def _create(self) -> asyncpg.Pool:
+        async with self._creating:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    min_size=0, max_size=self._size, reset=_roll_back_if_open, **self._connect
+                )
+            return self._pool
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+
+async def _roll_back_if_open(connection: asyncpg.Connection) -> None:
+    """The pool's reset on release. Our settings are local to the transaction, so a
+    connection whose transaction ended holds nothing of its tenant (asyncpg's default
+    reset would cost a round trip per release for what we never change)."""
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")  # on failure the pool closes the connection
+
+
+class SqlTenantReader:
+    """One read-only transaction of one organisation (see the module's docstring)."""
+
+    search: ChunkSearch
+    documents: DocumentReader
+
+    def __init__(self, pool: ReaderPool, principal: Principal) -> None:
+        self._pool = pool
+        self._principal = principal
+        self._connection: asyncpg.Connection | None = None
+
+    async def __aenter__(self) -> Self:
+        principal = self._principal
+        enter = self._pool.enter_statement(principal.organization_id, principal.user_id)
+        try:
+            connection = await self._pool.acquire()
+        except Exception as exc:
+            raise _translated(exc) from exc
+        try:
+            await connection.execute(enter)
+        except BaseException as exc:
+            await self._pool.release(connection)
+            if isinstance(exc, Exception):
+                raise _translated(exc) from exc
+            raise
+        self._connection = connection
+        self.search = SqlChunkSearch(
+            self.connection, principal.organization_id, self._pool.fulltext_max_ranked
+        )
+        self.documents = SqlDocumentReader(self.connection, principal.organization_id)
+        return self
+
+    async def connection(self) -> asyncpg.Connection:
+        """The transaction's connection, while inside the block."""
+        if self._connection is None:
+            raise RuntimeError("the reader is used outside its block")
+        return self._connection
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            if not connection.is_closed():
+                await connection.execute("ROLLBACK")
+        except Exception:
+            # A dead connection cannot roll back: the server discards the transaction,
+            # and the pool replaces the connection.
+            if exc is None:
+                raise
+        finally:
+            await self._pool.release(connection)
+        if isinstance(exc, Exception) and _unavailable(exc):
+            raise ServiceUnavailable(UNAVAILABLE) from exc
+
+
+UNAVAILABLE = "The database is unavailable; try again shortly."
+
+
+def _unavailable(exc: Exception) -> bool:
+    """The server cannot be reached or serve now (as ``uow.is_unavailable`` for SQLAlchemy)."""
+    return isinstance(exc, OSError | TimeoutError) or driver_unavailable(exc)
+
+
+def _translated(exc: Exception) -> Exception:
+    return ServiceUnavailable(UNAVAILABLE) if _unavailable(exc) else exc
+
+
+class SqlDocumentReader:
+    def __init__(self, connection: ConnectionSource, organization_id: UUID) -> None:
+        self._connection = connection
+        self._organization_id = organization_id
+
+    async def get_many(self, document_ids: Sequence[UUID]) -> list[Document]:
+        return await fetch_documents(await self._connection(), self._organization_id, document_ids)

@@ -1,0 +1,118 @@
+"""The read-only tenant transactions of search (reader.py): one organisation's rows
+only, as the application role, read only, nothing left on a pooled connection, and
+SERVICE_UNAVAILABLE (never INTERNAL) when the database cannot serve."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import asyncpg
+import pytest
+
+from domain.errors import ServiceUnavailable
+from infrastructure.container import Container
+from infrastructure.database.reader import ReaderPool, SqlTenantReader, connect_target
+from infrastructure.embedded import EmbeddedPostgres
+from tests.integration.test_chunk_search import (
+    DIMENSIONS,
+    document_with_chunks,
+    member,
+    near,
+    unit,
+)
+
+SETTINGS = (
+    "SELECT current_user::text, current_setting('app.organization_id', true),"
+    " current_setting('transaction_read_only')"
+)
+
+
+async def test_a_reader_sees_only_its_organisations_chunks_and_documents(
+    container: Container,
+) -> None:
+    rng = random.Random(5)
+    anchor = unit([rng.gauss(0, 1) for _ in range(DIMENSIONS)])
+    mine, theirs = await member(container), await member(container)
+    my_document = await document_with_chunks(container, mine, [near(anchor, rng, 0.1)] * 3)
+    # The other organisation's chunks are nearer to the question than mine.
+    their_document = await document_with_chunks(container, theirs, [anchor] * 3)
+
+    async with container.uow_factory.reader(mine) as reader:
+        nearest = await reader.search.nearest(anchor, 10, None)
+        matching = await reader.search.matching("passage", anchor, 10, None)
+        chosen = await reader.search.nearest(anchor, 10, [their_document])
+        documents = await reader.documents.get_many([my_document, their_document])
+    assert {match.document_id for match in nearest} == {my_document}
+    assert {match.document_id for match in matching} == {my_document}
+    assert chosen == []
+    assert [document.id for document in documents] == [my_document]
+
+
+async def test_a_reader_runs_read_only_as_the_app_role_and_leaves_nothing_behind(
+    container: Container,
+) -> None:
+    principal = await member(container)
+    async with container.uow_factory.reader(principal) as reader:
+        assert isinstance(reader, SqlTenantReader)
+        connection = await reader.connection()
+        role, organization, read_only = await connection.fetchrow(SETTINGS)
+        assert role == container.settings.database_app_role
+        assert organization == str(principal.organization_id)
+        assert read_only == "on"
+        with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+            await connection.execute("CREATE TEMPORARY TABLE t (x int)")
+    # An error inside the block rolled the transaction back; the pooled connection is
+    # back to the login role, with no organisation and no transaction.
+    pooled = await container.readers.acquire()
+    try:
+        assert not pooled.is_in_transaction()
+        role, organization, _ = await pooled.fetchrow(SETTINGS)
+        assert role != container.settings.database_app_role
+        assert organization in {"", None}
+    finally:
+        await container.readers.release(pooled)
+
+
+async def test_every_connection_busy_is_service_unavailable(container: Container) -> None:
+    readers = ReaderPool(
+        connect_target(container.engine),
+        1,
+        app_role=container.settings.database_app_role,
+        hnsw_ef_search=100,
+        fulltext_max_ranked=10,
+        acquire_timeout=0.2,
+    )
+    principal = await member(container)
+    try:
+        async with SqlTenantReader(readers, principal):  # the only connection
+            with pytest.raises(ServiceUnavailable):
+                async with SqlTenantReader(readers, principal):
+                    pass
+        async with SqlTenantReader(readers, principal) as reader:  # free again
+            assert await reader.documents.get_many([principal.user_id]) == []
+    finally:
+        await readers.aclose()
+
+
+async def test_a_connection_lost_in_a_reader_is_service_unavailable_and_replaced(
+    container: Container, embedded_postgres: EmbeddedPostgres
+) -> None:
+    principal = await member(container)
+    with pytest.raises(ServiceUnavailable):
+        async with container.uow_factory.reader(principal) as reader:
+            assert isinstance(reader, SqlTenantReader)
+            connection = await reader.connection()
+            backend = await connection.fetchval("SELECT pg_backend_pid()")
+            admin = await asyncpg.connect(embedded_postgres.admin_dsn)
+            try:
+                assert await admin.fetchval("SELECT pg_terminate_backend($1)", backend)
+            finally:
+                await admin.close()
+            for _ in range(200):  # until the driver has read the server's goodbye
+                if connection.is_closed():
+                    break
+                await asyncio.sleep(0.01)
+            await reader.search.nearest(unit([1.0] * DIMENSIONS), 5, None)
+    async with container.uow_factory.reader(principal) as reader:
+        assert await reader.search.nearest(unit([1.0] * DIMENSIONS), 5, None) == []
