@@ -104,12 +104,15 @@ class ReaderPool:
                 self._pool = await asyncpg.create_pool(
                     min_size=0, max_size=self._size, reset=_roll_back_if_open, **self._connect
                 )
+                log.info("reader_pool.created", max_size=self._size)
             return self._pool
 
     async def aclose(self) -> None:
+        """Close the pool once the transactions under way have given their connections
+        back (they still can meanwhile; new ones are refused as unavailable)."""
         if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
+            await self._pool.close()
+            self._pool = None
 
 
 async def _roll_back_if_open(connection: asyncpg.Connection) -> None:
@@ -170,11 +173,11 @@ class SqlTenantReader:
         try:
             if not connection.is_closed():
                 await connection.execute("ROLLBACK")
-        except Exception:
+        except Exception as error:
             # A dead connection cannot roll back: the server discards the transaction,
             # and the pool replaces the connection.
             if exc is None:
-                raise
+                raise _translated(error) from error
         finally:
             await self._pool.release(connection)
         if isinstance(exc, Exception) and _unavailable(exc):
