@@ -116,3 +116,45 @@ async def test_a_connection_lost_in_a_reader_is_service_unavailable_and_replaced
             await reader.search.nearest(unit([1.0] * DIMENSIONS), 5, None)
     async with container.uow_factory.reader(principal) as reader:
         assert await reader.search.nearest(unit([1.0] * DIMENSIONS), 5, None) == []
+
+
+async def test_a_reader_cancelled_mid_statement_gives_its_connection_back(
+    container: Container,
+) -> None:
+    readers = ReaderPool(
+        connect_target(container.engine),
+        1,
+        app_role=container.settings.database_app_role,
+        hnsw_ef_search=100,
+        fulltext_max_ranked=10,
+        acquire_timeout=5,
+    )
+    principal = await member(container)
+    started = asyncio.Event()
+
+    async def slow_read() -> None:
+        async with SqlTenantReader(readers, principal) as reader:
+            connection = await reader.connection()
+            started.set()
+            await connection.execute("SELECT pg_sleep(30)")
+
+    try:
+        task = asyncio.create_task(slow_read())
+        await asyncio.wait_for(started.wait(), 5)
+        await asyncio.sleep(0.1)  # the statement is running
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # The only connection came back, out of its transaction, and serves again.
+        async with SqlTenantReader(readers, principal) as reader:
+            connection = await reader.connection()
+            assert await connection.fetchval("SELECT current_setting('app.organization_id')") == (
+                str(principal.organization_id)
+            )
+        pooled = await readers.acquire()
+        try:
+            assert not pooled.is_in_transaction()
+        finally:
+            await readers.release(pooled)
+    finally:
+        await readers.aclose()
