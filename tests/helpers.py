@@ -214,3 +214,18 @@ async def isolated_container(  # the session fixtures it builds on
     if state_dir is not None:
         update["state_dir"] = state_dir
     return Container(settings.model_copy(update=update), BackendUrls(url, urls.redis_url))
+
+
+async def terminate_backend(connection: asyncpg.Connection, admin_dsn: str) -> None:
+    """The server ends ``connection``'s backend (as a restart or an administrator
+    would); returns once the driver has read the server's goodbye."""
+    backend = await connection.fetchval("SELECT pg_backend_pid()")
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", backend)
+    finally:
+        await admin.close()
+    for _ in range(200):
+        if connection.is_closed():
+            return
+        await asyncio.sleep(0.01)

@@ -1,12 +1,14 @@
 """The asyncpg connection under a session, for the statements of the search hot path.
 
 A search runs three statements. Through ``AsyncSession.execute`` each pays for
-SQLAlchemy's execution context, result wrapping and a greenlet switch: about
-0.5 ms of CPU for the two search statements of one question, against 0.3 for
-the same statements sent straight through the driver (bench/README.md, run 18).
-Those statements therefore go to the session's own asyncpg connection, inside
-the transaction the unit of work began (same tenant settings, same row-level
-security), and are prepared once per connection by asyncpg's statement cache.
+SQLAlchemy's execution context, result wrapping and a greenlet switch: 0.9 to 1.2 ms
+of CPU for the two search statements of one question, against 0.7 to 0.9 ms for the
+same statements sent straight through the driver (micro-benchmark, 300 questions,
+three alternating rounds). Inside a unit of work those statements therefore go to
+the session's own asyncpg connection, in the transaction the unit of work began
+(same tenant settings, same row-level security), prepared once per connection by
+asyncpg's statement cache. Searches themselves use ``reader.py``, which leaves
+the session out altogether.
 
 SQLAlchemy does not see these calls, so it cannot translate their errors:
 :func:`driver_unavailable` recognises the driver's own "the database cannot

@@ -50,6 +50,14 @@ def connect_target(engine: AsyncEngine) -> dict[str, object]:
     return dict(target)
 
 
+UNAVAILABLE = "The database is unavailable; try again shortly."
+
+
+def _unavailable(exc: Exception) -> bool:
+    """The server cannot be reached or serve now (as ``uow.is_unavailable`` for SQLAlchemy)."""
+    return isinstance(exc, OSError | TimeoutError) or driver_unavailable(exc)
+
+
 class ReaderPool:
     """The asyncpg pool of the read-only transactions, created on first use."""
 
@@ -140,13 +148,15 @@ class SqlTenantReader:
         try:
             connection = await self._pool.acquire()
         except Exception as exc:
-            raise _translated(exc) from exc
+            if _unavailable(exc):
+                raise ServiceUnavailable(UNAVAILABLE) from exc
+            raise
         try:
             await connection.execute(enter)
         except BaseException as exc:
             await self._pool.release(connection)
-            if isinstance(exc, Exception):
-                raise _translated(exc) from exc
+            if isinstance(exc, Exception) and _unavailable(exc):
+                raise ServiceUnavailable(UNAVAILABLE) from exc
             raise
         self._connection = connection
         self.search = SqlChunkSearch(
@@ -177,23 +187,13 @@ class SqlTenantReader:
             # A dead connection cannot roll back: the server discards the transaction,
             # and the pool replaces the connection.
             if exc is None:
-                raise _translated(error) from error
+                if _unavailable(error):
+                    raise ServiceUnavailable(UNAVAILABLE) from error
+                raise
         finally:
             await self._pool.release(connection)
         if isinstance(exc, Exception) and _unavailable(exc):
             raise ServiceUnavailable(UNAVAILABLE) from exc
-
-
-UNAVAILABLE = "The database is unavailable; try again shortly."
-
-
-def _unavailable(exc: Exception) -> bool:
-    """The server cannot be reached or serve now (as ``uow.is_unavailable`` for SQLAlchemy)."""
-    return isinstance(exc, OSError | TimeoutError) or driver_unavailable(exc)
-
-
-def _translated(exc: Exception) -> Exception:
-    return ServiceUnavailable(UNAVAILABLE) if _unavailable(exc) else exc
 
 
 class SqlDocumentReader:

@@ -3,9 +3,6 @@ transaction, as the tenant, and a lost connection is still SERVICE_UNAVAILABLE."
 
 from __future__ import annotations
 
-import asyncio
-
-import asyncpg
 import pytest
 
 from domain.errors import ServiceUnavailable
@@ -13,6 +10,7 @@ from infrastructure.container import Container
 from infrastructure.database.driver import driver_connection
 from infrastructure.database.uow import SqlUnitOfWork
 from infrastructure.embedded import EmbeddedPostgres
+from tests.helpers import terminate_backend
 from tests.integration.test_chunk_search import DIMENSIONS, member, unit
 
 
@@ -50,17 +48,9 @@ async def test_a_connection_lost_during_a_search_is_service_unavailable(
     with pytest.raises(ServiceUnavailable):
         async with container.uow_factory.tenant(principal) as uow:
             assert isinstance(uow, SqlUnitOfWork)
-            driver = await driver_connection(uow.session)
-            backend = await driver.fetchval("SELECT pg_backend_pid()")
-            admin = await asyncpg.connect(embedded_postgres.admin_dsn)
-            try:
-                assert await admin.fetchval("SELECT pg_terminate_backend($1)", backend)
-            finally:
-                await admin.close()
-            for _ in range(200):  # until the driver has read the server's goodbye
-                if driver.is_closed():
-                    break
-                await asyncio.sleep(0.01)
+            await terminate_backend(
+                await driver_connection(uow.session), embedded_postgres.admin_dsn
+            )
             await uow.search.nearest(unit([1.0] * DIMENSIONS), 5, None)
     # The pool recovers: the next search works on another connection.
     async with container.uow_factory.tenant(principal) as uow:

@@ -32,17 +32,12 @@ async def test_the_suites_server_runs_with_the_default(
 
 
 def test_a_changed_setting_is_applied_at_the_next_start(tmp_path: Path) -> None:
-    server = EmbeddedPostgres(tmp_path, "foundry_tuning", shared_buffers_mb=160)
-    server.start()
-    try:
-        assert asyncio.run(shared_buffers_mb(server)) == 160
-    finally:
-        server.stop()
-    server = EmbeddedPostgres(tmp_path, "foundry_tuning", shared_buffers_mb=192)
-    server.start()
-    try:
-        assert asyncio.run(shared_buffers_mb(server)) == 192
-    finally:
-        server.stop()
+    for wanted in (160, 192):  # the first start also makes the data directory
+        server = EmbeddedPostgres(tmp_path, "foundry_tuning", shared_buffers_mb=wanted)
+        server.start()
+        try:
+            assert asyncio.run(shared_buffers_mb(server)) == wanted
+        finally:
+            server.stop()
     main = (tmp_path / "postgres" / "postgresql.conf").read_text()
     assert main.count(f"include_if_exists = '{SETTINGS_FILE}'") == 1

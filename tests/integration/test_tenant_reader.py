@@ -14,6 +14,7 @@ from domain.errors import ServiceUnavailable
 from infrastructure.container import Container
 from infrastructure.database.reader import ReaderPool, SqlTenantReader, connect_target
 from infrastructure.embedded import EmbeddedPostgres
+from tests.helpers import terminate_backend
 from tests.integration.test_chunk_search import (
     DIMENSIONS,
     document_with_chunks,
@@ -26,6 +27,18 @@ SETTINGS = (
     "SELECT current_user::text, current_setting('app.organization_id', true),"
     " current_setting('transaction_read_only')"
 )
+
+
+def one_connection(container: Container, acquire_timeout: float) -> ReaderPool:
+    """A reader pool of a single connection, to the suite's database."""
+    return ReaderPool(
+        connect_target(container.engine),
+        1,
+        app_role=container.settings.database_app_role,
+        hnsw_ef_search=100,
+        fulltext_max_ranked=10,
+        acquire_timeout=acquire_timeout,
+    )
 
 
 async def test_a_reader_sees_only_its_organisations_chunks_and_documents(
@@ -75,14 +88,7 @@ async def test_a_reader_runs_read_only_as_the_app_role_and_leaves_nothing_behind
 
 
 async def test_every_connection_busy_is_service_unavailable(container: Container) -> None:
-    readers = ReaderPool(
-        connect_target(container.engine),
-        1,
-        app_role=container.settings.database_app_role,
-        hnsw_ef_search=100,
-        fulltext_max_ranked=10,
-        acquire_timeout=0.2,
-    )
+    readers = one_connection(container, acquire_timeout=0.2)
     principal = await member(container)
     try:
         async with SqlTenantReader(readers, principal):  # the only connection
@@ -102,17 +108,7 @@ async def test_a_connection_lost_in_a_reader_is_service_unavailable_and_replaced
     with pytest.raises(ServiceUnavailable):
         async with container.uow_factory.reader(principal) as reader:
             assert isinstance(reader, SqlTenantReader)
-            connection = await reader.connection()
-            backend = await connection.fetchval("SELECT pg_backend_pid()")
-            admin = await asyncpg.connect(embedded_postgres.admin_dsn)
-            try:
-                assert await admin.fetchval("SELECT pg_terminate_backend($1)", backend)
-            finally:
-                await admin.close()
-            for _ in range(200):  # until the driver has read the server's goodbye
-                if connection.is_closed():
-                    break
-                await asyncio.sleep(0.01)
+            await terminate_backend(await reader.connection(), embedded_postgres.admin_dsn)
             await reader.search.nearest(unit([1.0] * DIMENSIONS), 5, None)
     async with container.uow_factory.reader(principal) as reader:
         assert await reader.search.nearest(unit([1.0] * DIMENSIONS), 5, None) == []
@@ -121,14 +117,7 @@ async def test_a_connection_lost_in_a_reader_is_service_unavailable_and_replaced
 async def test_a_reader_cancelled_mid_statement_gives_its_connection_back(
     container: Container,
 ) -> None:
-    readers = ReaderPool(
-        connect_target(container.engine),
-        1,
-        app_role=container.settings.database_app_role,
-        hnsw_ef_search=100,
-        fulltext_max_ranked=10,
-        acquire_timeout=5,
-    )
+    readers = one_connection(container, acquire_timeout=5)
     principal = await member(container)
     started = asyncio.Event()
 
