@@ -12,6 +12,7 @@ import os
 import signal
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -54,15 +55,39 @@ _MIN_SHARED_BUFFERS_MB = 128  # PostgreSQL's own default
 _MAX_AUTO_SHARED_BUFFERS_MB = 1_024
 
 
-def default_shared_buffers_mb() -> int:
-    """A quarter of the machine's memory, between 128 MB and 1 GB.
+# A container's memory limit: cgroup v2, then v1 ("max", or a huge number, means none).
+MEMORY_LIMIT_FILES = (
+    Path("/sys/fs/cgroup/memory.max"),
+    Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+)
+
+
+def memory_bytes(limit_files: Sequence[Path] = MEMORY_LIMIT_FILES) -> int | None:
+    """The memory this process may use: the machine's, or its container's limit if lower."""
+    try:
+        total: int | None = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = None
+    for path in limit_files:
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            limit = int(text)
+            total = limit if total is None else min(total, limit)
+        break
+    return total
+
+
+def default_shared_buffers_mb(limit_files: Sequence[Path] = MEMORY_LIMIT_FILES) -> int:
+    """A quarter of the memory (a container's limit counts), between 128 MB and 1 GB.
 
     PostgreSQL's default of 128 MB holds a fifth of what a search touches at
     100,000 chunks (chunks 342 MB, HNSW index 215 MB): every search then copies
     pages in from the OS cache again (bench/README.md, run 18)."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
+    total = memory_bytes(limit_files)
+    if total is None:
         return _MIN_SHARED_BUFFERS_MB
     return max(_MIN_SHARED_BUFFERS_MB, min(_MAX_AUTO_SHARED_BUFFERS_MB, total // 4 // 2**20))
 

@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     # Storage. Without a URL the server runs embedded PostgreSQL / Redis under state_dir.
     database_url: SecretStr | None = None
     database_name: str = "foundry"
-    # The embedded server's shared_buffers; None: a quarter of the memory, 128 MB to 1 GB.
+    # The embedded server's shared_buffers; None: a quarter of the memory (or of a
+    # container's limit), 128 MB to 1 GB.
     embedded_postgres_shared_buffers_mb: int | None = Field(default=None, ge=16, le=1_048_576)
     database_app_role: str = Field(default="foundry_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     database_pool_size: int = Field(default=10, ge=1, le=200)
