@@ -78,24 +78,23 @@ class Container:
         self.redis: Redis = create_redis(urls.redis_url)
         self.broker: RedisBroker = create_broker(urls.redis_url, settings.redis_key_prefix)
         self.session_factory = create_session_factory(self.engine)
+        options = UnitOfWorkOptions(
+            app_role=settings.database_app_role,
+            hnsw_ef_search=settings.hnsw_ef_search,
+            fulltext_max_ranked=settings.search_fulltext_max_ranked,
+        )
         self.readers = ReaderPool(
             {
                 **connect_target(self.engine),
                 **connect_arguments(settings.database_statement_timeout_ms),
             },
             settings.database_pool_size,
-            app_role=settings.database_app_role,
-            hnsw_ef_search=settings.hnsw_ef_search,
-            fulltext_max_ranked=settings.search_fulltext_max_ranked,
+            app_role=options.app_role,
+            hnsw_ef_search=options.hnsw_ef_search,
+            fulltext_max_ranked=options.fulltext_max_ranked,
         )
         self.uow_factory = uow_factory = SqlUnitOfWorkFactory(
-            self.session_factory,
-            UnitOfWorkOptions(
-                app_role=settings.database_app_role,
-                hnsw_ef_search=settings.hnsw_ef_search,
-                fulltext_max_ranked=settings.search_fulltext_max_ranked,
-            ),
-            self.readers,
+            self.session_factory, options, self.readers
         )
         self.blobs = LocalBlobStore(settings.storage_dir)
         self.queue = DramatiqJobQueue(self.broker)

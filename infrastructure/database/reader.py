@@ -37,6 +37,7 @@ from domain.retrieval.ports import ChunkSearch
 from infrastructure.database.driver import ConnectionSource, driver_unavailable
 from infrastructure.database.repositories.chunk_search import SqlChunkSearch
 from infrastructure.database.repositories.documents import fetch_documents
+from infrastructure.database.tenant_settings import set_config_select, tenant_values
 
 log = structlog.get_logger("foundry.reader")
 
@@ -87,15 +88,8 @@ class ReaderPool:
         values are literals: two UUIDs, a checked role name and an int)."""
         if not isinstance(organization_id, UUID) or not isinstance(user_id, UUID | None):
             raise TypeError("the organisation and the user must be UUIDs")
-        user = str(user_id) if user_id is not None else ""
-        return (
-            "BEGIN READ ONLY; "
-            f"SELECT set_config('role', '{self._app_role}', true), "
-            f"set_config('app.organization_id', '{organization_id}', true), "
-            f"set_config('app.user_id', '{user}', true), "
-            "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-            f"set_config('hnsw.ef_search', '{self._hnsw_ef_search:d}', true)"
-        )
+        values = tenant_values(self._app_role, organization_id, user_id, self._hnsw_ef_search)
+        return "BEGIN READ ONLY; " + set_config_select([f"'{value}'" for value in values])
 
     async def acquire(self) -> asyncpg.Connection:
         pool = self._pool or await self._create()

@@ -43,19 +43,14 @@ from infrastructure.database.repositories.memberships import SqlMembershipReposi
 from infrastructure.database.repositories.organizations import SqlOrganizationRepository
 from infrastructure.database.repositories.refresh_tokens import SqlRefreshTokenRepository
 from infrastructure.database.repositories.users import SqlUserRepository
+from infrastructure.database.tenant_settings import NAMES, set_config_select, tenant_values
 
 log = structlog.get_logger("foundry.uow")
 
 # One round trip: switch to the non-bypassing app role, pin the tenant and set up
-# filtered HNSW scans (see chunk_search.py), for this transaction only
-# (set_config(..., true) is reset at commit/rollback).
-_ENTER_TENANT = text(
-    "SELECT set_config('role', :role, true), "
-    "set_config('app.organization_id', :organization_id, true), "
-    "set_config('app.user_id', :user_id, true), "
-    "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-    "set_config('hnsw.ef_search', :ef_search, true)"
-)
+# filtered HNSW scans, for this transaction only (tenant_settings.py; the read-only
+# transactions of reader.py make the same settings).
+_ENTER_TENANT = text(set_config_select([f":v{index}" for index in range(len(NAMES))]))
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -115,10 +110,15 @@ class SqlUnitOfWork:
                 await self.session.execute(
                     _ENTER_TENANT,
                     {
-                        "role": self._options.app_role,
-                        "organization_id": str(self._organization_id),
-                        "user_id": str(self._user_id) if self._user_id else "",
-                        "ef_search": str(self._options.hnsw_ef_search),
+                        f"v{index}": value
+                        for index, value in enumerate(
+                            tenant_values(
+                                self._options.app_role,
+                                self._organization_id,
+                                self._user_id,
+                                self._options.hnsw_ef_search,
+                            )
+                        )
                     },
                 )
         except Exception as exc:
