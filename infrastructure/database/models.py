@@ -31,6 +31,10 @@ from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 EMBEDDING_DIMENSIONS = 384
+# Statuses of documents that are not ready but may still hold chunks, which search must
+# leave out: a reprocessed document keeps its chunks until new ones replace them. A
+# deleted document never holds any (a trigger drops them, migration 0007).
+UNREADY_STATUSES = "('pending', 'processing', 'failed')"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -161,6 +165,13 @@ class DocumentRow(Base):
             "sha256",
             unique=True,
             postgresql_where=text("status <> 'deleted'"),
+        ),
+        # The few documents whose chunks search leaves out (migration 0007).
+        Index(
+            "ix_documents_organization_id_unready",
+            "organization_id",
+            "id",
+            postgresql_where=text(f"status IN {UNREADY_STATUSES}"),
         ),
         # Target of the composite keys that pin chunks to their own organisation.
         UniqueConstraint("organization_id", "id"),

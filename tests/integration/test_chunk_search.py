@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from functools import partial
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import func, insert, select, text, update
 
 from domain.chats.entities import Chat, Message, MessagePage, MessageRole
 from domain.entities import Membership, Organization, Principal, Role, User
@@ -148,23 +148,64 @@ async def test_only_ready_documents_are_searched(container: Container) -> None:
     query = unit([rng.gauss(0, 1) for _ in range(DIMENSIONS)])
     principal = await member(container)
     ready = await document_with_chunks(container, principal, [near(query, rng, 0.1)] * 3)
-    pending = await document_with_chunks(
-        container, principal, [near(query, rng, 0.01)] * 3, status="pending"
-    )
+    # Nearer than the ready document's chunks, and matching the same words: a document
+    # being (re)processed, or whose reprocessing failed, keeps its chunks meanwhile.
+    unready = {
+        status: await document_with_chunks(
+            container, principal, [near(query, rng, 0.01)] * 3, status=status
+        )
+        for status in ("pending", "processing", "failed")
+    }
     async with container.uow_factory.tenant(principal) as uow:
         vector = await uow.search.nearest(query, 10, None)
         words = await uow.search.matching("passage", query, 10, None)
-    assert {match.document_id for match in vector} == {ready}
-    assert {match.document_id for match in words} == {ready}
-    assert pending not in {match.document_id for match in vector + words}
+        chosen = [*unready.values(), ready]
+        chosen_vector = await uow.search.nearest(query, 10, chosen)
+        chosen_words = await uow.search.matching("passage", query, 10, chosen)
+    for found in (vector, words, chosen_vector, chosen_words):
+        assert {match.document_id for match in found} == {ready}
     # Both paths report each chunk's stored length ("passage N of ..." holds 3 + N).
     assert all(m.token_count == 3 + int(m.text.split()[1]) for m in vector + words)
+
+    # Once ready, a reprocessed document is found again.
     async with container.uow_factory.tenant(principal) as uow:
         assert isinstance(uow, SqlUnitOfWork)
         await uow.session.execute(
-            update(DocumentRow).where(DocumentRow.id == ready).values(status="deleted")
+            update(DocumentRow).where(DocumentRow.id == unready["failed"]).values(status="ready")
         )
-        assert await uow.search.nearest(query, 10, None) == []
+        await uow.commit()
+    async with container.uow_factory.tenant(principal) as uow:
+        vector = await uow.search.nearest(query, 10, None)
+    assert {match.document_id for match in vector} == {ready, unready["failed"]}
+
+
+async def test_a_deleted_document_keeps_no_chunks(container: Container) -> None:
+    """Search leaves out only the documents that are not ready and not deleted: the
+    database itself drops a document's chunks when it is marked deleted."""
+    rng = random.Random(12)
+    query = unit([rng.gauss(0, 1) for _ in range(DIMENSIONS)])
+    principal = await member(container)
+    other = await member(container)
+    deleted = await document_with_chunks(container, principal, [near(query, rng, 0.1)] * 3)
+    kept = await document_with_chunks(container, principal, [near(query, rng, 0.1)] * 2)
+    elsewhere = await document_with_chunks(container, other, [near(query, rng, 0.1)] * 2)
+    # As the app role, through the status alone (no chunk is deleted by hand).
+    async with container.uow_factory.tenant(principal) as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        await uow.session.execute(
+            update(DocumentRow).where(DocumentRow.id == deleted).values(status="deleted")
+        )
+        assert await uow.search.nearest(query, 10, [deleted]) == []
+        assert await uow.search.matching("passage", query, 10, [deleted]) == []
+        await uow.commit()
+    async with container.engine.connect() as conn:
+        rows = await conn.execute(
+            select(ChunkRow.document_id, func.count())
+            .where(ChunkRow.document_id.in_([deleted, kept, elsewhere]))
+            .group_by(ChunkRow.document_id)
+        )
+        counts = {document_id: count for document_id, count in rows}
+    assert counts == {kept: 2, elsewhere: 2}
 
 
 async def test_chats_stay_private_even_when_a_query_forgets_the_user(

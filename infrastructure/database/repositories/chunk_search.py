@@ -32,21 +32,24 @@ from uuid import UUID
 
 from domain.retrieval.entities import ChunkMatch
 from infrastructure.database.driver import ConnectionSource
+from infrastructure.database.models import UNREADY_STATUSES
 
 # $1 is always the query vector, sent as real[] (pgvector casts it); $2 the chosen
 # documents when there are any.
-# The tenant's embedded chunks of READY (and, if given, chosen) documents. The
+# The tenant's embedded chunks of READY (and, if given, chosen) documents: all but those
+# of the few documents that are not ready (a hashed list, found through a partial
+# index; cheaper than checking each chunk's document, see migration 0007). The
 # organisation, the limit and whether documents are chosen are written into the
-# statement (see above; formatted from a UUID, an int and a fixed clause only).
+# statement (see above; formatted from a UUID, an int and fixed clauses only).
 _NEAREST = """
 SELECT c.id, c.document_id, c.page, c.text, c.token_count,
        c.embedding <=> CAST($1::real[] AS vector) AS distance
 FROM chunks c
 WHERE c.organization_id = '{organization}'::uuid
   AND c.embedding IS NOT NULL{chosen}
-  AND c.document_id IN (
+  AND c.document_id NOT IN (
     SELECT d.id FROM documents d
-    WHERE d.organization_id = '{organization}'::uuid AND d.status = 'ready'
+    WHERE d.organization_id = '{organization}'::uuid AND d.status IN {unready}
   )
 ORDER BY distance  -- the HNSW index's order; the vector is sent once
 LIMIT {limit:d}"""
@@ -68,7 +71,10 @@ def nearest_statement(organization_id: UUID, limit: int, chosen: bool) -> str:
     if not isinstance(organization_id, UUID) or not isinstance(limit, int):
         raise TypeError("the organisation must be a UUID and the limit an int")
     statement = _NEAREST.format(
-        organization=organization_id, limit=limit, chosen=_CHOSEN if chosen else ""
+        organization=organization_id,
+        limit=limit,
+        chosen=_CHOSEN if chosen else "",
+        unready=UNREADY_STATUSES,
     )
     _nearest_statements[key] = statement
     if len(_nearest_statements) > _NEAREST_KEPT:
