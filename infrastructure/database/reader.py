@@ -7,7 +7,8 @@ what the same statements cost on a bare asyncpg connection (session, pool
 events, execution contexts, greenlet switches; bench/README.md, run 18). So
 these reads go through a pool of their own (``database_pool_size``
 connections, opened on first use), with the same connection settings as the
-engine's, and the unit of work stays for everything else.
+engine's, and the unit of work stays for everything else. The pool's connections send
+the query vector in pgvector's binary format (``vector_codec.py``).
 
 Isolation is the unit of work's: the transaction switches to the application
 role, under row-level security, and pins the organisation (``uow.py``). The
@@ -38,6 +39,7 @@ from infrastructure.database.driver import ConnectionSource, driver_unavailable
 from infrastructure.database.repositories.chunk_search import SqlChunkSearch
 from infrastructure.database.repositories.documents import fetch_documents
 from infrastructure.database.tenant_settings import set_config_select, tenant_values
+from infrastructure.database.vector_codec import register_vector_codec
 
 log = structlog.get_logger("foundry.reader")
 
@@ -104,7 +106,11 @@ class ReaderPool:
         async with self._creating:
             if self._pool is None:
                 self._pool = await asyncpg.create_pool(
-                    min_size=0, max_size=self._size, reset=_roll_back_if_open, **self._connect
+                    min_size=0,
+                    max_size=self._size,
+                    init=register_vector_codec,
+                    reset=_roll_back_if_open,
+                    **self._connect,
                 )
                 log.info("reader_pool.created", max_size=self._size)
             return self._pool
@@ -154,7 +160,10 @@ class SqlTenantReader:
             raise
         self._connection = connection
         self.search = SqlChunkSearch(
-            self.connection, principal.organization_id, self._pool.fulltext_max_ranked
+            self.connection,
+            principal.organization_id,
+            self._pool.fulltext_max_ranked,
+            binary_vectors=True,
         )
         self.documents = SqlDocumentReader(self.connection, principal.organization_id)
         return self

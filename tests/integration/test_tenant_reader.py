@@ -62,6 +62,30 @@ async def test_a_reader_sees_only_its_organisations_chunks_and_documents(
     assert [document.id for document in documents] == [my_document]
 
 
+async def test_a_reader_sends_the_vector_in_binary_and_finds_what_a_unit_of_work_finds(
+    container: Container,
+) -> None:
+    rng = random.Random(6)
+    anchor = unit([rng.gauss(0, 1) for _ in range(DIMENSIONS)])
+    principal = await member(container)
+    await document_with_chunks(container, principal, [near(anchor, rng, 0.3) for _ in range(20)])
+    async with container.uow_factory.reader(principal) as reader:
+        assert isinstance(reader, SqlTenantReader)
+        connection = await reader.connection()
+        # The pool's codec reads vectors back as floats, not pgvector's text.
+        assert await connection.fetchval("SELECT $1::vector", anchor) == pytest.approx(anchor)
+        nearest = await reader.search.nearest(anchor, 8, None)
+        matching = await reader.search.matching("passage", anchor, 8, None)
+    async with container.uow_factory.tenant(principal) as uow:
+        # The session's connection has no codec: real[], cast by pgvector.
+        expected_nearest = await uow.search.nearest(anchor, 8, None)
+        expected_matching = await uow.search.matching("passage", anchor, 8, None)
+    for found, expected in ((nearest, expected_nearest), (matching, expected_matching)):
+        assert len(found) == 8
+        assert [m.chunk_id for m in found] == [m.chunk_id for m in expected]
+        assert [m.similarity for m in found] == pytest.approx([m.similarity for m in expected])
+
+
 async def test_a_reader_runs_read_only_as_the_app_role_and_leaves_nothing_behind(
     container: Container,
 ) -> None:

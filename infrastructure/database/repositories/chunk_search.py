@@ -11,8 +11,9 @@ Search is the hot path of the API, so both statements are plain SQL written once
 and sent straight through asyncpg, with no SQLAlchemy execution per call: on the
 connection of a read-only tenant transaction (``reader.py``, what search and
 answers use) or of a unit of work's session (``driver.py``). The query vector
-travels as a ``real[]`` parameter, which asyncpg encodes in binary (pgvector
-casts it).
+travels in pgvector's binary format on the readers' connections, which register a
+codec for it (``vector_codec.py``), and elsewhere as a ``real[]`` parameter that
+pgvector casts.
 
 The nearest-chunk statement names its organisation and limit as literals, one
 statement per organisation and limit: the driver prepares a statement once per
@@ -34,8 +35,8 @@ from domain.retrieval.entities import ChunkMatch
 from infrastructure.database.driver import ConnectionSource
 from infrastructure.database.models import UNREADY_STATUSES
 
-# $1 is always the query vector, sent as real[] (pgvector casts it); $2 the chosen
-# documents when there are any.
+# $1 is always the query vector ({vector}: see _VECTOR); $2 the chosen documents when
+# there are any.
 # The tenant's embedded chunks of READY (and, if given, chosen) documents: all but those
 # of the few documents that are not ready (a hashed list, found through a partial
 # index; cheaper than checking each chunk's document, see migration 0007). The
@@ -43,7 +44,7 @@ from infrastructure.database.models import UNREADY_STATUSES
 # statement (see above; formatted from a UUID, an int and fixed clauses only).
 _NEAREST = """
 SELECT c.id, c.document_id, c.page, c.text, c.token_count,
-       c.embedding <=> CAST($1::real[] AS vector) AS distance
+       c.embedding <=> {vector} AS distance
 FROM chunks c
 WHERE c.organization_id = '{organization}'::uuid
   AND c.embedding IS NOT NULL{chosen}
@@ -56,14 +57,19 @@ LIMIT {limit:d}"""
 _CHOSEN = "\n  AND c.document_id = ANY ($2::uuid[])"
 # Statements kept formatted: the busiest organisations' few limits.
 _NEAREST_KEPT = 1_024
-_NearestKey = tuple[UUID, int, bool]
+_NearestKey = tuple[UUID, int, bool, bool]
+# The query vector parameter: in pgvector's binary format where the connection has
+# the codec (True), or as real[] cast by pgvector (False).
+_VECTOR = {True: "$1::vector", False: "CAST($1::real[] AS vector)"}
 _nearest_statements: OrderedDict[_NearestKey, str] = OrderedDict()
 
 
-def nearest_statement(organization_id: UUID, limit: int, chosen: bool) -> str:
+def nearest_statement(
+    organization_id: UUID, limit: int, chosen: bool, binary_vector: bool = False
+) -> str:
     """The nearest-chunk statement of one organisation and limit, with or without a
     chosen-documents parameter ($2) (formatted once, kept for the busiest)."""
-    key = (organization_id, limit, chosen)
+    key = (organization_id, limit, chosen, binary_vector)
     statement = _nearest_statements.get(key)
     if statement is not None:
         _nearest_statements.move_to_end(key)
@@ -75,6 +81,7 @@ def nearest_statement(organization_id: UUID, limit: int, chosen: bool) -> str:
         limit=limit,
         chosen=_CHOSEN if chosen else "",
         unready=UNREADY_STATUSES,
+        vector=_VECTOR[binary_vector],
     )
     _nearest_statements[key] = statement
     if len(_nearest_statements) > _NEAREST_KEPT:
@@ -91,7 +98,7 @@ def nearest_statement(organization_id: UUID, limit: int, chosen: bool) -> str:
 # $1 vector, $2 websearch text, $3 max ranked, $4 chosen documents (NULL: all), $5 limit.
 _MATCHING = """
 SELECT c.id, c.document_id, c.page, c.text, c.token_count,
-       c.embedding <=> CAST($1::real[] AS vector) AS distance, best.rank
+       c.embedding <=> {vector} AS distance, best.rank
 FROM (
   SELECT m.id, m.rank
   FROM chunk_text_matches(
@@ -102,6 +109,7 @@ FROM (
 ) AS best
 JOIN chunks c ON c.id = best.id
 ORDER BY best.rank DESC, c.id"""
+_MATCHING_STATEMENTS = {binary: _MATCHING.format(vector=_VECTOR[binary]) for binary in _VECTOR}
 
 Query = tuple[str, list[object]]  # a statement and its arguments ($1, $2, ...)
 
@@ -111,9 +119,12 @@ def nearest_query(
     embedding: Sequence[float],
     limit: int,
     document_ids: Sequence[UUID] | None,
+    *,
+    binary_vector: bool = False,
 ) -> Query:
-    """The vector path's statement and arguments (``document_ids``: None for all)."""
-    statement = nearest_statement(organization_id, limit, document_ids is not None)
+    """The vector path's statement and arguments (``document_ids``: None for all;
+    ``binary_vector``: the connection has the vector codec)."""
+    statement = nearest_statement(organization_id, limit, document_ids is not None, binary_vector)
     arguments: list[object] = [_vector(embedding)]
     if document_ids is not None:
         arguments.append(list(document_ids))
@@ -126,19 +137,29 @@ def matching_query(
     limit: int,
     document_ids: Sequence[UUID] | None,
     max_ranked: int,
+    *,
+    binary_vector: bool = False,
 ) -> Query:
-    """The full-text path's statement and arguments (``document_ids``: None for all)."""
+    """The full-text path's statement and arguments (``document_ids``: None for all;
+    ``binary_vector``: the connection has the vector codec)."""
     chosen = list(document_ids) if document_ids is not None else None
-    return _MATCHING, [_vector(embedding), websearch, max_ranked, chosen, limit]
+    statement = _MATCHING_STATEMENTS[binary_vector]
+    return statement, [_vector(embedding), websearch, max_ranked, chosen, limit]
 
 
 class SqlChunkSearch:
     def __init__(
-        self, connection: ConnectionSource, organization_id: UUID | None, max_ranked: int = 2_000
+        self,
+        connection: ConnectionSource,
+        organization_id: UUID | None,
+        max_ranked: int = 2_000,
+        *,
+        binary_vectors: bool = False,
     ) -> None:
         self._connection = connection
         self._organization_id = organization_id
         self._max_ranked = max_ranked
+        self._binary = binary_vectors
 
     async def nearest(
         self, embedding: Sequence[float], limit: int, document_ids: Sequence[UUID] | None
@@ -147,7 +168,9 @@ class SqlChunkSearch:
             return []
         if self._organization_id is None:
             raise RuntimeError("chunk search used outside a tenant transaction")
-        statement, arguments = nearest_query(self._organization_id, embedding, limit, document_ids)
+        statement, arguments = nearest_query(
+            self._organization_id, embedding, limit, document_ids, binary_vector=self._binary
+        )
         rows = await (await self._connection()).fetch(statement, *arguments)
         matches = []
         # Unpacked, not row["name"]: the hot path.
@@ -169,7 +192,7 @@ class SqlChunkSearch:
         if document_ids is not None and not document_ids:
             return []
         statement, arguments = matching_query(
-            websearch, embedding, limit, document_ids, self._max_ranked
+            websearch, embedding, limit, document_ids, self._max_ranked, binary_vector=self._binary
         )
         rows = await (await self._connection()).fetch(statement, *arguments)
         return [
