@@ -64,6 +64,12 @@ class _Connection:
     def open(self) -> bool:
         return not self.writer.is_closing()
 
+    @property
+    def reusable(self) -> bool:
+        """Still open, and the server has not closed its side (uvicorn closes a keep-alive
+        connection after 5 idle seconds)."""
+        return self.open and not self.reader.at_eof()
+
     def close(self) -> None:
         self.writer.close()
 
@@ -88,15 +94,36 @@ class LeanHttpClient:
             *(f"{name}: {value}" for name, value in (headers or {}).items()),
         ]
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-        connection = self._idle.pop() if self._idle else await self._connect()
+        connection, reused = await self._connection()
         try:
             response = await connection.exchange(request)
+        except asyncio.IncompleteReadError as error:
+            connection.close()
+            if not reused or error.partial:
+                raise
+            # The server closed the idle connection as the request went out, before any
+            # byte of a response: nothing was processed, so it is sent once more, fresh.
+            connection, reused = await self._connect(), False
+            try:
+                response = await connection.exchange(request)
+            except BaseException:
+                connection.close()
+                raise
         except BaseException:
             connection.close()
             raise
         if connection.open:
             self._idle.append(connection)
         return response
+
+    async def _connection(self) -> tuple[_Connection, bool]:
+        """An idle connection the server still keeps open (True), or a new one."""
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.reusable:
+                return connection, True
+            connection.close()
+        return await self._connect(), False
 
     async def _connect(self) -> _Connection:
         reader, writer = await asyncio.open_connection(self._host, self._port)
