@@ -36,24 +36,29 @@ def reciprocal_rank_fusion(
         if match.chunk_id not in text_ranks:
             text_ranks[match.chunk_id] = rank
             matches.setdefault(match.chunk_id, match)
-    fused = [
+    # Scored and ordered as plain tuples; only the kept few become FusedMatch (this runs
+    # for every search over some 80 candidates). A UUID orders as its text does.
+    missed = len(vector) + 1
+    order = sorted(
+        (
+            -(
+                _contribution(vector_ranks.get(chunk_id), k)
+                + _contribution(text_ranks.get(chunk_id), k)
+            ),
+            vector_ranks.get(chunk_id, missed),
+            chunk_id,
+        )
+        for chunk_id in matches
+    )
+    return [
         FusedMatch(
-            match=match,
-            score=_contribution(vector_ranks.get(chunk_id), k)
-            + _contribution(text_ranks.get(chunk_id), k),
+            match=matches[chunk_id],
+            score=-negative_score,
             vector_rank=vector_ranks.get(chunk_id),
             text_rank=text_ranks.get(chunk_id),
         )
-        for chunk_id, match in matches.items()
+        for negative_score, _, chunk_id in order[:limit]
     ]
-    fused.sort(
-        key=lambda item: (
-            -item.score,
-            item.vector_rank if item.vector_rank is not None else len(vector) + 1,
-            str(item.match.chunk_id),
-        )
-    )
-    return fused[:limit]
 
 
 def _contribution(rank: int | None, k: int) -> float:

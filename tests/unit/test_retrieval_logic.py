@@ -40,6 +40,17 @@ def test_equal_scores_prefer_the_vector_path_and_the_limit_applies() -> None:
     assert reciprocal_rank_fusion([a], [c], limit=0) == []
 
 
+def test_mirrored_lists_tie_in_pairs_and_the_better_vector_rank_goes_first() -> None:
+    chunks = [match(f"t{n}") for n in range(30)]
+    fused = reciprocal_rank_fusion(chunks, chunks[::-1], limit=30)
+    # Chunk n has ranks n+1 and 30-n: n and 29-n score the same.
+    expected = [name for n in range(15) for name in (f"t{n}", f"t{29 - n}")]
+    assert [item.match.text for item in fused] == expected
+    assert [item.score for item in fused] == sorted((item.score for item in fused), reverse=True)
+    assert fused[0].score == 1 / (RRF_K + 1) + 1 / (RRF_K + 30)
+    assert len(reciprocal_rank_fusion(chunks, chunks[::-1], limit=7)) == 7
+
+
 def test_duplicates_within_a_list_count_once() -> None:
     a = match("a")
     fused = reciprocal_rank_fusion([a, a], [], limit=5)

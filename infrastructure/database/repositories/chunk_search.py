@@ -179,7 +179,8 @@ class SqlChunkSearch:
             matches.append(
                 ChunkMatch(chunk_id, document_id, page, body, similarity, similarity, tokens)
             )
-        matches.sort(key=lambda match: (-match.similarity, str(match.chunk_id)))
+        # Ties by id: a UUID orders as its text does, without making the text.
+        matches.sort(key=lambda match: (-match.similarity, match.chunk_id))
         return matches
 
     async def matching(
