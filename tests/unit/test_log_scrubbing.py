@@ -30,6 +30,14 @@ def test_secret_keys_and_bearer_values_are_scrubbed() -> None:
     assert scrubbed["items"] == [{"api_key": REDACTED}]
 
 
+def test_bearer_in_any_case_and_bare_jwts_are_scrubbed_in_text() -> None:
+    assert scrub_value("header BEARER abc123xyz sent") == "header BEARER [REDACTED] sent"
+    assert scrub_value("bEaReR abc123xyz") == "bEaReR [REDACTED]"
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+    assert scrub_value(f"token={jwt};") == f"token={REDACTED};"
+    assert scrub_value("plain text, nothing to hide") == "plain text, nothing to hide"
+
+
 def test_configured_logger_emits_scrubbed_json(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("INFO", json_logs=True)
     try:
