@@ -18,7 +18,7 @@ Every measured request asks a question the server has not seen before (the query
 embedder caches 2,048 questions); one extra run at concurrency 8 repeats 16 questions
 to show the cached case.
 
-    .venv/bin/python bench/query_bench.py              # full run (~16 minutes on 2 cores)
+    .venv/bin/python bench/query_bench.py              # full run (5-16 minutes on 2 cores)
     .venv/bin/python bench/query_bench.py --size tiny  # smoke run (~1 minute)
 
 Prints EXPLAIN ANALYZE of the two search queries, a table and a JSON line. Needs Redis at
