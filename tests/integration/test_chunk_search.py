@@ -48,7 +48,11 @@ async def member(container: Container, organization_id: uuid.UUID | None = None)
 
 
 async def document_with_chunks(
-    container: Container, principal: Principal, vectors: list[list[float]], status: str = "ready"
+    container: Container,
+    principal: Principal,
+    vectors: list[list[float]],
+    status: str = "ready",
+    texts: list[str] | None = None,
 ) -> uuid.UUID:
     document_id = uuid.uuid4()
     async with container.uow_factory.tenant(principal) as uow:
@@ -73,7 +77,7 @@ async def document_with_chunks(
                 "organization_id": principal.organization_id,
                 "document_id": document_id,
                 "ordinal": ordinal,
-                "text": f"passage {ordinal} of {document_id}",
+                "text": texts[ordinal] if texts else f"passage {ordinal} of {document_id}",
                 "char_start": 0,
                 "char_end": 10,
                 "token_count": 3 + ordinal,
@@ -252,6 +256,31 @@ async def test_full_text_ranks_at_most_the_configured_number_of_matches(
     assert len(everything) == 30
     assert len(capped) == 5
     assert all(match.rank_score > 0 for match in capped)
+
+
+async def test_full_text_ranks_by_how_often_the_words_occur_for_the_length(
+    container: Container,
+) -> None:
+    rng = random.Random(6)
+    query = unit([rng.gauss(0, 1) for _ in range(DIMENSIONS)])
+    principal = await member(container)
+    filler = " ".join(f"filler{n}" for n in range(300))
+    texts = [
+        f"{filler} retention policy",  # one mention in a long text
+        "Invoices follow the retention policy.",  # one mention, short
+        "Retention policy: the retention policy overrides every other retention rule.",
+        "Nothing to see here.",  # no match
+    ]
+    vectors = [near(query, rng, 0.1) for _ in texts]
+    document_id = await document_with_chunks(container, principal, vectors, texts=texts)
+    async with container.uow_factory.tenant(principal) as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        matches = await uow.search.matching("retention policy", query, 10, None)
+    assert [match.document_id for match in matches] == [document_id] * 3
+    ranked = [match.text for match in matches]
+    assert ranked == [texts[2], texts[1], texts[0]]
+    scores = [match.rank_score for match in matches]
+    assert scores == sorted(scores, reverse=True) and scores[-1] > 0
 
 
 async def test_the_full_text_function_sees_only_the_transactions_organisation(

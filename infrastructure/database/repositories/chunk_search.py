@@ -93,8 +93,9 @@ def nearest_statement(
 # through the GIN index, which row-level security would rule out here. Ranking is
 # the cost: a common word can match a large part of a corpus, so only the first
 # max_ranked matches are ranked (the vector path still sees all); text and
-# distance are read for the winners only. ts_rank_cd normalisation 1 (inside the
-# function) divides by 1 + log(length), so long chunks don't win on bulk.
+# distance are read for the winners only. ts_rank normalisation 1 (inside the
+# function, migration 0008) divides by 1 + log(length), so long chunks don't win on
+# bulk; ts_rank_cd cost half as much again for no better ranking (bench/README.md).
 # $1 vector, $2 websearch text, $3 max ranked, $4 chosen documents (NULL: all), $5 limit.
 _MATCHING = """
 SELECT c.id, c.document_id, c.page, c.text, c.token_count,
