@@ -504,6 +504,39 @@ def cpu_now(api_pid: int, postmaster_pid: int) -> Cpu:
     return Cpu(used(psutil.Process(api_pid), False), postgres, time.process_time(), busy)
 
 
+Schedule = dict[int, tuple[float, float]]
+
+
+def schedule_now(pid: int) -> Schedule:
+    """Seconds each thread of ``pid`` has run and waited for a core, by thread id
+    (``/proc/<pid>/task/<tid>/schedstat``; empty where the kernel does not keep it)."""
+    found: Schedule = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            running, waiting, _ = (task / "schedstat").read_text().split()
+        except (OSError, ValueError):
+            continue
+        found[int(task.name)] = (int(running) / 1e9, int(waiting) / 1e9)
+    return found
+
+
+def thread_shares(pid: int, before: Schedule, after: Schedule, elapsed: float) -> dict[str, Any]:
+    """The share of the wall clock the API's event loop (its main thread) and its other
+    threads (the embedding) spent running and waiting for a core."""
+    shares: dict[str, Any] = {}
+    for name, tids in (
+        ("event_loop", [pid]),
+        ("other_threads", [tid for tid in after if tid != pid]),
+    ):
+        running = sum(after[t][0] - before.get(t, (0.0, 0.0))[0] for t in tids if t in after)
+        waiting = sum(after[t][1] - before.get(t, (0.0, 0.0))[1] for t in tids if t in after)
+        shares[name] = {
+            "running": round(running / elapsed, 3),
+            "waiting_for_a_core": round(waiting / elapsed, 3),
+        }
+    return shares
+
+
 def other(cpu: Cpu) -> float:
     return cpu.machine - cpu.api - cpu.postgres - cpu.client
 
@@ -582,10 +615,12 @@ async def measured(
     jobs: Sequence[T],
 ) -> tuple[list[Any], dict[str, Any]]:
     """Run a closed loop; summarise throughput, CPU per request and server-side timings."""
+    schedule0 = schedule_now(probe.api_pid)
     cpu0, metrics0, started = await probe.snapshot()
     results, errors = await closed_loop(workers, jobs)
     elapsed = time.perf_counter() - started
     cpu1, metrics1, _ = await probe.snapshot()
+    schedule1 = schedule_now(probe.api_pid)
     stages = mean_ms(metrics0, metrics1, "foundry_retrieval_stage_seconds")
     done = max(len(results), 1)
     summary: dict[str, Any] = {
@@ -604,6 +639,8 @@ async def measured(
         ),
         "stage_mean_ms": {stage: stages.get(stage, 0.0) for stage in STAGES},
     }
+    if schedule1:
+        summary["api_threads"] = thread_shares(probe.api_pid, schedule0, schedule1, elapsed)
     first_token = mean_ms(metrics0, metrics1, "foundry_answer_first_token_seconds")
     if first_token:
         summary["server_first_token_mean_ms"] = first_token
@@ -849,6 +886,13 @@ def report(results: Results) -> None:
     def stages(row: dict[str, Any], key: str = "stage_mean_ms") -> str:
         return ", ".join(f"{k} {v}" for k, v in row.get(key, {}).items())
 
+    def threads(row: dict[str, Any]) -> str:
+        return "; ".join(
+            f"{name.replace('_', ' ')} {share['running']:.0%} running, "
+            f"{share['waiting_for_a_core']:.0%} waiting for a core"
+            for name, share in row.get("api_threads", {}).items()
+        )
+
     def cpu(row: dict[str, Any]) -> str:
         used = ", ".join(f"{k} {v}" for k, v in row["cpu_ms_per_request"].items())
         return f"{used} (other processes: {row['other_processes_cpu_share']:.0%} of the machine)"
@@ -880,6 +924,7 @@ def report(results: Results) -> None:
         rows.append((f"search {key} requests/s", row["per_s"]))
         rows.append((f"search {key} server stage means, ms", stages(row)))
         rows.append((f"search {key} CPU ms/request", cpu(row)))
+        rows.append((f"search {key} API threads", threads(row)))
     for key, row in results.answer.items():
         rows.append(
             (
