@@ -171,3 +171,39 @@ async def test_a_reader_cancelled_mid_statement_gives_its_connection_back(
             await readers.release(pooled)
     finally:
         await readers.aclose()
+
+
+async def test_a_reader_that_ends_cleanly_rolls_back_before_its_connection_serves_again(
+    container: Container,
+) -> None:
+    """After a clean block the rollback runs in the background; the only connection is
+    handed out again only once it has ended, and the next organisation sees only its own."""
+    rng = random.Random(9)
+    anchor = unit([rng.gauss(0, 1) for _ in range(DIMENSIONS)])
+    alpha, beta = await member(container), await member(container)
+    alpha_document = await document_with_chunks(container, alpha, [anchor] * 2)
+    beta_document = await document_with_chunks(container, beta, [near(anchor, rng, 0.1)] * 2)
+    readers = one_connection(container, acquire_timeout=5)
+    try:
+        for _ in range(3):
+            async with SqlTenantReader(readers, alpha) as reader:
+                found = await reader.search.nearest(anchor, 10, None)
+            assert {match.document_id for match in found} == {alpha_document}
+            async with SqlTenantReader(readers, beta) as reader:
+                found = await reader.search.nearest(anchor, 10, None)
+                documents = await reader.documents.get_many([alpha_document, beta_document])
+            assert {match.document_id for match in found} == {beta_document}
+            assert [document.id for document in documents] == [beta_document]
+        pooled = await readers.acquire()
+        try:
+            assert not pooled.is_in_transaction()
+            role, organization, _ = await pooled.fetchrow(SETTINGS)
+            assert role != container.settings.database_app_role
+            assert organization in {"", None}
+        finally:
+            await readers.release(pooled)
+        # Closing waits for a rollback still under way.
+        async with SqlTenantReader(readers, alpha) as reader:
+            await reader.search.nearest(anchor, 1, None)
+    finally:
+        await readers.aclose()
