@@ -18,8 +18,8 @@ still inside a transaction when it goes back to the pool (a rollback that
 could not run) is rolled back there or closed. After a block that ended
 without an error, the rollback and the release run in the background: the
 reads are done and nothing was written, so the caller answers without waiting
-another round trip (1–2.5 ms of a search's server time under load, bench/README.md,
-run 26), and the pool hands the connection out again only once it is released.
+another round trip (1-2.5 ms of a search's server time under load, bench/README.md,
+runs 25-27), and the pool hands the connection out again only once it is released.
 """
 
 from __future__ import annotations
