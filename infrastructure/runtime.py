@@ -32,6 +32,7 @@ class Backends:
                 settings.state_dir,
                 settings.database_name,
                 shared_buffers_mb=settings.embedded_postgres_shared_buffers_mb,
+                batch_scheduling=settings.embedded_postgres_batch_scheduling,
             )
             self.postgres.start()
             asyncio.run(self.postgres.ensure_database())

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # The embedded server's shared_buffers; None: a quarter of the memory (or of a
     # container's limit), 128 MB to 1 GB.
     embedded_postgres_shared_buffers_mb: int | None = Field(default=None, ge=16, le=1_048_576)
+    # The embedded server's processes under SCHED_BATCH on Linux, so a backend woken
+    # by a query does not preempt the API's event loop (infrastructure/embedded.py).
+    embedded_postgres_batch_scheduling: bool = True
     database_app_role: str = Field(default="foundry_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     database_pool_size: int = Field(default=10, ge=1, le=200)
     database_statement_timeout_ms: int = Field(default=15_000, ge=100)

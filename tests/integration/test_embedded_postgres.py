@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import asyncpg
@@ -12,6 +13,8 @@ from infrastructure.embedded import (
     EmbeddedPostgres,
     default_shared_buffers_mb,
     memory_bytes,
+    postmaster_pid,
+    process_tree,
 )
 
 SHARED_BUFFERS_MB = "SELECT setting::bigint * 8192 / 1048576 FROM pg_settings WHERE name = $1"
@@ -55,3 +58,48 @@ def test_a_changed_setting_is_applied_at_the_next_start(tmp_path: Path) -> None:
             server.stop()
     main = (tmp_path / "postgres" / "postgresql.conf").read_text()
     assert main.count(f"include_if_exists = '{SETTINGS_FILE}'") == 1
+
+
+async def backend_policy(server: EmbeddedPostgres) -> int:
+    """The scheduling policy of a new connection's backend (forked after the start),
+    read while the connection is open."""
+    conn = await asyncpg.connect(server.admin_dsn)
+    try:
+        return os.sched_getscheduler(await conn.fetchval("SELECT pg_backend_pid()"))
+    finally:
+        await conn.close()
+
+
+def test_the_suites_server_and_its_new_backends_run_as_batch(
+    embedded_postgres: EmbeddedPostgres,
+) -> None:
+    pgdata = embedded_postgres.state_dir / "postgres"
+    postmaster = postmaster_pid(pgdata)
+    assert postmaster is not None
+    tree = process_tree(postmaster)
+    assert len(tree) > 1  # the checkpointer, the WAL writer... were there at start
+    assert {os.sched_getscheduler(pid) for pid in tree} == {os.SCHED_BATCH}
+    assert asyncio.run(backend_policy(embedded_postgres)) == os.SCHED_BATCH
+    assert os.sched_getscheduler(os.getpid()) == os.SCHED_OTHER  # only the server's
+
+
+def test_batch_scheduling_can_be_turned_off(tmp_path: Path) -> None:
+    server = EmbeddedPostgres(tmp_path, "foundry_unbatched", batch_scheduling=False)
+    server.start()
+    try:
+        postmaster = postmaster_pid(tmp_path / "postgres")
+        assert postmaster is not None
+        assert os.sched_getscheduler(postmaster) == os.SCHED_OTHER
+        assert asyncio.run(backend_policy(server)) == os.SCHED_OTHER
+    finally:
+        server.stop()
+
+
+def test_the_process_tree_follows_parents_past_odd_command_names(tmp_path: Path) -> None:
+    for pid, command, parent in ((10, "postgres", 1), (11, "a) b (c", 10), (12, "x", 11)):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(f"{pid} ({command}) S {parent} 1 1 0\n")
+    (tmp_path / "self").mkdir()  # not a process directory
+    (tmp_path / "13").mkdir()  # exited before its stat was read
+    assert sorted(process_tree(10, tmp_path)) == [10, 11, 12]
+    assert process_tree(12, tmp_path) == [12]
