@@ -144,8 +144,8 @@ def schedule_as_batch(root: int) -> int:
     Batch processes keep their fair share of the CPU but never preempt a running
     process when they wake: a backend woken by a query waits for a free core or
     the next tick instead of taking the core of the API's event loop, which sent
-    the query and has other requests to serve. On two cores this gave 4-8 % more
-    searches/s at 8 clients (bench/README.md, run 28)."""
+    the query and has other requests to serve. On two cores this gave about 6 % more
+    searches/s at 8 clients (bench/README.md, runs 28-32)."""
     changed = 0
     for pid in process_tree(root):
         try:
