@@ -218,7 +218,10 @@ class ChunkRow(Base):
             postgresql_using="hnsw",
             postgresql_ops={"embedding": "vector_cosine_ops"},
         ),
-        Index("ix_chunks_tsv", "tsv", postgresql_using="gin"),
+        # No pending list: searches would read every entry not yet merged (migration 0009).
+        Index(
+            "ix_chunks_tsv", "tsv", postgresql_using="gin", postgresql_with={"fastupdate": "off"}
+        ),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True)

@@ -1,7 +1,7 @@
 """The bench scripts still run: each at its tiny size, as a subprocess, printing its JSON.
 
 Only that they work and report what they promise is checked, never a figure's speed
-(the figures come from full runs by hand; see bench/README.md). The four scripts start
+(the figures come from full runs by hand; see bench/README.md). The five scripts start
 together, since most of their time is spent waiting for a model, PostgreSQL or a worker.
 """
 
@@ -17,7 +17,13 @@ from typing import Any
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
-SCRIPTS = ("ingest_bench", "query_bench", "retrieval_eval", "subscriptions_bench")
+SCRIPTS = (
+    "ingest_bench",
+    "query_bench",
+    "retrieval_eval",
+    "subscriptions_bench",
+    "fulltext_pending_bench",
+)
 TIMEOUT_SECONDS = 900
 
 
@@ -119,3 +125,20 @@ def test_subscriptions_bench_holds_every_idle_subscription(
     assert payload["refused"] == 0
     assert payload["open_files_limit"] >= 1_024
     assert payload["api_rss_after_mb"] > 0
+
+
+def test_fulltext_pending_bench_times_the_statement_after_each_step(
+    runs: dict[str, subprocess.Popen[str]],
+) -> None:
+    payload = finished(runs, "fulltext_pending_bench")
+    assert payload["size"] == "tiny"
+    assert payload["chunks"] >= 2_000
+    assert payload["questions"] > 0
+    assert set(payload["fastupdate"]) == {"off", "on"}
+    for each in payload["fastupdate"].values():
+        # A measurement before the first step and after each of the three.
+        assert len(each["added"]) == len(each["statement_mean_ms"]) == 4
+        assert each["added"][0] == 0
+        assert each["added"] == sorted(each["added"]) and each["added"][-1] >= 600
+        assert all(ms > 0 for ms in each["statement_mean_ms"] + each["statement_p95_ms"])
+        assert each["store_ms_per_chunk"] > 0

@@ -45,3 +45,14 @@ async def test_database_is_at_head_with_vector_extension(container: Container) -
     assert set(columns.values()) == {"timestamp with time zone"}
     assert any("USING hnsw (embedding vector_cosine_ops)" in ix for ix in indexes)
     assert any("USING gin (tsv)" in ix for ix in indexes)
+
+
+async def test_fulltext_index_takes_new_chunks_without_a_pending_list(
+    container: Container,
+) -> None:
+    """Searches would otherwise read every chunk added since the last VACUUM (0009)."""
+    async with container.engine.connect() as conn:
+        options = await conn.scalar(
+            text("SELECT reloptions FROM pg_class WHERE relname = 'ix_chunks_tsv'")
+        )
+    assert options == ["fastupdate=off"]
