@@ -59,7 +59,7 @@ class Size:
 
 SIZES = {"tiny": Size(5, 2_000, 200, 3, 60), "full": Size(79, 100_000, 1_000, 10, 300)}
 MODES = ("off", "on")  # fastupdate: as migrated, then PostgreSQL's default
-FIRST_ADDED_COPY = 10_000  # copies numbered apart from the loaded ones (distinct hashes)
+FIRST_ADDED_COPY = 10_000  # each series and step stores copies of its own (distinct hashes)
 
 
 @dataclass
