@@ -202,6 +202,7 @@ class Container:
             ttl_seconds=settings.answer_cache_ttl_seconds,
             min_similarity=settings.answer_cache_similarity,
             max_entries=settings.answer_cache_max_entries,
+            copy_bytes=settings.answer_cache_copy_mb * 1024 * 1024,
         )
 
     def build_ingestion(self, embedder: Embedder | None = None) -> IngestionService:

@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     answer_cache_similarity: float = Field(default=0.95, ge=0, le=1)
     # Questions per organisation and corpus version the semantic lookup compares with.
     answer_cache_max_entries: int = Field(default=256, ge=1, le=10_000)
+    # Memory per process for its copies of those questions' vectors (least recently used
+    # organisations dropped first; 256 questions of 384 dimensions take about 420 KB).
+    answer_cache_copy_mb: int = Field(default=64, ge=1, le=4096)
 
     # Gemini (embedder = "gemini" and/or answerer = "gemini").
     gemini_api_key: SecretStr | None = None

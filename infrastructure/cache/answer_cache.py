@@ -3,9 +3,9 @@
 Keys live under ``{prefix}answers:{organisation}:{version digest}``:
 
 - ``…:q:{question digest}`` holds one answer (JSON), for the normalised question;
-- ``…:vectors`` is a hash from question digest to the question's unit vector
-  (float32 bytes), scanned by the semantic lookup; it holds at most
-  ``max_entries`` questions, so a lookup reads a bounded amount.
+- ``…:questions:{dimension}`` lists the cached questions' digests and unit vectors
+  for the semantic lookup, at most ``max_entries`` of them; each process keeps a copy
+  and reads only the entries added since (``question_vectors.py``).
 
 A new corpus version starts empty and the old one's keys expire with their TTL.
 Redis failures never fail an answer: lookups miss and stores are skipped, with a
@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from domain.answers.cache import CachedAnswer, normalise_question
 from domain.chats.entities import Source
+from infrastructure.cache.question_vectors import QuestionVectors
 
 log = structlog.get_logger("foundry.answer_cache")
 
@@ -47,13 +48,8 @@ def _unit(embedding: Sequence[float]) -> np.ndarray[tuple[int], np.dtype[np.floa
     return vector / norm if norm > 0 else vector
 
 
-def _vector(raw: bytes | str) -> np.ndarray[tuple[int], np.dtype[np.float32]]:
-    data = raw.encode("latin-1") if isinstance(raw, str) else raw
-    return np.frombuffer(data, dtype=np.float32)
-
-
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
+def _questions_key(base: str, dimension: int) -> str:
+    return f"{base}:questions:{dimension}"
 
 
 def encode(answer: CachedAnswer) -> str:
@@ -106,12 +102,14 @@ class RedisAnswerCache:
         ttl_seconds: int,
         min_similarity: float,
         max_entries: int,
+        copy_bytes: int,
     ) -> None:
         self._redis = redis
         self._prefix = prefix
-        self._ttl = ttl_seconds
         self._min_similarity = min_similarity
-        self._max_entries = max_entries
+        self._questions = QuestionVectors(
+            redis, ttl_seconds=ttl_seconds, max_entries=max_entries, copy_bytes=copy_bytes
+        )
 
     def _base(self, organization_id: UUID, corpus_version: str) -> str:
         return f"{self._prefix}answers:{organization_id}:{_digest(corpus_version)}"
@@ -132,21 +130,12 @@ class RedisAnswerCache:
         self, organization_id: UUID, corpus_version: str, embedding: Sequence[float]
     ) -> CachedAnswer | None:
         base = self._base(organization_id, corpus_version)
+        query = _unit(embedding)
         try:
-            entries: dict[bytes | str, bytes | str] = await self._redis.hgetall(f"{base}:vectors")
-            if not entries:
+            found = await self._questions.closest(_questions_key(base, len(query)), query)
+            if found is None or found[1] < self._min_similarity:
                 return None
-            digests = list(entries)
-            query = _unit(embedding)
-            vectors = [_vector(entries[digest]) for digest in digests]
-            usable = [index for index, vector in enumerate(vectors) if vector.shape == query.shape]
-            if not usable:
-                return None
-            similarities = np.stack([vectors[index] for index in usable]) @ query
-            best = int(np.argmax(similarities))
-            if float(similarities[best]) < self._min_similarity:
-                return None
-            raw = await self._redis.get(f"{base}:q:{_text(digests[usable[best]])}")
+            raw = await self._redis.get(f"{base}:q:{found[0]}")
         except RedisError:
             self._failed("similar")
             return None
@@ -161,14 +150,15 @@ class RedisAnswerCache:
     ) -> None:
         base = self._base(organization_id, corpus_version)
         digest = _digest(normalise_question(answer.question))
+        vector = _unit(embedding)
         try:
-            entries = int(await self._redis.hlen(f"{base}:vectors"))
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.set(f"{base}:q:{digest}", encode(answer), ex=self._ttl)
-                if entries < self._max_entries:
-                    pipe.hset(f"{base}:vectors", digest, _unit(embedding).tobytes())
-                    pipe.expire(f"{base}:vectors", self._ttl)
-                await pipe.execute()
+            await self._questions.add(
+                _questions_key(base, len(vector)),
+                digest,
+                vector,
+                answer_key=f"{base}:q:{digest}",
+                answer=encode(answer),
+            )
         except RedisError:
             self._failed("store")
 

@@ -3,6 +3,7 @@ version, the similarity threshold, the entry bound, and a Redis that is down."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -40,6 +41,7 @@ def cache_on(redis: Redis, **overrides: float) -> RedisAnswerCache:
         ttl_seconds=int(options["ttl_seconds"]),
         min_similarity=options["min_similarity"],
         max_entries=int(options["max_entries"]),
+        copy_bytes=1024 * 1024,
     )
 
 
@@ -91,3 +93,96 @@ async def test_a_redis_that_is_down_means_misses_not_failures() -> None:
     await cache.store(ORG, "v1", NORTH, ANSWER)
     assert CACHE_ERRORS.labels("exact")._value.get() == errors + 1
     await down.aclose()
+
+
+def answer_to(index: int) -> CachedAnswer:
+    return CachedAnswer(f"question {index}", f"answer {index}", (), "extractive")
+
+
+def axis(index: int, dimension: int = 8) -> list[float]:
+    return [1.0 if position == index else 0.0 for position in range(dimension)]
+
+
+def twin(cache: RedisAnswerCache, redis: Redis, **overrides: int) -> RedisAnswerCache:
+    """Another API process's cache on the same Redis and prefix."""
+    options = {"max_entries": 100, "copy_bytes": 64 * 1024 * 1024, **overrides}
+    return RedisAnswerCache(redis, cache._prefix, ttl_seconds=60, min_similarity=0.95, **options)
+
+
+async def test_another_process_finds_questions_stored_after_its_first_lookup(
+    redis: Redis,
+) -> None:
+    one = cache_on(redis, max_entries=100)
+    other = twin(one, redis)
+    await one.store(ORG, "v1", axis(0), answer_to(0))
+    assert await other.similar(ORG, "v1", axis(0)) == answer_to(0)
+    for index in (1, 2):
+        await one.store(ORG, "v1", axis(index), answer_to(index))
+    assert await other.similar(ORG, "v1", axis(2)) == answer_to(2)
+    assert await other.similar(ORG, "v1", axis(1)) == answer_to(1)
+    assert await other.similar(ORG, "v1", axis(3)) is None
+
+
+async def test_a_lookup_reads_only_the_questions_added_since_the_last(redis: Redis) -> None:
+    one = cache_on(redis, max_entries=100)
+    other = twin(one, redis)
+    read = other._questions._read
+    replies: list[int] = []
+
+    async def counted_read(*, keys: list[str], args: list[bytes | int]) -> list[bytes]:
+        reply: list[bytes] = await read(keys=keys, args=args)
+        replies.append(len(reply))
+        return reply
+
+    other._questions._read = counted_read  # type: ignore[assignment]
+    for index in (0, 1, 2):
+        await one.store(ORG, "v1", axis(index), answer_to(index))
+    assert await other.similar(ORG, "v1", axis(1)) == answer_to(1)
+    assert await other.similar(ORG, "v1", axis(2)) == answer_to(2)
+    await one.store(ORG, "v1", axis(3), answer_to(3))
+    assert await other.similar(ORG, "v1", axis(3)) == answer_to(3)
+    # The header, then: all three questions, none, the one added.
+    assert replies == [4, 1, 2]
+
+
+async def test_a_list_made_again_after_it_expired_replaces_the_copy(redis: Redis) -> None:
+    one = cache_on(redis, max_entries=100)
+    other = twin(one, redis)
+    await one.store(ORG, "v1", axis(0), answer_to(0))
+    assert await other.similar(ORG, "v1", axis(0)) == answer_to(0)
+    key = f"{one._base(ORG, 'v1')}:questions:8"
+    await redis.delete(key)  # what its TTL does (question 0's answer is still there)
+    for index in (1, 2):
+        await one.store(ORG, "v1", axis(index), answer_to(index))
+    # The new list is longer than the copy of the old one: only its header tells.
+    assert await other.similar(ORG, "v1", axis(0)) is None
+    assert await other.similar(ORG, "v1", axis(2)) == answer_to(2)
+    await redis.delete(key)
+    assert await other.similar(ORG, "v1", axis(2)) is None
+    assert other._questions.held_bytes == 0
+
+
+async def test_concurrent_lookups_copy_each_question_once(redis: Redis) -> None:
+    one = cache_on(redis, max_entries=100)
+    other = twin(one, redis)
+    await one.store(ORG, "v1", axis(0), answer_to(0))
+    assert await other.similar(ORG, "v1", axis(0)) == answer_to(0)
+    for index in range(1, 8):
+        await one.store(ORG, "v1", axis(index), answer_to(index))
+    found = await asyncio.gather(*(other.similar(ORG, "v1", axis(i % 8)) for i in range(16)))
+    assert found == [answer_to(i % 8) for i in range(16)]
+    copy = other._questions._copies[f"{one._base(ORG, 'v1')}:questions:8"]
+    assert sorted(copy.digests) == sorted(set(copy.digests))
+    assert copy.rows.shape == (8, 8)
+
+
+async def test_copies_stay_within_their_byte_budget(redis: Redis) -> None:
+    one = cache_on(redis, max_entries=100)
+    # Room for about two organisations' single question.
+    other = twin(one, redis, copy_bytes=300)
+    organizations = [uuid.uuid4() for _ in range(5)]
+    for organization in organizations:
+        await one.store(organization, "v1", axis(0), answer_to(0))
+    for organization in organizations * 2:
+        assert await other.similar(organization, "v1", axis(0)) == answer_to(0)
+        assert 0 < other._questions.held_bytes <= 300
