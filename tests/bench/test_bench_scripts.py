@@ -1,7 +1,7 @@
 """The bench scripts still run: each at its tiny size, as a subprocess, printing its JSON.
 
 Only that they work and report what they promise is checked, never a figure's speed
-(the figures come from full runs by hand; see bench/README.md). The five scripts start
+(the figures come from full runs by hand; see bench/README.md). The six scripts start
 together, since most of their time is spent waiting for a model, PostgreSQL or a worker.
 """
 
@@ -23,6 +23,7 @@ SCRIPTS = (
     "retrieval_eval",
     "subscriptions_bench",
     "fulltext_pending_bench",
+    "answer_cache_bench",
 )
 TIMEOUT_SECONDS = 900
 
@@ -142,3 +143,20 @@ def test_fulltext_pending_bench_times_the_statement_after_each_step(
         assert each["added"] == sorted(each["added"]) and each["added"][-1] >= 600
         assert all(ms > 0 for ms in each["statement_mean_ms"] + each["statement_p95_ms"])
         assert each["store_ms_per_chunk"] > 0
+
+
+def test_answer_cache_bench_times_lookups_with_and_without_a_copy(
+    runs: dict[str, subprocess.Popen[str]],
+) -> None:
+    payload = finished(runs, "answer_cache_bench")
+    assert payload["size"] == "tiny"
+    assert [row["entries"] for row in payload["figures"]] == [0, 16]
+    for row in payload["figures"]:
+        for way in ("with_copy", "reading_every_vector"):
+            assert row[way]["cpu_us"] > 0
+            assert row[way]["wall_us"] > 0
+    empty, filled = payload["figures"]
+    assert empty["copy_bytes"] == 0
+    # 16 rows of 384 float32, and their digests.
+    assert filled["copy_bytes"] >= 16 * 384 * 4
+    assert filled["growing_cpu_us"] > 0
