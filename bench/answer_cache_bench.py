@@ -146,7 +146,14 @@ def main() -> None:
                 f"(reading every vector: {whole['cpu_us']} / {whole['wall_us']})",
             )
         )
-    report(rows, {"size": size_name, "lookups": SIZES[size_name].lookups, "figures": figures})
+    payload = {
+        "cores": os.cpu_count(),
+        "load_average_at_start": load_average,
+        "size": size_name,
+        "lookups": SIZES[size_name].lookups,
+        "figures": figures,
+    }
+    report(rows, payload)
 
 
 if __name__ == "__main__":
