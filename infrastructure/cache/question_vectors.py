@@ -69,17 +69,16 @@ class _Copy:
         self.dimension = dimension
         self.digests: list[str] = []
         self.rows: Vectors = np.empty((0, dimension), dtype=np.float32)
-
-    @property
-    def next_index(self) -> int:
-        """The list index of the first entry this copy lacks (the header is index 0)."""
-        return 1 + len(self.digests)
+        # The list index of the first entry this copy lacks (the header is index 0).
+        # Counted apart from the digests: an entry of the wrong size is read, not kept.
+        self.next_index = 1
 
     @property
     def nbytes(self) -> int:
         return int(self.rows.nbytes) + len(self.digests) * _DIGEST_BYTES
 
     def extend(self, entries: list[bytes]) -> None:
+        self.next_index += len(entries)
         width = DIGEST_CHARS + 4 * self.dimension
         fitting = [entry for entry in entries if len(entry) == width]
         if not fitting:
