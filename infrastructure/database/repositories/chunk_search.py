@@ -118,7 +118,7 @@ ORDER BY best.rank DESC, c.id"""
 _CHOSEN_MATCHING = {True: "$4::uuid[]", False: "NULL::uuid[]"}
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=256, typed=True)  # typed: the check below runs per type
 def matching_statement(limit: int, chosen: bool, binary_vector: bool = False) -> str:
     """The full-text statement of one limit, with or without a chosen-documents
     parameter ($4) (formatted once per limit)."""
