@@ -28,7 +28,6 @@ size, and is still made once per connection.
 from __future__ import annotations
 
 import functools
-from collections import OrderedDict
 from collections.abc import Sequence
 from uuid import UUID
 
@@ -56,13 +55,9 @@ WHERE c.organization_id = '{organization}'::uuid
 ORDER BY distance  -- the HNSW index's order; the vector is sent once
 LIMIT {limit:d}"""
 _CHOSEN = "\n  AND c.document_id = ANY ($2::uuid[])"
-# Statements kept formatted: the busiest organisations' few limits.
-_NEAREST_KEPT = 1_024
-_NearestKey = tuple[UUID, int, bool, bool]
 # The query vector parameter: in pgvector's binary format where the connection has
 # the codec (True), or as real[] cast by pgvector (False).
 _VECTOR = {True: "$1::vector", False: "CAST($1::real[] AS vector)"}
-_nearest_statements: OrderedDict[_NearestKey, str] = OrderedDict()
 
 
 def nearest_statement(
@@ -70,24 +65,23 @@ def nearest_statement(
 ) -> str:
     """The nearest-chunk statement of one organisation and limit, with or without a
     chosen-documents parameter ($2) (formatted once, kept for the busiest)."""
-    key = (organization_id, limit, chosen, binary_vector)
-    statement = _nearest_statements.get(key)
-    if statement is not None:
-        _nearest_statements.move_to_end(key)
-        return statement
+    return _nearest_statement(organization_id, limit, chosen, binary_vector)
+
+
+# Kept formatted for the busiest organisations' few limits. The caches sit behind typed
+# functions (an lru_cache wrapper takes any arguments as far as mypy can tell) and are
+# typed themselves, so the check runs for every type of argument that reaches it.
+@functools.lru_cache(maxsize=1_024, typed=True)
+def _nearest_statement(organization_id: UUID, limit: int, chosen: bool, binary_vector: bool) -> str:
     if not isinstance(organization_id, UUID) or not isinstance(limit, int):
         raise TypeError("the organisation must be a UUID and the limit an int")
-    statement = _NEAREST.format(
+    return _NEAREST.format(
         organization=organization_id,
         limit=limit,
         chosen=_CHOSEN if chosen else "",
         unready=UNREADY_STATUSES,
         vector=_VECTOR[binary_vector],
     )
-    _nearest_statements[key] = statement
-    if len(_nearest_statements) > _NEAREST_KEPT:
-        _nearest_statements.popitem(last=False)
-    return statement
 
 
 # chunk_text_matches (migration 0003) finds and ranks the organisation's matches
@@ -118,10 +112,14 @@ ORDER BY best.rank DESC, c.id"""
 _CHOSEN_MATCHING = {True: "$4::uuid[]", False: "NULL::uuid[]"}
 
 
-@functools.lru_cache(maxsize=256, typed=True)  # typed: the check below runs per type
 def matching_statement(limit: int, chosen: bool, binary_vector: bool = False) -> str:
     """The full-text statement of one limit, with or without a chosen-documents
     parameter ($4) (formatted once per limit)."""
+    return _matching_statement(limit, chosen, binary_vector)
+
+
+@functools.lru_cache(maxsize=256, typed=True)  # behind a typed function, as above
+def _matching_statement(limit: int, chosen: bool, binary_vector: bool) -> str:
     if not isinstance(limit, int):
         raise TypeError("the limit must be an int")
     return _MATCHING.format(
