@@ -9,7 +9,7 @@ because the runtime already uses every core we allow.
 
 Questions and the extractive answerer's sentences may go through an int8 copy of the ONNX
 model instead (`query_precision="int8"`, see onnx_quantize.py): about three times cheaper
-per text, close to the float vector (cosine ≥ 0.986 measured), while documents, whose
+per text, close to the float vector (cosine ≥ 0.994 measured), while documents, whose
 vectors are stored, always use the float model. The torch runtime has no int8 copy and
 embeds them in float.
 """
@@ -170,11 +170,11 @@ class LocalEmbedder:
             return self._load_locked()
         if self._query_model is None:
             try:
-                # One text per model run: int8 activations are scaled per run, so a
-                # question batched with others would get a slightly different vector
-                # (cosine 0.974-1.0), and its results would depend on the load. One at
-                # a time costs no more per question (1.3 ms either way, measured).
-                self._query_model = self._load_onnx(ensure_quantized, batch_size=1)
+                # Batched like documents: int8 activations are scaled per token, so a
+                # question's vector does not depend on its companions (onnx_per_token.py),
+                # and a batch reads the weights from memory once for all its questions
+                # (bench/README.md, run 44).
+                self._query_model = self._load_onnx(ensure_quantized, self._batch_size)
             except RuntimeError as exc:  # searches go on, a little slower
                 log.error("embeddings.int8_unavailable", error=str(exc), using="float32")
                 self._query_model = self._load_locked()

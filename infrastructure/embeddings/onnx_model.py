@@ -33,7 +33,7 @@ EXPORT_FORMAT = 1
 EXPORT_MODULE = "infrastructure.embeddings.onnx_export"
 QUANTIZE_MODULE = "infrastructure.embeddings.onnx_quantize"
 # Bumped when the quantisation changes, like EXPORT_FORMAT for the export.
-QUANTIZE_FORMAT = 1
+QUANTIZE_FORMAT = 2
 EXPORT_TIMEOUT_SECONDS = 600
 
 Int64Matrix = npt.NDArray[np.int64]

@@ -14,7 +14,12 @@ import pytest
 
 from infrastructure.embeddings import onnx_model
 from infrastructure.embeddings.local import MODEL_NAME, LocalEmbedder, bundled_model_dir
-from infrastructure.embeddings.onnx_model import QUANTIZE_FORMAT, ensure_exported, ensure_quantized
+from infrastructure.embeddings.onnx_model import (
+    QUANTIZE_FORMAT,
+    OnnxEncoder,
+    ensure_exported,
+    ensure_quantized,
+)
 
 TEXTS = [
     "",
@@ -29,6 +34,10 @@ TEXTS = [
     "The cluster failed over to the standby at 03:12 UTC.",
     "x",
 ]
+
+
+def _largest_difference(a: list[float], b: list[float]) -> float:
+    return max(abs(x - y) for x, y in zip(a, b, strict=True))
 
 
 def _cosine(a: list[float], b: list[float]) -> float:
@@ -169,16 +178,37 @@ async def test_questions_can_go_through_an_int8_copy_close_to_the_float_model(
         assert 0.97 < _cosine(vector, reference) < 0.99999, text[:40]  # close, not the same
         assert math.isclose(math.sqrt(sum(x * x for x in vector)), 1.0, rel_tol=1e-4)
     # A question's vector does not depend on what it is batched with (int8 activations
-    # are scaled per model run), and answer sentences go through the same model.
-    for text, vector in zip(questions, got, strict=True):
-        assert await cheap.embed_sentences([text]) == [vector]
-    assert await cheap.embed_sentences(questions) == got
+    # are scaled per token), and answer sentences go through the same model.
+    alone = [(await cheap.embed_sentences([text]))[0] for text in questions]
+    together = await cheap.embed_sentences(questions)
+    for text, vector, single, batched in zip(questions, got, alone, together, strict=True):
+        assert _largest_difference(single, vector) < 1e-6, text[:40]
+        assert _largest_difference(batched, single) < 1e-6, text[:40]
     # Documents, whose vectors are stored, still go through the float model.
     assert await cheap.embed_documents(questions) == await exact.embed_documents(questions)
     # The nearest passage stays the same.
     passages = await exact.embed_documents(TEXTS[5:7])
     invoice = got[-1]
     assert _cosine(invoice, passages[0]) > _cosine(invoice, passages[1])
+
+
+def test_int8_vectors_do_not_depend_on_the_batch(cache_dir: Path) -> None:
+    """Eight questions in one padded model run get the vectors they get one by one."""
+    quantized = ensure_quantized(bundled_model_dir(), cache_dir, MODEL_NAME)
+    questions = [
+        "How do I reset my password?",
+        "What is the retention period for invoices?",
+        "Who can see the documents of my organisation?",
+        "Why was the upload of my report refused?",
+        "When do access tokens expire?",
+        "Where are the embeddings stored?",
+        "How are answers cited?",
+        "Can I search in one document only?",
+    ]
+    batched = OnnxEncoder(quantized, bundled_model_dir(), 1, 8).encode(questions)
+    one_by_one = OnnxEncoder(quantized, bundled_model_dir(), 1, 1)
+    for question, vector in zip(questions, batched, strict=True):
+        assert _largest_difference(one_by_one.encode([question])[0], vector) < 1e-6, question
 
 
 async def test_the_torch_runtime_embeds_questions_in_float(cache_dir: Path) -> None:
