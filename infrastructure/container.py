@@ -43,6 +43,7 @@ from infrastructure.database.reader import ReaderPool, connect_target
 from infrastructure.database.uow import SqlUnitOfWorkFactory, UnitOfWorkOptions
 from infrastructure.embeddings.batching import BatchingEmbedder
 from infrastructure.embeddings.factory import build_embedder
+from infrastructure.embeddings.local import LocalEmbedder
 from infrastructure.observability.answer_metrics import (
     PrometheusAnswerObserver,
     PrometheusRetrievalObserver,
@@ -125,8 +126,12 @@ class Container:
         hasher = Argon2PasswordHasher(
             settings.argon2_time_cost, settings.argon2_memory_cost_kib, settings.argon2_parallelism
         )
-        # The query embedder: built here, loaded on first use (or by warm_up()).
-        self._batching = BatchingEmbedder(build_embedder(settings))
+        # The query embedder: built here, loaded on first use (or by warm_up()). The local
+        # model gathers concurrent questions into batches on a thread of its own.
+        embedder = build_embedder(settings)
+        self._batching = BatchingEmbedder(
+            embedder, coalesce_queries=not isinstance(embedder, LocalEmbedder)
+        )
         self._parsers: list[SandboxedParser] = []
         self.embedder: Embedder = self._batching
         search = SearchService(

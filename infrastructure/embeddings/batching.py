@@ -110,11 +110,23 @@ def _fail(requests: list[_Request], error: BaseException) -> None:
 
 
 class BatchingEmbedder:
-    def __init__(self, inner: Embedder, max_batch: int = 256, max_query_batch: int = 32) -> None:
+    def __init__(
+        self,
+        inner: Embedder,
+        max_batch: int = 256,
+        max_query_batch: int = 32,
+        *,
+        coalesce_queries: bool = True,
+    ) -> None:
+        """``coalesce_queries=False``: questions and sentences go straight to ``inner``,
+        which batches them itself (the local model, on its own thread: thread_batcher.py)."""
         self._inner = inner
         self._documents = _Coalescer(inner.embed_documents, max_batch, "embedding-batcher")
-        self._queries = _Coalescer(inner.embed_queries, max_query_batch, "query-batcher")
-        self._sentences = _Coalescer(inner.embed_sentences, max_query_batch, "sentence-batcher")
+        self._queries: _Coalescer | None = None
+        self._sentences: _Coalescer | None = None
+        if coalesce_queries:
+            self._queries = _Coalescer(inner.embed_queries, max_query_batch, "query-batcher")
+            self._sentences = _Coalescer(inner.embed_sentences, max_query_batch, "sentence-batcher")
         self.name = inner.name
         self.dimensions = inner.dimensions
 
@@ -129,16 +141,20 @@ class BatchingEmbedder:
         return await self._documents.embed(texts)
 
     async def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
+        if self._queries is None:
+            return await self._inner.embed_queries(texts)
         return await self._queries.embed(texts)
 
     async def embed_query(self, text: str) -> list[float]:
-        return (await self._queries.embed([text]))[0]
+        return (await self.embed_queries([text]))[0]
 
     async def embed_sentences(self, texts: Sequence[str]) -> list[list[float]]:
+        if self._sentences is None:
+            return await self._inner.embed_sentences(texts)
         return await self._sentences.embed(texts)
 
     async def aclose(self) -> None:
         """Stop the batching tasks (they live as long as the event loop otherwise)."""
-        await self._documents.aclose()
-        await self._queries.aclose()
-        await self._sentences.aclose()
+        for coalescer in (self._documents, self._queries, self._sentences):
+            if coalescer is not None:
+                await coalescer.aclose()

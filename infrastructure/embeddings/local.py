@@ -29,6 +29,7 @@ import structlog
 from tokenizers import Tokenizer as HfTokenizer
 
 from infrastructure.embeddings.onnx_model import OnnxEncoder, ensure_exported, ensure_quantized
+from infrastructure.embeddings.thread_batcher import ThreadBatcher
 
 log = structlog.get_logger("foundry.embeddings")
 
@@ -117,6 +118,9 @@ class LocalEmbedder:
         # Popular questions come back; their vectors are kept (float32, bounded).
         self._query_cache: OrderedDict[str, array[float]] = OrderedDict()
         self._query_cache_size = 2_048
+        # Questions and answer sentences of concurrent callers share model runs, gathered
+        # on a thread of their own (thread_batcher.py).
+        self._queries = ThreadBatcher(self._encode_queries, batch_size, "query-embedder")
 
     @property
     def tokenizer(self) -> WordPieceTokenizer:
@@ -141,7 +145,7 @@ class LocalEmbedder:
         cache = self._query_cache
         missing = [text for text in dict.fromkeys(texts) if text not in cache]
         if missing:
-            vectors = await asyncio.to_thread(self._encode_queries, missing)
+            vectors = await self._queries.encode(missing)
             for text, vector in zip(missing, vectors, strict=True):
                 cache[text] = array("f", vector)
         found: list[list[float]] = []
@@ -153,9 +157,7 @@ class LocalEmbedder:
         return found
 
     async def embed_sentences(self, texts: Sequence[str]) -> list[list[float]]:
-        if not texts:
-            return []
-        return await asyncio.to_thread(self._encode_queries, list(texts))
+        return await self._queries.encode(texts)
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
         with self._lock:

@@ -145,3 +145,18 @@ async def test_closing_stops_the_batching_tasks_and_fails_what_waits() -> None:
             await task
     # No runner (documents, questions, sentences) outlives the batcher.
     assert asyncio.all_tasks() - before == set()
+
+
+async def test_an_embedder_that_batches_questions_itself_gets_them_directly() -> None:
+    inner = RecordingEmbedder()
+    batcher = BatchingEmbedder(inner, max_batch=100, coalesce_queries=False)
+    questions = [f"question {'?' * i}" for i in range(3)]
+    vectors = await asyncio.gather(*(batcher.embed_query(q) for q in questions))
+    assert vectors == [[-float(len(q))] for q in questions]
+    assert inner.query_calls == [1, 1, 1]  # one call each: the inner embedder batches them
+    assert await batcher.embed_sentences(["one", "two"]) == [[30.0], [30.0]]
+    assert inner.sentence_calls == [2]
+    # Documents are still coalesced.
+    await asyncio.gather(*(batcher.embed_documents([q]) for q in questions))
+    assert inner.calls == [3]
+    await batcher.aclose()

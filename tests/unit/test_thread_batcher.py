@@ -1,0 +1,113 @@
+"""Concurrent callers' texts share encoder calls on the batcher's own thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from infrastructure.embeddings.thread_batcher import ThreadBatcher, Vectors
+
+
+class Encoder:
+    """Records each call; the first one waits until the test lets it go."""
+
+    def __init__(self, hold_first: bool = True) -> None:
+        self.calls: list[list[str]] = []
+        self.threads: set[str] = set()
+        self.release = threading.Event()
+        self.started = threading.Event()
+        if not hold_first:
+            self.release.set()
+
+    def __call__(self, texts: list[str]) -> Vectors:
+        self.threads.add(threading.current_thread().name)
+        self.calls.append(list(texts))
+        self.started.set()
+        self.release.wait(timeout=10)
+        if "bad" in texts:
+            raise ValueError("cannot encode 'bad'")
+        return [[float(len(text)), float(index)] for index, text in enumerate(texts)]
+
+
+async def _until(condition: threading.Event) -> None:
+    assert await asyncio.to_thread(condition.wait, 10)
+
+
+async def test_callers_waiting_meanwhile_share_the_next_call() -> None:
+    encoder = Encoder()
+    batcher = ThreadBatcher(encoder, max_texts=32, name="test-batcher")
+    first = asyncio.create_task(batcher.encode(["a"]))
+    await _until(encoder.started)
+    waiting = [asyncio.create_task(batcher.encode(["bb" * n, "c"])) for n in range(1, 4)]
+    await asyncio.sleep(0.05)  # all three queued while the first call runs
+    encoder.release.set()
+    assert await first == [[1.0, 0.0]]
+    results = await asyncio.gather(*waiting)
+    assert encoder.calls == [["a"], ["bb", "c", "bbbb", "c", "bbbbbb", "c"]]
+    # Each caller gets its own texts' vectors, in its order.
+    assert results == [
+        [[2.0, 0.0], [1.0, 1.0]],
+        [[4.0, 2.0], [1.0, 3.0]],
+        [[6.0, 4.0], [1.0, 5.0]],
+    ]
+    assert encoder.threads == {"test-batcher"}
+    assert await batcher.encode([]) == []
+
+
+async def test_a_batch_is_cut_at_max_texts() -> None:
+    encoder = Encoder()
+    batcher = ThreadBatcher(encoder, max_texts=3, name="test-batcher")
+    first = asyncio.create_task(batcher.encode(["x"]))
+    await _until(encoder.started)
+    waiting = [asyncio.create_task(batcher.encode([str(n)])) for n in range(5)]
+    await asyncio.sleep(0.05)
+    encoder.release.set()
+    await asyncio.gather(first, *waiting)
+    assert encoder.calls == [["x"], ["0", "1", "2"], ["3", "4"]]
+
+
+async def test_one_bad_text_fails_only_its_caller() -> None:
+    encoder = Encoder()
+    batcher = ThreadBatcher(encoder, max_texts=32, name="test-batcher")
+    first = asyncio.create_task(batcher.encode(["a"]))
+    await _until(encoder.started)
+    good = asyncio.create_task(batcher.encode(["good"]))
+    bad = asyncio.create_task(batcher.encode(["bad"]))
+    await asyncio.sleep(0.05)
+    encoder.release.set()
+    await first
+    assert await good == [[4.0, 0.0]]
+    with pytest.raises(ValueError, match="cannot encode"):
+        await bad
+    assert encoder.calls[1:] == [["good", "bad"], ["good"], ["bad"]]
+
+
+async def test_a_caller_that_left_is_not_encoded() -> None:
+    encoder = Encoder()
+    batcher = ThreadBatcher(encoder, max_texts=32, name="test-batcher")
+    first = asyncio.create_task(batcher.encode(["a"]))
+    await _until(encoder.started)
+    gone = asyncio.create_task(batcher.encode(["gone"]))
+    stays = asyncio.create_task(batcher.encode(["stays"]))
+    await asyncio.sleep(0.05)
+    gone.cancel()
+    await asyncio.sleep(0.01)
+    encoder.release.set()
+    await first
+    assert await stays == [[5.0, 0.0]]
+    assert encoder.calls == [["a"], ["stays"]]
+
+
+async def test_the_thread_ends_when_idle_and_starts_again() -> None:
+    encoder = Encoder(hold_first=False)
+    batcher = ThreadBatcher(encoder, max_texts=32, name="idle-batcher", idle_seconds=0.05)
+    assert await batcher.encode(["one"]) == [[3.0, 0.0]]
+    deadline = time.monotonic() + 5
+    while any(t.name == "idle-batcher" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the idle thread did not end"
+        await asyncio.sleep(0.02)
+    assert await batcher.encode(["three"]) == [[5.0, 0.0]]
+    assert encoder.calls == [["one"], ["three"]]
