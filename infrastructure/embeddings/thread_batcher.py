@@ -63,6 +63,16 @@ class ThreadBatcher:
         return await request.future
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException:
+            # Not an encoding error (those reach their callers): the thread is going
+            # down. The next call starts another, which serves what is queued too.
+            with self._lock:
+                self._thread = None
+            raise
+
+    def _loop(self) -> None:
         while True:
             try:
                 first = self._queue.get(timeout=self._idle_seconds)
@@ -96,6 +106,10 @@ class ThreadBatcher:
             for request in live:  # one bad text must not fail the others
                 self._serve([request])
             return
+        except BaseException:
+            for request in live:
+                _fail(request, RuntimeError("the embedding thread stopped"))
+            raise
         # One wake-up per event loop for the whole batch (there is one loop per process,
         # apart from tests).
         results: dict[asyncio.AbstractEventLoop, list[tuple[_Request, Vectors]]] = {}

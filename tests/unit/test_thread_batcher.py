@@ -111,3 +111,24 @@ async def test_the_thread_ends_when_idle_and_starts_again() -> None:
         await asyncio.sleep(0.02)
     assert await batcher.encode(["three"]) == [[5.0, 0.0]]
     assert encoder.calls == [["one"], ["three"]]
+
+
+class Stop(BaseException):
+    """Not an encoding error: something that takes the thread down."""
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+async def test_a_thread_that_goes_down_fails_its_batch_and_is_replaced() -> None:
+    calls: list[list[str]] = []
+
+    def encode(texts: list[str]) -> Vectors:
+        calls.append(texts)
+        if texts == ["stop"]:
+            raise Stop
+        return [[1.0] for _ in texts]
+
+    batcher = ThreadBatcher(encode, max_texts=32, name="stopping-batcher")
+    with pytest.raises(RuntimeError, match="the embedding thread stopped"):
+        await batcher.encode(["stop"])
+    assert await batcher.encode(["next"]) == [[1.0]]  # on a new thread
+    assert calls == [["stop"], ["next"]]
