@@ -58,18 +58,24 @@ class ThreadBatcher:
         with self._lock:
             self._queue.put(request)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread.start()
+                self._start_locked()
         return await request.future
+
+    def _start_locked(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread.start()
 
     def _run(self) -> None:
         try:
             self._loop()
         except BaseException:
-            # Not an encoding error (those reach their callers): the thread is going
-            # down. The next call starts another, which serves what is queued too.
+            # Not an encoding error (those reach their callers): this thread is going
+            # down. Calls queued meanwhile found it still alive and started none, so
+            # another takes over what waits.
             with self._lock:
                 self._thread = None
+                if not self._queue.empty():
+                    self._start_locked()
             raise
 
     def _loop(self) -> None:

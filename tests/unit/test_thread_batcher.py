@@ -127,8 +127,13 @@ async def test_a_thread_that_goes_down_fails_its_batch_and_is_replaced() -> None
             raise Stop
         return [[1.0] for _ in texts]
 
-    batcher = ThreadBatcher(encode, max_texts=32, name="stopping-batcher")
+    batcher = ThreadBatcher(encode, max_texts=32, name="stopping-batcher", idle_seconds=0.05)
     with pytest.raises(RuntimeError, match="the embedding thread stopped"):
         await batcher.encode(["stop"])
-    assert await batcher.encode(["next"]) == [[1.0]]  # on a new thread
+    # Asked at once: the failed thread may not have ended yet, and must not strand this.
+    assert await batcher.encode(["next"]) == [[1.0]]
     assert calls == [["stop"], ["next"]]
+    deadline = time.monotonic() + 5
+    while any(t.name == "stopping-batcher" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "a batcher thread did not end"
+        await asyncio.sleep(0.02)
