@@ -36,11 +36,19 @@ async def _until(condition: threading.Event) -> None:
     assert await asyncio.to_thread(condition.wait, 10)
 
 
-async def test_callers_waiting_meanwhile_share_the_next_call() -> None:
-    encoder = Encoder()
-    batcher = ThreadBatcher(encoder, max_texts=32, name="test-batcher")
+async def _busy(
+    encoder: Encoder, max_texts: int = 32
+) -> tuple[ThreadBatcher, asyncio.Task[Vectors]]:
+    """A batcher whose thread is inside its first call (["a"]), held by ``encoder``."""
+    batcher = ThreadBatcher(encoder, max_texts=max_texts, name="test-batcher")
     first = asyncio.create_task(batcher.encode(["a"]))
     await _until(encoder.started)
+    return batcher, first
+
+
+async def test_callers_waiting_meanwhile_share_the_next_call() -> None:
+    encoder = Encoder()
+    batcher, first = await _busy(encoder)
     waiting = [asyncio.create_task(batcher.encode(["bb" * n, "c"])) for n in range(1, 4)]
     await asyncio.sleep(0.05)  # all three queued while the first call runs
     encoder.release.set()
@@ -59,21 +67,17 @@ async def test_callers_waiting_meanwhile_share_the_next_call() -> None:
 
 async def test_a_batch_is_cut_at_max_texts() -> None:
     encoder = Encoder()
-    batcher = ThreadBatcher(encoder, max_texts=3, name="test-batcher")
-    first = asyncio.create_task(batcher.encode(["x"]))
-    await _until(encoder.started)
+    batcher, first = await _busy(encoder, max_texts=3)
     waiting = [asyncio.create_task(batcher.encode([str(n)])) for n in range(5)]
     await asyncio.sleep(0.05)
     encoder.release.set()
     await asyncio.gather(first, *waiting)
-    assert encoder.calls == [["x"], ["0", "1", "2"], ["3", "4"]]
+    assert encoder.calls == [["a"], ["0", "1", "2"], ["3", "4"]]
 
 
 async def test_one_bad_text_fails_only_its_caller() -> None:
     encoder = Encoder()
-    batcher = ThreadBatcher(encoder, max_texts=32, name="test-batcher")
-    first = asyncio.create_task(batcher.encode(["a"]))
-    await _until(encoder.started)
+    batcher, first = await _busy(encoder)
     good = asyncio.create_task(batcher.encode(["good"]))
     bad = asyncio.create_task(batcher.encode(["bad"]))
     await asyncio.sleep(0.05)
@@ -87,9 +91,7 @@ async def test_one_bad_text_fails_only_its_caller() -> None:
 
 async def test_a_caller_that_left_is_not_encoded() -> None:
     encoder = Encoder()
-    batcher = ThreadBatcher(encoder, max_texts=32, name="test-batcher")
-    first = asyncio.create_task(batcher.encode(["a"]))
-    await _until(encoder.started)
+    batcher, first = await _busy(encoder)
     gone = asyncio.create_task(batcher.encode(["gone"]))
     stays = asyncio.create_task(batcher.encode(["stays"]))
     await asyncio.sleep(0.05)
