@@ -5,12 +5,18 @@ read as "bad credentials, stop". A rate-limited socket closes with 4429 instead 
 a JSON reason holding the code and retryAfter (graphql-ws: the connection_error
 payload holds them). strawberry's own refusal of an operation over the per-socket
 limit ("Subscription limit reached") gets a code, TOO_MANY_OPERATIONS.
+
+The legacy graphql-ws handler also runs queries and mutations, as graphql-transport-ws
+does: strawberry's would refuse them as an internal error (see ``EveryOperation``).
 """
 
 from __future__ import annotations
 
 import json
+from typing import cast
 
+from strawberry.schema.base import BaseSchema
+from strawberry.schema.schema import SubscriptionResult
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
@@ -69,7 +75,52 @@ class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await self.websocket.close(TOO_MANY_CONNECTIONS, json.dumps(refused.payload))
 
 
+class EveryOperation:
+    """The schema as the legacy handler sees it: ``subscribe`` runs any operation.
+
+    strawberry's graphql-ws handler sends every operation to ``schema.subscribe``, which
+    refuses queries and mutations (the client saw INTERNAL). subscriptions-transport-ws
+    clients (Apollo Client 2's WebSocketLink) send those over the socket too; ``stream``
+    runs them and yields their one result, which the handler sends as ``data`` before
+    ``complete``, as that protocol expects.
+    """
+
+    def __init__(self, schema: BaseSchema) -> None:
+        self._schema = schema
+
+    async def subscribe(
+        self,
+        *,
+        query: str | None,
+        variable_values: dict[str, object] | None = None,
+        context_value: object | None = None,
+        root_value: object | None = None,
+        operation_name: str | None = None,
+        operation_extensions: dict[str, object] | None = None,
+    ) -> SubscriptionResult:
+        # Incremental delivery (@defer, @stream) is not enabled: no other frames come.
+        return cast(
+            SubscriptionResult,
+            await self._schema.stream(
+                query=query,
+                variable_values=variable_values,
+                context_value=context_value,
+                root_value=root_value,
+                operation_name=operation_name,
+                operation_extensions=operation_extensions,
+            ),
+        )
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._schema, name)
+
+
 class LegacyWsHandler(BaseGraphQLWSHandler[Context, None]):
+    async def handle(self) -> None:
+        if not isinstance(self.schema, EveryOperation):
+            self.schema = cast(BaseSchema, EveryOperation(self.schema))
+        await super().handle()
+
     async def send_message(self, message: LegacyWsMessage) -> None:
         if message["type"] == "error":
             _add_code(message["payload"])

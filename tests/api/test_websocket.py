@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import cast
+from typing import Any, cast
 
 import pytest
 import websockets
@@ -46,6 +47,41 @@ async def test_legacy_graphql_ws_protocol_acknowledges_a_valid_token(
         }
         await ws.send(json.dumps(init))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
+
+
+async def test_legacy_graphql_ws_protocol_runs_queries_and_mutations(
+    server: ServerThread, api: GraphQLClient
+) -> None:
+    # subscriptions-transport-ws clients (Apollo Client 2) send every operation over the
+    # socket: each gets its data, then complete (strawberry alone answered INTERNAL).
+    account = await api.sign_up()
+    async with websockets.connect(ws_url(server), subprotocols=[Subprotocol("graphql-ws")]) as ws:
+        init = {
+            "type": "connection_init",
+            "payload": {"authorization": f"Bearer {account.access_token}"},
+        }
+        await ws.send(json.dumps(init))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        operations = {
+            "q": "{ me { email } }",
+            "m": 'mutation { createChat(title: "over graphql-ws") { title } }',
+        }
+        for operation_id, query in operations.items():
+            start = {"type": "start", "id": operation_id, "payload": {"query": query}}
+            await ws.send(json.dumps(start))
+            received: list[dict[str, Any]] = []
+            while len(received) < 2:
+                message = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+                if message["type"] != "ka":  # the keep-alive, sent at any time
+                    received.append(message)
+            assert [message["type"] for message in received] == ["data", "complete"]
+            assert received[0]["id"] == operation_id
+            assert "errors" not in received[0]["payload"]
+            data = received[0]["payload"]["data"]
+            if operation_id == "q":
+                assert data == {"me": {"email": account.email}}
+            else:
+                assert data == {"createChat": {"title": "over graphql-ws"}}
 
 
 async def test_legacy_graphql_ws_protocol_refuses_a_missing_token(server: ServerThread) -> None:
