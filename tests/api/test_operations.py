@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import sys
 from pathlib import Path
+from typing import cast
 
 import asyncpg
 import httpx
+import pytest
+from gql import Client, gql
+from gql.transport.websockets import WebsocketsTransport
 from pydantic import SecretStr
 from sqlalchemy import text
 
@@ -43,6 +48,49 @@ async def test_metrics_count_operations_by_name_and_outcome(
     )
     assert "foundry_graphql_operation_duration_seconds_bucket" in text
     assert 'foundry_http_requests_total{method="POST",route="/graphql",status="200"}' in text
+
+
+def _events(caplog: pytest.LogCaptureFixture, event: str) -> list[dict[str, object]]:
+    """Our structlog events as the stdlib handler received them (the event dicts)."""
+    found = []
+    for record in caplog.records:
+        if isinstance(record.msg, dict) and record.msg.get("event") == event:
+            found.append(cast(dict[str, object], record.msg))
+    return found
+
+
+async def test_an_operation_over_http_is_logged_on_its_request_line(
+    server: ServerThread, api: GraphQLClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    account = await api.sign_up()
+    caplog.clear()
+    await api.data(ME, token=account.access_token)
+    await api.error_code(ME)
+    requests = [line for line in _events(caplog, "http.request") if line["path"] == "/graphql"]
+    assert [(line["operation"], line["outcome"]) for line in requests] == [
+        ("Me", "ok"),
+        ("Me", "UNAUTHENTICATED"),
+    ]
+    assert requests[0]["type"] == "query"
+    assert requests[0]["user_id"] == str(account.user_id)
+    assert requests[0]["organization_id"] == str(account.organization_id)
+    assert requests[1]["user_id"] is None
+    assert all(isinstance(line["duration_ms"], float) for line in requests)
+    assert _events(caplog, "graphql.operation") == []  # one line per request, not two
+
+    # Over a WebSocket, many operations share the connection: each has a line of its own.
+    transport = WebsocketsTransport(
+        url=server.base_url.replace("http://", "ws://") + "/graphql",
+        init_payload={"Authorization": f"Bearer {account.access_token}"},
+        subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+    )
+    async with Client(transport=transport) as session:
+        await session.execute(gql(ME))
+        await session.execute(gql(ME))
+    operations = _events(caplog, "graphql.operation")
+    assert [(line["operation"], line["outcome"]) for line in operations] == [("Me", "ok")] * 2
+    assert operations[0]["user_id"] == str(account.user_id)
 
 
 async def test_the_started_app_froze_its_heap_and_shortened_the_gil_interval(
