@@ -11,6 +11,7 @@ overlap are embedded, which keeps the first token fast.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from array import array
 from collections import OrderedDict
@@ -37,7 +38,6 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])[\"'\u201d\u2019)\]]*\s+(?=[\"'\u201c\u20
 _ABBREVIATION = re.compile(
     r"(?:^|\s)(?:Dr|Mr|Mrs|Ms|Prof|St|Sr|Jr|vs|etc|Fig|No|Inc|Ltd|e\.g|i\.e|[A-Z])\.$"
 )
-_LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +65,7 @@ class Sentence:
     terms: frozenset[str]
 
 
+@functools.lru_cache(maxsize=32_768)  # the words of the sources, again with every answer
 def stem(word: str) -> str:
     """A light suffix-stripper, enough to match "indexes" with "index"."""
     for suffix, replacement in (("ies", "y"), ("sses", "ss"), ("es", ""), ("s", "")):
@@ -214,7 +215,7 @@ class ExtractiveAnswerer:
             for position, text in enumerate(split_sentences(source.text)):
                 if len(text.split()) < options.min_words or len(text) > options.max_sentence_chars:
                     continue
-                if len(_LETTER.findall(text)) < len(text) / 2:
+                if sum(map(str.isalpha, text)) < len(text) / 2:
                     continue  # code, tables, numbers
                 found.append(Sentence(source.index, position, text, terms(text)))
         return found
