@@ -23,8 +23,10 @@ import numpy.typing as npt
 import structlog
 from tokenizers import Tokenizer as HfTokenizer
 
+from infrastructure.embeddings.int8_products import int8_products_saturate
 from infrastructure.embeddings.length_batches import length_batches
 from infrastructure.embeddings.onnx_export import INPUT_NAMES, MAX_TOKENS, OUTPUT_NAME
+from infrastructure.embeddings.onnx_quantize import REDUCE_RANGE
 
 log = structlog.get_logger("foundry.embeddings")
 
@@ -61,11 +63,20 @@ def ensure_exported(model_dir: Path, cache_dir: Path, model_name: str) -> Path:
 
 
 def ensure_quantized(model_dir: Path, cache_dir: Path, model_name: str) -> Path:
-    """The int8 copy of the exported model (onnx_quantize.py), made first if missing."""
+    """The int8 copy of the exported model (onnx_quantize.py), made first if missing; with
+    7-bit weights (a name of its own) where this CPU's int8 products saturate."""
     source = ensure_exported(model_dir, cache_dir, model_name)
-    path = source.with_name(f"{source.stem}-int8q{QUANTIZE_FORMAT}.onnx")
+    path = quantized_path(source)
     command = [sys.executable, "-m", QUANTIZE_MODULE, str(model_dir), str(source), str(path)]
+    if int8_products_saturate():
+        command.append(REDUCE_RANGE)
     return _ensure_made(path, command, f"quantising {model_name} to int8", "quantize", "quantized")
+
+
+def quantized_path(exported: Path) -> Path:
+    """Where the int8 copy of ``exported`` is kept on this CPU (7-bit weights: "r")."""
+    variant = "r" if int8_products_saturate() else ""
+    return exported.with_name(f"{exported.stem}-int8q{QUANTIZE_FORMAT}{variant}.onnx")
 
 
 def _ensure_made(path: Path, command: list[str], what: str, step: str, done_step: str) -> Path:

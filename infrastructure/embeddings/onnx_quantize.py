@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+# The command-line flag for 7-bit weights (int8_products.py).
+REDUCE_RANGE = "--reduce-range"
 # The lowest cosine similarity between a text's int8 and float vectors that is accepted.
 MIN_AGREEMENT = 0.97
 # How far a vector computed in a batch may stray from the same text's vector alone (per
@@ -39,8 +41,11 @@ CHECK_TEXTS = (
 )
 
 
-def quantize(model_dir: Path, source: Path, out: Path) -> float:
-    """Write the int8 model to `out` (atomically); returns its worst agreement with `source`."""
+def quantize(model_dir: Path, source: Path, out: Path, *, reduce_range: bool = False) -> float:
+    """Write the int8 model to `out` (atomically); returns its worst agreement with `source`.
+
+    ``reduce_range``: 7-bit weights, for CPUs whose int8 products saturate
+    (int8_products.py)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -55,6 +60,7 @@ def quantize(model_dir: Path, source: Path, out: Path) -> float:
             temporary,
             weight_type=QuantType.QInt8,
             per_channel=True,
+            reduce_range=reduce_range,
             # The exported graph's intermediate outputs carry no type annotations.
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
@@ -82,12 +88,15 @@ def quantize(model_dir: Path, source: Path, out: Path) -> float:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3:
+    reduce_range = REDUCE_RANGE in argv
+    paths = [arg for arg in argv if arg != REDUCE_RANGE]
+    if len(paths) != 3:
         sys.stderr.write(
-            "usage: python -m infrastructure.embeddings.onnx_quantize MODEL_DIR FP32 OUT\n"
+            "usage: python -m infrastructure.embeddings.onnx_quantize MODEL_DIR FP32 OUT"
+            f" [{REDUCE_RANGE}]\n"
         )
         return 2
-    agreement = quantize(Path(argv[0]), Path(argv[1]), Path(argv[2]))
+    agreement = quantize(Path(paths[0]), Path(paths[1]), Path(paths[2]), reduce_range=reduce_range)
     sys.stdout.write(f"quantised {argv[2]} (worst cosine to float {agreement:.4f})\n")
     return 0
 
