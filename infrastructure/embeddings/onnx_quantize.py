@@ -3,7 +3,8 @@
 Runs in a child process (`python -m infrastructure.embeddings.onnx_quantize MODEL_DIR FP32 OUT`,
 see onnx_model.ensure_quantized) once per machine, so the API never imports the
 quantisation tooling. ONNX Runtime's dynamic quantisation stores the weights of every
-matrix product as int8, one scale per output channel (per-tensor scales lost too much:
+matrix product as int8 (7 bits on CPUs whose int8 products saturate, int8_products.py),
+one scale per output channel (per-tensor scales lost too much:
 worst cosine 0.84 to the float model on passages), and quantises activations on the fly,
 each token's with its own scale (onnx_per_token.py), so a text's vector does not depend on
 what it is batched with.
