@@ -98,7 +98,7 @@ def main(argv: list[str]) -> int:
         )
         return 2
     agreement = quantize(Path(paths[0]), Path(paths[1]), Path(paths[2]), reduce_range=reduce_range)
-    sys.stdout.write(f"quantised {argv[2]} (worst cosine to float {agreement:.4f})\n")
+    sys.stdout.write(f"quantised {paths[2]} (worst cosine to float {agreement:.4f})\n")
     return 0
 
 

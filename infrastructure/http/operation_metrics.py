@@ -2,7 +2,7 @@
 
 An operation sent over HTTP is the request: its fields (name, type, outcome, user,
 organisation) join the request's own line (``http.request``, written by the
-middleware), one line per request instead of two (each line costs 55-65 µs of the
+middleware), one line per request instead of two (each line costs 60-86 µs of the
 event loop's time on a slow core, bench/README.md). Operations over a WebSocket, many
 per connection, each get a ``graphql.operation`` line of their own.
 """
