@@ -66,16 +66,17 @@ def ensure_quantized(model_dir: Path, cache_dir: Path, model_name: str) -> Path:
     """The int8 copy of the exported model (onnx_quantize.py), made first if missing; with
     7-bit weights (a name of its own) where this CPU's int8 products saturate."""
     source = ensure_exported(model_dir, cache_dir, model_name)
-    path = quantized_path(source)
+    reduced = int8_products_saturate()
+    path = quantized_path(source, reduced)
     command = [sys.executable, "-m", QUANTIZE_MODULE, str(model_dir), str(source), str(path)]
-    if int8_products_saturate():
+    if reduced:
         command.append(REDUCE_RANGE)
     return _ensure_made(path, command, f"quantising {model_name} to int8", "quantize", "quantized")
 
 
-def quantized_path(exported: Path) -> Path:
-    """Where the int8 copy of ``exported`` is kept on this CPU (7-bit weights: "r")."""
-    variant = "r" if int8_products_saturate() else ""
+def quantized_path(exported: Path, reduced: bool) -> Path:
+    """Where the int8 copy of ``exported`` is kept (``reduced``, 7-bit weights: "r")."""
+    variant = "r" if reduced else ""
     return exported.with_name(f"{exported.stem}-int8q{QUANTIZE_FORMAT}{variant}.onnx")
 
 

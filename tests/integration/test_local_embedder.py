@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from infrastructure.embeddings import onnx_model
+from infrastructure.embeddings.int8_products import int8_products_saturate
 from infrastructure.embeddings.local import MODEL_NAME, LocalEmbedder, bundled_model_dir
 from infrastructure.embeddings.onnx_model import (
     OnnxEncoder,
@@ -221,7 +222,7 @@ async def test_a_damaged_int8_file_is_quantised_again(
     tmp_path: Path, exported: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     shutil.copy(exported, tmp_path / exported.name)
-    damaged = quantized_path(tmp_path / exported.name)
+    damaged = quantized_path(tmp_path / exported.name, int8_products_saturate())
     damaged.write_bytes(b"not an onnx model")
     embedder = LocalEmbedder(threads=1, cache_dir=tmp_path, query_precision="int8")
     assert len(await embedder.embed_query("reset password")) == 384
