@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Protocol, Self
 from uuid import UUID
 
-from domain.chats.ports import ChatRepository, MessageRepository
+from domain.chats.ports import ChatRepository, ChatTurnWriter, MessageRepository
 from domain.entities import (
     ApiKey,
     ApiKeyPage,
@@ -265,6 +265,10 @@ class TenantReader(Protocol):
 class UnitOfWorkFactory(Protocol):
     def reader(self, principal: Principal) -> TenantReader:
         """A read-only transaction that sees only the principal's organisation's rows."""
+        ...
+
+    def chat_turn(self, principal: Principal) -> ChatTurnWriter:
+        """A transaction of the principal's (a user) writing one turn of a chat."""
         ...
 
     def system(self) -> UnitOfWork:

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 from uuid import UUID
 
+from domain.answers.ports import Turn
 from domain.chats.entities import Chat, ChatPage, Message, MessagePage
 
 
 class ChatRepository(Protocol):
     async def add(self, chat: Chat) -> None: ...
 
-    async def get(self, chat_id: UUID, *, lock: bool = False) -> Chat | None:
-        """The chat if it belongs to the transaction's user (None otherwise); ``lock``
-        holds it until the transaction ends (no delete or rename in between)."""
+    async def get(self, chat_id: UUID) -> Chat | None:
+        """The chat if it belongs to the transaction's user (None otherwise)."""
         ...
 
     async def list(self, first: int, after: tuple[datetime, UUID] | None) -> ChatPage:
@@ -38,6 +39,38 @@ class MessageRepository(Protocol):
         """One page of messages (oldest first) for each chat, in one query."""
         ...
 
-    async def recent(self, chat_id: UUID, limit: int) -> list[Message]:
+
+class ChatTurnWriter(Protocol):
+    """One transaction of a user's that writes one turn of a chat (the question, or the
+    answer): what an answer needs of its chat, in as few round trips as possible.
+    Nothing is kept unless :meth:`commit` is called."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def lock_chat(self, chat_id: UUID) -> tuple[Chat, str] | None:
+        """The chat, held until the transaction ends (no delete or rename in between),
+        and its organisation's corpus version; None if it is not the user's.
+
+        The corpus version changes with every committed change to what search sees of
+        the organisation's documents (a document becoming READY, or a READY one
+        changing or going), in commit order."""
+        ...
+
+    async def history(self, chat_id: UUID, limit: int) -> list[Turn]:
         """The chat's last ``limit`` messages, oldest first."""
         ...
+
+    async def append(self, message: Message, title: str | None = None) -> Chat | None:
+        """Store ``message`` and move its chat's ``updated_at`` to the message's time
+        (and set the title when given); None, storing nothing, when the chat is not the
+        user's or is gone."""
+        ...
+
+    async def commit(self) -> None: ...

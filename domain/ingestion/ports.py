@@ -141,12 +141,6 @@ class DocumentRepository(Protocol):
 
     async def find_live_by_sha256(self, sha256: str) -> Document | None: ...
 
-    async def corpus_version(self) -> str:
-        """A value that changes with every committed change to what search sees of the
-        organisation's documents (a document becoming READY, or a READY one changing or
-        going), in commit order."""
-        ...
-
     async def list(
         self, first: int, after: tuple[datetime, UUID] | None, status: DocumentStatus | None
     ) -> DocumentPage: ...

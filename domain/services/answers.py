@@ -397,32 +397,30 @@ class AnswerService:
         """Store the question; returns the history before it (oldest first) and the
         corpus version (for the answer cache)."""
         now = self._clock.now()
-        async with self._uow_factory.tenant(principal) as uow:
+        async with self._uow_factory.chat_turn(principal) as turn:
             # Locked: a deleteChat or renameChat waits for this commit (the title below
             # is chosen from the chat as it is, and the question never lands in a chat
             # deleted meanwhile).
-            chat = await uow.chats.get(chat_id, lock=True)
-            if chat is None:
+            locked = await turn.lock_chat(chat_id)
+            if locked is None:
                 raise NotFound("No such chat.")
-            earlier = await uow.messages.recent(chat_id, self._options.history_messages)
-            await uow.messages.add(
-                Message(
-                    id=uuid4(),
-                    chat_id=chat_id,
-                    organization_id=principal.organization_id,
-                    role=MessageRole.USER,
-                    content=question,
-                    sources=[],
-                    created_at=now,
-                )
+            chat, corpus = locked
+            earlier = await turn.history(chat_id, self._options.history_messages)
+            question_message = Message(
+                id=uuid4(),
+                chat_id=chat_id,
+                organization_id=principal.organization_id,
+                role=MessageRole.USER,
+                content=question,
+                sources=[],
+                created_at=now,
             )
-            await uow.chats.update(chat_id, now, title=self._new_title(chat, earlier, question))
-            corpus = await uow.documents.corpus_version() if self._cache is not None else ""
-            await uow.commit()
-        return [Turn(message.role, message.content) for message in earlier], corpus
+            await turn.append(question_message, title=self._new_title(chat, earlier, question))
+            await turn.commit()
+        return earlier, corpus if self._cache is not None else ""
 
     @staticmethod
-    def _new_title(chat: Chat, earlier: list[Message], question: str) -> str | None:
+    def _new_title(chat: Chat, earlier: list[Turn], question: str) -> str | None:
         if chat.title == DEFAULT_TITLE and not earlier:
             return title_from_question(question)
         return None
@@ -446,11 +444,10 @@ class AnswerService:
             created_at=now,
             usage=usage,
         )
-        async with self._uow_factory.tenant(principal) as uow:
-            if await uow.chats.update(chat_id, now) is None:
+        async with self._uow_factory.chat_turn(principal) as turn:
+            if await turn.append(message) is None:
                 raise NotFound("The chat was deleted while the answer was being written.")
-            await uow.messages.add(message)
-            await uow.commit()
+            await turn.commit()
         return message
 
     def _usage(self, finished: _Finished, started: float) -> Usage:

@@ -1,4 +1,5 @@
-"""Read-only tenant transactions for the search hot path, on a small asyncpg pool.
+"""Read-only tenant transactions for the search hot path, on a small asyncpg pool
+(which also carries the answers' chat writes, ``chat_turns.py``).
 
 Every search and every answer reads the same three things in one organisation:
 the nearest chunks, the full-text matches and the hits' documents. Through a
@@ -91,13 +92,50 @@ class ReaderPool:
         self._creating = asyncio.Lock()
         self._releasing: set[asyncio.Task[None]] = set()
 
-    def enter_statement(self, organization_id: UUID, user_id: UUID | None) -> str:
+    def enter_statement(
+        self, organization_id: UUID, user_id: UUID | None, *, read_only: bool = True
+    ) -> str:
         """BEGIN and the tenant settings in one round trip (simple protocol, so the
         values are literals: two UUIDs, a checked role name and an int)."""
         if not isinstance(organization_id, UUID) or not isinstance(user_id, UUID | None):
             raise TypeError("the organisation and the user must be UUIDs")
         values = tenant_values(self._app_role, organization_id, user_id, self._hnsw_ef_search)
-        return "BEGIN READ ONLY; " + set_config_select([f"'{value}'" for value in values])
+        begin = "BEGIN READ ONLY; " if read_only else "BEGIN; "
+        return begin + set_config_select([f"'{value}'" for value in values])
+
+    async def begin(self, principal: Principal, *, read_only: bool) -> asyncpg.Connection:
+        """A connection inside a new transaction of the principal's organisation."""
+        enter = self.enter_statement(
+            principal.organization_id, principal.user_id, read_only=read_only
+        )
+        try:
+            connection = await self.acquire()
+        except Exception as exc:
+            if _unavailable(exc):
+                raise ServiceUnavailable(UNAVAILABLE) from exc
+            raise
+        try:
+            await connection.execute(enter)
+        except BaseException as exc:
+            await self.release(connection)
+            if isinstance(exc, Exception) and _unavailable(exc):
+                raise ServiceUnavailable(UNAVAILABLE) from exc
+            raise
+        return connection
+
+    async def abandon(self, connection: asyncpg.Connection, exc: BaseException) -> None:
+        """Roll back after ``exc`` ended the block and release; ``exc`` becomes
+        SERVICE_UNAVAILABLE when the database could not serve."""
+        try:
+            # A dead connection cannot roll back: the server discards the transaction,
+            # and the pool replaces the connection. The block's own error is what counts.
+            with contextlib.suppress(Exception):
+                if not connection.is_closed():
+                    await connection.execute("ROLLBACK")
+        finally:
+            await self.release(connection)
+        if isinstance(exc, Exception) and _unavailable(exc):
+            raise ServiceUnavailable(UNAVAILABLE) from exc
 
     async def acquire(self) -> asyncpg.Connection:
         pool = self._pool or await self._create()
@@ -170,20 +208,7 @@ class SqlTenantReader:
 
     async def __aenter__(self) -> Self:
         principal = self._principal
-        enter = self._pool.enter_statement(principal.organization_id, principal.user_id)
-        try:
-            connection = await self._pool.acquire()
-        except Exception as exc:
-            if _unavailable(exc):
-                raise ServiceUnavailable(UNAVAILABLE) from exc
-            raise
-        try:
-            await connection.execute(enter)
-        except BaseException as exc:
-            await self._pool.release(connection)
-            if isinstance(exc, Exception) and _unavailable(exc):
-                raise ServiceUnavailable(UNAVAILABLE) from exc
-            raise
+        connection = await self._pool.begin(principal, read_only=True)
         self._connection = connection
         self.search = SqlChunkSearch(
             self.connection,
@@ -212,16 +237,7 @@ class SqlTenantReader:
         if exc is None:
             self._pool.release_later(connection)
             return
-        try:
-            # A dead connection cannot roll back: the server discards the transaction,
-            # and the pool replaces the connection. The block's own error is what counts.
-            with contextlib.suppress(Exception):
-                if not connection.is_closed():
-                    await connection.execute("ROLLBACK")
-        finally:
-            await self._pool.release(connection)
-        if isinstance(exc, Exception) and _unavailable(exc):
-            raise ServiceUnavailable(UNAVAILABLE) from exc
+        await self._pool.abandon(connection, exc)
 
 
 class SqlDocumentReader:

@@ -28,6 +28,7 @@ from domain.ports import (
     UserRepository,
 )
 from domain.retrieval.ports import ChunkSearch
+from infrastructure.database.chat_turns import SqlChatTurn
 from infrastructure.database.driver import driver_connection, driver_unavailable
 from infrastructure.database.reader import ReaderPool, SqlTenantReader
 from infrastructure.database.repositories.api_keys import SqlApiKeyRepository
@@ -188,6 +189,9 @@ class SqlUnitOfWorkFactory:
 
     def reader(self, principal: Principal) -> SqlTenantReader:
         return SqlTenantReader(self._readers, principal)
+
+    def chat_turn(self, principal: Principal) -> SqlChatTurn:
+        return SqlChatTurn(self._readers, principal)
 
     def system(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self._sessions, None, None, self._options)

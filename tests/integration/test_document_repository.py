@@ -73,8 +73,12 @@ async def test_duplicate_email_insert_is_email_taken(container: Container) -> No
 
 
 async def _corpus_version(container: Container, principal: Principal) -> str:
-    async with container.uow_factory.tenant(principal) as uow:
-        return await uow.documents.corpus_version()
+    """As an answer reads it: with the chat it is asked in, locked."""
+    chat = await container.services.chats.create(principal, None)
+    async with container.uow_factory.chat_turn(principal) as turn:
+        locked = await turn.lock_chat(chat.id)
+    assert locked is not None
+    return locked[1]
 
 
 async def test_the_corpus_version_moves_with_each_commit_that_changes_what_search_sees(

@@ -130,9 +130,8 @@ class SqlChatRepository(_UserScoped):
             )
         )
 
-    async def get(self, chat_id: UUID, *, lock: bool = False) -> Chat | None:
-        query = self._owned().where(ChatRow.id == chat_id)
-        row = await self._session.scalar(query.with_for_update() if lock else query)
+    async def get(self, chat_id: UUID) -> Chat | None:
+        row = await self._session.scalar(self._owned().where(ChatRow.id == chat_id))
         return to_chat(row) if row else None
 
     async def list(self, first: int, after: tuple[datetime, UUID] | None) -> ChatPage:
@@ -228,20 +227,3 @@ class SqlMessageRepository(_UserScoped):
             )
             for chat_id in chat_ids
         }
-
-    async def recent(self, chat_id: UUID, limit: int) -> list[Message]:
-        if limit <= 0:
-            return []
-        rows = list(
-            await self._session.scalars(
-                select(MessageRow)
-                .where(
-                    MessageRow.organization_id == self._organization_id,
-                    MessageRow.chat_id == chat_id,
-                    MessageRow.chat_id.in_(self._owned_chats()),
-                )
-                .order_by(MessageRow.created_at.desc(), MessageRow.id.desc())
-                .limit(limit)
-            )
-        )
-        return [to_message(row) for row in reversed(rows)]

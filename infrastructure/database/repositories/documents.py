@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.entities import Document, DocumentPage, DocumentStatus
 from domain.errors import DuplicateDocument
 from infrastructure.database.driver import driver_connection
-from infrastructure.database.models import DocumentRow, OrganizationRow
+from infrastructure.database.models import DocumentRow
 
 LIVE = (
     DocumentStatus.PENDING,
@@ -106,14 +106,6 @@ class SqlDocumentRepository:
         return await fetch_documents(
             await driver_connection(self._session), self._organization(), document_ids
         )
-
-    async def corpus_version(self) -> str:
-        # A counter the triggers of migration 0004 move in commit order, with every
-        # change to a READY document: one row read, whatever the corpus size.
-        version = await self._session.scalar(
-            select(OrganizationRow.corpus_version).where(OrganizationRow.id == self._organization())
-        )
-        return str(version if version is not None else "-")
 
     async def find_live_by_sha256(self, sha256: str) -> Document | None:
         row = await self._session.scalar(
