@@ -10,6 +10,7 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 
 from domain.answers.ports import Turn
@@ -145,3 +146,18 @@ async def test_a_connection_lost_in_a_turn_is_service_unavailable_and_replaced(
         assert await turn.append(message(chat, MessageRole.USER, "kept")) is not None
         await turn.commit()
     assert [m.content for m in await stored(container, principal, chat)] == ["kept"]
+
+
+async def test_a_turn_whose_transaction_failed_does_not_report_a_commit(
+    container: Container,
+) -> None:
+    principal = await member(container)
+    chat = await container.services.chats.create(principal, None)
+    with pytest.raises(RuntimeError, match="rolled back"):
+        async with container.uow_factory.chat_turn(principal) as turn:
+            assert isinstance(turn, SqlChatTurn)
+            await turn.append(message(chat, MessageRole.USER, "lost"))
+            with pytest.raises(asyncpg.PostgresError):
+                await turn.connection().execute("SELECT 1 / 0")
+            await turn.commit()
+    assert await stored(container, principal, chat) == []
