@@ -31,7 +31,7 @@ class ChatRepository(Protocol):
 
 
 class MessageRepository(Protocol):
-    async def add(self, message: Message) -> None: ...
+    """Reads only: an answer writes its messages through a :class:`ChatTurnWriter`."""
 
     async def pages(
         self, chat_ids: Sequence[UUID], first: int, after: tuple[datetime, UUID] | None

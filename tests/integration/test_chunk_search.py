@@ -221,10 +221,12 @@ async def test_chats_stay_private_even_when_a_query_forgets_the_user(
     chat = Chat(uuid.uuid4(), owner.organization_id, owner.user_id, "mine", now, now)
     async with container.uow_factory.tenant(owner) as uow:
         await uow.chats.add(chat)
-        await uow.messages.add(
+        await uow.commit()
+    async with container.uow_factory.chat_turn(owner) as turn:
+        await turn.append(
             Message(uuid.uuid4(), chat.id, owner.organization_id, MessageRole.USER, "hi", [], now)
         )
-        await uow.commit()
+        await turn.commit()
 
     async with container.uow_factory.tenant(colleague) as uow:
         assert isinstance(uow, SqlUnitOfWork)

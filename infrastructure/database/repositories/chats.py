@@ -30,12 +30,10 @@ from sqlalchemy.orm import aliased
 from domain.chats.entities import Chat, ChatPage, Message, MessagePage, MessageRole, Source, Usage
 from infrastructure.database.models import ChatRow, MessageRow
 
-# Writes go through the tables, not the ORM: an answer writes a message and touches its
-# chat twice, and the ORM's unit of work and entity loading cost about twice as much CPU
-# per statement as the statement itself. Nothing reads these rows back as ORM objects in
-# the same transaction.
+# Chat writes go through the table, not the ORM: the ORM's unit of work and entity
+# loading cost about twice as much CPU per statement as the statement itself. An
+# answer's own writes (its question and itself) go through chat_turns.py instead.
 CHATS: Table = ChatRow.__table__  # type: ignore[assignment]
-MESSAGES: Table = MessageRow.__table__  # type: ignore[assignment]
 
 
 def to_chat(row: ChatRow | Row[tuple[UUID, UUID, UUID, str, datetime, datetime]]) -> Chat:
@@ -171,25 +169,6 @@ class SqlChatRepository(_UserScoped):
 class SqlMessageRepository(_UserScoped):
     def _owned_chats(self) -> Select[UUID]:
         return select(ChatRow.id).where(*self._owns_chat())
-
-    async def add(self, message: Message) -> None:
-        usage = message.usage
-        await self._session.execute(
-            insert(MESSAGES).values(
-                id=message.id,
-                organization_id=message.organization_id,
-                chat_id=message.chat_id,
-                role=message.role.value,
-                content=message.content,
-                sources=[source_to_json(source) for source in message.sources],
-                model=usage.model if usage else None,
-                prompt_tokens=usage.prompt_tokens if usage else None,
-                completion_tokens=usage.completion_tokens if usage else None,
-                latency_ms=usage.latency_ms if usage else None,
-                degraded=usage.degraded if usage else False,
-                created_at=message.created_at,
-            )
-        )
 
     async def pages(
         self, chat_ids: Sequence[UUID], first: int, after: tuple[datetime, UUID] | None
