@@ -146,10 +146,5 @@ class SqlChatTurn:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        connection, self._connection = self._connection, None
-        if connection is None:  # committed
-            return
-        if exc is None:  # left without committing: nothing is kept
-            self._pool.release_later(connection)
-            return
-        await self._pool.abandon(connection, exc)
+        connection, self._connection = self._connection, None  # None once committed
+        await self._pool.end(connection, exc)  # without a commit nothing is kept

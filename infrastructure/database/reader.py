@@ -123,7 +123,17 @@ class ReaderPool:
             raise
         return connection
 
-    async def abandon(self, connection: asyncpg.Connection, exc: BaseException) -> None:
+    async def end(self, connection: asyncpg.Connection | None, exc: BaseException | None) -> None:
+        """End a block's transaction: nothing left to do once it committed (``None``); after a
+        clean block, roll back in the background; after ``exc``, roll back now."""
+        if connection is None:
+            return
+        if exc is None:
+            self.release_later(connection)
+            return
+        await self._abandon(connection, exc)
+
+    async def _abandon(self, connection: asyncpg.Connection, exc: BaseException) -> None:
         """Roll back after ``exc`` ended the block and release; ``exc`` becomes
         SERVICE_UNAVAILABLE when the database could not serve."""
         try:
@@ -232,12 +242,7 @@ class SqlTenantReader:
         tb: TracebackType | None,
     ) -> None:
         connection, self._connection = self._connection, None
-        if connection is None:
-            return
-        if exc is None:
-            self._pool.release_later(connection)
-            return
-        await self._pool.abandon(connection, exc)
+        await self._pool.end(connection, exc)
 
 
 class SqlDocumentReader:
