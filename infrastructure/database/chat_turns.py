@@ -76,10 +76,9 @@ class SqlChatTurn:
     """One read-write transaction of the principal's, writing one turn of a chat."""
 
     def __init__(self, pool: ReaderPool, principal: Principal) -> None:
+        # An API key's principal carries the key's id as its user_id, which owns no chat.
         self._pool = pool
         self._principal = principal
-        # An API key's principal carries the key's id here, which owns no chat.
-        self._user_id: UUID = principal.user_id
         self._connection: asyncpg.Connection | None = None
 
     async def __aenter__(self) -> Self:
@@ -94,7 +93,7 @@ class SqlChatTurn:
 
     async def lock_chat(self, chat_id: UUID) -> tuple[Chat, str] | None:
         row = await self.connection().fetchrow(
-            _LOCK_CHAT, self._principal.organization_id, self._user_id, chat_id
+            _LOCK_CHAT, self._principal.organization_id, self._principal.user_id, chat_id
         )
         if row is None:
             return None
@@ -105,7 +104,7 @@ class SqlChatTurn:
         if limit <= 0:
             return []
         rows = await self.connection().fetch(
-            _HISTORY, self._principal.organization_id, self._user_id, chat_id, limit
+            _HISTORY, self._principal.organization_id, self._principal.user_id, chat_id, limit
         )
         return [Turn(MessageRole(role), content) for role, content in rows]
 
@@ -116,7 +115,7 @@ class SqlChatTurn:
         row = await self.connection().fetchrow(
             _APPEND,
             self._principal.organization_id,
-            self._user_id,
+            self._principal.user_id,
             message.chat_id,
             message.created_at,
             title,
