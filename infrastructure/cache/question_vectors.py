@@ -3,7 +3,11 @@
 One Redis list per organisation, corpus version and vector dimension holds a random
 header, then one entry per cached question: its 32-character digest followed by its
 unit vector (float32). Entries are only ever appended, up to a bound, and the list
-expires as a whole; a list created again after expiring gets a new header.
+expires as a whole, one TTL after it was created: every answer it points at was stored
+later with the same TTL, so none expires before the list. (Were each store to push the
+list's expiry on, a busy organisation's full list would outlive its answers for good
+and every similar question would miss.) A list created again after expiring gets a new
+header, and fills again.
 
 Each process keeps a copy of the lists it has read (bounded in bytes, least recently
 used dropped first) and asks Redis only for what it has not seen yet: the header, and
@@ -34,12 +38,12 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 local length = redis.call('LLEN', KEYS[2])
 if length == 0 then
   redis.call('RPUSH', KEYS[2], ARGV[5])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
   length = 1
 end
 if length - 1 < tonumber(ARGV[4]) then
   redis.call('RPUSH', KEYS[2], ARGV[2])
 end
-redis.call('EXPIRE', KEYS[2], ARGV[3])
 return length
 """
 

@@ -162,6 +162,26 @@ async def test_a_list_made_again_after_it_expired_replaces_the_copy(redis: Redis
     assert other._questions.held_bytes == 0
 
 
+async def test_a_list_expires_one_ttl_after_it_was_made_however_often_it_is_stored(
+    redis: Redis,
+) -> None:
+    cache = cache_on(redis, max_entries=2)
+    await cache.store(ORG, "v1", axis(0), answer_to(0))
+    key = f"{cache._base(ORG, 'v1')}:questions:8"
+    assert 0 < await redis.ttl(key) <= 60
+    await redis.expire(key, 5)  # as if 55 of its 60 seconds had passed
+    # One store that adds to it, then two that find it full: none makes it live longer,
+    # so it cannot outlive the answers its entries point at.
+    for index in (1, 2, 3):
+        await cache.store(ORG, "v1", axis(index), answer_to(index))
+    assert 0 < await redis.ttl(key) <= 5
+    assert await redis.llen(key) == 3  # the header and two questions
+    await redis.delete(key)  # what its TTL does
+    await cache.store(ORG, "v1", axis(4), answer_to(4))
+    assert 5 < await redis.ttl(key) <= 60  # a new list, with a TTL of its own
+    assert await cache.similar(ORG, "v1", axis(4)) == answer_to(4)
+
+
 async def test_concurrent_lookups_copy_each_question_once(redis: Redis) -> None:
     one = cache_on(redis, max_entries=100)
     other = twin(one, redis)
