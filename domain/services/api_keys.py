@@ -69,6 +69,19 @@ def require_user(principal: Principal, action: str) -> None:
         raise Forbidden(f"API keys cannot {action}; use a user session.")
 
 
+def _future_utc(expires_at: datetime, now: datetime) -> datetime:
+    """``expires_at`` in UTC; refuses a naive, past or unrepresentable time."""
+    invalid = ValidationFailed(
+        "expiresAt must be a future time with a UTC offset.", field="expiresAt"
+    )
+    if expires_at.tzinfo is None or expires_at <= now:
+        raise invalid
+    try:
+        return expires_at.astimezone(UTC)
+    except OverflowError as exc:  # a time near year 9999 whose UTC is past it
+        raise invalid from exc
+
+
 class ApiKeyService:
     def __init__(
         self,
@@ -95,12 +108,8 @@ class ApiKeyService:
         require_user(principal, "create API keys")
         cleaned = clean_name(name, "name")
         now = self._clock.now()
-        if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now):
-            raise ValidationFailed(
-                "expiresAt must be a future time with a UTC offset.", field="expiresAt"
-            )
         if expires_at is not None:
-            expires_at = expires_at.astimezone(UTC)  # every time the API returns is UTC
+            expires_at = _future_utc(expires_at, now)  # every time the API returns is UTC
         plaintext = API_KEY_PREFIX + secrets.token_urlsafe(32)
         key = ApiKey(
             id=uuid4(),

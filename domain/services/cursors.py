@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 from domain.errors import ValidationFailed
@@ -21,6 +21,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         moment = datetime.fromisoformat(created)
         if moment.tzinfo is None:
             raise ValueError("naive cursor time")
-        return moment, UUID(identifier)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        # In UTC, as the database compares it: a forged time near year 1 or 9999 can
+        # leave datetime's range there (OverflowError), which is an invalid cursor too.
+        return moment.astimezone(UTC), UUID(identifier)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
         raise ValidationFailed("The cursor is not valid.", field="after") from exc

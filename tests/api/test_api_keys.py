@@ -225,6 +225,8 @@ async def test_bad_input_is_refused_with_codes(api: GraphQLClient) -> None:
         {"name": "x" * 101, "role": "VIEWER"},
         {"name": "bell\u0007", "role": "VIEWER"},
         {"name": "old", "role": "VIEWER", "expiresAt": past},
+        # In the future, but past year 9999 once in UTC.
+        {"name": "far", "role": "VIEWER", "expiresAt": "9999-12-31T23:00:00-05:00"},
     ):
         code = await api.error_code(CREATE, {"input": variables}, admin.access_token)
         assert code == "VALIDATION_FAILED", variables

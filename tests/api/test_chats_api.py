@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import uuid
 from typing import cast
 
 from tests.helpers import JSON, Account, GraphQLClient
@@ -79,6 +81,9 @@ async def test_titles_and_page_sizes_are_validated(api: GraphQLClient) -> None:
     assert await api.error_code(CREATE, {"t": "x" * 201}, token) == "VALIDATION_FAILED"
     assert await api.error_code(LIST, {"first": 101}, token) == "VALIDATION_FAILED"
     assert await api.error_code(LIST, {"after": "bogus"}, token) == "VALIDATION_FAILED"
+    # Well formed, but a time whose UTC is before year 1.
+    early = base64.urlsafe_b64encode(f"0001-01-01T00:00:00+05:00|{uuid.uuid4()}".encode())
+    assert await api.error_code(LIST, {"after": early.decode()}, token) == "VALIDATION_FAILED"
     chat = await create_chat(api, token)
     assert await api.error_code(GET, {"id": chat["id"], "first": 201}, token) == (
         "VALIDATION_FAILED"
