@@ -17,7 +17,6 @@ from schema.errors import ErrorCodes
 from schema.limit_extensions import ExtraValidationRules, MaxTokens
 from schema.limits import document_limits_rule
 from schema.mutation import Mutation
-from schema.nul_text import RejectNulText
 from schema.operation_cache import (
     CachedParse,
     CachedValidation,
@@ -27,6 +26,7 @@ from schema.operation_cache import (
 )
 from schema.query import Query
 from schema.session_check import RevalidateSocketSession
+from schema.storable_text import RejectUnstorableText
 from schema.subscription import Subscription
 from schema.subscription_transport import SubscriptionsOverWebSocket
 
@@ -84,7 +84,7 @@ def build_schema(
         partial(ErrorCodes, hide_suggestions=not limits.introspection),
         RevalidateSocketSession,
         SubscriptionsOverWebSocket,
-        RejectNulText,
+        RejectUnstorableText,
         partial(MaxOperationLength, limits.max_chars),
         partial(MaxTokens, limits.max_tokens),
         partial(CachedParse, documents),

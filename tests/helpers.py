@@ -74,10 +74,13 @@ class GraphQLClient:
     async def execute(
         self, query: str, variables: JSON | None = None, token: str | None = None
     ) -> JSON:
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        response = await self.http.post(
-            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
-        )
+        headers = {"content-type": "application/json"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        # ASCII with escapes, as JSON.stringify sends it: httpx's own encoding is UTF-8,
+        # which cannot carry the lone surrogates some tests send.
+        body = json.dumps({"query": query, "variables": variables or {}})
+        response = await self.http.post("/graphql", content=body, headers=headers)
         assert response.status_code == 200, response.text
         return cast(JSON, response.json())
 

@@ -1,8 +1,10 @@
-"""NUL characters in an operation's own string literals are refused before validation,
-however the literal spells them, and operations that cannot hold one skip the walk."""
+"""Text PostgreSQL cannot store is refused before validation: NUL characters in an
+operation's own string literals, however the literal spells them (operations that
+cannot hold one skip the walk), and NULs or lone surrogates anywhere in the variables."""
 
 from __future__ import annotations
 
+import json
 from typing import cast
 
 import pytest
@@ -12,7 +14,13 @@ from domain.ports import RateLimiter
 from domain.services import Services
 from schema.build import build_schema
 from schema.context import Context
-from schema.nul_text import document_holds_nul, literals_may_hold_nul
+from schema.storable_text import (
+    NUL_MESSAGE,
+    SURROGATE_MESSAGE,
+    document_holds_nul,
+    literals_may_hold_nul,
+    text_problem,
+)
 
 NUL_LITERALS = [
     '{ search(query: "a\\u0000b") { chunkId } }',  # fixed-width escape
@@ -53,3 +61,12 @@ async def test_a_clean_literal_reaches_the_resolver() -> None:
     )
     assert result.errors is not None
     assert [(error.extensions or {}).get("code") for error in result.errors] == ["UNAUTHENTICATED"]
+
+
+def test_variables_are_searched_through_objects_and_lists() -> None:
+    assert text_problem({"input": {"tags": ["ok", "a\x00"]}}) == NUL_MESSAGE
+    assert text_problem({"input": {"tags": ("ok", {"deep": "\udfff"})}}) == SURROGATE_MESSAGE
+    # JSON decodes an escaped surrogate pair as one character, which is fine.
+    pair = json.loads('"\\ud83d\\ude00"')
+    assert text_problem({"q": f"emoji {pair}, é, 中文", "n": 3, "x": None}) is None
+    assert text_problem(None) is None
