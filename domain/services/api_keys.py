@@ -169,7 +169,9 @@ class ApiKeyService:
 
     async def authenticate(self, key: str) -> Principal:
         """The principal of a live key. Every call reads the key, so revocation is immediate."""
-        if not is_api_key(key) or len(key) > MAX_API_KEY_LENGTH:
+        # Keys are ASCII (``token_urlsafe``); anything else cannot even be hashed as
+        # UTF-8 when it holds a lone surrogate, which a socket's JSON payload can carry.
+        if not is_api_key(key) or len(key) > MAX_API_KEY_LENGTH or not key.isascii():
             raise Unauthenticated("The API key is not valid.")
         now = self._clock.now()
         # Looked up by the hash of the whole key only: nothing depends on how many

@@ -193,4 +193,7 @@ def http_error(error: HTTPException) -> Response:
             },
             status_code=400,
         )
-    return PlainTextResponse(error.reason, status_code=error.status_code)
+    # The reason can quote the client (an unknown operationName), which JSON lets hold a
+    # lone surrogate that UTF-8 cannot encode: escape what cannot be sent.
+    reason = error.reason.encode("utf-8", "backslashreplace")
+    return PlainTextResponse(reason, status_code=error.status_code)

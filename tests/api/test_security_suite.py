@@ -84,6 +84,9 @@ async def test_forged_and_expired_tokens_cannot_open_a_socket(
             {**real, "iat": past, "nbf": past, "exp": past + 60}, TEST_JWT_SECRET
         ),
         "fake api key": "kf_" + "A" * 43,
+        # JSON carries a lone surrogate that UTF-8 cannot: not hashable, still refused.
+        "api key with a lone surrogate": "kf_" + "A" * 42 + "\ud800",
+        "token with a lone surrogate": account.access_token[:-1] + "\ud800",
     }
     for name, token in forged.items():
         assert await _close_code(server, {"authorization": f"Bearer {token}"}) == 4403, name
@@ -148,6 +151,19 @@ async def test_sign_up_inputs_are_validated_or_stored_as_data(api: GraphQLClient
             assert UNSTORABLE.intersection(text) or "\u202e" in text or text is LONG, repr(
                 text[:40]
             )
+
+
+async def test_an_unknown_operation_name_is_refused_whatever_it_holds(
+    http: httpx.AsyncClient,
+) -> None:
+    for name in ("Missing", "lone\ud800surrogate"):
+        body = json.dumps({"query": "query Here { __typename }", "operationName": name})
+        response = await http.post(
+            "/graphql", content=body, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 400, (repr(name), response.text)
+        assert response.text.startswith("Unknown operation named"), response.text
+    assert "lone\\ud800surrogate" in response.text  # escaped, as it cannot be encoded
 
 
 async def test_log_in_inputs_are_validated_not_crashed_on(api: GraphQLClient) -> None:
