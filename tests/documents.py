@@ -40,6 +40,44 @@ def truncated_pdf_bytes() -> bytes:
     return whole[: len(whole) // 3]
 
 
+def pdf_with_unicode_map(text: bytes, mapped: dict[int, str]) -> bytes:
+    """One page showing ``text`` in a font whose ToUnicode map sends each byte to itself,
+    except ``mapped`` (byte -> UTF-16BE hex): what a broken or crafted PDF can claim."""
+    entries = "\n".join(f"<{code:02X}> <{utf16}>" for code, utf16 in mapped.items())
+    cmap = (
+        "/CIDInit /ProcSet findresource begin 12 dict begin begincmap\n"
+        "1 begincodespacerange <00> <FF> endcodespacerange\n"
+        "1 beginbfrange <20> <7E> <0020> endbfrange\n"
+        f"{len(mapped)} beginbfchar\n{entries}\nendbfchar\n"
+        "endcmap CMapName currentdict /CMap defineresource pop end end"
+    ).encode()
+    content = b"BT /F1 12 Tf 72 720 Td (" + text + b") Tj ET"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+        b"/Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode 6 0 R >>",
+        *(
+            b"<< /Length %d >>\nstream\n%b\nendstream" % (len(data), data)
+            for data in (content, cmap)
+        ),
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%b\nendobj\n" % (number, body)
+    table = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        table,
+    )
+    return bytes(out)
+
+
 def docx_bytes(paragraphs: list[str] | None = None) -> bytes:
     document = docx.Document()
     document.add_heading("Keeper's handbook", level=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from domain.entities import Page, ParsedDocument
@@ -12,6 +13,15 @@ from infrastructure.parsing.html import html_to_text
 from infrastructure.parsing.limits import ParseLimits
 from infrastructure.parsing.pdf import parse_pdf
 from infrastructure.parsing.text import read_text
+
+# pypdf decodes a font's ToUnicode map with "surrogatepass", so a crafted or broken PDF
+# can yield lone UTF-16 surrogates, which neither the tokenizer nor PostgreSQL accepts.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD, as a UTF-8 decoder would."""
+    return text if text.isascii() else _LONE_SURROGATE.sub("\ufffd", text)
 
 
 class FileParser:
@@ -27,6 +37,7 @@ class FileParser:
             parsed = ParsedDocument([Page(None, html_to_text(read_text(path, self._limits)))], None)
         else:
             parsed = ParsedDocument([Page(None, read_text(path, self._limits))], None)
-        if not any(page.text.strip() for page in parsed.pages):
+        pages = [Page(page.number, storable(page.text)) for page in parsed.pages]
+        if not any(page.text.strip() for page in pages):
             raise EmptyDocument()
-        return parsed
+        return ParsedDocument(pages, parsed.page_count)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from domain.errors import DocumentTooLarge, ParseFailed, UnsupportedFileType
 from domain.ingestion.filetypes import FileKind, detect_kind, safe_filename
 from infrastructure.parsing.html import html_to_text
 from infrastructure.parsing.limits import ParseLimits
+from infrastructure.parsing.parser import FileParser, storable
 from infrastructure.parsing.text import decode_text
+from tests.documents import pdf_with_unicode_map
 
 
 @pytest.mark.parametrize(
@@ -94,3 +98,16 @@ def test_text_limits() -> None:
         decode_text(b"a" * 2_000, ParseLimits(max_chars=1_000))
     with pytest.raises(ParseFailed):
         decode_text(b"abc\x00def", ParseLimits())
+
+
+def test_a_pdf_that_claims_lone_surrogates_parses_to_storable_text(tmp_path: Path) -> None:
+    # pypdf decodes ToUnicode maps with "surrogatepass"; the tokenizer and PostgreSQL
+    # refuse what it then returns, which left such a document processing until retried out.
+    path = tmp_path / "odd.pdf"
+    path.write_bytes(pdf_with_unicode_map(b"The keeper logs A storm", {0x41: "D800"}))
+    [page] = FileParser(ParseLimits()).parse(path, FileKind.PDF).pages
+    assert page.text == "The keeper logs \ufffd storm"
+    assert page.text.encode("utf-8")
+    assert (
+        storable("pair \U0001f600 kept, lone \udfff not") == "pair \U0001f600 kept, lone \ufffd not"
+    )
