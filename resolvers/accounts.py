@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from domain.errors import NotFound
+from domain.errors import NotFound, ValidationFailed
 from domain.ports import Budget
+from domain.validation import normalize_email
 from resolvers.ids import parse_id
 from schema.context import Info
 from schema.types.auth import AuthPayload, LogInInput, SignUpInput
@@ -35,8 +36,13 @@ async def log_in(info: Info, input: LogInInput) -> AuthPayload:
 
 
 def normalized_email(email: str) -> str:
-    """One budget per mailbox, however the client spells it."""
-    return email.strip().lower()
+    """One budget per mailbox, however the client spells it: the account's own key (so
+    "victim@\\uff45xample.com", with a fullwidth e, spends victim@example.com's budget), or,
+    for what is no valid address and so names no account, the text as typed."""
+    try:
+        return normalize_email(email)
+    except ValidationFailed:
+        return email.strip().lower()
 
 
 async def refresh_session(info: Info, refresh_token: str) -> AuthPayload:
