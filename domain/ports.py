@@ -120,6 +120,12 @@ class OrganizationRepository(Protocol):
         """Serialise membership changes of one organisation until commit."""
         ...
 
+    async def hold(self, organization_id: UUID) -> None:
+        """Keep the organisation's membership changes (which ``lock`` it) waiting until
+        commit, without holders waiting for each other: what starts a session from a
+        membership holds it, so a removal or role change sees that session."""
+        ...
+
 
 class MembershipRepository(Protocol):
     async def add(self, membership: Membership) -> None: ...

@@ -143,12 +143,20 @@ class AccountService:
                 chosen = next(
                     (m for m in memberships if m.organization.id == organization_id), None
                 )
-            if chosen is None and organization_id is not None:
-                raise NotFound("No such organization.")
-            if chosen is None:
+            role: Role | None = None
+            if chosen is not None:
+                # Read again under the organisation's hold: a removal or role change
+                # committed meanwhile is seen here, and one not yet begun waits for this
+                # session, then revokes or refreshes it with the others.
+                await uow.organizations.hold(chosen.organization.id)
+                membership = await uow.memberships.get(user.id, chosen.organization.id)
+                role = membership.role if membership is not None else None
+            if chosen is None or role is None:
+                if organization_id is not None:
+                    raise NotFound("No such organization.")
                 raise Forbidden("You are not a member of any organisation.")
             session = await self._start_session(
-                uow, user, chosen.organization, chosen.role, uuid4(), self._clock.now()
+                uow, user, chosen.organization, role, uuid4(), self._clock.now()
             )
             await uow.audit.record(
                 AuditEntry(
@@ -190,6 +198,9 @@ class AccountService:
                 raise RefreshTokenReused()
             if record.expires_at <= now or record.session_started_at + self._session_max_age <= now:
                 raise InvalidRefreshToken()
+            # As in log_in: a removal or role change either shows here or waits for this
+            # session, then revokes or refreshes it.
+            await uow.organizations.hold(record.organization_id)
             membership = await uow.memberships.get(record.user_id, record.organization_id)
             user = await uow.users.get(record.user_id)
             organization = await uow.organizations.get(record.organization_id)

@@ -124,6 +124,10 @@ class ApiKeyService:
             revoked_at=None,
         )
         async with self._uow_factory.tenant(principal) as uow:
+            # Serialised with membership changes: a removal or demotion of the caller
+            # either shows in confirm_admin or waits, then revokes this key with the
+            # others. And with other creations, so the count below holds.
+            await uow.organizations.lock(principal.organization_id)
             await confirm_admin(uow, principal)
             limit = self._options.max_active_per_organization
             if await uow.api_keys.count_active(now) >= limit:

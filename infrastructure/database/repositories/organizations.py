@@ -44,3 +44,12 @@ class SqlOrganizationRepository:
             .where(OrganizationRow.id == organization_id)
             .with_for_update()
         )
+
+    async def hold(self, organization_id: UUID) -> None:
+        # FOR KEY SHARE: conflicts with lock's FOR UPDATE only, so sessions starting in
+        # one organisation, and updates of its row (the corpus version), never wait.
+        await self._session.execute(
+            select(OrganizationRow.id)
+            .where(OrganizationRow.id == organization_id)
+            .with_for_update(read=True, key_share=True)
+        )
