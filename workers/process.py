@@ -30,12 +30,17 @@ log = structlog.get_logger("foundry.worker")
 
 
 class _CloseContainer(Middleware):
-    """Closes pools on the event loop after in-flight jobs finish, before the loop stops."""
+    """Closes pools on the event loop after in-flight jobs finish or the grace period
+    ends, before the loop stops. First it notes the claims still running: closing the
+    pools ends them (the embedder fails what it holds) without handing them back."""
 
-    def __init__(self, container: Container) -> None:
+    def __init__(self, container: Container, ingestion: IngestionService) -> None:
         self._container = container
+        self._ingestion = ingestion
+        self.abandoned: list[Document] = []
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.abandoned = self._ingestion.in_flight()
         thread = get_event_loop_thread()
         if thread is not None and thread.loop.is_running():
             with contextlib.suppress(Exception):
@@ -72,13 +77,16 @@ async def _column_dimensions(settings: Settings, urls: BackendUrls) -> int:
 
 def run_worker(settings: Settings, urls: BackendUrls) -> int:
     container = Container(settings, urls)
+    ingestion = container.build_ingestion()
     broker = create_broker(urls.redis_url, settings.redis_key_prefix)
-    broker.add_middleware(_CloseContainer(container))
+    closing = _CloseContainer(container, ingestion)
     broker.add_middleware(AsyncIO())
+    # After AsyncIO: shutdown hooks run in reverse order, so this one runs while
+    # AsyncIO's event loop still does (added before it, it found the loop stopped).
+    broker.add_middleware(closing)
     dramatiq.set_broker(broker)
     import workers.actors  # noqa: F401  # declares the actors on this broker
 
-    ingestion = container.build_ingestion()
     stored = asyncio.run(_column_dimensions(settings, urls))
     if stored != settings.embedding_dimensions:
         log.error(
@@ -112,7 +120,7 @@ def run_worker(settings: Settings, urls: BackendUrls) -> int:
     log.info("worker.stopping")
     watchdog.cancel()
     worker.stop(timeout=settings.shutdown_grace_seconds * 1000)
-    abandoned = ingestion.in_flight()
+    abandoned = closing.abandoned
     if abandoned:
         # Still running after the grace period: their messages come back after the
         # broker's timeout, but a claim would then find them PROCESSING (not pending)

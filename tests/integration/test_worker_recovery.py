@@ -8,14 +8,15 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 from sqlalchemy import select, update
 
-from domain.entities import Document, DocumentStatus, Principal, Role
+from domain.entities import Document, DocumentEvent, DocumentStatus, Principal, Role
 from domain.ingestion.ports import IncomingFile
 from domain.services.accounts import RequestOrigin
 from infrastructure.container import BackendUrls, Container
@@ -93,6 +94,36 @@ async def _long_document_processing(
             break
         await asyncio.sleep(0.05)
     return result.document.id
+
+
+async def _long_document_embedding(container: Container, line: str, paragraphs: int) -> uuid.UUID:
+    """Upload a long document and wait until a worker is embedding its chunks (a
+    progress event between parsing's 0 and the store's 0.95)."""
+    principal = await _editor(container)
+    # An async generator behind the port's AsyncIterator: closed below.
+    events = cast(
+        AsyncGenerator[DocumentEvent, None], container.events.subscribe(principal.organization_id)
+    )
+    following = asyncio.ensure_future(anext(events))
+    try:
+        for _ in range(1_000):  # listening before the upload, so no event is missed
+            if container.events.subscriber_count():
+                break
+            await asyncio.sleep(0.01)
+        text = "\n\n".join(line.format(i=i) for i in range(paragraphs))
+        [result] = await container.services.documents.upload(
+            principal, [_incoming("long.txt", text.encode())], ip=None
+        )
+        assert result.document is not None
+        async with asyncio.timeout(120):
+            while True:
+                event = await following
+                if event.progress is not None and 0 < event.progress < 0.95:
+                    return result.document.id
+                following = asyncio.ensure_future(anext(events))
+    finally:
+        following.cancel()
+        await events.aclose()
 
 
 async def _finished_by(
@@ -213,6 +244,28 @@ async def test_a_worker_stopped_mid_document_hands_it_back(
     first.wait_started()
     document_id = await _long_document_processing(
         isolated, "Paragraph {i}: the lighthouse keeper logs ship {i} passing the reef at dawn."
+    )
+    first.stop()  # SIGTERM, no grace
+    assert first.process.returncode == 0
+    assert await _status(isolated, document_id) == ("pending", 1)
+    assert b"worker.released_abandoned" in (tmp_path / "first.log").read_bytes()
+
+    second = WorkerProcess(env, tmp_path / "second.log")
+    assert await _finished_by(second, isolated, document_id) == ("ready", 2)
+
+
+async def test_a_worker_stopped_while_embedding_hands_the_document_back(
+    isolated: Container, tmp_path: Path
+) -> None:
+    """The same, with the grace period over while the chunks are being embedded: closing
+    the worker's pools ends that run, which must not hide it from the hand-back."""
+    env = worker_env(
+        isolated.settings, FOUNDRY_WORKER_THREADS="1", FOUNDRY_SHUTDOWN_GRACE_SECONDS="0"
+    )
+    first = WorkerProcess(env, tmp_path / "first.log")
+    first.wait_started()
+    document_id = await _long_document_embedding(
+        isolated, "Paragraph {i}: the keeper's log counts ship {i} and the tide at dusk.", 3_000
     )
     first.stop()  # SIGTERM, no grace
     assert first.process.returncode == 0
