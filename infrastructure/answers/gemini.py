@@ -138,16 +138,17 @@ class GeminiAnswerer:
             stream.check_complete()
             verdict = self._breaker.record_success  # even if the caller stops reading now
             complete = stream.finish_reason == types.FinishReason.STOP
+            reason = finish_reason_name(stream.finish_reason)
             if not complete:
                 # MAX_TOKENS (thinking models spend the allowance too), SAFETY, ...
-                reason = finish_reason_name(stream.finish_reason)
                 log.warning(
                     "llm.incomplete", generator=self.name, finish_reason=reason, deltas=deltas
                 )
-                if deltas == 0:  # nothing to show: the fallback answers instead
-                    raise Fault(
-                        f"Gemini stopped with no answer ({reason})", "rejected", None, reason
-                    )
+            if deltas == 0:
+                # Nothing to show, even after a STOP (a model that only thought): the
+                # fallback answers instead of an empty message stored, and cached, as done.
+                raise Fault(f"Gemini stopped with no answer ({reason})", "rejected", None, reason)
+            if not complete:
                 yield TextDelta(incomplete_note(reason))
             usage = stream.usage
             yield GenerationFinished(

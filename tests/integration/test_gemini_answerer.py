@@ -235,17 +235,19 @@ async def test_an_answer_cut_short_by_the_model_finishes_with_a_warning(
     assert incomplete["finish_reason"] == "MAX_TOKENS"
 
 
+@pytest.mark.parametrize("finish_reason", ["SAFETY", "STOP"])
 async def test_a_model_that_stops_with_no_text_fails_so_the_fallback_answers(
-    gemini: GeminiStandIn, make_answerer: MakeAnswerer
+    gemini: GeminiStandIn, make_answerer: MakeAnswerer, finish_reason: str
 ) -> None:
-    gemini.script(Reply.ok("", finish_reason="SAFETY"))
+    # STOP with no text: a thinking model whose only output was its thoughts.
+    gemini.script(Reply.ok("", finish_reason=finish_reason))
     breaker = make_breaker(threshold=1)
 
     outcome = await collect(make_answerer(breaker=breaker))
 
     assert outcome.deltas == [] and outcome.finished is None
     assert isinstance(outcome.error, GenerationFailed)
-    assert "SAFETY" in str(outcome.error)
+    assert finish_reason in str(outcome.error)
     assert state_of(breaker) == "closed"  # the provider is up: not a failure of it
     assert len(gemini.requests) == 1  # not retried
 
