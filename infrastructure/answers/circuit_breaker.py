@@ -5,10 +5,13 @@ Closed, calls go through and consecutive failures are counted; at
 Then it is half-open: one trial call at a time goes through, a success closes
 it and a failure opens it again for another ``reset_seconds``.
 
-The adapter decides what a call's outcome says about the provider: it records a
+:meth:`CircuitBreaker.allow` hands each call it lets through a :class:`Permit`, and
+the adapter reports through it what the call's outcome says about the provider: a
 success, a failure, or, for a call that ended without saying anything about the
 provider's health (cancelled by the client, a request the provider refused as
-invalid), :meth:`CircuitBreaker.release`, which only frees the half-open trial.
+invalid), a release, which only frees the half-open trial if this call was it. (A
+call let through while the breaker was still closed and ending during the trial does
+not free the trial's place.)
 The state is exported as ``foundry_llm_breaker_state{name}`` (0 closed,
 1 half-open, 2 open) and each change counted and logged as ``llm.breaker``.
 """
@@ -41,6 +44,36 @@ BREAKER_TRANSITIONS = Counter(
 log = structlog.get_logger("foundry.answers")
 
 
+class Permit:
+    """One call the breaker let through; report how it ended once (later reports are
+    ignored)."""
+
+    __slots__ = ("_breaker", "_reported")
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self._breaker = breaker
+        self._reported = False
+
+    def success(self) -> None:
+        """The provider answered: close (from any state, it is the freshest evidence)."""
+        if self._report():
+            self._breaker._succeeded(self)
+
+    def failure(self) -> None:
+        """The provider failed the call (after the adapter's own retries)."""
+        if self._report():
+            self._breaker._failed(self)
+
+    def release(self) -> None:
+        """The call ended without a verdict on the provider."""
+        if self._report():
+            self._breaker._released(self)
+
+    def _report(self) -> bool:
+        first, self._reported = not self._reported, True
+        return first
+
+
 class CircuitBreaker:
     """Counts consecutive failures of one provider; ``clock`` is injectable for tests."""
 
@@ -62,7 +95,7 @@ class CircuitBreaker:
         self._state: BreakerState = "closed"
         self._failures = 0
         self._opened_at = 0.0
-        self._trial_in_flight = False
+        self._trial: Permit | None = None  # the half-open trial still out
         # The adapter runs on one event loop, but a lock keeps the counters exact
         # should a breaker ever be shared with threads (it is cheap and never awaited).
         self._lock = threading.Lock()
@@ -73,29 +106,27 @@ class CircuitBreaker:
         with self._lock:
             return self._current_state()
 
-    def allow(self) -> bool:
-        """Whether a call may go out now; in half-open, True for one trial at a time."""
+    def allow(self) -> Permit | None:
+        """A permit if a call may go out now; in half-open, for one trial at a time."""
         with self._lock:
             state = self._current_state()
             if state == "closed":
-                return True
-            if state == "open" or self._trial_in_flight:
-                return False
-            self._trial_in_flight = True
-            return True
+                return Permit(self)
+            if state == "open" or self._trial is not None:
+                return None
+            self._trial = Permit(self)
+            return self._trial
 
-    def record_success(self) -> None:
-        """The provider answered: close (from any state, it is the freshest evidence)."""
+    def _succeeded(self, permit: Permit) -> None:
         with self._lock:
+            self._end(permit)
             self._failures = 0
-            self._trial_in_flight = False
             if self._state != "closed":
                 self._enter("closed")
 
-    def record_failure(self) -> None:
-        """The provider failed a call (after the adapter's own retries)."""
+    def _failed(self, permit: Permit) -> None:
         with self._lock:
-            self._trial_in_flight = False
+            self._end(permit)
             state = self._current_state()
             if state == "half_open":
                 self._open()
@@ -105,10 +136,13 @@ class CircuitBreaker:
                     self._open()
             # Already open: a call let through earlier failed late; the timer stays.
 
-    def release(self) -> None:
-        """A call ended without a verdict on the provider; frees the half-open trial."""
+    def _released(self, permit: Permit) -> None:
         with self._lock:
-            self._trial_in_flight = False
+            self._end(permit)
+
+    def _end(self, permit: Permit) -> None:
+        if self._trial is permit:
+            self._trial = None
 
     def _current_state(self) -> BreakerState:
         if self._state == "open" and self._clock() - self._opened_at >= self._reset_seconds:
@@ -117,6 +151,7 @@ class CircuitBreaker:
 
     def _open(self) -> None:
         self._opened_at = self._clock()
+        self._trial = None  # whatever it was, the next half-open period has its own
         self._enter("open")
 
     def _enter(self, state: BreakerState) -> None:

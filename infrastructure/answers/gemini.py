@@ -37,7 +37,7 @@ from domain.answers.ports import (
 )
 from domain.answers.prompt import build_answer_prompt, build_condense_prompt
 from domain.chats.entities import MessageRole
-from infrastructure.answers.circuit_breaker import CircuitBreaker
+from infrastructure.answers.circuit_breaker import CircuitBreaker, Permit
 from infrastructure.answers.gemini_stream import (
     Fault,
     GeminiStream,
@@ -119,13 +119,14 @@ class GeminiAnswerer:
         self._client.close()
 
     async def stream(self, request: AnswerRequest) -> AsyncGenerator[GenerationEvent, None]:
-        if not self._breaker.allow():
+        permit = self._breaker.allow()
+        if permit is None:
             log.warning("llm.failed", generator=self.name, reason="breaker_open", attempts=0)
             raise GenerationFailed("Gemini is failing; its circuit breaker is open for now.")
         prompt = build_answer_prompt(request)
         config = self._config(prompt.system_instruction, ANSWER_TEMPERATURE)
         started = time.monotonic()
-        verdict: Callable[[], None] = self._breaker.release  # cancelled: no verdict
+        verdict: Callable[[], None] = permit.release  # cancelled: no verdict
         stream: GeminiStream | None = None
         deltas = 0
         try:
@@ -136,7 +137,7 @@ class GeminiAnswerer:
                     yield TextDelta(text)
                 text = await stream.next_text()
             stream.check_complete()
-            verdict = self._breaker.record_success  # even if the caller stops reading now
+            verdict = permit.success  # even if the caller stops reading now
             complete = stream.finish_reason == types.FinishReason.STOP
             reason = finish_reason_name(stream.finish_reason)
             if not complete:
@@ -158,7 +159,7 @@ class GeminiAnswerer:
                 complete=complete,
             )
         except Fault as fault:
-            verdict = self._verdict(fault)
+            verdict = _verdict(permit, fault)
             log.warning(
                 "llm.failed",
                 generator=self.name,
@@ -181,11 +182,12 @@ class GeminiAnswerer:
             return question
         if not needs_context(question):
             return question
-        if not self._breaker.allow():
+        permit = self._breaker.allow()
+        if permit is None:
             log.info("llm.condense_fallback", generator=self.name, reason="breaker_open")
             return condense_locally(history, question)
         prompt = build_condense_prompt(history, question)
-        verdict: Callable[[], None] = self._breaker.release
+        verdict: Callable[[], None] = permit.release
         try:
             async with asyncio.timeout(min(CONDENSE_TIMEOUT_SECONDS, self._idle)):
                 response = await self._client.aio.models.generate_content(
@@ -193,10 +195,10 @@ class GeminiAnswerer:
                     contents=prompt.user_text,
                     config=self._config(prompt.system_instruction, CONDENSE_TEMPERATURE),
                 )
-            verdict = self._breaker.record_success
+            verdict = permit.success
         except Exception as exc:
             fault = classify(exc, self._model)
-            verdict = self._verdict(fault)
+            verdict = _verdict(permit, fault)
             log.warning(
                 "llm.condense_fallback",
                 generator=self.name,
@@ -270,11 +272,6 @@ class GeminiAnswerer:
             automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
         )
 
-    def _verdict(self, fault: Fault) -> Callable[[], None]:
-        # A refused request says the provider is up and the request (or a setting) is
-        # wrong: it neither opens the breaker nor closes it.
-        return self._breaker.release if fault.kind == "rejected" else self._breaker.record_failure
-
     def _log_retry(self, state: RetryCallState) -> None:
         failure = state.outcome.exception() if state.outcome is not None else None
         log.warning(
@@ -285,3 +282,9 @@ class GeminiAnswerer:
             error=failure.error if isinstance(failure, Fault) else None,
             wait_s=round(state.next_action.sleep, 3) if state.next_action is not None else None,
         )
+
+
+def _verdict(permit: Permit, fault: Fault) -> Callable[[], None]:
+    # A refused request says the provider is up and the request (or a setting) is
+    # wrong: it neither opens the breaker nor closes it.
+    return permit.release if fault.kind == "rejected" else permit.failure

@@ -569,7 +569,9 @@ async def test_condense_does_not_call_through_an_open_breaker(
     gemini: GeminiStandIn, make_answerer: MakeAnswerer
 ) -> None:
     breaker = make_breaker(threshold=1)
-    breaker.record_failure()
+    permit = breaker.allow()
+    assert permit is not None
+    permit.failure()
 
     rewritten = await make_answerer(breaker=breaker).condense(HISTORY, "How do I install it?")
 

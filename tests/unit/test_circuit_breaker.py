@@ -30,6 +30,13 @@ def make(name: str, clock: FakeClock, threshold: int = 3, reset: float = 10.0) -
     return CircuitBreaker(name, failure_threshold=threshold, reset_seconds=reset, clock=clock)
 
 
+def fail(breaker: CircuitBreaker) -> None:
+    """A call let through now fails."""
+    permit = breaker.allow()
+    assert permit is not None
+    permit.failure()
+
+
 def gauge(name: str) -> float | None:
     return REGISTRY.get_sample_value("foundry_llm_breaker_state", {"name": name})
 
@@ -47,12 +54,12 @@ def test_it_opens_after_the_threshold_of_consecutive_failures() -> None:
     assert state_of(breaker) == "closed"
     assert gauge("t-open") == 0
 
-    breaker.record_failure()
-    breaker.record_failure()
+    fail(breaker)
+    fail(breaker)
     assert state_of(breaker) == "closed"
     assert breaker.allow()
 
-    breaker.record_failure()
+    fail(breaker)
     assert state_of(breaker) == "open"
     assert not breaker.allow()
     assert gauge("t-open") == 2
@@ -61,20 +68,22 @@ def test_it_opens_after_the_threshold_of_consecutive_failures() -> None:
 
 def test_a_success_resets_the_count_of_consecutive_failures() -> None:
     breaker = make("t-reset", FakeClock())
-    breaker.record_failure()
-    breaker.record_failure()
-    breaker.record_success()
-    breaker.record_failure()
-    breaker.record_failure()
+    fail(breaker)
+    fail(breaker)
+    permit = breaker.allow()
+    assert permit is not None
+    permit.success()
+    fail(breaker)
+    fail(breaker)
     assert state_of(breaker) == "closed"
-    breaker.record_failure()
+    fail(breaker)
     assert state_of(breaker) == "open"
 
 
 def test_it_half_opens_after_the_reset_time_and_lets_one_trial_through() -> None:
     clock = FakeClock()
     breaker = make("t-half", clock, threshold=1, reset=10.0)
-    breaker.record_failure()
+    fail(breaker)
 
     clock.advance(9.9)
     assert state_of(breaker) == "open"
@@ -91,11 +100,12 @@ def test_it_half_opens_after_the_reset_time_and_lets_one_trial_through() -> None
 def test_a_successful_trial_closes_it() -> None:
     clock = FakeClock()
     breaker = make("t-close", clock, threshold=1, reset=5.0)
-    breaker.record_failure()
+    fail(breaker)
     clock.advance(5.0)
-    assert breaker.allow()
+    trial = breaker.allow()
+    assert trial is not None
 
-    breaker.record_success()
+    trial.success()
 
     assert state_of(breaker) == "closed"
     assert gauge("t-close") == 0
@@ -107,13 +117,14 @@ def test_a_successful_trial_closes_it() -> None:
 def test_a_failed_trial_opens_it_again_for_a_full_reset_time() -> None:
     clock = FakeClock()
     breaker = make("t-reopen", clock, threshold=2, reset=5.0)
-    breaker.record_failure()
-    breaker.record_failure()
+    fail(breaker)
+    fail(breaker)
     clock.advance(5.0)
-    assert breaker.allow()
+    trial = breaker.allow()
+    assert trial is not None
 
     clock.advance(3.0)  # the trial takes a while, then fails
-    breaker.record_failure()
+    trial.failure()
 
     assert state_of(breaker) == "open"
     clock.advance(4.9)
@@ -126,12 +137,13 @@ def test_a_failed_trial_opens_it_again_for_a_full_reset_time() -> None:
 def test_a_released_trial_lets_the_next_caller_try() -> None:
     clock = FakeClock()
     breaker = make("t-release", clock, threshold=1, reset=1.0)
-    breaker.record_failure()
+    fail(breaker)
     clock.advance(1.0)
-    assert breaker.allow()
+    trial = breaker.allow()
+    assert trial is not None
     assert not breaker.allow()
 
-    breaker.release()  # the trial was cancelled: no verdict on the provider
+    trial.release()  # the trial was cancelled: no verdict on the provider
 
     assert state_of(breaker) == "half_open"
     assert breaker.allow()
@@ -139,17 +151,40 @@ def test_a_released_trial_lets_the_next_caller_try() -> None:
 
 def test_release_while_closed_changes_nothing() -> None:
     breaker = make("t-noop", FakeClock(), threshold=1)
-    breaker.release()
+    permit = breaker.allow()
+    assert permit is not None
+    permit.release()
     assert state_of(breaker) == "closed"
+    assert breaker.allow()
+
+
+def test_only_the_trial_frees_the_trials_place() -> None:
+    clock = FakeClock()
+    breaker = make("t-trial", clock, threshold=1, reset=1.0)
+    early = breaker.allow()  # let through while closed, still streaming...
+    assert early is not None
+    fail(breaker)  # ...when another call fails and opens it
+    clock.advance(1.0)
+    trial = breaker.allow()
+    assert trial is not None
+    assert not breaker.allow()
+
+    early.release()  # its client stops it: that is not the trial ending
+    early.release()  # nor is a second report
+
+    assert not breaker.allow()
+    trial.release()
     assert breaker.allow()
 
 
 def test_a_late_failure_while_open_does_not_extend_the_open_time() -> None:
     clock = FakeClock()
     breaker = make("t-late", clock, threshold=1, reset=10.0)
-    breaker.record_failure()
+    early = breaker.allow()
+    assert early is not None
+    fail(breaker)
     clock.advance(6.0)
-    breaker.record_failure()  # a call admitted before it opened fails now
+    early.failure()  # a call admitted before it opened fails now
     clock.advance(4.0)
     assert state_of(breaker) == "half_open"
 
@@ -158,10 +193,11 @@ def test_transitions_are_logged(caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock()
     breaker = make("t-log", clock, threshold=1, reset=1.0)
     with caplog.at_level(logging.INFO):
-        breaker.record_failure()
+        fail(breaker)
         clock.advance(1.0)
-        assert breaker.allow()
-        breaker.record_success()
+        trial = breaker.allow()
+        assert trial is not None
+        trial.success()
     events = [
         (record.msg["previous"], record.msg["state"])
         for record in caplog.records
