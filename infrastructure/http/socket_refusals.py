@@ -7,11 +7,15 @@ payload holds them). strawberry's own refusal of an operation over the per-socke
 limit ("Subscription limit reached") gets a code, TOO_MANY_OPERATIONS.
 
 The legacy graphql-ws handler also runs queries and mutations, as graphql-transport-ws
-does: strawberry's would refuse them as an internal error (see ``EveryOperation``).
+does: strawberry's would refuse them as an internal error (see ``EveryOperation``); and
+it closes a socket that sends no connection_init in time (4408), as strawberry does
+only on graphql-transport-ws.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from typing import cast
 
@@ -38,6 +42,7 @@ from domain.errors import ErrorCode, RateLimited
 from schema.context import Context
 
 TOO_MANY_CONNECTIONS = 4429
+INIT_TIMEOUT = 4408  # as strawberry's graphql-transport-ws handler closes
 LIMIT_MESSAGE = "Subscription limit reached"
 LIMIT_EXTENSIONS = {"code": ErrorCode.TOO_MANY_OPERATIONS.value}
 
@@ -116,10 +121,26 @@ class EveryOperation:
 
 
 class LegacyWsHandler(BaseGraphQLWSHandler[Context, None]):
+    init_received = False
+
     async def handle(self) -> None:
         if not isinstance(self.schema, EveryOperation):
             self.schema = cast(BaseSchema, EveryOperation(self.schema))
-        await super().handle()
+        # strawberry times connection_init out on graphql-transport-ws only: without this
+        # a graphql-ws socket that never sends it stays open for good, unauthenticated,
+        # so outside every per-user budget.
+        timer = asyncio.create_task(self._close_unless_initialised())
+        try:
+            await super().handle()
+        finally:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+
+    async def _close_unless_initialised(self) -> None:
+        await asyncio.sleep(self.view.connection_init_wait_timeout.total_seconds())
+        if not self.init_received:
+            await self.websocket.close(INIT_TIMEOUT, "Connection initialisation timeout")
 
     async def send_message(self, message: LegacyWsMessage) -> None:
         if message["type"] == "error":
@@ -127,6 +148,7 @@ class LegacyWsHandler(BaseGraphQLWSHandler[Context, None]):
         await super().send_message(message)
 
     async def handle_connection_init(self, message: LegacyWsInit) -> None:
+        self.init_received = True
         try:
             await super().handle_connection_init(message)
         except SocketRateLimited as refused:

@@ -148,6 +148,29 @@ async def test_per_message_deflate_is_offered_only_when_configured(
         compressing.stop()
 
 
+async def test_a_socket_that_never_sends_connection_init_is_closed_on_both_protocols(
+    settings: Settings, urls: BackendUrls
+) -> None:
+    """Until connection_init a socket is unauthenticated and counts against no user's
+    budget; FOUNDRY_WS_CONNECTION_INIT_TIMEOUT_SECONDS bounds how long it may idle."""
+    hasty = ServerThread(
+        settings.model_copy(update={"ws_connection_init_timeout_seconds": 1}), urls
+    )
+    hasty.start()
+    try:
+        for protocol in ("graphql-transport-ws", "graphql-ws"):
+            async with websockets.connect(
+                ws_url(hasty), subprotocols=[Subprotocol(protocol)]
+            ) as ws:
+                async with asyncio.timeout(30):
+                    with pytest.raises(ConnectionClosed) as closed:
+                        await ws.recv()
+            assert closed.value.rcvd is not None, protocol
+            assert closed.value.rcvd.code == 4408, protocol
+    finally:
+        hasty.stop()
+
+
 async def test_legacy_graphql_ws_protocol_refuses_a_second_connection_init(
     server: ServerThread, api: GraphQLClient
 ) -> None:
