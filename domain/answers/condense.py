@@ -175,10 +175,20 @@ def needs_context(question: str) -> bool:
     return len(found) <= SHORT_QUESTION_WORDS or any(word in REFERRING_WORDS for word in found)
 
 
+def _last_answered_question(history: Sequence[Turn]) -> str | None:
+    """The latest question that got an answer. One left without (stopped, failed) is
+    most often the very question being asked again, and would add nothing to it."""
+    answered = False
+    for turn in reversed(history):
+        if turn.role is MessageRole.ASSISTANT:
+            answered = True
+        elif answered:
+            return turn.content
+    return None
+
+
 def condense_locally(history: Sequence[Turn], question: str) -> str:
-    previous = next(
-        (turn.content for turn in reversed(history) if turn.role is MessageRole.USER), None
-    )
+    previous = _last_answered_question(history)
     if previous is None or not needs_context(question):
         return question
     present = set(words(question))

@@ -41,6 +41,15 @@ def test_a_follow_up_gets_the_previous_questions_subject() -> None:
     assert condense_locally(history, "How do I install it?") == "How do I install it? (pgvector)"
 
 
+def test_a_question_asked_again_after_going_unanswered_still_gets_the_subject() -> None:
+    history = [
+        turn(MessageRole.USER, "What is pgvector?"),
+        turn(MessageRole.ASSISTANT, "An extension for vector search [1]."),
+        turn(MessageRole.USER, "How do I install it?"),  # stopped by the client
+    ]
+    assert condense_locally(history, "How do I install it?") == "How do I install it? (pgvector)"
+
+
 def test_a_question_that_stands_alone_is_unchanged() -> None:
     history = [turn(MessageRole.USER, "What is pgvector?")]
     question = "Which nautical range does the Skerry Point lamp reach at night"
