@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 
 import strawberry
 
@@ -18,8 +19,11 @@ class Subscription:
         description="Status and progress of your organisation's documents, from any worker.",
     )
     async def document_events(self, info: Info) -> AsyncGenerator[DocumentEvent, None]:
-        async for event in documents.document_events(info):
-            yield event
+        # Closed with this generator, not left to the garbage collector: its cleanup
+        # (the stream's subscription slot) runs before the operation counts as ended.
+        async with aclosing(documents.document_events(info)) as events:
+            async for event in events:
+                yield event
 
     @strawberry.subscription(
         permission_classes=[IsUser],
@@ -30,5 +34,7 @@ class Subscription:
     async def answer(
         self, info: Info, chat_id: strawberry.ID, question: str
     ) -> AsyncGenerator[AnswerEventType, None]:
-        async for event in answers.answer(info, chat_id, question):
-            yield event
+        # As above; here the cleanup also stops generation and frees the answer's slot.
+        async with aclosing(answers.answer(info, chat_id, question)) as events:
+            async for event in events:
+                yield event
