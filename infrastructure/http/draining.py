@@ -22,7 +22,17 @@ from typing import cast
 
 import structlog
 import uvicorn
-from graphql import DocumentNode, FieldNode, GraphQLError, OperationType, get_operation_ast
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    get_operation_ast,
+)
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -94,15 +104,38 @@ def is_answer_subscription(payload: object, parse: Callable[[str], DocumentNode]
     if not isinstance(query, str):
         return False
     try:
-        operation = get_operation_ast(parse(query), name if isinstance(name, str) else None)
+        document = parse(query)
+        operation = get_operation_ast(document, name if isinstance(name, str) else None)
     except GraphQLError:
         return False  # the GraphQL layer reports it
     if operation is None or operation.operation is not OperationType.SUBSCRIPTION:
         return False
-    return any(
-        isinstance(selection, FieldNode) and selection.name.value == ANSWER_FIELD
-        for selection in operation.selection_set.selections
-    )
+    return ANSWER_FIELD in _root_fields(document, operation)
+
+
+def _root_fields(document: DocumentNode, operation: OperationDefinitionNode) -> set[str]:
+    """The names of the operation's root fields, through inline fragments and named
+    fragments (``... on Subscription { answer(...) }`` runs the answer too)."""
+    fragments = {
+        definition.name.value: definition
+        for definition in document.definitions
+        if isinstance(definition, FragmentDefinitionNode)
+    }
+    names: set[str] = set()
+    spread: set[str] = set()
+    pending = list(operation.selection_set.selections)
+    while pending:
+        selection = pending.pop()
+        if isinstance(selection, FieldNode):
+            names.add(selection.name.value)
+        elif isinstance(selection, InlineFragmentNode):
+            pending.extend(selection.selection_set.selections)
+        elif isinstance(selection, FragmentSpreadNode):
+            fragment = fragments.get(selection.name.value)
+            if fragment is not None and fragment.name.value not in spread:
+                spread.add(fragment.name.value)  # each once: cycles are the validator's
+                pending.extend(fragment.selection_set.selections)
+    return names
 
 
 def _frame(message: Message) -> dict[str, object] | None:

@@ -34,6 +34,19 @@ def test_answer_subscriptions_are_recognised() -> None:
     assert is_answer_subscription({"query": both, "operationName": "A"}, parse)
     assert not is_answer_subscription({"query": both, "operationName": "B"}, parse)
     assert not is_answer_subscription({"query": both}, parse)  # ambiguous without a name
+    inline = (
+        'subscription { ... on Subscription { answer(chatId: "c", question: "q") { __typename } } }'
+    )
+    named = (
+        "subscription { ...Ask } "
+        'fragment Ask on Subscription { ... { answer(chatId: "c", question: "q") { __typename } } }'
+    )
+    assert is_answer_subscription({"query": inline}, parse)
+    assert is_answer_subscription({"query": named}, parse)
+    looping = (
+        "subscription { ...A } fragment A on Subscription { ...A documentEvents { progress } }"
+    )
+    assert not is_answer_subscription({"query": looping}, parse)
 
 
 async def test_texts_over_the_schemas_limits_are_not_parsed() -> None:
