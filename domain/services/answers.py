@@ -396,7 +396,6 @@ class AnswerService:
     ) -> tuple[list[Turn], str]:
         """Store the question; returns the history before it (oldest first) and the
         corpus version (for the answer cache)."""
-        now = self._clock.now()
         async with self._uow_factory.chat_turn(principal) as turn:
             # Locked: a deleteChat or renameChat waits for this commit (the title below
             # is chosen from the chat as it is, and the question never lands in a chat
@@ -404,6 +403,10 @@ class AnswerService:
             locked = await turn.lock_chat(chat_id)
             if locked is None:
                 raise NotFound("No such chat.")
+            # Read under the lock: questions asked at once in one chat are timed in
+            # the order they are stored, so a page of messages never gains one behind
+            # its cursor.
+            now = self._clock.now()
             chat, corpus = locked
             earlier = await turn.history(chat_id, self._options.history_messages)
             question_message = Message(

@@ -50,12 +50,13 @@ FROM (
 ) AS recent
 ORDER BY recent.created_at, recent.id"""
 
-# $1 organisation, $2 user, $3 chat, $4 the message's time (the chat's new updated_at),
-# $5 the new title or NULL, then the message's own columns. The message is stored only
-# if the chat was touched, that is if it is still the user's.
+# $1 organisation, $2 user, $3 chat, $4 the message's time (the chat's new updated_at,
+# which never goes back: a turn that read the clock first may commit second), $5 the
+# new title or NULL, then the message's own columns. The message is stored only if the
+# chat was touched, that is if it is still the user's.
 _APPEND = """
 WITH touched AS (
-  UPDATE chats SET updated_at = $4, title = COALESCE($5::text, title)
+  UPDATE chats SET updated_at = GREATEST(updated_at, $4), title = COALESCE($5::text, title)
   WHERE organization_id = $1 AND user_id = $2 AND id = $3
   RETURNING id, organization_id, user_id, title, created_at, updated_at
 ), added AS (

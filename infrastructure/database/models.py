@@ -32,8 +32,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 EMBEDDING_DIMENSIONS = 384
 # Statuses of documents that are not ready but may still hold chunks, which search must
-# leave out: a reprocessed document keeps its chunks until new ones replace them. A
-# deleted document never holds any (a trigger drops them, migration 0007).
+# leave out: a reprocessed document keeps its old chunks until new ones replace them
+# or its run fails (which deletes them). A deleted document never holds any (a trigger
+# drops them, migration 0007).
 UNREADY_STATUSES = "('pending', 'processing', 'failed')"
 
 NAMING_CONVENTION = {

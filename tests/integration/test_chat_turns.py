@@ -161,3 +161,20 @@ async def test_a_turn_whose_transaction_failed_does_not_report_a_commit(
                 await turn.connection().execute("SELECT 1 / 0")
             await turn.commit()
     assert await stored(container, principal, chat) == []
+
+
+async def test_a_turn_timed_before_the_last_never_moves_its_chat_back(
+    container: Container,
+) -> None:
+    """Two turns of one chat read the clock, then commit in the other order."""
+    principal = await member(container)
+    chat = await container.services.chats.create(principal, None)
+    later = chat.updated_at + timedelta(minutes=5)
+    for at in (later, later - timedelta(minutes=1)):
+        async with container.uow_factory.chat_turn(principal) as turn:
+            touched = await turn.append(message(chat, MessageRole.USER, "q", created_at=at))
+            assert touched is not None
+            assert touched.updated_at == later
+            await turn.commit()
+    current = await container.services.chats.get(principal, chat.id)
+    assert current is not None and current.updated_at == later
