@@ -59,7 +59,14 @@ def test_duplicates_within_a_list_count_once() -> None:
 
 
 def test_a_plain_question_is_searched_with_every_one_of_its_words() -> None:
-    assert all_words("How do I rotate the key?") == "How do I rotate the key"
+    assert all_words("How do I rotate the key?") == "How do I rotate the key?"
+
+
+def test_words_stay_whole_as_postgresql_indexed_them() -> None:
+    # Its parser keeps config.yaml, 2.5 and a@b.io as single tokens, and combining marks
+    # in their words ("दिन" is one word, not "द न").
+    for query in ("Where is config.yaml?", "version 2.5", "mail a@b.io", "हर दिन", "cafe\u0301"):
+        assert all_words(query) == query
 
 
 def test_search_syntax_is_kept_as_typed() -> None:
@@ -67,9 +74,16 @@ def test_search_syntax_is_kept_as_typed() -> None:
         assert all_words(query) == query
 
 
+def test_a_query_that_only_excludes_searches_no_text() -> None:
+    # "-foo" alone would match every chunk without foo, all ranked alike.
+    for query in ("-foo", "-foo -bar", '"-foo" or'):
+        assert all_words(query) == ""
+
+
 def test_the_word_or_and_punctuation_cannot_break_the_query() -> None:
     assert all_words("black or") == "black"
-    assert all_words("Or what?!") == "what"
+    assert all_words("black or?") == "black"
+    assert all_words("Or what?!") == "what?!"
     assert all_words("?!...") == ""
     assert len(all_words(" ".join(["word"] * 100)).split(" ")) == MAX_TERMS
 
@@ -99,12 +113,13 @@ class RecordingSearch:
 
 async def test_full_text_asks_for_every_word_once_and_nothing_for_no_words() -> None:
     a, b = match("a"), match("b")
-    search = RecordingSearch({"rotate key": [a, b]})
-    assert await SearchService._matching(search, "rotate key?", [], candidates=40, ids=None) == [
+    search = RecordingSearch({"rotate key?": [a, b]})
+    assert await SearchService._matching(search, "rotate  key?", [], candidates=40, ids=None) == [
         a,
         b,
     ]
-    assert await SearchService._matching(search, "rotate key", [], candidates=1, ids=None) == [a]
+    assert await SearchService._matching(search, "rotate key?", [], candidates=1, ids=None) == [a]
     # Nothing searchable: no query at all.
     assert await SearchService._matching(search, "?!", [], candidates=40, ids=None) == []
-    assert search.asked == ["rotate key", "rotate key"]
+    assert await SearchService._matching(search, "-rotate", [], candidates=40, ids=None) == []
+    assert search.asked == ["rotate key?", "rotate key?"]
