@@ -33,8 +33,14 @@ from domain.ingestion.ports import Embedder
 NAME = "extractive"
 _BLOCK = re.compile(r"\n\s*\n")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*•+]|\d{1,3}[.)])\s+")
-# Closing quotes/brackets may follow the stop; an opening one may precede the next capital.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'\u201d\u2019)\]]*\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9])")
+# Up to two closing quotes/brackets may follow the stop, and stay with their sentence
+# (only the space is cut: quotes are verbatim); an opening one may precede the next
+# capital.
+_CLOSE = "[\"'\u201d\u2019)\\]]"
+_SENTENCE_END = re.compile(
+    rf"(?:(?<=[.!?])|(?<=[.!?]{_CLOSE})|(?<=[.!?]{_CLOSE}{_CLOSE}))"
+    r"\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9])"
+)
 _ABBREVIATION = re.compile(
     r"(?:^|\s)(?:Dr|Mr|Mrs|Ms|Prof|St|Sr|Jr|vs|etc|Fig|No|Inc|Ltd|e\.g|i\.e|[A-Z])\.$"
 )
@@ -89,8 +95,13 @@ def split_sentences(text: str) -> list[str]:
         is_list = any(_LIST_ITEM.match(line) for line in lines)
         paragraphs = lines if is_list else [" ".join(lines)]
         for paragraph in paragraphs:
+            start = len(units)  # an abbreviation never joins the previous paragraph
             for piece in _SENTENCE_END.split(" ".join(paragraph.split())):
-                if units and _ABBREVIATION.search(units[-1]) and not _LIST_ITEM.match(piece):
+                if (
+                    len(units) > start
+                    and _ABBREVIATION.search(units[-1])
+                    and not _LIST_ITEM.match(piece)
+                ):
                     units[-1] = f"{units[-1]} {piece}"  # "Dr. Vance" is one sentence
                 else:
                     units.append(piece)

@@ -112,6 +112,31 @@ def test_sentences_split_at_stops_and_keep_list_items_apart() -> None:
     ]
 
 
+def test_sentences_keep_their_closing_quotes_and_brackets() -> None:
+    # Quoted verbatim: what closes a sentence stays with it.
+    text = (
+        'The policy says: "Rotate the signing key every day." Operators restart it. '
+        "(See the runbook.) He wrote 'done.') Then it ended."
+    )
+    assert split_sentences(text) == [
+        'The policy says: "Rotate the signing key every day."',
+        "Operators restart it.",
+        "(See the runbook.)",
+        "He wrote 'done.')",
+        "Then it ended.",
+    ]
+    assert "".join(split_sentences(text)).replace(" ", "") == text.replace(" ", "")
+
+
+def test_an_abbreviation_ends_no_more_than_its_own_paragraph() -> None:
+    text = "Made by Acme Inc.\n\nThe warranty lasts two years. Dr. Vance agrees."
+    assert split_sentences(text) == [
+        "Made by Acme Inc.",
+        "The warranty lasts two years.",
+        "Dr. Vance agrees.",
+    ]
+
+
 def test_stemming_matches_simple_plurals() -> None:
     assert stem("indexes") == stem("index") == "index"
     assert stem("policies") == "policy"
