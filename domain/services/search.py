@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
-from domain.entities import Principal
+from domain.entities import DocumentStatus, Principal
 from domain.errors import EmbeddingUnavailable, QuestionTooLong, TransientFailure, ValidationFailed
 from domain.ingestion.ports import Embedder
 from domain.ports import UnitOfWorkFactory
@@ -111,11 +111,14 @@ class SearchService:
             mark = self._lap("fulltext", mark, len(text))
             fused = reciprocal_rank_fusion(vector, text, limit)
             mark = self._lap("fusion", mark, len(fused))
+            # Each statement reads the latest commits: a document deleted or sent back to
+            # processing since its chunks were found is left out with them.
             documents = {
                 document.id: document
                 for document in await reader.documents.get_many(
                     list({item.match.document_id for item in fused})
                 )
+                if document.status is DocumentStatus.READY
             }
         hits = [
             SearchHit(

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import cast
 
+import pytest
+
+from domain.entities import Document, DocumentStatus, Principal, Role
+from domain.ingestion.ports import Embedder
+from domain.ports import UnitOfWorkFactory
 from domain.retrieval.entities import ChunkMatch
 from domain.retrieval.fulltext import MAX_TERMS, all_words
 from domain.retrieval.fusion import RRF_K, reciprocal_rank_fusion
-from domain.services.search import SearchService
+from domain.services.search import SearchOptions, SearchService
+
+NOW = datetime(2026, 12, 7, tzinfo=UTC)
 
 
 def match(name: str, similarity: float = 0.5) -> ChunkMatch:
@@ -123,3 +132,70 @@ async def test_full_text_asks_for_every_word_once_and_nothing_for_no_words() -> 
     assert await SearchService._matching(search, "?!", [], candidates=40, ids=None) == []
     assert await SearchService._matching(search, "-rotate", [], candidates=40, ids=None) == []
     assert search.asked == ["rotate key?", "rotate key?"]
+
+
+class _Reader:
+    """A tenant reader whose chunks were found while their document was READY, and whose
+    document reads back as ``status`` (changed between the statements)."""
+
+    def __init__(self, found: ChunkMatch, status: DocumentStatus) -> None:
+        self.search = RecordingSearch({"rotate": [found]})
+        self.documents = self
+        self._document = Document(
+            found.document_id,
+            uuid.uuid4(),
+            None,
+            "a.txt",
+            "text/plain",
+            1,
+            "0" * 64,
+            "k",
+            status,
+            None,
+            None,
+            1,
+            1,
+            NOW,
+            NOW,
+            NOW,
+        )
+
+    async def get_many(self, ids: Sequence[uuid.UUID]) -> list[Document]:
+        return [self._document] if self._document.id in ids else []
+
+    async def __aenter__(self) -> _Reader:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        return None
+
+
+class _Readers:
+    def __init__(self, reader: _Reader) -> None:
+        self._reader = reader
+
+    def reader(self, principal: Principal) -> _Reader:
+        return self._reader
+
+
+class _Stages:
+    def stage(self, name: str, seconds: float, hits: int) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("status", "kept"),
+    [(DocumentStatus.READY, 1), (DocumentStatus.DELETED, 0), (DocumentStatus.PENDING, 0)],
+)
+async def test_hits_of_a_document_no_longer_ready_are_left_out(
+    status: DocumentStatus, kept: int
+) -> None:
+    service = SearchService(
+        uow_factory=cast(UnitOfWorkFactory, _Readers(_Reader(match("rotate"), status))),
+        embedder=cast(Embedder, None),
+        observer=_Stages(),
+        options=SearchOptions(),
+    )
+    principal = Principal(uuid.uuid4(), uuid.uuid4(), Role.VIEWER, uuid.uuid4())
+    retrieval = await service.retrieve(principal, "rotate", 5, embedding=[1.0])
+    assert len(retrieval.hits) == kept
