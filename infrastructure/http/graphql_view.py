@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 
 import strawberry
-from cross_web import FormData, HTTPException, StarletteRequestAdapter
+from cross_web import AsyncHTTPRequestAdapter, FormData, HTTPException, StarletteRequestAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -64,7 +65,8 @@ def limited_form_adapter(max_files: int) -> type[StarletteRequestAdapter]:
             except StarletteHTTPException as error:
                 if str(error.detail).startswith(STARLETTE_TOO_MANY_FILES):
                     raise HTTPException(400, f"{TOO_MANY_FILES_REASON}{max_files}") from error
-                raise
+                # Too many fields, no boundary, a part over its size: answered with a code.
+                raise HTTPException(error.status_code, str(error.detail)) from error
             return FormData(files=form, form=form)
 
     return LimitedFormAdapter
@@ -158,42 +160,49 @@ class FoundryGraphQL(GraphQL[Context, None]):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        request = Request(scope=scope, receive=receive)
         try:
-            response = await self.run(Request(scope=scope, receive=receive))
+            response = await self.run(request)
         except HTTPException as error:
             response = http_error(error)
+        finally:
+            # The form's spooled files (uploads, up to the request limit) are closed now,
+            # not when a refused upload's error, caught in a cycle, is collected.
+            await request.close()
         await response(scope, receive, send)
+
+    def parse_json(self, data: str | bytes) -> object:
+        parsed = super().parse_json(data)
+        if not isinstance(parsed, dict | list):  # strawberry would call .get on it (500)
+            raise HTTPException(400, "The request body must be a JSON object.")
+        return parsed
+
+    async def parse_multipart(self, request: AsyncHTTPRequestAdapter) -> dict[str, str]:
+        try:
+            return await super().parse_multipart(request)
+        except (AttributeError, TypeError, ValueError, IndexError) as error:
+            # A map that is no object of paths into the operations (a list, a path into
+            # nothing): strawberry's placeholder replacement fails on it (500).
+            raise HTTPException(400, "The multipart map does not match the operations.") from error
 
 
 def http_error(error: HTTPException) -> Response:
-    """strawberry answers a JSON array body (a batch) in plain text; give it a code."""
+    """strawberry refuses a request that is no GraphQL request (a batch, a body that is
+    no object, an unknown operationName, ...) in plain text; answer as GraphQL errors
+    with a code instead."""
     if error.status_code == 400 and error.reason == BATCHING_DISABLED_REASON:
-        return JSONResponse(
-            {
-                "errors": [
-                    {
-                        "message": "Batched operations are not supported; "
-                        "send one operation per request.",
-                        "extensions": {"code": ErrorCode.BATCHING_NOT_SUPPORTED.value},
-                    }
-                ]
-            },
-            status_code=400,
-        )
+        message = "Batched operations are not supported; send one operation per request."
+        return _errors(400, message, code=ErrorCode.BATCHING_NOT_SUPPORTED.value)
     if error.status_code == 400 and error.reason.startswith(TOO_MANY_FILES_REASON):
         limit = int(error.reason.removeprefix(TOO_MANY_FILES_REASON))
-        return JSONResponse(
-            {
-                "errors": [
-                    {
-                        "message": f"Send at most {limit} files per request.",
-                        "extensions": {"code": ErrorCode.TOO_MANY_FILES.value, "maxFiles": limit},
-                    }
-                ]
-            },
-            status_code=400,
-        )
-    # The reason can quote the client (an unknown operationName), which JSON lets hold a
-    # lone surrogate that UTF-8 cannot encode: escape what cannot be sent.
-    reason = error.reason.encode("utf-8", "backslashreplace")
-    return PlainTextResponse(reason, status_code=error.status_code)
+        message = f"Send at most {limit} files per request."
+        return _errors(400, message, code=ErrorCode.TOO_MANY_FILES.value, maxFiles=limit)
+    code = ErrorCode.REQUEST_TOO_LARGE if error.status_code == 413 else ErrorCode.BAD_REQUEST
+    return _errors(error.status_code, error.reason, code=code.value)
+
+
+def _errors(status: int, message: str, **extensions: object) -> Response:
+    # ASCII JSON: the message can quote the client (an unknown operationName), and JSON
+    # lets that hold a lone surrogate, which UTF-8 (JSONResponse's encoding) cannot.
+    body = json.dumps({"errors": [{"message": message, "extensions": extensions}]})
+    return Response(body, status_code=status, media_type="application/json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from pathlib import Path
 from typing import cast
@@ -278,3 +279,34 @@ async def test_a_storage_failure_is_a_per_file_error_and_leaves_nothing(
         blocker.unlink()
     again = await upload_outcomes(http, account.access_token, files)
     assert [_error(o) for o in again] == [None, None]
+
+
+def _spooled_files() -> set[str]:
+    """This process's open files that were deleted on creation, as spooled uploads are
+    (the test server runs in this process)."""
+    held = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if target.endswith("(deleted)"):
+            held.add(target)
+    return held
+
+
+async def test_a_refused_upload_leaves_no_spooled_file_open(
+    http: httpx.AsyncClient, api: GraphQLClient
+) -> None:
+    account = await api.sign_up()
+    before = _spooled_files()
+    # Over Starlette's 1 MB in memory, so spooled to disk; refused by type, then by size.
+    for name, size in (("tool.exe", 1_500_000), ("big.txt", 2_500_000)):
+        body = b"MZ" + b"\0" * size if name.endswith(".exe") else b"word " * (size // 5)
+        response = await upload(
+            http, account.access_token, [(name, body, "application/octet-stream")]
+        )
+        assert response.status_code == 200
+        [outcome] = response.json()["data"]["uploadDocuments"]
+        assert outcome["error"]["code"] in ("UNSUPPORTED_FILE_TYPE", "FILE_TOO_LARGE"), outcome
+    assert _spooled_files() - before == set()

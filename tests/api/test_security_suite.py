@@ -162,8 +162,45 @@ async def test_an_unknown_operation_name_is_refused_whatever_it_holds(
             "/graphql", content=body, headers={"content-type": "application/json"}
         )
         assert response.status_code == 400, (repr(name), response.text)
-        assert response.text.startswith("Unknown operation named"), response.text
+        [error] = response.json()["errors"]
+        assert error["message"].startswith("Unknown operation named"), error
+        assert error["extensions"] == {"code": "BAD_REQUEST"}
     assert "lone\\ud800surrogate" in response.text  # escaped, as it cannot be encoded
+
+
+async def test_requests_that_are_no_graphql_request_get_a_code_not_a_500(
+    http: httpx.AsyncClient, api: GraphQLClient
+) -> None:
+    account = await api.sign_up()
+    auth = {"authorization": f"Bearer {account.access_token}"}
+    json_type = {"content-type": "application/json"}
+    operations = json.dumps(
+        {
+            "query": "mutation($f: [Upload!]!) { uploadDocuments(files: $f) { filename } }",
+            "variables": {"f": [None]},
+        }
+    )
+    attempts: list[dict[str, object]] = [
+        {"content": body, "headers": json_type} for body in ("5", '"x"', "null", "{")
+    ]
+    attempts += [  # multipart maps that do not fit their operations
+        {
+            "files": {"operations": (None, operations), "map": (None, map_), "0": ("a.txt", b"a")},
+            "headers": {**auth, "x-requested-with": "foundry"},
+        }
+        for map_ in ('[["0"]]', '{"0": ["variables.f.x"]}')
+    ]
+    attempts.append(  # more form fields than a GraphQL upload has
+        {
+            "files": {f"field{i}": (None, "x") for i in range(40)},
+            "headers": {**auth, "x-requested-with": "foundry"},
+        }
+    )
+    for attempt in attempts:
+        response = await http.post("/graphql", **attempt)  # type: ignore[arg-type]
+        assert response.status_code == 400, (attempt, response.text)
+        [error] = response.json()["errors"]
+        assert error["extensions"] == {"code": "BAD_REQUEST"}, (attempt, error)
 
 
 async def test_log_in_inputs_are_validated_not_crashed_on(api: GraphQLClient) -> None:
