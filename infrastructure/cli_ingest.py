@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import TextIO
 
 from domain.entities import Document, DocumentStatus, Principal
-from domain.errors import DomainError, NotFound
+from domain.errors import DomainError, ErrorCode, NotFound
 from domain.ingestion.filetypes import SUPPORTED_SUFFIXES
 from domain.ingestion.ports import IncomingFile
 from infrastructure.container import BackendUrls, Container
 from infrastructure.settings import Settings
 
 READ_SIZE = 1024 * 1024
+NO_WORKER_HINT_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,15 +32,35 @@ class IngestRequest:
     timeout_seconds: float
 
 
-def collect_files(paths: list[Path]) -> list[Path]:
-    """Supported files under the given paths (folders recursively), in a stable order."""
-    found: list[Path] = []
+@dataclass(frozen=True, slots=True)
+class Collected:
+    files: list[Path]
+    # Paths named on the command line that cannot be ingested, with why: a typo must not
+    # pass for success.
+    skipped: list[tuple[str, str, str]]
+
+
+def collect_files(paths: list[Path]) -> Collected:
+    """Supported files under the given paths (folders recursively), in a stable order,
+    each once however often it was named."""
+    found: dict[Path, Path] = {}
+    skipped: list[tuple[str, str, str]] = []
     for path in paths:
-        candidates: Iterator[Path] = path.rglob("*") if path.is_dir() else iter([path])
-        found += sorted(
+        if path.is_dir():
+            candidates: Iterator[Path] = path.rglob("*")
+        elif not path.exists():
+            skipped.append((str(path), "NOT_FOUND", "no such file or folder"))
+            continue
+        elif path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            skipped.append((str(path), "UNSUPPORTED_FILE_TYPE", "not PDF, DOCX, MD, HTML or TXT"))
+            continue
+        else:
+            candidates = iter([path])
+        for file in sorted(
             p for p in candidates if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
-        )
-    return found
+        ):
+            found.setdefault(file.resolve(), file)
+    return Collected(list(found.values()), skipped)
 
 
 def reader(path: Path) -> Callable[[int], Awaitable[bytes]]:
@@ -97,14 +118,18 @@ async def _principal(
 
 
 async def run_ingest(settings: Settings, urls: BackendUrls, request: IngestRequest) -> int:
-    files = collect_files(request.paths)
+    collected = collect_files(request.paths)
+    files, failures = collected.files, list(collected.skipped)
     if not files:
+        for name, code, message in failures:
+            print(f"  {name}: {code} — {message}", file=sys.stderr)
         print("No PDF, DOCX, Markdown, HTML or text files found.", file=sys.stderr)
         return 1
     container = Container(settings, urls)
     try:
         principal = await _principal(container, request.email, request.organization_id)
-        documents, failures = await _upload(container, principal, files)
+        documents, refused = await _upload(container, principal, files)
+        failures += refused
         if request.wait and documents:
             failures += await _follow(container, principal, documents, request.timeout_seconds)
     except DomainError as error:
@@ -123,15 +148,25 @@ async def _upload(
     bar = ProgressBar("upload ", len(files))
     documents: list[Document] = []
     failures: list[tuple[str, str, str]] = []
+    already = 0
     for index, path in enumerate(files, start=1):
-        incoming = IncomingFile(filename=path.name, content_type=None, read=reader(path))
-        [result] = await container.services.documents.upload(principal, [incoming], ip="cli")
-        if result.document is not None:
-            documents.append(result.document)
-        elif result.error is not None:
-            failures.append((str(path), result.error.code.value, result.error.message))
+        try:
+            read = reader(path)
+        except OSError as error:  # unreadable, or gone since it was listed: the rest go on
+            failures.append((str(path), "UNREADABLE", error.strerror or type(error).__name__))
+        else:
+            incoming = IncomingFile(filename=path.name, content_type=None, read=read)
+            [result] = await container.services.documents.upload(principal, [incoming], ip="cli")
+            if result.document is not None:
+                documents.append(result.document)
+            elif result.error is not None and result.error.code is ErrorCode.DUPLICATE_DOCUMENT:
+                already += 1  # ingested before (a run run again): not a failure
+            elif result.error is not None:
+                failures.append((str(path), result.error.code.value, result.error.message))
         bar.show(index, f"({len(failures)} refused)" if failures else "")
     bar.finish()
+    if already:
+        print(f"{already} file(s) already in the organisation, left as they are.", file=sys.stderr)
     return documents, failures
 
 
@@ -141,11 +176,15 @@ async def _follow(
     bar = ProgressBar("ingest ", len(documents))
     pending = {document.id: document for document in documents}
     failures: list[tuple[str, str, str]] = []
-    deadline = time.monotonic() + timeout_seconds
+    started = time.monotonic()
+    deadline = started + timeout_seconds
     done = 0
+    hinted = False
     while pending and time.monotonic() < deadline:
         for document_id in list(pending):
             current = await container.services.documents.get(principal, document_id)
+            if current is not None and current.status is not DocumentStatus.PENDING:
+                hinted = True  # a worker has it: no hint needed
             if current is None or current.status in (DocumentStatus.READY, DocumentStatus.FAILED):
                 pending.pop(document_id)
                 done += 1
@@ -154,6 +193,13 @@ async def _follow(
                         (current.filename, current.error_code or "FAILED", "ingestion failed")
                     )
         bar.show(done, f"({len(failures)} failed)" if failures else "")
+        if not hinted and time.monotonic() - started > NO_WORKER_HINT_SECONDS:
+            hinted = True
+            print(
+                f"\nNo document has started after {NO_WORKER_HINT_SECONDS:.0f} s: is a worker "
+                "running (`foundry up` or `foundry worker`)? Waiting on (--timeout).",
+                file=sys.stderr,
+            )
         if pending:
             await asyncio.sleep(0.5)
     bar.finish()
