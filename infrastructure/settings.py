@@ -92,7 +92,8 @@ class Settings(BaseSettings):
 
     # Ingestion.
     embedder: Literal["local", "gemini"] = "local"
-    embedding_dimensions: int = Field(default=384, ge=8, le=4_096)
+    # At most 2,000: pgvector's HNSW index (migration 0001) takes no larger vector.
+    embedding_dimensions: int = Field(default=384, ge=8, le=2_000)
     # The local embedder's runtime: ONNX Runtime on a one-time export of the bundled
     # weights (cached in model_cache_dir, default ~/.cache/knowledge-foundry/models), or
     # torch through sentence-transformers. Both give the same vectors.
@@ -249,6 +250,19 @@ class Settings(BaseSettings):
             raise ValueError(
                 "ingest_heartbeat_timeout_seconds must be at least three heartbeat "
                 "intervals (ingest_heartbeat_seconds), or a busy worker loses its documents"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _chunks_fit_the_local_model(self) -> Self:
+        from infrastructure.embeddings.onnx_export import MAX_TOKENS
+
+        # The local model reads at most MAX_TOKENS, its [CLS] and [SEP] included: the end
+        # of a longer chunk would be searched by full text but never embedded.
+        if self.embedder == "local" and self.chunk_size_tokens > MAX_TOKENS - 2:
+            raise ValueError(
+                f"chunk_size_tokens must be at most {MAX_TOKENS - 2} with the local "
+                f"embedder (its model reads {MAX_TOKENS} tokens)"
             )
         return self
 
