@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from infrastructure import security_gate
-from infrastructure.container import BackendUrls
+from infrastructure.container import BackendUrls, Container
 from infrastructure.http.app import create_app
 from infrastructure.http.draining import DrainingServer, answer_drain_of
 from infrastructure.http.server_config import uvicorn_config
@@ -200,27 +200,34 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         backends.stop()
 
 
-def cmd_reembed(args: argparse.Namespace) -> int:
-    """After changing the embedder: resize the vector column if needed, re-ingest everything."""
-    import asyncio
-
-    from infrastructure.container import Container
+async def reembed(container: Container, target: int) -> int:
+    """Documents back to PENDING first, then the column resized, then the jobs queued: a
+    run cut short leaves documents pending (run it again; the watchdog queues them), never
+    READY with their vectors dropped, which nothing would find or report."""
     from infrastructure.database.embedding_column import (
         column_dimensions,
         resize_embedding_column,
     )
+
+    ingestion = container.build_ingestion()
+    document_ids = await ingestion.reset_all()
+    current = await column_dimensions(container.engine)
+    if current != target:
+        print(f"Resizing chunks.embedding: vector({current}) -> vector({target})")
+        await resize_embedding_column(container.engine, target)
+    return await ingestion.enqueue(document_ids)
+
+
+def cmd_reembed(args: argparse.Namespace) -> int:
+    """After changing the embedder: resize the vector column if needed, re-ingest everything."""
+    import asyncio
 
     settings = _settings(args)
 
     async def run(urls: BackendUrls) -> int:
         container = Container(settings, urls)
         try:
-            current = await column_dimensions(container.engine)
-            target = settings.embedding_dimensions
-            if current != target:
-                print(f"Resizing chunks.embedding: vector({current}) -> vector({target})")
-                await resize_embedding_column(container.engine, target)
-            queued = await container.build_ingestion().requeue_all()
+            queued = await reembed(container, settings.embedding_dimensions)
         finally:
             await container.aclose()
         print(f"Re-queued {queued} documents for {settings.embedder}; workers re-ingest them.")

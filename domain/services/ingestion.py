@@ -272,9 +272,17 @@ class IngestionService:
 
     async def requeue_all(self) -> int:
         """Ingest every document again (after the embedder changed); returns how many."""
+        return await self.enqueue(await self.reset_all())
+
+    async def reset_all(self) -> list[UUID]:
+        """Every live document back to PENDING, out of search until it is ingested again;
+        their ids, for :meth:`enqueue` (the watchdog queues any left unqueued)."""
         async with self._uow_factory.system() as uow:
             document_ids = await uow.maintenance.reset_all_to_pending(self._clock.now())
             await uow.commit()
+        return document_ids
+
+    async def enqueue(self, document_ids: Sequence[UUID]) -> int:
         for document_id in document_ids:
             await self._queue.enqueue_ingest(document_id)
         return len(document_ids)

@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select, text, update
 
+from infrastructure.cli import reembed
 from infrastructure.container import BackendUrls, Container
+from infrastructure.database import embedding_column
 from infrastructure.database.embedding_column import column_dimensions, resize_embedding_column
 from infrastructure.database.models import DocumentRow
 from infrastructure.embedded import EmbeddedPostgres
@@ -68,4 +70,35 @@ async def test_requeue_all_puts_every_live_document_back_in_the_queue(
     async with own_database.session_factory() as db:
         statuses = dict((await db.execute(select(DocumentRow.id, DocumentRow.status))).all())
     assert statuses == {ids[0]: "pending", ids[1]: "pending", ids[2]: "deleted"}
+    assert await own_database.queue_depth() == before + 2
+
+
+async def test_a_reembed_cut_short_leaves_documents_pending_not_ready_without_vectors(
+    own_database: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    principal = await _editor(own_database)
+    results = await own_database.services.documents.upload(
+        principal,
+        [_incoming(f"{n}.txt", f"{n} {uuid.uuid4()}".encode()) for n in ("a", "b")],
+        ip=None,
+    )
+    ids = [r.document.id for r in results if r.document]
+    async with own_database.session_factory() as db:
+        await db.execute(update(DocumentRow).where(DocumentRow.id.in_(ids)).values(status="ready"))
+        await db.commit()
+    before = await own_database.queue_depth()
+
+    async def cut_short(engine: object, dimensions: int) -> None:
+        raise KeyboardInterrupt  # Ctrl-C while the column is resized
+
+    monkeypatch.setattr(embedding_column, "resize_embedding_column", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        await reembed(own_database, 768)
+    async with own_database.session_factory() as db:
+        statuses = set(await db.scalars(select(DocumentRow.status).where(DocumentRow.id.in_(ids))))
+    assert statuses == {"pending"}  # out of search, and the watchdog queues them
+
+    monkeypatch.undo()
+    assert await reembed(own_database, 768) == 2  # run again: done
+    assert await column_dimensions(own_database.engine) == 768
     assert await own_database.queue_depth() == before + 2
