@@ -16,6 +16,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from domain.errors import ServiceUnavailable, TransientFailure
 from domain.ingestion.chunking import Tokenizer
 from domain.ingestion.ports import Embedder
 
@@ -76,6 +77,11 @@ class _Coalescer:
             except asyncio.CancelledError:
                 _fail(live, RuntimeError("the embedding batcher was stopped"))
                 raise
+            except (TransientFailure, ServiceUnavailable) as exc:
+                # The provider is down, after its own retries: no request's text is to
+                # blame, and trying each alone would queue the others behind one full
+                # retry cycle per request.
+                _fail(live, exc)
             except Exception as exc:
                 if len(live) == 1:
                     _fail(live, exc)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from domain.errors import TransientFailure
 from infrastructure.embeddings.batching import BatchingEmbedder
 from tests.unit.test_chunking import WordTokenizer
 
@@ -94,6 +95,26 @@ class PickyEmbedder(RecordingEmbedder):
         if "bad" in texts:
             raise ValueError("rejected")
         return [[float(len(text))] for text in texts]
+
+
+async def test_a_provider_that_is_down_fails_a_batch_once_not_once_per_request() -> None:
+    class DownEmbedder(RecordingEmbedder):
+        async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+            self.calls.append(len(texts))
+            await asyncio.sleep(0.01)
+            raise TransientFailure("Gemini is down, after its retries")
+
+    inner = DownEmbedder()
+    batcher = BatchingEmbedder(inner)
+    first = asyncio.create_task(batcher.embed_documents(["busy"]))
+    await asyncio.sleep(0)  # the others wait while the first call runs
+    outcomes = await asyncio.gather(
+        *(batcher.embed_documents([f"q{i}"]) for i in range(4)), return_exceptions=True
+    )
+    assert all(isinstance(outcome, TransientFailure) for outcome in outcomes)
+    with pytest.raises(TransientFailure):
+        await first
+    assert inner.calls == [1, 4]  # one call for the four, none for each alone
 
 
 async def test_one_bad_request_does_not_fail_the_others_in_its_batch() -> None:
