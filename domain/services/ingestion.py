@@ -270,10 +270,6 @@ class IngestionService:
         if reset is not None:
             await self._events.publish(DocumentEvent(reset, 0.0))
 
-    async def requeue_all(self) -> int:
-        """Ingest every document again (after the embedder changed); returns how many."""
-        return await self.enqueue(await self.reset_all())
-
     async def reset_all(self) -> list[UUID]:
         """Every live document back to PENDING, out of search until it is ingested again;
         their ids, for :meth:`enqueue` (the watchdog queues any left unqueued)."""

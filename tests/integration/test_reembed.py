@@ -42,7 +42,7 @@ async def test_resize_changes_the_column_and_keeps_the_index(own_database: Conta
         await resize_embedding_column(own_database.engine, 0)
 
 
-async def test_requeue_all_puts_every_live_document_back_in_the_queue(
+async def test_reset_all_and_enqueue_put_every_live_document_back_in_the_queue(
     own_database: Container,
 ) -> None:
     principal = await _editor(own_database)
@@ -65,7 +65,8 @@ async def test_requeue_all_puts_every_live_document_back_in_the_queue(
         await db.commit()
     before = await own_database.queue_depth()
 
-    assert await own_database.build_ingestion().requeue_all() == 2
+    ingestion = own_database.build_ingestion()
+    assert await ingestion.enqueue(await ingestion.reset_all()) == 2
 
     async with own_database.session_factory() as db:
         statuses = dict((await db.execute(select(DocumentRow.id, DocumentRow.status))).all())
