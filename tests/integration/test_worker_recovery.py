@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
@@ -237,21 +237,8 @@ async def test_a_worker_stopped_mid_document_hands_it_back(
     """SIGTERM (a deploy) with a document still running after the grace period: it goes
     back to pending at once, not left PROCESSING for the 40-minute timeout; the next
     worker finishes it."""
-    env = worker_env(
-        isolated.settings, FOUNDRY_WORKER_THREADS="1", FOUNDRY_SHUTDOWN_GRACE_SECONDS="0"
-    )
-    first = WorkerProcess(env, tmp_path / "first.log")
-    first.wait_started()
-    document_id = await _long_document_processing(
-        isolated, "Paragraph {i}: the lighthouse keeper logs ship {i} passing the reef at dawn."
-    )
-    first.stop()  # SIGTERM, no grace
-    assert first.process.returncode == 0
-    assert await _status(isolated, document_id) == ("pending", 1)
-    assert b"worker.released_abandoned" in (tmp_path / "first.log").read_bytes()
-
-    second = WorkerProcess(env, tmp_path / "second.log")
-    assert await _finished_by(second, isolated, document_id) == ("ready", 2)
+    line = "Paragraph {i}: the lighthouse keeper logs ship {i} passing the reef at dawn."
+    await _stopped_and_resumed(isolated, tmp_path, _long_document_processing(isolated, line))
 
 
 async def test_a_worker_stopped_while_embedding_hands_the_document_back(
@@ -259,14 +246,23 @@ async def test_a_worker_stopped_while_embedding_hands_the_document_back(
 ) -> None:
     """The same, with the grace period over while the chunks are being embedded: closing
     the worker's pools ends that run, which must not hide it from the hand-back."""
+    line = "Paragraph {i}: the keeper's log counts ship {i} and the tide at dusk."
+    reached = _long_document_embedding(isolated, line, 3_000)
+    await _stopped_and_resumed(isolated, tmp_path, reached)
+
+
+async def _stopped_and_resumed(
+    isolated: Container, tmp_path: Path, reached: Coroutine[None, None, uuid.UUID]
+) -> None:
+    """Starts a worker, awaits ``reached`` (a document at the point to stop at), stops the
+    worker with no grace: the document must be pending again, and a second worker
+    finishes it."""
     env = worker_env(
         isolated.settings, FOUNDRY_WORKER_THREADS="1", FOUNDRY_SHUTDOWN_GRACE_SECONDS="0"
     )
     first = WorkerProcess(env, tmp_path / "first.log")
     first.wait_started()
-    document_id = await _long_document_embedding(
-        isolated, "Paragraph {i}: the keeper's log counts ship {i} and the tide at dusk.", 3_000
-    )
+    document_id = await reached
     first.stop()  # SIGTERM, no grace
     assert first.process.returncode == 0
     assert await _status(isolated, document_id) == ("pending", 1)
