@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from datetime import timedelta
@@ -23,6 +22,7 @@ from domain.errors import ErrorCode, RateLimited, Unauthenticated
 from domain.ports import Budget
 from infrastructure.container import Container
 from infrastructure.http.graphiql import GraphiQLPage
+from infrastructure.http.middleware import error_body
 from infrastructure.http.socket_refusals import (
     LegacyWsHandler,
     SocketRateLimited,
@@ -192,17 +192,12 @@ def http_error(error: HTTPException) -> Response:
     with a code instead."""
     if error.status_code == 400 and error.reason == BATCHING_DISABLED_REASON:
         message = "Batched operations are not supported; send one operation per request."
-        return _errors(400, message, code=ErrorCode.BATCHING_NOT_SUPPORTED.value)
-    if error.status_code == 400 and error.reason.startswith(TOO_MANY_FILES_REASON):
+        body = error_body(message, ErrorCode.BATCHING_NOT_SUPPORTED)
+    elif error.status_code == 400 and error.reason.startswith(TOO_MANY_FILES_REASON):
         limit = int(error.reason.removeprefix(TOO_MANY_FILES_REASON))
         message = f"Send at most {limit} files per request."
-        return _errors(400, message, code=ErrorCode.TOO_MANY_FILES.value, maxFiles=limit)
-    code = ErrorCode.REQUEST_TOO_LARGE if error.status_code == 413 else ErrorCode.BAD_REQUEST
-    return _errors(error.status_code, error.reason, code=code.value)
-
-
-def _errors(status: int, message: str, **extensions: object) -> Response:
-    # ASCII JSON: the message can quote the client (an unknown operationName), and JSON
-    # lets that hold a lone surrogate, which UTF-8 (JSONResponse's encoding) cannot.
-    body = json.dumps({"errors": [{"message": message, "extensions": extensions}]})
-    return Response(body, status_code=status, media_type="application/json")
+        body = error_body(message, ErrorCode.TOO_MANY_FILES, maxFiles=limit)
+    else:
+        code = ErrorCode.REQUEST_TOO_LARGE if error.status_code == 413 else ErrorCode.BAD_REQUEST
+        body = error_body(error.reason, code)
+    return Response(body, status_code=error.status_code, media_type="application/json")

@@ -33,10 +33,15 @@ def route_label(path: str) -> str:
     return path if path in KNOWN_ROUTES else "other"
 
 
+def error_body(message: str, code: ErrorCode, **extensions: object) -> bytes:
+    """A GraphQL error response's body, ASCII JSON: a message can quote the client (an
+    unknown operationName), and JSON lets that hold a lone surrogate UTF-8 cannot."""
+    error = {"message": message, "extensions": {"code": code.value, **extensions}}
+    return json.dumps({"errors": [error]}).encode()
+
+
 async def send_error(send: Send, status: int, code: ErrorCode, message: str) -> None:
-    body = json.dumps(
-        {"errors": [{"message": message, "extensions": {"code": code.value}}]}
-    ).encode()
+    body = error_body(message, code)
     await send(
         {
             "type": "http.response.start",
