@@ -1,6 +1,8 @@
-"""Sign-up, log-in, refresh, log-out and the caller's own user."""
+"""Sign-up, log-in, refresh, organisation switch, log-out and the caller's own user."""
 
 from __future__ import annotations
+
+import strawberry
 
 from domain.errors import NotFound, ValidationFailed
 from domain.ports import Budget
@@ -48,6 +50,16 @@ def normalized_email(email: str) -> str:
 async def refresh_session(info: Info, refresh_token: str) -> AuthPayload:
     ctx = info.context
     return AuthPayload.from_domain(await ctx.services.accounts.refresh(refresh_token, ctx.origin))
+
+
+async def switch_organization(
+    info: Info, refresh_token: str, organization_id: strawberry.ID
+) -> AuthPayload:
+    ctx = info.context
+    session = await ctx.services.accounts.switch_organization(
+        refresh_token, parse_id(organization_id, "organization"), ctx.origin
+    )
+    return AuthPayload.from_domain(session)
 
 
 async def log_out(info: Info, refresh_token: str) -> bool:

@@ -176,28 +176,7 @@ class AccountService:
             raise InvalidRefreshToken()
         now = self._clock.now()
         async with self._uow_factory.system() as uow:
-            record = await uow.refresh_tokens.find_for_update(hash_refresh_token(refresh_token))
-            if record is None or record.revoked_at is not None:
-                raise InvalidRefreshToken()
-            if record.used_at is not None:
-                await uow.refresh_tokens.revoke_family(record.family_id, now)
-                await uow.audit.record(
-                    AuditEntry(
-                        "auth.refresh_token_reused",
-                        record.organization_id,
-                        record.user_id,
-                        target=f"session:{record.family_id}",
-                        ip=origin.ip,
-                    ),
-                    now,
-                )
-                # Redis first: if it cannot be told, nothing is committed and the next
-                # attempt detects the reuse again (see remove_member).
-                await self._revocations.revoke([record.family_id])
-                await uow.commit()
-                raise RefreshTokenReused()
-            if record.expires_at <= now or record.session_started_at + self._session_max_age <= now:
-                raise InvalidRefreshToken()
+            record = await self._redeemable(uow, refresh_token, now, origin)
             # As in log_in: a removal or role change either shows here or waits for this
             # session, then revokes or refreshes it.
             await uow.organizations.hold(record.organization_id)
@@ -219,6 +198,78 @@ class AccountService:
             )
             await uow.commit()
         return session
+
+    async def switch_organization(
+        self, refresh_token: str, organization_id: UUID, origin: RequestOrigin
+    ) -> AuthSession:
+        """Trade the session's refresh token for a session in another of the user's
+        organisations. The old session ends (its access tokens are revoked at once), and
+        the new one keeps its start, so switching never extends a session's maximum age.
+        An organisation the user is not in is NOT_FOUND and leaves the token unused."""
+        if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
+            raise InvalidRefreshToken()
+        now = self._clock.now()
+        async with self._uow_factory.system() as uow:
+            record = await self._redeemable(uow, refresh_token, now, origin)
+            user = await uow.users.get(record.user_id)
+            if user is None:
+                await uow.refresh_tokens.revoke_family(record.family_id, now)
+                await uow.commit()
+                raise InvalidRefreshToken()
+            # Under the target's hold, as in log_in.
+            await uow.organizations.hold(organization_id)
+            membership = await uow.memberships.get(record.user_id, organization_id)
+            organization = await uow.organizations.get(organization_id)
+            if membership is None or organization is None:
+                raise NotFound("No such organization.")
+            await uow.refresh_tokens.mark_used(record.id, now)
+            await uow.refresh_tokens.revoke_family(record.family_id, now)
+            session = await self._start_session(
+                uow, user, organization, membership.role, uuid4(), record.session_started_at
+            )
+            await uow.audit.record(
+                AuditEntry(
+                    "auth.organization_switched",
+                    organization.id,
+                    user.id,
+                    target=f"organization:{record.organization_id}",
+                    ip=origin.ip,
+                ),
+                now,
+            )
+            # Redis first, as in log_out: if it cannot be told, nothing is committed.
+            await self._revocations.revoke([record.family_id])
+            await uow.commit()
+        return session
+
+    async def _redeemable(
+        self, uow: UnitOfWork, refresh_token: str, now: datetime, origin: RequestOrigin
+    ) -> RefreshTokenRecord:
+        """The refresh token's record, locked, if it may be traded now. A token used
+        before is a stolen copy or a replay: its whole session is revoked."""
+        record = await uow.refresh_tokens.find_for_update(hash_refresh_token(refresh_token))
+        if record is None or record.revoked_at is not None:
+            raise InvalidRefreshToken()
+        if record.used_at is not None:
+            await uow.refresh_tokens.revoke_family(record.family_id, now)
+            await uow.audit.record(
+                AuditEntry(
+                    "auth.refresh_token_reused",
+                    record.organization_id,
+                    record.user_id,
+                    target=f"session:{record.family_id}",
+                    ip=origin.ip,
+                ),
+                now,
+            )
+            # Redis first: if it cannot be told, nothing is committed and the next
+            # attempt detects the reuse again (see remove_member).
+            await self._revocations.revoke([record.family_id])
+            await uow.commit()
+            raise RefreshTokenReused()
+        if record.expires_at <= now or record.session_started_at + self._session_max_age <= now:
+            raise InvalidRefreshToken()
+        return record
 
     async def log_out(self, refresh_token: str, origin: RequestOrigin) -> bool:
         """Revoke the whole session the refresh token belongs to."""

@@ -20,6 +20,13 @@ class AccountMutations:
         resolver=accounts.refresh_session,
         description="Trade a refresh token (single use) for new tokens.",
     )
+    switch_organization: AuthPayload = strawberry.mutation(
+        resolver=accounts.switch_organization,
+        description=(
+            "Trade the session's refresh token (single use) for a session in another of "
+            "your organisations; the old session ends."
+        ),
+    )
     log_out: bool = strawberry.mutation(
         resolver=accounts.log_out,
         description="End the session the refresh token belongs to; false if it was unknown.",

@@ -134,3 +134,24 @@ async def test_an_api_key_made_during_a_demotion_is_refused(
     await change.execute("COMMIT")
     with pytest.raises(Forbidden):
         await waiting
+
+
+async def test_a_switch_during_a_role_change_carries_the_new_role(
+    container: Container, organisation: Organisation, change: asyncpg.Connection
+) -> None:
+    # The member's own session, in their personal organisation, switches into the shared
+    # one while the admin lowers their role there.
+    accounts = container.services.accounts
+    member = organisation.member
+    await begin_change(change, organisation.id)
+    await change.execute(
+        "UPDATE memberships SET role = 'viewer' WHERE user_id = $1 AND organization_id = $2",
+        member.user.id,
+        organisation.id,
+    )
+    switch = accounts.switch_organization(member.refresh_token, organisation.id, ORIGIN)
+    waiting = await after_waiting(change, switch)
+    await change.execute("COMMIT")
+    switched = await waiting
+    assert switched.organization.id == organisation.id
+    assert (await accounts.authenticate(switched.access_token)).role is Role.VIEWER

@@ -1,0 +1,105 @@
+"""switchOrganization over real HTTP: a member moves between their organisations with
+the refresh token alone; the old session ends; nobody reaches an organisation they are
+not in."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import asyncpg
+
+from domain.services.accounts import hash_refresh_token
+from infrastructure.container import BackendUrls
+from tests.helpers import JSON, ME, REFRESH, Account, GraphQLClient
+
+SWITCH = """
+mutation($token: String!, $org: ID!) {
+  switchOrganization(refreshToken: $token, organizationId: $org) {
+    accessToken refreshToken organization { id name role }
+  }
+}
+"""
+
+
+async def team_with_editor(api: GraphQLClient) -> tuple[Account, Account]:
+    owner = await api.sign_up(organization_name="Team")
+    member = await api.sign_up()
+    await api.data(
+        "mutation($e: String!) { addMember(email: $e, role: EDITOR) { role } }",
+        {"e": member.email},
+        token=owner.access_token,
+    )
+    return owner, member
+
+
+async def started_at(urls: BackendUrls, refresh_token: str) -> object:
+    connection = await asyncpg.connect(urls.database_url.replace("+asyncpg", ""))
+    try:
+        return await connection.fetchval(
+            "SELECT session_started_at FROM refresh_tokens WHERE token_hash = $1",
+            hash_refresh_token(refresh_token),
+        )
+    finally:
+        await connection.close()
+
+
+async def test_a_member_switches_into_another_organisation(
+    api: GraphQLClient, urls: BackendUrls
+) -> None:
+    owner, member = await team_with_editor(api)
+    variables: JSON = {"token": member.refresh_token, "org": owner.organization_id}
+    switched = cast(JSON, (await api.data(SWITCH, variables))["switchOrganization"])
+    assert switched["organization"] == {
+        "id": owner.organization_id,
+        "name": "Team",
+        "role": "EDITOR",
+    }
+    access, refresh = cast(str, switched["accessToken"]), cast(str, switched["refreshToken"])
+    data = await api.data(ME, token=access)
+    assert cast(JSON, data["organization"])["id"] == owner.organization_id
+    # The new session keeps the old one's start: switching never extends its age.
+    assert await started_at(urls, refresh) == await started_at(urls, member.refresh_token)
+    # The old session is over, its access token at once.
+    assert await api.error_code(ME, token=member.access_token) == "UNAUTHENTICATED"
+    code = await api.error_code(REFRESH, {"token": member.refresh_token})
+    assert code == "INVALID_REFRESH_TOKEN"
+    # The new one refreshes in the organisation it switched to, and switches back.
+    again = cast(JSON, (await api.data(REFRESH, {"token": refresh}))["refreshSession"])
+    assert cast(JSON, again["organization"])["id"] == owner.organization_id
+    back: JSON = {"token": again["refreshToken"], "org": member.organization_id}
+    home = cast(JSON, (await api.data(SWITCH, back))["switchOrganization"])
+    assert cast(JSON, home["organization"])["role"] == "ADMIN"
+
+
+async def test_an_organisation_the_user_is_not_in_is_not_found(api: GraphQLClient) -> None:
+    owner, member = await team_with_editor(api)
+    stranger = await api.sign_up()
+    for org in (stranger.organization_id, "not-an-id", "00000000-0000-0000-0000-000000000000"):
+        code = await api.error_code(SWITCH, {"token": owner.refresh_token, "org": org})
+        assert code == "NOT_FOUND", org
+    # Refused switches leave the session as it was.
+    assert (await api.data(ME, token=owner.access_token))["me"]
+    await api.data(REFRESH, {"token": owner.refresh_token})
+    # A removed member cannot switch back in.
+    await api.data(
+        "mutation($u: ID!) { removeMember(userId: $u) }",
+        {"u": member.user_id},
+        token=owner.access_token,
+    )
+    code = await api.error_code(
+        SWITCH, {"token": member.refresh_token, "org": owner.organization_id}
+    )
+    assert code == "NOT_FOUND"
+
+
+async def test_switching_with_a_bad_or_used_token(api: GraphQLClient) -> None:
+    owner, member = await team_with_editor(api)
+    for token in ("", "nope", "x" * 5_000):
+        code = await api.error_code(SWITCH, {"token": token, "org": owner.organization_id})
+        assert code == "INVALID_REFRESH_TOKEN"
+    await api.data(REFRESH, {"token": member.refresh_token})
+    # A used token is a replay: refused, and its whole session revoked.
+    code = await api.error_code(
+        SWITCH, {"token": member.refresh_token, "org": owner.organization_id}
+    )
+    assert code == "REFRESH_TOKEN_REUSED"
