@@ -91,7 +91,9 @@ def test_sign_up_upload_ask_and_open_a_citation_in_a_browser(tmp_path: Path) -> 
         "citation_opened",
         "chat_named",
         "members_listed",
+        "member_added",
         "logged_out",
+        "organization_switched",
     ]
     # A refused file shows its own error, in plain words and with its code.
     assert "not supported" in seen["uploadErrorText"]
@@ -108,6 +110,13 @@ def test_sign_up_upload_ask_and_open_a_citation_in_a_browser(tmp_path: Path) -> 
     # Log-out forgot the refresh token (and revoked the session on the server).
     assert seen["refreshTokenAfterLogout"] is None
     assert not [e for e in seen["consoleErrors"] if "Content Security Policy" in e]
+    # The colleague chose between their own organisation and the one they were added to.
+    assert len(seen["organizationChoices"]) == 2, seen["organizationChoices"]
+    assert any(
+        "Lighthouse Society" in choice and "Editor" in choice
+        for choice in seen["organizationChoices"]
+    )
+    assert seen["switchedTo"] is True
 
     SCREENSHOT_COPY.mkdir(parents=True, exist_ok=True)
     names = []

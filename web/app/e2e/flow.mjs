@@ -1,6 +1,7 @@
 // End-to-end flow in headless Chromium (Debian's package, never a downloaded browser)
 // against a running `foundry up`: sign up, upload, see READY, ask, see tokens stream,
-// open a citation, log out. Prints one JSON line with what it saw; exits 1 on failure.
+// open a citation, add a colleague, log out; the colleague logs in and switches to the
+// shared organisation. Prints one JSON line with what it saw; exits 1 on failure.
 //
 // Environment: FOUNDRY_URL (required), E2E_DOCUMENT (file to upload), E2E_QUESTION,
 // E2E_EXPECT (text the cited snippet must contain), E2E_SCREENSHOTS (directory),
@@ -134,11 +135,43 @@ try {
   await page.getByRole("heading", { name: "Members of Lighthouse Society" }).waitFor();
   await page.locator(".member-list li", { hasText: email }).waitFor();
   step("members_listed");
+
+  // A colleague with an account of their own is added as an editor.
+  const colleague = `e2e-colleague-${Date.now()}@example.com`;
+  const password = "correct horse battery staple";
+  const signUp = await fetch(new URL("/graphql", baseUrl), {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      query: "mutation($input: SignUpInput!) { signUp(input: $input) { user { id } } }",
+      variables: { input: { email: colleague, password } },
+    }),
+  });
+  if (!(await signUp.json()).data?.signUp) throw new Error("the colleague's sign-up failed");
+  await page.getByRole("region", { name: "Add a member" }).getByLabel("Email").fill(colleague);
+  await page.getByRole("region", { name: "Add a member" }).getByLabel("Role").selectOption("EDITOR");
+  await page.getByRole("button", { name: "Add", exact: true }).click();
+  await page.locator(".member-list li", { hasText: colleague }).waitFor();
+  step("member_added");
   await shoot("members");
 
   await page.getByRole("button", { name: "Log out" }).click();
   await page.getByRole("heading", { name: "Log in" }).waitFor();
   step("logged_out", { refreshTokenAfterLogout: await page.evaluate(() => sessionStorage.getItem("foundry.refreshToken")) });
+
+  // The colleague logs in to their own organisation and switches to the shared one.
+  await page.getByLabel("Email").fill(colleague);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Documents" }).click();
+  await page.getByText("No documents yet.").waitFor();
+  const switcher = page.getByLabel("Organisation");
+  await switcher.waitFor();
+  const choices = await switcher.locator("option").allInnerTexts();
+  const shared = await switcher.locator("option", { hasText: "Lighthouse Society" }).getAttribute("value");
+  await switcher.selectOption(shared);
+  await page.locator(".document", { hasText: name }).locator(".badge", { hasText: "Ready" }).waitFor();
+  step("organization_switched", { organizationChoices: choices, switchedTo: await switcher.inputValue() === shared });
   await context.close();
 } catch (error) {
   failed = error;

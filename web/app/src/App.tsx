@@ -15,7 +15,7 @@ export function App({ session: given }: { session?: Session }) {
   useEffect(() => session.subscribe(setInfo), [session]);
   useEffect(() => {
     if (!resuming) return;
-    void session.refresh().finally(() => setResuming(false));
+    void session.resume().finally(() => setResuming(false));
   }, [session, resuming]);
 
   // New clients per signed-in session: nothing cached or connected outlives a log-out.

@@ -4,8 +4,7 @@ import { navigate, useRoute, type Route } from "./router";
 import { DocumentsScreen } from "./documents/DocumentsScreen";
 import { ChatScreen } from "./chat/ChatScreen";
 import { MembersScreen } from "./members/MembersScreen";
-
-const ROLE_NAMES = { ADMIN: "Admin", EDITOR: "Editor", VIEWER: "Viewer" } as const;
+import { OrganizationSwitcher } from "./auth/OrganizationSwitcher";
 
 export function Shell() {
   const { session, info } = useApp();
@@ -51,9 +50,7 @@ export function Shell() {
           {admin && link({ name: "members" }, "Members")}
         </nav>
         <div className="account">
-          <span className="who" title={info.user.email}>
-            {info.organization.name} · {ROLE_NAMES[info.organization.role]}
-          </span>
+          <OrganizationSwitcher />
           <button type="button" className="button secondary small" onClick={() => void session.logOut()}>
             Log out
           </button>

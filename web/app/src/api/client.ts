@@ -1,7 +1,8 @@
+import { Kind, type DocumentNode } from "graphql";
 import { Client, cacheExchange, fetchExchange, subscriptionExchange } from "urql";
 import type { Session } from "../auth/session";
 import { GRAPHQL_PATH, isAuthFailure } from "./http";
-import { SocketPool } from "./sockets";
+import { SocketPool, reconnecting, single } from "./sockets";
 
 /** fetch with the access token; on UNAUTHENTICATED/TOKEN_EXPIRED refresh once and retry. */
 export function authenticatedFetch(session: Session): typeof fetch {
@@ -22,12 +23,30 @@ export function authenticatedFetch(session: Session): typeof fetch {
 
 export interface ApiClients {
   client: Client;
-  sockets: SocketPool;
+  sockets: { dispose(): void };
 }
 
-/** urql over HTTP for queries and mutations, graphql-ws for subscriptions. */
+/** Whether the operation is the `answer` subscription: asking is not idempotent, so it
+ * must never be subscribed again by a reconnect. */
+export function asksAQuestion(query: DocumentNode): boolean {
+  return query.definitions.some(
+    (definition) =>
+      definition.kind === Kind.OPERATION_DEFINITION &&
+      definition.selectionSet.selections.some((field) => field.kind === Kind.FIELD && field.name.value === "answer"),
+  );
+}
+
+/** urql over HTTP for queries and mutations, graphql-ws for subscriptions: one connection
+ * that reconnects for streams that only listen, and one that does not for answers. */
 export function createApiClients(session: Session): ApiClients {
-  const sockets = new SocketPool(session);
+  const listening = new SocketPool(session, reconnecting);
+  const asking = new SocketPool(session, single);
+  const sockets = {
+    dispose() {
+      listening.dispose();
+      asking.dispose();
+    },
+  };
   const client = new Client({
     url: GRAPHQL_PATH,
     fetch: authenticatedFetch(session),
@@ -36,11 +55,12 @@ export function createApiClients(session: Session): ApiClients {
       cacheExchange,
       fetchExchange,
       subscriptionExchange({
-        forwardSubscription(request) {
-          const operation = { ...request, query: request.query ?? "" };
+        forwardSubscription(request, operation) {
+          const payload = { ...request, query: request.query ?? "" };
+          const pool = asksAQuestion(operation.query) ? asking : listening;
           return {
             subscribe(sink) {
-              return { unsubscribe: sockets.subscribe(operation, sink) };
+              return { unsubscribe: pool.subscribe(payload, sink) };
             },
           };
         },

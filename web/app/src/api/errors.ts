@@ -31,6 +31,8 @@ const MESSAGES: Record<string, string> = {
   QUESTION_TOO_LONG: "The question is too long. Shorten it and ask again.",
   SERVICE_UNAVAILABLE: "The server is busy or starting up. Try again shortly.",
   NETWORK_ERROR: "Cannot reach the server. Check your connection and try again.",
+  CANCELLED: "Cancelled before it finished.",
+  DUPLICATED_TAB: "This tab is a copy of another signed-in tab, which keeps that session. Log in to use this one separately.",
   INTERNAL: "Something went wrong on the server.",
 };
 

@@ -1,7 +1,9 @@
 import { describe, expect, it, vi } from "vitest";
 import type { Client as WsClient, Sink } from "graphql-ws";
 import { Session, type AuthTransport } from "../auth/session";
-import { SocketPool } from "./sockets";
+import { SocketPool, saysUnauthenticated } from "./sockets";
+import { asksAQuestion } from "./client";
+import { parse } from "graphql";
 
 function fakeClient() {
   const sinks: Sink[] = [];
@@ -29,9 +31,10 @@ describe("SocketPool", () => {
       signUp: async () => payload(1),
       logIn: async () => payload(1),
       refresh: async () => payload(2),
+      switchOrganization: async () => payload(3),
       logOut: async () => undefined,
     };
-    const session = new Session(transport, null);
+    const session = new Session(transport, null, Date.now, null);
     await session.logIn({ email: "a@b.c", password: "pw" });
     const made: ReturnType<typeof fakeClient>[] = [];
     const pool = new SocketPool(session, () => {
@@ -57,5 +60,58 @@ describe("SocketPool", () => {
     expect(sink.complete).toHaveBeenCalledTimes(1);
     expect(sink.error).toHaveBeenCalledTimes(1);
     session.clear();
+  });
+
+  it("refreshes once when the server refuses a socket's token, and opens the next stream with the new one", async () => {
+    let refreshes = 0;
+    let finish: () => void = () => undefined;
+    const transport: AuthTransport = {
+      signUp: async () => payload(1),
+      logIn: async () => payload(1),
+      refresh: () => {
+        refreshes += 1;
+        return new Promise((resolve) => (finish = () => resolve(payload(2))));
+      },
+      switchOrganization: async () => payload(3),
+      logOut: async () => undefined,
+    };
+    const session = new Session(transport, null, Date.now, null);
+    await session.logIn({ email: "a@b.c", password: "pw" });
+    const made: ReturnType<typeof fakeClient>[] = [];
+    const pool = new SocketPool(session, () => {
+      const fake = fakeClient();
+      made.push(fake);
+      return fake.client;
+    });
+    const sink = { next: vi.fn(), error: vi.fn(), complete: vi.fn() };
+    pool.subscribe({ query: "subscription { a }" }, sink);
+    pool.subscribe({ query: "subscription { b }" }, sink);
+    // The role changed: the token is refused before it expires here, on both streams.
+    made[0]!.sinks[0]!.next({ data: null, errors: [{ message: "x", extensions: { code: "TOKEN_EXPIRED" } }] } as never);
+    made[0]!.sinks[1]!.error({ code: 4403, reason: "Forbidden" } as never);
+    expect(refreshes).toBe(1);
+    // A stream opened while the refresh runs waits for it, then takes a new connection.
+    pool.subscribe({ query: "subscription { c }" }, sink);
+    expect(made).toHaveLength(1);
+    finish();
+    await session.pending;
+    await Promise.resolve();
+    expect(made).toHaveLength(2);
+    expect(session.accessToken).toBe("access-2");
+    session.clear();
+  });
+
+  it("tells a refused token from other failures", () => {
+    expect(saysUnauthenticated({ code: 4403, reason: "Forbidden" })).toBe(true);
+    expect(saysUnauthenticated([{ message: "x", extensions: { code: "UNAUTHENTICATED" } }])).toBe(true);
+    expect(saysUnauthenticated({ errors: [{ message: "x", extensions: { code: "TOKEN_EXPIRED" } }] })).toBe(true);
+    expect(saysUnauthenticated({ code: 1006, reason: "" })).toBe(false);
+    expect(saysUnauthenticated([{ message: "x", extensions: { code: "RATE_LIMITED" } }])).toBe(false);
+    expect(saysUnauthenticated(new Error("boom"))).toBe(false);
+  });
+
+  it("sends answers over the connection that never subscribes again by itself", () => {
+    expect(asksAQuestion(parse("subscription Answer($c: ID!, $q: String!) { answer(chatId: $c, question: $q) { __typename } }"))).toBe(true);
+    expect(asksAQuestion(parse("subscription { documentEvents { progress } }"))).toBe(false);
   });
 });

@@ -2,7 +2,7 @@ import { createClient, type Client as WsClient, type Sink, type SubscribePayload
 import type { Session } from "../auth/session";
 import { websocketUrl } from "./http";
 
-type Factory = (connectionParams: () => Promise<Record<string, string>>) => WsClient;
+export type Factory = (connectionParams: () => Promise<Record<string, string>>) => WsClient;
 
 interface Connection {
   client: WsClient;
@@ -10,22 +10,92 @@ interface Connection {
   active: number;
 }
 
+/** The server closes a socket whose token it refuses with 4403, and says TOKEN_EXPIRED or
+ * UNAUTHENTICATED in an operation's errors once a session was revoked or changed. */
+const AUTH_CLOSE = 4403;
+const AUTH_CODES = new Set(["UNAUTHENTICATED", "TOKEN_EXPIRED"]);
+/** The longest wait between reconnection attempts, in seconds. */
+const MAX_RETRY_SECONDS = 10;
+
+interface ErrorLike {
+  extensions?: Record<string, unknown> | null;
+}
+
+/** Whether what a subscription received (an error, a close event, a result) says the
+ * socket's token was refused. */
+export function saysUnauthenticated(value: unknown): boolean {
+  if (typeof value !== "object" || value === null) return false;
+  if ("code" in value && (value as { code: unknown }).code === AUTH_CLOSE) return true;
+  const errors = Array.isArray(value) ? value : (value as { errors?: unknown }).errors;
+  return (
+    Array.isArray(errors) &&
+    errors.some((error: ErrorLike | null) => AUTH_CODES.has(String(error?.extensions?.["code"] ?? "")))
+  );
+}
+
+/**
+ * Subscriptions that survive a dropped connection: graphql-ws reconnects (waits grow to
+ * MAX_RETRY_SECONDS, never longer) and subscribes them again. Right for streams that only
+ * listen, such as document events; wrong for `answer`, which would ask its question twice.
+ */
+export const reconnecting: Factory = (connectionParams) =>
+  createClient({
+    url: websocketUrl(),
+    connectionParams,
+    lazy: true,
+    retryAttempts: Infinity,
+    retryWait: async (retries) => {
+      const seconds = Math.min(2 ** retries, MAX_RETRY_SECONDS);
+      await new Promise((resolve) => setTimeout(resolve, seconds * 1000 + Math.random() * 1000));
+    },
+    // A refused token is not retried with the same token: the pool refreshes it instead.
+    shouldRetry: (closeEvent) => !saysUnauthenticated(closeEvent),
+  });
+
+/** Subscriptions that end with an error when their connection drops. */
+export const single: Factory = (connectionParams) =>
+  createClient({ url: websocketUrl(), connectionParams, lazy: true, retryAttempts: 0 });
+
 /**
  * graphql-ws connections keyed by access token. The server checks a socket's
  * connection_init token before every operation, so once the session has refreshed,
  * new subscriptions go over a new connection carrying the new token; the old one
  * closes when its last subscription ends (an answer being streamed is not cut).
+ *
+ * When the server refuses a connection's token before it expires here (a role change,
+ * a revoked session), the pool refreshes the session once, and subscriptions opened
+ * from then on wait for that refresh: a subscriber that opens again after the error gets
+ * a connection with the new token.
  */
 export class SocketPool {
   private current: Connection | null = null;
 
   constructor(
     private readonly session: Session,
-    private readonly factory: Factory = (connectionParams) =>
-      createClient({ url: websocketUrl(), connectionParams, lazy: true, retryAttempts: 3 }),
+    private readonly factory: Factory = reconnecting,
   ) {}
 
   subscribe(payload: SubscribePayload, sink: Sink): () => void {
+    let cancelled = false;
+    let stop: (() => void) | null = null;
+    const start = () => {
+      if (!cancelled) stop = this.start(payload, sink);
+    };
+    const pending = this.session.pending;
+    if (pending) void pending.then(start);
+    else start();
+    return () => {
+      cancelled = true;
+      stop?.();
+    };
+  }
+
+  dispose(): void {
+    void this.current?.client.dispose();
+    this.current = null;
+  }
+
+  private start(payload: SubscribePayload, sink: Sink): () => void {
     const connection = this.connectionFor(this.session.accessToken);
     connection.active += 1;
     let released = false;
@@ -35,9 +105,19 @@ export class SocketPool {
       connection.active -= 1;
       this.retireIfIdle(connection);
     };
+    const refused = (value: unknown) => {
+      // Once per token: the first refusal refreshes, later ones (same token) share it.
+      if (saysUnauthenticated(value) && connection.token !== null && connection.token === this.session.accessToken) {
+        void this.session.refresh();
+      }
+    };
     const dispose = connection.client.subscribe(payload, {
-      next: (value) => sink.next(value),
+      next: (value) => {
+        refused(value);
+        sink.next(value);
+      },
       error: (error) => {
+        refused(error);
         release();
         sink.error(error);
       },
@@ -50,11 +130,6 @@ export class SocketPool {
       dispose();
       release();
     };
-  }
-
-  dispose(): void {
-    void this.current?.client.dispose();
-    this.current = null;
   }
 
   private connectionFor(token: string | null): Connection {

@@ -25,9 +25,20 @@ export function multipartBody(file: File): FormData {
   return form;
 }
 
-function send(file: File, token: string | null, onProgress: (fraction: number) => void): Promise<{ status: number; body: UploadBody | null }> {
+/** status 0: the network failed; -1: cancelled. */
+function send(
+  file: File,
+  token: string | null,
+  onProgress: (fraction: number) => void,
+  signal: AbortSignal | undefined,
+): Promise<{ status: number; body: UploadBody | null }> {
   return new Promise((resolve) => {
+    if (signal?.aborted) return resolve({ status: -1, body: null });
     const xhr = new XMLHttpRequest();
+    const abort = () => xhr.abort();
+    signal?.addEventListener("abort", abort, { once: true });
+    xhr.onloadend = () => signal?.removeEventListener("abort", abort);
+    xhr.onabort = () => resolve({ status: -1, body: null });
     xhr.open("POST", GRAPHQL_PATH);
     xhr.setRequestHeader("x-requested-with", "foundry");
     if (token) xhr.setRequestHeader("authorization", `Bearer ${token}`);
@@ -48,17 +59,21 @@ function send(file: File, token: string | null, onProgress: (fraction: number) =
   });
 }
 
-/** Upload one file; a per-file outcome, never a throw. */
+/** Upload one file; a per-file outcome, never a throw. `signal` cancels it (the session
+ * ended, the page went away): nothing more is sent, with any session's token. */
 export async function uploadFile(
   session: Session,
   file: File,
   onProgress: (fraction: number) => void,
+  signal?: AbortSignal,
 ): Promise<UploadResult> {
-  let reply = await send(file, await session.validAccessToken(), onProgress);
+  const token = await session.validAccessToken();
+  let reply = await send(file, token, onProgress, signal);
   if (reply.status === 401 && session.canResume && (await session.refresh())) {
     onProgress(0);
-    reply = await send(file, session.accessToken, onProgress);
+    reply = await send(file, session.accessToken, onProgress, signal);
   }
+  if (reply.status === -1) return { ok: false, error: new AppError("CANCELLED") };
   if (reply.status === 0) return { ok: false, error: new AppError("NETWORK_ERROR") };
   const first = reply.body?.errors?.[0];
   if (first) return { ok: false, error: new AppError(codeOf(first), first.message) };

@@ -8,7 +8,7 @@ afterEach(cleanup);
 
 function session(logIn: AuthTransport["logIn"]): Session {
   const fail = async () => Promise.reject(new AppError("INTERNAL"));
-  return new Session({ signUp: fail, logIn, refresh: fail, logOut: async () => undefined }, null);
+  return new Session({ signUp: fail, logIn, refresh: fail, switchOrganization: fail, logOut: async () => undefined }, null, Date.now, null);
 }
 
 describe("AuthScreen", () => {
@@ -22,6 +22,13 @@ describe("AuthScreen", () => {
     expect(alert.textContent).toContain("That email and password do not match an account.");
     expect(alert.textContent).toContain("(INVALID_CREDENTIALS)");
     expect(logIn).toHaveBeenCalledWith({ email: "ada@example.com", password: "wrong password" });
+  });
+
+  it("says why the last session ended", () => {
+    const ended = session(vi.fn());
+    ended.endReason = "DUPLICATED_TAB";
+    render(<AuthScreen session={ended} />);
+    expect(screen.getByRole("alert").textContent).toContain("copy of another signed-in tab");
   });
 
   it("switches to sign-up with the organisation field and the password hint", () => {

@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState, type FormEvent } from "react";
-import { toAppError, type AppError } from "../api/errors";
+import { AppError, toAppError } from "../api/errors";
 import { ErrorNote } from "../components/Feedback";
 import type { Session } from "./session";
 
@@ -11,7 +11,8 @@ export function AuthScreen({ session }: { session: Session }) {
   const [password, setPassword] = useState("");
   const [organizationName, setOrganizationName] = useState("");
   const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<AppError | null>(null);
+  // Why the last session ended, when the server (or another tab) ended it.
+  const [error, setError] = useState<AppError | null>(() => (session.endReason ? new AppError(session.endReason) : null));
   const heading = useRef<HTMLHeadingElement>(null);
 
   useEffect(() => heading.current?.focus(), [mode]);

@@ -18,6 +18,7 @@ function transport(overrides: Partial<AuthTransport> = {}): AuthTransport {
     signUp: vi.fn(async () => payload(1)),
     logIn: vi.fn(async () => payload(1)),
     refresh: vi.fn(async () => payload(2)),
+    switchOrganization: vi.fn(async () => ({ ...payload(3), organization: { id: "o2", name: "Team", role: "EDITOR" as const } })),
     logOut: vi.fn(async () => undefined),
     ...overrides,
   };
@@ -75,5 +76,93 @@ describe("Session", () => {
     await session.logOut();
     expect(server.logOut).toHaveBeenCalledWith("refresh-1");
     expect(session.accessToken).toBeNull();
+  });
+
+  it("switches organisation after a refresh in flight, with the newest refresh token", async () => {
+    const server = transport();
+    const session = new Session(server, sessionStorage);
+    await session.logIn({ email: "a@b.c", password: "pw" });
+    const refreshed = session.refresh();
+    await session.switchOrganization("o2");
+    expect(await refreshed).toBe(true);
+    expect(server.switchOrganization).toHaveBeenCalledWith("refresh-2", "o2");
+    expect(session.accessToken).toBe("access-3");
+    expect(session.info?.organization.id).toBe("o2");
+    session.clear();
+  });
+
+  it("keeps the session when the organisation is not found", async () => {
+    const server = transport({ switchOrganization: vi.fn(async () => Promise.reject(new AppError("NOT_FOUND"))) });
+    const session = new Session(server, sessionStorage);
+    await session.logIn({ email: "a@b.c", password: "pw" });
+    await expect(session.switchOrganization("elsewhere")).rejects.toMatchObject({ code: "NOT_FOUND" });
+    expect(session.accessToken).toBe("access-1");
+    expect(await session.refresh()).toBe(true);
+    session.clear();
+  });
+
+  it("keeps the session through a proxy's error page or a busy server", async () => {
+    for (const code of ["INTERNAL", "NETWORK_ERROR", "SERVICE_UNAVAILABLE", "RATE_LIMITED"]) {
+      const session = new Session(transport({ refresh: vi.fn(async () => Promise.reject(new AppError(code))) }), sessionStorage);
+      await session.logIn({ email: "a@b.c", password: "pw" });
+      expect(await session.refresh()).toBe(false);
+      expect(session.accessToken).toBe("access-1");
+      expect(sessionStorage.getItem("foundry.refreshToken")).toBe("refresh-1");
+      session.clear();
+    }
+  });
+
+  it("does not take up a refresh that answers after log-out, and ends its session on the server", async () => {
+    let answer: (value: SessionFieldsFragment) => void = () => undefined;
+    const server = transport({ refresh: vi.fn(() => new Promise<SessionFieldsFragment>((resolve) => (answer = resolve))) });
+    const session = new Session(server, sessionStorage);
+    await session.logIn({ email: "a@b.c", password: "pw" });
+    const refreshed = session.refresh();
+    await session.logOut();
+    answer(payload(2));
+    expect(await refreshed).toBe(false);
+    expect(session.info).toBeNull();
+    expect(session.accessToken).toBeNull();
+    expect(sessionStorage.getItem("foundry.refreshToken")).toBeNull();
+    expect(server.logOut).toHaveBeenCalledWith("refresh-2");
+  });
+
+  it("records why the server ended the session", async () => {
+    const session = new Session(
+      transport({ refresh: vi.fn(async () => Promise.reject(new AppError("REFRESH_TOKEN_REUSED"))) }),
+      sessionStorage,
+    );
+    await session.logIn({ email: "a@b.c", password: "pw" });
+    await session.refresh();
+    expect(session.endReason).toBe("REFRESH_TOKEN_REUSED");
+  });
+
+  it("starts a duplicated tab signed out, leaving the original tab's session alone", async () => {
+    const original = new Session(transport(), sessionStorage, Date.now, new BroadcastChannel("test-tabs"));
+    await original.logIn({ email: "a@b.c", password: "pw" });
+    // "Duplicate tab" copies sessionStorage into the new tab.
+    const copy = new Map(Object.entries({ ...sessionStorage }));
+    const storage = {
+      getItem: (key: string) => copy.get(key) ?? null,
+      setItem: (key: string, value: string) => void copy.set(key, value),
+      removeItem: (key: string) => void copy.delete(key),
+    } as unknown as Storage;
+    const server = transport();
+    const duplicate = new Session(server, storage, Date.now, new BroadcastChannel("test-tabs"));
+    expect(duplicate.canResume).toBe(true);
+    expect(await duplicate.resume()).toBe(false);
+    expect(server.refresh).not.toHaveBeenCalled();
+    expect(duplicate.endReason).toBe("DUPLICATED_TAB");
+    expect(copy.get("foundry.refreshToken")).toBeUndefined();
+    expect(original.accessToken).toBe("access-1");
+
+    // A reload of the original tab finds nobody else holding it, and resumes.
+    original.clear();
+    sessionStorage.setItem("foundry.refreshToken", "refresh-1");
+    sessionStorage.setItem("foundry.sessionMark", "mark");
+    const reloaded = new Session(transport(), sessionStorage, Date.now, new BroadcastChannel("test-tabs"));
+    expect(await reloaded.resume()).toBe(true);
+    expect(reloaded.accessToken).toBe("access-2");
+    reloaded.clear();
   });
 });

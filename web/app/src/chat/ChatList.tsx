@@ -1,16 +1,29 @@
 import { useEffect, useMemo, useState } from "react";
-import { useMutation, useQuery } from "urql";
+import { useClient, useMutation, useQuery } from "urql";
 import { toAppError, type AppError } from "../api/errors";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import { Empty, ErrorNote, Spinner } from "../components/Feedback";
-import { ChatsDocument, CreateChatDocument, DeleteChatDocument, RenameChatDocument } from "../generated/graphql";
+import {
+  ChatsDocument,
+  CreateChatDocument,
+  DeleteChatDocument,
+  RenameChatDocument,
+  type ChatsQuery,
+} from "../generated/graphql";
+
+const PAGE = 50;
+type ChatSummary = ChatsQuery["chats"]["edges"][number]["node"];
 import { navigate } from "../router";
 
 /** `version` changes when the screen knows the list changed (a chat was created or named). */
 export function ChatList({ activeId, version }: { activeId: string | null; version: number }) {
   // additionalTypenames: an empty list still refreshes when a Chat is created.
   const context = useMemo(() => ({ additionalTypenames: ["Chat"] }), []);
-  const [{ data, fetching, error }, refetch] = useQuery({ query: ChatsDocument, variables: { first: 50 }, context });
+  const [{ data, fetching, error }, refetch] = useQuery({ query: ChatsDocument, variables: { first: PAGE }, context });
+  const client = useClient();
+  // Older chats, fetched on "Show more"; a chat that became active moves to the first page.
+  const [more, setMore] = useState<{ chats: ChatSummary[]; cursor: string | null; hasNext: boolean } | null>(null);
+  const [loadingMore, setLoadingMore] = useState(false);
   const [expanded, setExpanded] = useState(false);
   const [, createChat] = useMutation(CreateChatDocument);
   const [, renameChat] = useMutation(RenameChatDocument);
@@ -38,8 +51,10 @@ export function ChatList({ activeId, version }: { activeId: string | null; versi
     const title = editing.title.trim();
     setEditing(null);
     if (!title) return;
-    const result = await renameChat({ id: editing.id, title });
+    const { id } = editing;
+    const result = await renameChat({ id, title });
     if (result.error) setFailure(toAppError(result.error));
+    else setMore((m) => m && { ...m, chats: m.chats.map((chat) => (chat.id === id ? { ...chat, title } : chat)) });
     reload();
   }
 
@@ -49,11 +64,29 @@ export function ChatList({ activeId, version }: { activeId: string | null; versi
     setDeleting(null);
     const result = await deleteChat({ id });
     if (result.error) return setFailure(toAppError(result.error));
+    setMore((m) => m && { ...m, chats: m.chats.filter((chat) => chat.id !== id) });
     reload();
     if (id === activeId) navigate({ name: "chat", chatId: null });
   }
 
-  const chats = data?.chats.edges.map((e) => e.node) ?? [];
+  async function showMore() {
+    const after = more ? more.cursor : (data?.chats.pageInfo.endCursor ?? null);
+    setLoadingMore(true);
+    const page = await client.query(ChatsDocument, { first: PAGE, after }, { requestPolicy: "network-only" }).toPromise();
+    setLoadingMore(false);
+    if (page.error || !page.data) return setFailure(toAppError(page.error));
+    const next = page.data.chats;
+    setMore((current) => ({
+      chats: [...(current?.chats ?? []), ...next.edges.map((edge) => edge.node)],
+      cursor: next.pageInfo.endCursor ?? null,
+      hasNext: next.pageInfo.hasNextPage,
+    }));
+  }
+
+  const firstPage = data?.chats.edges.map((e) => e.node) ?? [];
+  const onFirstPage = new Set(firstPage.map((chat) => chat.id));
+  const chats = [...firstPage, ...(more?.chats ?? []).filter((chat) => !onFirstPage.has(chat.id))];
+  const hasNext = more ? more.hasNext : (data?.chats.pageInfo.hasNextPage ?? false);
   return (
     <nav className={expanded ? "chat-list expanded" : "chat-list"} aria-label="Chats">
       <div className="chat-list-head">
@@ -104,9 +137,10 @@ export function ChatList({ activeId, version }: { activeId: string | null; versi
             ) : (
               <>
                 <a
-                  href={`/chat/${chat.id}`}
+                  href={`/chat/${encodeURIComponent(chat.id)}`}
                   aria-current={chat.id === activeId ? "page" : undefined}
                   onClick={(event) => {
+                    if (event.metaKey || event.ctrlKey || event.shiftKey) return;
                     event.preventDefault();
                     navigate({ name: "chat", chatId: chat.id });
                   }}
@@ -136,6 +170,11 @@ export function ChatList({ activeId, version }: { activeId: string | null; versi
           </li>
         ))}
       </ul>
+      {hasNext && (
+        <button type="button" className="button secondary more" disabled={loadingMore} onClick={() => void showMore()}>
+          {loadingMore ? "Loading…" : "Show more chats"}
+        </button>
+      )}
       <ConfirmDialog
         open={deleting !== null}
         title="Delete this chat?"

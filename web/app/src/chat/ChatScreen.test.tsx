@@ -1,4 +1,4 @@
-import { act, cleanup, fireEvent, render, screen } from "@testing-library/react";
+import { act, cleanup, fireEvent, render, screen, waitFor } from "@testing-library/react";
 import type { ReactNode } from "react";
 import { Provider, type Client, type OperationResult } from "urql";
 import { fromValue, never } from "wonka";
@@ -10,18 +10,34 @@ afterEach(cleanup);
 
 type Operation = { query: { definitions: { name?: { value: string } }[] } };
 
-function fakeClient() {
+const noMore = { hasNextPage: false, endCursor: null };
+
+function message(id: string, role: "USER" | "ASSISTANT", content: string) {
+  return { id, role, content, degraded: false, createdAt: "2026-01-01T00:00:00Z", sources: [] };
+}
+
+function page(messages: ReturnType<typeof message>[], endCursor: string | null) {
+  const pageInfo = endCursor ? { hasNextPage: true, endCursor } : noMore;
+  return { chat: { id: "c1", title: "Lighthouses", messages: { pageInfo, edges: messages.map((node) => ({ node })) } } };
+}
+
+function fakeClient(laterPages: Record<string, ReturnType<typeof page>> = {}, firstPage = page([], null)) {
   let emit: ((result: Partial<OperationResult<AnswerSubscription>>) => void) | null = null;
   const unsubscribe = vi.fn();
   const data: Record<string, unknown> = {
-    Chats: { chats: { edges: [{ node: { id: "c1", title: "Lighthouses", updatedAt: "2026-01-01T00:00:00Z" } }] } },
-    ChatMessages: { chat: { id: "c1", title: "Lighthouses", messages: { edges: [] } } },
+    Chats: {
+      chats: { pageInfo: noMore, edges: [{ node: { id: "c1", title: "Lighthouses", updatedAt: "2026-01-01T00:00:00Z" } }] },
+    },
+    ChatMessages: firstPage,
   };
   const client = {
     executeQuery: (operation: Operation) => {
       const name = operation.query.definitions[0]?.name?.value ?? "";
       return name in data ? fromValue({ operation, data: data[name], stale: false, hasNext: false }) : never;
     },
+    query: vi.fn((_: unknown, variables: { after?: string }) => ({
+      toPromise: async () => ({ data: laterPages[variables.after ?? ""] }),
+    })),
     executeMutation: () => never,
     subscription: vi.fn(() => ({
       subscribe: (callback: (result: Partial<OperationResult<AnswerSubscription>>) => void) => {
@@ -31,7 +47,8 @@ function fakeClient() {
     })),
   };
   const send = (answer: AnswerSubscription["answer"]) => act(() => emit?.({ data: { answer } }));
-  return { client: client as unknown as Client, unsubscribe, send, subscription: client.subscription };
+  const emitRaw = (result: Partial<OperationResult<AnswerSubscription>>) => act(() => emit?.(result));
+  return { client: client as unknown as Client, unsubscribe, send, emitRaw, subscription: client.subscription, query: client.query };
 }
 
 const wrap = (client: Client) => ({ children }: { children: ReactNode }) => <Provider value={client}>{children}</Provider>;
@@ -68,5 +85,54 @@ describe("ChatScreen", () => {
       message: { id: "m2", role: "ASSISTANT", content: "Answer [1].", degraded: true, createdAt: "2026-01-01T00:00:00Z", sources: [] },
     });
     expect(screen.getByText(/AI model was unavailable/)).toBeTruthy();
+  });
+
+  it("ends the answer on a mid-stream error without repeating the last token", async () => {
+    const fake = fakeClient();
+    render(<ChatScreen chatId="c1" />, { wrapper: wrap(fake.client) });
+    fireEvent.change(screen.getByLabelText("Your question"), { target: { value: "Who built it?" } });
+    fireEvent.click(screen.getByRole("button", { name: "Ask" }));
+    const token = { answer: { __typename: "AnswerToken" as const, text: "Marisol" } };
+    fake.emitRaw({ data: token });
+    // urql keeps the last data beside the error, then repeats the result when the stream completes.
+    const error = { graphQLErrors: [{ message: "Unexpected error.", extensions: { code: "INTERNAL" } }] };
+    fake.emitRaw({ data: token, error: error as never });
+    fake.emitRaw({ data: token, error: error as never });
+    const live = screen.getByTestId("streaming-answer");
+    expect(live.textContent).toBe("Marisol");
+    expect(screen.getByRole("alert").textContent).toContain("(INTERNAL)");
+    expect(screen.getByRole("button", { name: "Ask" })).toBeTruthy();
+  });
+
+  it("asks once more when the socket's token was refused, then reports a second refusal", async () => {
+    const fake = fakeClient();
+    render(<ChatScreen chatId="c1" />, { wrapper: wrap(fake.client) });
+    fireEvent.change(screen.getByLabelText("Your question"), { target: { value: "Who built it?" } });
+    fireEvent.click(screen.getByRole("button", { name: "Ask" }));
+    const refused = { graphQLErrors: [{ message: "expired", extensions: { code: "TOKEN_EXPIRED" } }] };
+    fake.emitRaw({ error: refused as never });
+    await waitFor(() => expect(fake.subscription).toHaveBeenCalledTimes(2));
+    expect(fake.subscription).toHaveBeenLastCalledWith(expect.anything(), { chatId: "c1", question: "Who built it?" });
+    expect(screen.queryByRole("alert")).toBeNull();
+    fake.emitRaw({ error: refused as never });
+    expect((await screen.findByRole("alert")).textContent).toContain("(TOKEN_EXPIRED)");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(fake.subscription).toHaveBeenCalledTimes(2);
+  });
+
+  it("shows the newest messages of a chat longer than one page", async () => {
+    const fake = fakeClient(
+      { p1: page([message("m3", "USER", "Third question?")], "p2"), p2: page([message("m4", "ASSISTANT", "The newest answer.")], null) },
+      page([message("m1", "USER", "First question?"), message("m2", "ASSISTANT", "First answer.")], "p1"),
+    );
+    render(<ChatScreen chatId="c1" />, { wrapper: wrap(fake.client) });
+    expect(await screen.findByText("The newest answer.")).toBeTruthy();
+    const items = screen.getByRole("list", { name: "Messages" }).querySelectorAll("li");
+    expect(Array.from(items, (item) => item.textContent)).toEqual([
+      "First question?",
+      "First answer.",
+      "Third question?",
+      "The newest answer.",
+    ]);
   });
 });

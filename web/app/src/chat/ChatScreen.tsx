@@ -1,10 +1,9 @@
 import { useEffect, useRef, useState, type FormEvent } from "react";
-import { useClient, useMutation, useQuery } from "urql";
+import { useClient, useMutation } from "urql";
 import { describeError, toAppError, type AppError } from "../api/errors";
 import { Empty, ErrorNote, Spinner } from "../components/Feedback";
 import {
   AnswerDocument,
-  ChatMessagesDocument,
   CreateChatDocument,
   type MessageFieldsFragment,
   type SourceFieldsFragment,
@@ -14,6 +13,9 @@ import { AnswerText } from "./AnswerText";
 import { ChatList } from "./ChatList";
 import { SourcePanel } from "./SourcePanel";
 import { applyAnswerEvent, failStream, idleStream, startStream, stopStream, type AnswerStream } from "./stream";
+import { useChatMessages } from "./useChatMessages";
+
+const AUTH_CODES = new Set(["UNAUTHENTICATED", "TOKEN_EXPIRED"]);
 
 const DEGRADED_NOTE =
   "The AI model was unavailable, so this answer quotes the most relevant passages directly.";
@@ -26,35 +28,49 @@ export function ChatScreen({ chatId }: { chatId: string | null }) {
   const [failure, setFailure] = useState<AppError | null>(null);
   const [chatsVersion, setChatsVersion] = useState(0);
   const subscription = useRef<{ unsubscribe: () => void } | null>(null);
-  const [{ data, fetching, error }, refetch] = useQuery({
-    query: ChatMessagesDocument,
-    variables: { id: chatId ?? "", first: 200 },
-    pause: chatId === null,
-  });
+  const { chat, loaded, messages, fetching, error, refetch } = useChatMessages(chatId);
 
   useEffect(() => () => subscription.current?.unsubscribe(), []);
   useEffect(() => setSource(null), [chatId]);
 
-  function ask(targetChatId: string, question: string) {
+  function ask(targetChatId: string, question: string, retried = false) {
     subscription.current?.unsubscribe();
-    setStream({ chatId: targetChatId, state: startStream(question) });
+    if (!retried) setStream({ chatId: targetChatId, state: startStream(question) });
     const update = (change: (state: AnswerStream) => AnswerStream) =>
       setStream((current) => (current && current.chatId === targetChatId ? { ...current, state: change(current.state) } : current));
-    subscription.current = client
+    let last: unknown = null;
+    let over = false;
+    const handle = client
       .subscription(AnswerDocument, { chatId: targetChatId, question })
       .subscribe((result) => {
-        if (result.data) {
-          const event = result.data.answer;
-          update((state) => applyAnswerEvent(state, event));
-          if (event.__typename === "AnswerDone") {
-            refetch({ requestPolicy: "network-only" });
-            setChatsVersion((v) => v + 1); // an untitled chat is named after its first question
-          }
-        } else if (result.error) {
+        if (over) return;
+        // urql keeps the previous data beside a later error, and repeats the last result
+        // when the stream completes: each event is applied once, and an error wins.
+        if (result.error) {
           const appError = toAppError(result.error);
+          if (!retried && AUTH_CODES.has(appError.code)) {
+            // The server refused the socket's token before it stored anything: the
+            // connection pool is refreshing it, and the question is asked again once
+            // (unless it was stopped or replaced meanwhile).
+            over = true;
+            setTimeout(() => {
+              if (subscription.current === handle) ask(targetChatId, question, true);
+            }, 0);
+            return;
+          }
           update((state) => failStream(state, appError.code, appError.message));
+          return;
+        }
+        if (!result.data || result.data === last) return;
+        last = result.data;
+        const event = result.data.answer;
+        update((state) => applyAnswerEvent(state, event));
+        if (event.__typename === "AnswerDone") {
+          refetch({ requestPolicy: "network-only" });
+          setChatsVersion((v) => v + 1); // an untitled chat is named after its first question
         }
       });
+    subscription.current = handle;
   }
 
   function stop() {
@@ -63,19 +79,31 @@ export function ChatScreen({ chatId }: { chatId: string | null }) {
     setStream((current) => (current ? { ...current, state: stopStream(current.state) } : current));
   }
 
-  async function submit(question: string) {
+  /** False when the question was not asked (the chat could not be created). */
+  async function submit(question: string): Promise<boolean> {
     setFailure(null);
-    if (chatId) return ask(chatId, question);
+    if (chatId) {
+      ask(chatId, question);
+      return true;
+    }
     const created = await createChat({ title: null });
-    if (created.error || !created.data) return setFailure(toAppError(created.error));
+    if (created.error || !created.data) {
+      setFailure(toAppError(created.error));
+      return false;
+    }
     const id = created.data.createChat.id;
     setChatsVersion((v) => v + 1);
     navigate({ name: "chat", chatId: id });
     ask(id, question);
+    return true;
   }
 
-  const messages = data?.chat?.messages.edges.map((e) => e.node) ?? [];
   const current = stream && stream.chatId === chatId ? stream.state : idleStream;
+  // One answer at a time: a new question would cancel the one being written in another chat.
+  const elsewhere =
+    stream && stream.chatId !== chatId && (stream.state.status === "waiting" || stream.state.status === "streaming")
+      ? stream.chatId
+      : null;
   const stored = current.message && messages.some((m) => m.id === current.message?.id);
   const showStream = current.status !== "idle" && !stored;
   const busy = current.status === "waiting" || current.status === "streaming";
@@ -87,13 +115,13 @@ export function ChatScreen({ chatId }: { chatId: string | null }) {
       <ChatList activeId={chatId} version={chatsVersion} />
       <section className="conversation" aria-labelledby="chat-heading">
         <h1 id="chat-heading" tabIndex={-1}>
-          {data?.chat?.title || (chatId ? "Chat" : "Ask your documents")}
+          {chat?.title || (chatId ? "Chat" : "Ask your documents")}
         </h1>
         {failure && <ErrorNote error={failure} />}
-        {chatId && fetching && !data && <Spinner label="Loading messages…" />}
-        {chatId && error && !data && <ErrorNote error={toAppError(error)} onRetry={() => refetch({ requestPolicy: "network-only" })} />}
-        {chatId && data && data.chat === null && <ErrorNote error={{ code: "NOT_FOUND", message: "This chat does not exist." }} />}
-        {!showStream && visible.length === 0 && (!chatId || data?.chat) && (
+        {chatId && fetching && !loaded && <Spinner label="Loading messages…" />}
+        {chatId && error && <ErrorNote error={toAppError(error)} onRetry={() => refetch({ requestPolicy: "network-only" })} />}
+        {chatId && loaded && chat === null && <ErrorNote error={{ code: "NOT_FOUND", message: "This chat does not exist." }} />}
+        {!showStream && visible.length === 0 && (!chatId || chat) && (
           <Empty title="Ask a question about your documents.">
             <p>Answers quote your documents and cite them with numbers like [1]; select a number to see the passage.</p>
           </Empty>
@@ -122,7 +150,23 @@ export function ChatScreen({ chatId }: { chatId: string | null }) {
             </>
           )}
         </ol>
-        <QuestionForm busy={busy} onAsk={(q) => void submit(q)} onStop={stop} />
+        {elsewhere && (
+          <p className="note" role="status">
+            An answer is still being written in{" "}
+            <a
+              href={`/chat/${encodeURIComponent(elsewhere)}`}
+              onClick={(event) => {
+                if (event.metaKey || event.ctrlKey || event.shiftKey) return;
+                event.preventDefault();
+                navigate({ name: "chat", chatId: elsewhere });
+              }}
+            >
+              another chat
+            </a>
+            . Ask here once it is done, or stop it there.
+          </p>
+        )}
+        <QuestionForm busy={busy} blocked={elsewhere !== null} onAsk={submit} onStop={stop} />
       </section>
       {source && <SourcePanel source={source} onClose={() => setSource(null)} />}
     </div>
@@ -147,18 +191,29 @@ function MessageItem({ message, onCite }: { message: MessageFieldsFragment; onCi
   );
 }
 
-function QuestionForm({ busy, onAsk, onStop }: { busy: boolean; onAsk: (question: string) => void; onStop: () => void }) {
+function QuestionForm({
+  busy,
+  blocked,
+  onAsk,
+  onStop,
+}: {
+  busy: boolean;
+  blocked: boolean;
+  onAsk: (question: string) => Promise<boolean>;
+  onStop: () => void;
+}) {
   const [question, setQuestion] = useState("");
   const input = useRef<HTMLTextAreaElement>(null);
-  function submit(event: FormEvent) {
+  async function submit(event: FormEvent) {
     event.preventDefault();
     const text = question.trim();
-    if (!text || busy) return;
-    onAsk(text);
+    if (!text || busy || blocked) return;
     setQuestion("");
+    // A question that could not be asked is given back to edit and send again.
+    if (!(await onAsk(text))) setQuestion((typed) => typed || text);
   }
   return (
-    <form className="ask" onSubmit={submit}>
+    <form className="ask" onSubmit={(event) => void submit(event)}>
       <label htmlFor="question" className="visually-hidden">
         Your question
       </label>
@@ -171,7 +226,8 @@ function QuestionForm({ busy, onAsk, onStop }: { busy: boolean; onAsk: (question
         value={question}
         onChange={(event) => setQuestion(event.target.value)}
         onKeyDown={(event) => {
-          if (event.key === "Enter" && !event.shiftKey) submit(event);
+          // Enter that confirms an input method's composition (Japanese, Chinese…) is not a send.
+          if (event.key === "Enter" && !event.shiftKey && !event.nativeEvent.isComposing) void submit(event);
         }}
       />
       {busy ? (
@@ -179,7 +235,7 @@ function QuestionForm({ busy, onAsk, onStop }: { busy: boolean; onAsk: (question
           Stop
         </button>
       ) : (
-        <button type="submit" className="button" disabled={!question.trim()}>
+        <button type="submit" className="button" disabled={!question.trim() || blocked}>
           Ask
         </button>
       )}

@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useMemo, useState } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { useClient, useMutation, useQuery } from "urql";
 import { toAppError, describeError } from "../api/errors";
 import { ConfirmDialog } from "../components/ConfirmDialog";
@@ -16,6 +16,8 @@ import { UploadZone } from "./UploadZone";
 import { useDocumentEvents } from "./useDocumentEvents";
 
 const PAGE = 100;
+/** How far along the pipeline a status is: a later event never yields to an earlier list. */
+const STAGE: Record<DocumentStatus, number> = { PENDING: 0, PROCESSING: 1, READY: 2, FAILED: 2 };
 const FILTERS: (DocumentStatus | "ALL")[] = ["ALL", "READY", "PROCESSING", "PENDING", "FAILED"];
 
 interface Live {
@@ -35,12 +37,25 @@ export function DocumentsScreen() {
     context,
   });
   const client = useClient();
-  // Pages after the first, fetched on "Show more" (reset when the first page changes).
+  // Pages after the first, fetched on "Show more" (kept across refetches of the first page,
+  // reset when the filter changes).
   const [more, setMore] = useState<{ documents: DocumentFieldsFragment[]; cursor: string | null; hasNext: boolean } | null>(null);
   const [loadingMore, setLoadingMore] = useState(false);
-  useEffect(() => setMore(null), [data]);
+  useEffect(() => setMore(null), [status]);
   const [live, setLive] = useState<Record<string, Live>>({});
   const [removed, setRemoved] = useState<Set<string>>(new Set());
+  // What the list says wins over an event seen before it, unless the event is further on.
+  useEffect(() => {
+    const listed = data?.documents.edges.map((edge) => edge.node) ?? [];
+    setLive((all) => {
+      const kept = { ...all };
+      for (const document of listed) {
+        const seen = kept[document.id];
+        if (seen && STAGE[seen.document.status] <= STAGE[document.status]) delete kept[document.id];
+      }
+      return kept;
+    });
+  }, [data]);
   const [confirm, setConfirm] = useState<{ kind: "delete" | "reprocess"; document: DocumentFieldsFragment } | null>(null);
   const [actionError, setActionError] = useState<ReturnType<typeof toAppError> | null>(null);
   const [, deleteDocument] = useMutation(DeleteDocumentDocument);
@@ -51,10 +66,30 @@ export function DocumentsScreen() {
       setLive((all) => ({ ...all, [document.id]: { document, progress } })),
     [],
   );
-  useDocumentEvents((event) => remember(event.document, event.progress));
+  const forget = useCallback((id: string) => {
+    setRemoved((all) => new Set(all).add(id));
+    setLive((all) => {
+      const { [id]: _gone, ...rest } = all;
+      return rest;
+    });
+  }, []);
+  // One polite announcement when a document is done, not every progress step of every badge.
+  const [announcement, setAnnouncement] = useState("");
+  useDocumentEvents(
+    (event) => {
+      const { document } = event;
+      if (event.deleted) return forget(document.id);
+      remember(document, event.progress);
+      if (document.status === "READY") setAnnouncement(`${document.filename} is ready.`);
+      if (document.status === "FAILED") setAnnouncement(`${document.filename} could not be processed.`);
+    },
+    () => refetch({ requestPolicy: "network-only" }),
+  );
 
   const documents = useMemo(() => {
-    const listed = [...(data?.documents.edges ?? []).map((edge) => edge.node), ...(more?.documents ?? [])];
+    const firstPage = (data?.documents.edges ?? []).map((edge) => edge.node);
+    const onFirstPage = new Set(firstPage.map((d) => d.id));
+    const listed = [...firstPage, ...(more?.documents ?? []).filter((d) => !onFirstPage.has(d.id))];
     const known = new Set(listed.map((d) => d.id));
     const fresh = Object.values(live)
       .map((l) => l.document)
@@ -65,12 +100,16 @@ export function DocumentsScreen() {
       .filter((d) => !removed.has(d.id) && (status === null || d.status === status));
   }, [data, more, live, removed, status]);
 
+  const statusRef = useRef(status);
+  statusRef.current = status;
   const hasNext = more ? more.hasNext : (data?.documents.pageInfo.hasNextPage ?? false);
   async function showMore() {
     const after = more ? more.cursor : (data?.documents.pageInfo.endCursor ?? null);
+    const asked = status;
     setLoadingMore(true);
     const page = await client.query(DocumentsDocument, { first: PAGE, after, status }, { requestPolicy: "network-only" }).toPromise();
     setLoadingMore(false);
+    if (statusRef.current !== asked) return; // the filter changed meanwhile: another list
     if (page.error || !page.data) return setActionError(toAppError(page.error));
     const next = page.data.documents;
     setMore((current) => ({
@@ -89,7 +128,7 @@ export function DocumentsScreen() {
       const result = await deleteDocument({ id: document.id });
       if (result.error) setActionError(toAppError(result.error));
       else {
-        setRemoved((all) => new Set(all).add(document.id));
+        forget(document.id);
         refetch({ requestPolicy: "network-only" });
       }
     } else {
@@ -102,6 +141,9 @@ export function DocumentsScreen() {
   return (
     <div className="documents">
       <h1 tabIndex={-1}>Documents</h1>
+      <p className="visually-hidden" aria-live="polite">
+        {announcement}
+      </p>
       {canEdit ? (
         <UploadZone
           onUploaded={(document) => {
@@ -156,7 +198,7 @@ export function DocumentsScreen() {
                       </span>
                     )}
                   </div>
-                  <span className={`badge ${d.status.toLowerCase()}`} aria-live="polite">
+                  <span className={`badge ${d.status.toLowerCase()}`}>
                     {STATUS_LABELS[d.status]}
                     {d.status === "PROCESSING" && progress != null ? ` ${Math.round(progress * 100)}%` : ""}
                   </span>

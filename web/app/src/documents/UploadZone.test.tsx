@@ -36,4 +36,24 @@ describe("UploadZone", () => {
     expect(refused?.textContent).toContain("Not uploaded");
     expect(refused?.textContent).toContain("UNSUPPORTED_FILE_TYPE");
   });
+
+  it("cancels what is queued or sending when it goes away (log-out, another organisation)", async () => {
+    const finish: ((value: unknown) => void)[] = [];
+    uploadFile.mockImplementation(() => new Promise((resolve) => finish.push(resolve)));
+    const view = render(
+      <AppContext.Provider value={app}>
+        <UploadZone onUploaded={vi.fn()} />
+      </AppContext.Provider>,
+    );
+    const files = ["a.txt", "b.txt", "c.txt"].map((name) => new File(["x"], name, { type: "text/plain" }));
+    fireEvent.drop(screen.getByTestId("dropzone"), { dataTransfer: { files } });
+    await waitFor(() => expect(uploadFile).toHaveBeenCalledTimes(2));
+    const signals = uploadFile.mock.calls.map((call) => call[3] as AbortSignal);
+    expect(signals.every((signal) => !signal.aborted)).toBe(true);
+    view.unmount();
+    expect(signals.every((signal) => signal.aborted)).toBe(true);
+    for (const resolve of finish) resolve({ ok: false, error: { code: "CANCELLED" } });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(uploadFile).toHaveBeenCalledTimes(2);
+  });
 });

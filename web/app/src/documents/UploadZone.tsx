@@ -1,4 +1,4 @@
-import { useRef, useState, type DragEvent } from "react";
+import { useEffect, useRef, useState, type DragEvent } from "react";
 import { AppError } from "../api/errors";
 import { uploadFile } from "../api/upload";
 import { useApp } from "../context";
@@ -22,6 +22,13 @@ export function UploadZone({ onUploaded }: { onUploaded: (document: DocumentFiel
   const [uploads, setUploads] = useState<Upload[]>([]);
   const [dragging, setDragging] = useState(false);
   const input = useRef<HTMLInputElement>(null);
+  // Leaving the page or the session (which unmounts this) cancels what is queued or sending.
+  const cancel = useRef(new AbortController());
+  useEffect(() => {
+    const controller = new AbortController();
+    cancel.current = controller;
+    return () => controller.abort();
+  }, []);
 
   const update = (key: string, change: Partial<Upload>) =>
     setUploads((all) => all.map((item) => (item.key === key ? { ...item, ...change } : item)));
@@ -43,11 +50,12 @@ export function UploadZone({ onUploaded }: { onUploaded: (document: DocumentFiel
     });
     setUploads((all) => [...batch.map((b) => b.item), ...all]);
     const queue = batch.filter((b) => b.item.state === "queued");
+    const signal = cancel.current.signal;
     const worker = async () => {
-      for (let next = queue.shift(); next; next = queue.shift()) {
+      for (let next = queue.shift(); next && !signal.aborted; next = queue.shift()) {
         const { file, item } = next;
         update(item.key, { state: "uploading" });
-        const result = await uploadFile(session, file, (progress) => update(item.key, { progress }));
+        const result = await uploadFile(session, file, (progress) => update(item.key, { progress }), signal);
         if (result.ok) {
           update(item.key, { state: "done", progress: 1 });
           onUploaded(result.document);

@@ -4,21 +4,42 @@ import { DocumentEventsDocument, type DocumentEventsSubscription } from "../gene
 
 type Event = DocumentEventsSubscription["documentEvents"];
 
-/** Live document events; the stream is re-opened (with a fresh token) whenever it ends. */
-export function useDocumentEvents(onEvent: (event: Event) => void): void {
+/** Waits before opening the stream again after an error: doubling, at most MAX_WAIT_MS. */
+const FIRST_WAIT_MS = 1000;
+const MAX_WAIT_MS = 30_000;
+
+/**
+ * Live document events. When the stream ends with an error (a refused token, which the
+ * connection pool refreshes; a rate limit), it is opened again after a growing wait, and
+ * `onReopen` runs: events sent while it was closed are lost, so the caller reloads.
+ * A dropped connection is mended by the connection itself (api/sockets.ts).
+ */
+export function useDocumentEvents(onEvent: (event: Event) => void, onReopen: () => void): void {
   const client = useClient();
   const handler = useRef(onEvent);
   handler.current = onEvent;
+  const reopened = useRef(onReopen);
+  reopened.current = onReopen;
   useEffect(() => {
     let stopped = false;
+    let wait = FIRST_WAIT_MS;
     let retry: ReturnType<typeof setTimeout> | null = null;
     let subscription: { unsubscribe: () => void } | null = null;
     const open = () => {
+      let failed = false;
       subscription = client.subscription(DocumentEventsDocument, {}).subscribe((result) => {
-        if (result.data) handler.current(result.data.documentEvents);
-        if (result.error && !stopped) {
-          subscription?.unsubscribe();
-          retry = setTimeout(open, 2000);
+        if (failed || stopped) return;
+        if (result.error) {
+          failed = true;
+          retry = setTimeout(() => {
+            subscription?.unsubscribe();
+            open();
+            reopened.current();
+          }, wait);
+          wait = Math.min(wait * 2, MAX_WAIT_MS);
+        } else if (result.data) {
+          wait = FIRST_WAIT_MS;
+          handler.current(result.data.documentEvents);
         }
       });
     };
