@@ -28,6 +28,8 @@ export function MembersScreen() {
   const [role, setRole] = useState<Role>("VIEWER");
   const [failure, setFailure] = useState<AppError | null>(null);
   const [removing, setRemoving] = useState<{ id: string; email: string } | null>(null);
+  // Lowering your own role takes this screen away from you: asked first, like a removal.
+  const [demoting, setDemoting] = useState<Role | null>(null);
   const reload = () => refetch({ requestPolicy: "network-only" });
 
   async function add(event: FormEvent) {
@@ -98,7 +100,14 @@ export function MembersScreen() {
               </span>
               <label className="inline">
                 <span className="visually-hidden">Role of {member.user.email}</span>
-                <select value={member.role} onChange={(event) => void change(member.user.id, event.target.value as Role)}>
+                <select
+                  value={member.role}
+                  onChange={(event) => {
+                    const next = event.target.value as Role;
+                    if (member.user.id === info.user.id && next !== "ADMIN") setDemoting(next);
+                    else void change(member.user.id, next);
+                  }}
+                >
                   {ROLES.map((r) => (
                     <option key={r.value} value={r.value}>
                       {r.label}
@@ -118,6 +127,19 @@ export function MembersScreen() {
           ))}
         </ul>
       </section>
+      <ConfirmDialog
+        open={demoting !== null}
+        title="Give up your admin role?"
+        body={`You will no longer manage the members of ${info.organization.name}. Another admin can give the role back.`}
+        confirmLabel="Change my role"
+        danger
+        onConfirm={() => {
+          const next = demoting;
+          setDemoting(null);
+          if (next) void change(info.user.id, next);
+        }}
+        onCancel={() => setDemoting(null)}
+      />
       <ConfirmDialog
         open={removing !== null}
         title="Remove this member?"
