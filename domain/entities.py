@@ -99,6 +99,8 @@ class RefreshTokenRecord:
     expires_at: datetime
     used_at: datetime | None
     revoked_at: datetime | None
+    # The session this one was switched from (switchOrganization), if any.
+    previous_family_id: UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)

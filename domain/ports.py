@@ -150,13 +150,20 @@ class RefreshTokenRepository(Protocol):
         self, record: RefreshTokenRecord, token_hash: str, created_at: datetime
     ) -> None: ...
 
+    async def find(self, token_hash: str) -> RefreshTokenRecord | None:
+        """The token row, not locked."""
+        ...
+
     async def find_for_update(self, token_hash: str) -> RefreshTokenRecord | None:
         """The token row, locked until commit so two refreshes cannot both win."""
         ...
 
     async def mark_used(self, token_id: UUID, at: datetime) -> None: ...
 
-    async def revoke_family(self, family_id: UUID, at: datetime) -> None: ...
+    async def revoke_family(self, family_id: UUID, at: datetime) -> list[UUID]:
+        """Revoke a session and every session switched to from it, however many switches
+        away; returns their family ids."""
+        ...
 
     async def revoke_for_member(
         self, user_id: UUID, organization_id: UUID, at: datetime

@@ -176,10 +176,10 @@ class AccountService:
             raise InvalidRefreshToken()
         now = self._clock.now()
         async with self._uow_factory.system() as uow:
+            # Under the organisation's hold (taken by _redeemable), as in log_in: a removal
+            # or role change either shows here or waits for this session, then revokes or
+            # refreshes it.
             record = await self._redeemable(uow, refresh_token, now, origin)
-            # As in log_in: a removal or role change either shows here or waits for this
-            # session, then revokes or refreshes it.
-            await uow.organizations.hold(record.organization_id)
             membership = await uow.memberships.get(record.user_id, record.organization_id)
             user = await uow.users.get(record.user_id)
             organization = await uow.organizations.get(record.organization_id)
@@ -205,6 +205,8 @@ class AccountService:
         """Trade the session's refresh token for a session in another of the user's
         organisations. The old session ends (its access tokens are revoked at once), and
         the new one keeps its start, so switching never extends a session's maximum age.
+        The new session is a family of its own that names the old one, so replaying the
+        traded token later revokes it as a replay within one family would (_redeemable).
         An organisation the user is not in is NOT_FOUND and leaves the token unused."""
         if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
             raise InvalidRefreshToken()
@@ -222,21 +224,32 @@ class AccountService:
             organization = await uow.organizations.get(organization_id)
             if membership is None or organization is None:
                 raise NotFound("No such organization.")
+            # Used, not revoked: a replay of it must be told from an unknown token.
             await uow.refresh_tokens.mark_used(record.id, now)
-            await uow.refresh_tokens.revoke_family(record.family_id, now)
             session = await self._start_session(
-                uow, user, organization, membership.role, uuid4(), record.session_started_at
+                uow,
+                user,
+                organization,
+                membership.role,
+                uuid4(),
+                record.session_started_at,
+                previous_family_id=record.family_id,
             )
-            await uow.audit.record(
-                AuditEntry(
-                    "auth.organization_switched",
-                    organization.id,
-                    user.id,
-                    target=f"organization:{record.organization_id}",
-                    ip=origin.ip,
-                ),
-                now,
-            )
+            # One entry in each organisation, naming nothing of the other.
+            for organization_id_, target in (
+                (record.organization_id, f"session:{record.family_id}"),
+                (organization.id, f"user:{user.id}"),
+            ):
+                await uow.audit.record(
+                    AuditEntry(
+                        "auth.organization_switched",
+                        organization_id_,
+                        user.id,
+                        target=target,
+                        ip=origin.ip,
+                    ),
+                    now,
+                )
             # Redis first, as in log_out: if it cannot be told, nothing is committed.
             await self._revocations.revoke([record.family_id])
             await uow.commit()
@@ -245,13 +258,21 @@ class AccountService:
     async def _redeemable(
         self, uow: UnitOfWork, refresh_token: str, now: datetime, origin: RequestOrigin
     ) -> RefreshTokenRecord:
-        """The refresh token's record, locked, if it may be traded now. A token used
-        before is a stolen copy or a replay: its whole session is revoked."""
-        record = await uow.refresh_tokens.find_for_update(hash_refresh_token(refresh_token))
+        """The refresh token's record, locked, if it may be traded now, with its
+        organisation held. A token used before is a stolen copy or a replay: its whole
+        session is revoked, with every session switched to from it."""
+        token_hash = hash_refresh_token(refresh_token)
+        known = await uow.refresh_tokens.find(token_hash)
+        if known is None:
+            raise InvalidRefreshToken()
+        # The organisation before the token row: a removal or role change locks the
+        # organisation, then the member's token rows, so the other order could deadlock.
+        await uow.organizations.hold(known.organization_id)
+        record = await uow.refresh_tokens.find_for_update(token_hash)
         if record is None or record.revoked_at is not None:
             raise InvalidRefreshToken()
         if record.used_at is not None:
-            await uow.refresh_tokens.revoke_family(record.family_id, now)
+            families = await uow.refresh_tokens.revoke_family(record.family_id, now)
             await uow.audit.record(
                 AuditEntry(
                     "auth.refresh_token_reused",
@@ -264,7 +285,7 @@ class AccountService:
             )
             # Redis first: if it cannot be told, nothing is committed and the next
             # attempt detects the reuse again (see remove_member).
-            await self._revocations.revoke([record.family_id])
+            await self._revocations.revoke(families)
             await uow.commit()
             raise RefreshTokenReused()
         if record.expires_at <= now or record.session_started_at + self._session_max_age <= now:
@@ -280,7 +301,7 @@ class AccountService:
             record = await uow.refresh_tokens.find_for_update(hash_refresh_token(refresh_token))
             if record is None or record.revoked_at is not None:
                 return False
-            await uow.refresh_tokens.revoke_family(record.family_id, now)
+            families = await uow.refresh_tokens.revoke_family(record.family_id, now)
             await uow.audit.record(
                 AuditEntry(
                     "auth.logout",
@@ -291,7 +312,7 @@ class AccountService:
                 ),
                 now,
             )
-            await self._revocations.revoke([record.family_id])
+            await self._revocations.revoke(families)
             await uow.commit()
         return True
 
@@ -314,6 +335,7 @@ class AccountService:
         role: Role,
         family_id: UUID,
         session_started_at: datetime,
+        previous_family_id: UUID | None = None,
     ) -> AuthSession:
         now = self._clock.now()
         refresh_token = secrets.token_urlsafe(32)
@@ -327,6 +349,7 @@ class AccountService:
             expires_at=min(now + self._refresh_ttl, session_started_at + self._session_max_age),
             used_at=None,
             revoked_at=None,
+            previous_family_id=previous_family_id,
         )
         await uow.refresh_tokens.add(record, hash_refresh_token(refresh_token), now)
         access = self._tokens.issue(Principal(user.id, organization.id, role, family_id))

@@ -108,6 +108,7 @@ class RefreshTokenRow(Base):
     __table_args__ = (
         Index(None, "family_id"),
         Index(None, "user_id", "organization_id"),
+        Index(None, "previous_family_id"),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True)
@@ -118,6 +119,8 @@ class RefreshTokenRow(Base):
         ForeignKey("users.id", ondelete="CASCADE"), nullable=False
     )
     family_id: Mapped[UUID] = mapped_column(nullable=False)
+    # The session this one was switched from (switchOrganization), if any.
+    previous_family_id: Mapped[UUID | None] = mapped_column(nullable=True)
     session_started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
     created_at: Mapped[datetime] = _now_default()

@@ -10,6 +10,7 @@ import asyncpg
 
 from domain.services.accounts import hash_refresh_token
 from infrastructure.container import BackendUrls
+from tests.api.test_audit_log import audit_nodes
 from tests.helpers import JSON, ME, REFRESH, Account, GraphQLClient
 
 SWITCH = """
@@ -61,8 +62,7 @@ async def test_a_member_switches_into_another_organisation(
     assert await started_at(urls, refresh) == await started_at(urls, member.refresh_token)
     # The old session is over, its access token at once.
     assert await api.error_code(ME, token=member.access_token) == "UNAUTHENTICATED"
-    code = await api.error_code(REFRESH, {"token": member.refresh_token})
-    assert code == "INVALID_REFRESH_TOKEN"
+    # (Its refresh token, traded, is a replay from now on: see the test after the next.)
     # The new one refreshes in the organisation it switched to, and switches back.
     again = cast(JSON, (await api.data(REFRESH, {"token": refresh}))["refreshSession"])
     assert cast(JSON, again["organization"])["id"] == owner.organization_id
@@ -103,3 +103,40 @@ async def test_switching_with_a_bad_or_used_token(api: GraphQLClient) -> None:
         SWITCH, {"token": member.refresh_token, "org": owner.organization_id}
     )
     assert code == "REFRESH_TOKEN_REUSED"
+
+
+async def test_replaying_a_traded_token_ends_the_sessions_it_led_to(api: GraphQLClient) -> None:
+    # A stolen copy of the token, traded by the thief (here into the very organisation it
+    # belongs to), then presented by its owner: both sessions end, as within one family.
+    owner, member = await team_with_editor(api)
+    stolen: JSON = {"token": member.refresh_token, "org": member.organization_id}
+    thief = cast(JSON, (await api.data(SWITCH, stolen))["switchOrganization"])
+    # Two more switches away, the session still descends from the stolen token.
+    onward: JSON = {"token": thief["refreshToken"], "org": owner.organization_id}
+    moved = cast(JSON, (await api.data(SWITCH, onward))["switchOrganization"])
+    back: JSON = {"token": moved["refreshToken"], "org": member.organization_id}
+    last = cast(JSON, (await api.data(SWITCH, back))["switchOrganization"])
+    await api.data(ME, token=cast(str, last["accessToken"]))
+
+    code = await api.error_code(REFRESH, {"token": member.refresh_token})
+    assert code == "REFRESH_TOKEN_REUSED"
+    assert await api.error_code(ME, token=cast(str, last["accessToken"])) == "UNAUTHENTICATED"
+    code = await api.error_code(REFRESH, {"token": last["refreshToken"]})
+    assert code == "INVALID_REFRESH_TOKEN"
+    # The owner's own session, in the organisation the chain passed through, is untouched.
+    await api.data(ME, token=owner.access_token)
+
+
+async def test_a_switch_is_audited_in_both_organisations_naming_neither(
+    api: GraphQLClient,
+) -> None:
+    owner, member = await team_with_editor(api)
+    variables: JSON = {"token": member.refresh_token, "org": owner.organization_id}
+    await api.data(SWITCH, variables)
+    arrived = await audit_nodes(api, owner.access_token, "auth.organization_switched")
+    assert [node["target"] for node in arrived] == [f"user:{member.user_id}"]
+    home = await api.log_in(member.email)
+    left = await audit_nodes(api, home.access_token, "auth.organization_switched")
+    assert len(left) == 1
+    assert cast(str, left[0]["target"]).startswith("session:")
+    assert owner.organization_id not in str(left) and member.organization_id not in str(arrived)

@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 
 from domain.entities import AuthSession, Principal, Role
-from domain.errors import Forbidden, NotFound
+from domain.errors import Forbidden, InvalidRefreshToken, NotFound
 from domain.services.accounts import RequestOrigin
 from infrastructure.container import BackendUrls, Container
 from tests.helpers import PASSWORD, unique_email
@@ -155,3 +155,31 @@ async def test_a_switch_during_a_role_change_carries_the_new_role(
     switched = await waiting
     assert switched.organization.id == organisation.id
     assert (await accounts.authenticate(switched.access_token)).role is Role.VIEWER
+
+
+async def test_a_refresh_during_a_removal_neither_deadlocks_nor_survives(
+    container: Container, organisation: Organisation, change: asyncpg.Connection
+) -> None:
+    # A removal locks the organisation, then revokes the member's token rows; a refresh
+    # that locked its token row first and then waited for the organisation would deadlock
+    # with it (PostgreSQL aborts one of the two).
+    accounts = container.services.accounts
+    member = organisation.member.user
+    session = await accounts.log_in(member.email, PASSWORD, organisation.id, ORIGIN)
+    await begin_change(change, organisation.id)
+    waiting = await after_waiting(change, accounts.refresh(session.refresh_token, ORIGIN))
+    await change.execute(
+        "DELETE FROM memberships WHERE user_id = $1 AND organization_id = $2",
+        member.id,
+        organisation.id,
+    )
+    await change.execute(
+        "UPDATE refresh_tokens SET revoked_at = now() "
+        "WHERE user_id = $1 AND organization_id = $2 AND revoked_at IS NULL",
+        member.id,
+        organisation.id,
+        timeout=10,
+    )
+    await change.execute("COMMIT")
+    with pytest.raises(InvalidRefreshToken):
+        await waiting

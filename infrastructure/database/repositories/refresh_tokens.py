@@ -3,11 +3,24 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.entities import RefreshTokenRecord
 from infrastructure.database.models import RefreshTokenRow
+
+# A family and the families switched to from it, and from those, and so on.
+_LINEAGE = text(
+    """
+    WITH RECURSIVE lineage(family_id) AS (
+        SELECT CAST(:family AS uuid)
+        UNION
+        SELECT t.family_id
+        FROM refresh_tokens t JOIN lineage l ON t.previous_family_id = l.family_id
+    )
+    SELECT family_id FROM lineage
+    """
+)
 
 
 def to_record(row: RefreshTokenRow) -> RefreshTokenRecord:
@@ -20,6 +33,7 @@ def to_record(row: RefreshTokenRow) -> RefreshTokenRecord:
         expires_at=row.expires_at,
         used_at=row.used_at,
         revoked_at=row.revoked_at,
+        previous_family_id=row.previous_family_id,
     )
 
 
@@ -34,6 +48,7 @@ class SqlRefreshTokenRepository:
                 organization_id=record.organization_id,
                 user_id=record.user_id,
                 family_id=record.family_id,
+                previous_family_id=record.previous_family_id,
                 session_started_at=record.session_started_at,
                 token_hash=token_hash,
                 created_at=created_at,
@@ -41,6 +56,12 @@ class SqlRefreshTokenRepository:
             )
         )
         await self._session.flush()
+
+    async def find(self, token_hash: str) -> RefreshTokenRecord | None:
+        row = await self._session.scalar(
+            select(RefreshTokenRow).where(RefreshTokenRow.token_hash == token_hash)
+        )
+        return to_record(row) if row else None
 
     async def find_for_update(self, token_hash: str) -> RefreshTokenRecord | None:
         row = await self._session.scalar(
@@ -55,12 +76,14 @@ class SqlRefreshTokenRepository:
             update(RefreshTokenRow).where(RefreshTokenRow.id == token_id).values(used_at=at)
         )
 
-    async def revoke_family(self, family_id: UUID, at: datetime) -> None:
+    async def revoke_family(self, family_id: UUID, at: datetime) -> list[UUID]:
+        families = list(await self._session.scalars(_LINEAGE, {"family": family_id}))
         await self._session.execute(
             update(RefreshTokenRow)
-            .where(RefreshTokenRow.family_id == family_id, RefreshTokenRow.revoked_at.is_(None))
+            .where(RefreshTokenRow.family_id.in_(families), RefreshTokenRow.revoked_at.is_(None))
             .values(revoked_at=at)
         )
+        return families
 
     async def revoke_for_member(
         self, user_id: UUID, organization_id: UUID, at: datetime
