@@ -117,6 +117,7 @@ def test_sign_up_upload_ask_and_open_a_citation_in_a_browser(tmp_path: Path) -> 
         for choice in seen["organizationChoices"]
     )
     assert seen["switchedTo"] is True
+    assert seen["switchedBack"] is True
 
     SCREENSHOT_COPY.mkdir(parents=True, exist_ok=True)
     names = []

@@ -171,7 +171,12 @@ try {
   const shared = await switcher.locator("option", { hasText: "Lighthouse Society" }).getAttribute("value");
   await switcher.selectOption(shared);
   await page.locator(".document", { hasText: name }).locator(".badge", { hasText: "Ready" }).waitFor();
-  step("organization_switched", { organizationChoices: choices, switchedTo: await switcher.inputValue() === shared });
+  const switchedTo = (await switcher.inputValue()) === shared;
+  // And back: the picker works again in the organisation it mounted anew.
+  const own = await switcher.locator("option", { hasNotText: "Lighthouse Society" }).getAttribute("value");
+  await switcher.selectOption(own);
+  await page.getByText("No documents yet.").waitFor();
+  step("organization_switched", { organizationChoices: choices, switchedTo, switchedBack: (await switcher.inputValue()) === own });
   await context.close();
 } catch (error) {
   failed = error;

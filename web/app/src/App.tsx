@@ -31,7 +31,9 @@ export function App({ session: given }: { session?: Session }) {
   }
   if (!info || !clients) return <AuthScreen session={session} />;
   return (
-    <Provider value={clients.client}>
+    // Keyed: a switch of organisation mounts every screen anew (uploads queued in the old
+    // one are cancelled, its lists and pages forgotten), as a log-out would.
+    <Provider key={`${info.user.id}:${info.organization.id}`} value={clients.client}>
       <AppContext.Provider value={{ session, info }}>
         <Shell />
       </AppContext.Provider>

@@ -4,10 +4,14 @@ import type { Session } from "../auth/session";
 import { GRAPHQL_PATH, isAuthFailure } from "./http";
 import { SocketPool, reconnecting, single } from "./sockets";
 
-/** fetch with the access token; on UNAUTHENTICATED/TOKEN_EXPIRED refresh once and retry. */
-export function authenticatedFetch(session: Session): typeof fetch {
+/** fetch with the access token; on UNAUTHENTICATED/TOKEN_EXPIRED refresh once and retry.
+ * Bound to one organisation: once the session is in another, nothing more is sent (a
+ * request of the old organisation's screens must never go out with the new one's token). */
+export function authenticatedFetch(session: Session, organizationId: string | null = null): typeof fetch {
+  const moved = () => organizationId !== null && session.info?.organization.id !== organizationId;
   return async (input, init) => {
     const send = async (): Promise<Response> => {
+      if (moved()) throw new TypeError("the session moved to another organisation");
       const headers = new Headers(init?.headers);
       const token = await session.validAccessToken();
       if (token) headers.set("authorization", `Bearer ${token}`);
@@ -39,6 +43,7 @@ export function asksAQuestion(query: DocumentNode): boolean {
 /** urql over HTTP for queries and mutations, graphql-ws for subscriptions: one connection
  * that reconnects for streams that only listen, and one that does not for answers. */
 export function createApiClients(session: Session): ApiClients {
+  const organizationId = session.info?.organization.id ?? null;
   const listening = new SocketPool(session, reconnecting);
   const asking = new SocketPool(session, single);
   const sockets = {
@@ -49,7 +54,7 @@ export function createApiClients(session: Session): ApiClients {
   };
   const client = new Client({
     url: GRAPHQL_PATH,
-    fetch: authenticatedFetch(session),
+    fetch: authenticatedFetch(session, organizationId),
     requestPolicy: "cache-and-network",
     exchanges: [
       cacheExchange,

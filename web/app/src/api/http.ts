@@ -3,6 +3,9 @@ import type { TypedDocumentNode } from "@graphql-typed-document-node/core";
 import { AppError, codeOf } from "./errors";
 
 export const GRAPHQL_PATH = "/graphql";
+/** Sign-in, refresh and switch give up after this long (a proxy holding the request open
+ * would otherwise hold every stream waiting for the refresh). */
+const AUTH_TIMEOUT_MS = 20_000;
 
 export function websocketUrl(location: Location = window.location): string {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
@@ -28,6 +31,7 @@ export async function postGraphQL<T, V>(
       method: "POST",
       headers,
       body: JSON.stringify({ query: print(document), variables }),
+      signal: AbortSignal.timeout(AUTH_TIMEOUT_MS),
     });
   } catch {
     throw new AppError("NETWORK_ERROR");

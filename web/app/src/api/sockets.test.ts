@@ -78,14 +78,17 @@ describe("SocketPool", () => {
     const session = new Session(transport, null, Date.now, null);
     await session.logIn({ email: "a@b.c", password: "pw" });
     const made: ReturnType<typeof fakeClient>[] = [];
-    const pool = new SocketPool(session, () => {
+    const connecting: Promise<unknown>[] = [];
+    const pool = new SocketPool(session, (connectionParams) => {
       const fake = fakeClient();
       made.push(fake);
+      connecting.push(connectionParams()); // connection_init, as graphql-ws sends it
       return fake.client;
     });
     const sink = { next: vi.fn(), error: vi.fn(), complete: vi.fn() };
     pool.subscribe({ query: "subscription { a }" }, sink);
     pool.subscribe({ query: "subscription { b }" }, sink);
+    await Promise.all(connecting);
     // The role changed: the token is refused before it expires here, on both streams.
     made[0]!.sinks[0]!.next({ data: null, errors: [{ message: "x", extensions: { code: "TOKEN_EXPIRED" } }] } as never);
     made[0]!.sinks[1]!.error({ code: 4403, reason: "Forbidden" } as never);

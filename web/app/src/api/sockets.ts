@@ -6,9 +6,18 @@ export type Factory = (connectionParams: () => Promise<Record<string, string>>) 
 
 interface Connection {
   client: WsClient;
+  /** The session's token when the connection was made (new streams look connections up by it). */
   token: string | null;
+  /** The token it last sent (connection_init, again at each reconnect). */
+  sent: string | null;
   active: number;
 }
+
+/**
+ * "reconnected" when a connection that reconnects by itself is back after a drop: its
+ * streams resumed, but what was sent while it was down is lost (useDocumentEvents reloads).
+ */
+export const socketEvents = new EventTarget();
 
 /** The server closes a socket whose token it refuses with 4403, and says TOKEN_EXPIRED or
  * UNAUTHENTICATED in an operation's errors once a session was revoked or changed. */
@@ -50,6 +59,11 @@ export const reconnecting: Factory = (connectionParams) =>
     },
     // A refused token is not retried with the same token: the pool refreshes it instead.
     shouldRetry: (closeEvent) => !saysUnauthenticated(closeEvent),
+    on: {
+      connected: (_socket, _payload, wasRetry) => {
+        if (wasRetry) socketEvents.dispatchEvent(new Event("reconnected"));
+      },
+    },
   });
 
 /** Subscriptions that end with an error when their connection drops. */
@@ -106,8 +120,9 @@ export class SocketPool {
       this.retireIfIdle(connection);
     };
     const refused = (value: unknown) => {
-      // Once per token: the first refusal refreshes, later ones (same token) share it.
-      if (saysUnauthenticated(value) && connection.token !== null && connection.token === this.session.accessToken) {
+      // Once per token: the first refusal of the token still current refreshes it; later
+      // ones (the same token, or one already replaced) share that refresh.
+      if (saysUnauthenticated(value) && connection.sent !== null && connection.sent === this.session.accessToken) {
         void this.session.refresh();
       }
     };
@@ -135,16 +150,19 @@ export class SocketPool {
   private connectionFor(token: string | null): Connection {
     if (this.current && this.current.token === token) return this.current;
     const previous = this.current;
-    this.current = {
+    const connection: Connection = {
       token,
+      sent: null,
       active: 0,
       client: this.factory(async (): Promise<Record<string, string>> => {
         const fresh = await this.session.validAccessToken();
+        connection.sent = fresh;
         return fresh ? { authorization: `Bearer ${fresh}` } : {};
       }),
     };
+    this.current = connection;
     if (previous) this.retireIfIdle(previous);
-    return this.current;
+    return connection;
   }
 
   private retireIfIdle(connection: Connection): void {

@@ -67,9 +67,17 @@ export async function uploadFile(
   onProgress: (fraction: number) => void,
   signal?: AbortSignal,
 ): Promise<UploadResult> {
+  // Into the organisation the upload was started in, or nowhere.
+  const organizationId = session.info?.organization.id;
   const token = await session.validAccessToken();
+  if (session.info?.organization.id !== organizationId) return { ok: false, error: new AppError("CANCELLED") };
   let reply = await send(file, token, onProgress, signal);
-  if (reply.status === 401 && session.canResume && (await session.refresh())) {
+  if (
+    reply.status === 401 &&
+    session.canResume &&
+    (await session.refresh()) &&
+    session.info?.organization.id === organizationId
+  ) {
     onProgress(0);
     reply = await send(file, session.accessToken, onProgress, signal);
   }

@@ -31,6 +31,7 @@ export function OrganizationSwitcher() {
       navigate({ name: "documents" }, true);
     } catch (error) {
       setFailure(toAppError(error));
+    } finally {
       setBusy(false);
     }
   }

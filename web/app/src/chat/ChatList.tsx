@@ -21,9 +21,14 @@ export function ChatList({ activeId, version }: { activeId: string | null; versi
   const context = useMemo(() => ({ additionalTypenames: ["Chat"] }), []);
   const [{ data, fetching, error }, refetch] = useQuery({ query: ChatsDocument, variables: { first: PAGE }, context });
   const client = useClient();
-  // Older chats, fetched on "Show more"; a chat that became active moves to the first page.
-  const [more, setMore] = useState<{ chats: ChatSummary[]; cursor: string | null; hasNext: boolean } | null>(null);
+  // Older chats, fetched on "Show more": dropped when the first page ends elsewhere (a chat
+  // became active and moved up, or was made or deleted), as their cursors would skip one.
+  const [more, setMore] = useState<{ base: string | null; chats: ChatSummary[]; cursor: string | null; hasNext: boolean } | null>(
+    null,
+  );
   const [loadingMore, setLoadingMore] = useState(false);
+  const firstPageEnd = data?.chats.pageInfo.endCursor ?? null;
+  useEffect(() => setMore((current) => (current && current.base !== firstPageEnd ? null : current)), [firstPageEnd]);
   const [expanded, setExpanded] = useState(false);
   const [, createChat] = useMutation(CreateChatDocument);
   const [, renameChat] = useMutation(RenameChatDocument);
@@ -77,6 +82,7 @@ export function ChatList({ activeId, version }: { activeId: string | null; versi
     if (page.error || !page.data) return setFailure(toAppError(page.error));
     const next = page.data.chats;
     setMore((current) => ({
+      base: current ? current.base : firstPageEnd,
       chats: [...(current?.chats ?? []), ...next.edges.map((edge) => edge.node)],
       cursor: next.pageInfo.endCursor ?? null,
       hasNext: next.pageInfo.hasNextPage,

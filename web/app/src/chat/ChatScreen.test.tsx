@@ -120,6 +120,18 @@ describe("ChatScreen", () => {
     expect(fake.subscription).toHaveBeenCalledTimes(2);
   });
 
+  it("asks once more when the socket was closed for its token (4403)", async () => {
+    const fake = fakeClient();
+    render(<ChatScreen chatId="c1" />, { wrapper: wrap(fake.client) });
+    fireEvent.change(screen.getByLabelText("Your question"), { target: { value: "Who built it?" } });
+    fireEvent.click(screen.getByRole("button", { name: "Ask" }));
+    fake.emitRaw({ error: { graphQLErrors: [], networkError: { code: 4403, reason: "Forbidden" } } as never });
+    await waitFor(() => expect(fake.subscription).toHaveBeenCalledTimes(2));
+    fake.send({ __typename: "AnswerToken", text: "Marisol" });
+    expect(screen.getByTestId("streaming-answer").textContent).toContain("Marisol");
+    expect(screen.queryByRole("alert")).toBeNull();
+  });
+
   it("shows the newest messages of a chat longer than one page", async () => {
     const fake = fakeClient(
       { p1: page([message("m3", "USER", "Third question?")], "p2"), p2: page([message("m4", "ASSISTANT", "The newest answer.")], null) },

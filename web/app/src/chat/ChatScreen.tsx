@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState, type FormEvent } from "react";
 import { useClient, useMutation } from "urql";
 import { describeError, toAppError, type AppError } from "../api/errors";
+import { saysUnauthenticated } from "../api/sockets";
 import { Empty, ErrorNote, Spinner } from "../components/Feedback";
 import {
   AnswerDocument,
@@ -48,7 +49,9 @@ export function ChatScreen({ chatId }: { chatId: string | null }) {
         // when the stream completes: each event is applied once, and an error wins.
         if (result.error) {
           const appError = toAppError(result.error);
-          if (!retried && AUTH_CODES.has(appError.code)) {
+          // A refused token arrives as the socket's close (4403, a network error to urql)
+          // or, when the session ends between connecting and asking, as the answer's error.
+          if (!retried && (AUTH_CODES.has(appError.code) || saysUnauthenticated(result.error.networkError))) {
             // The server refused the socket's token before it stored anything: the
             // connection pool is refreshing it, and the question is asked again once
             // (unless it was stopped or replaced meanwhile).

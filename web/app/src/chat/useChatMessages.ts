@@ -23,8 +23,11 @@ export function useChatMessages(chatId: string | null) {
   });
   const [later, setLater] = useState<{ chatId: string; messages: MessageFieldsFragment[]; error: AppError | null } | null>(null);
 
+  // urql keeps the previous chat's data while the next one loads: never shown as this one's.
+  const current = data && (data.chat === null || data.chat.id === chatId) ? data : undefined;
+
   useEffect(() => {
-    const first = data?.chat?.messages;
+    const first = current?.chat?.messages;
     if (!chatId || !first?.pageInfo.hasNextPage) return;
     let cancelled = false;
     void (async () => {
@@ -45,14 +48,14 @@ export function useChatMessages(chatId: string | null) {
     return () => {
       cancelled = true;
     };
-  }, [data, chatId, client]);
+  }, [current, chatId, client]);
 
-  const firstPage = data?.chat?.messages.edges.map((edge) => edge.node) ?? [];
+  const firstPage = current?.chat?.messages.edges.map((edge) => edge.node) ?? [];
   const known = new Set(firstPage.map((message) => message.id));
   const rest = later && later.chatId === chatId ? later.messages.filter((message) => !known.has(message.id)) : [];
   return {
-    chat: data?.chat,
-    loaded: data !== undefined,
+    chat: current?.chat,
+    loaded: current !== undefined,
     messages: [...firstPage, ...rest],
     fetching,
     error: error ?? (later && later.chatId === chatId ? later.error : null),

@@ -3,6 +3,7 @@ import type { ReactNode } from "react";
 import { Provider, type Client, type OperationResult } from "urql";
 import { fromValue, never } from "wonka";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { socketEvents } from "../api/sockets";
 import { AppContext, type AppContextValue } from "../context";
 import type { DocumentEventsSubscription, DocumentFieldsFragment } from "../generated/graphql";
 import { DocumentsScreen } from "./DocumentsScreen";
@@ -87,5 +88,15 @@ describe("DocumentsScreen", () => {
     act(() => fake.emits[0]!({ error: { graphQLErrors: [{ message: "x", extensions: { code: "TOKEN_EXPIRED" } }] } as never }));
     await waitFor(() => expect(fake.subscription).toHaveBeenCalledTimes(2), { timeout: 3000 });
     await waitFor(() => expect(fake.policies.filter((policy) => policy === "network-only").length).toBeGreaterThan(before));
+  });
+
+  it("reloads the list when its connection is back after a drop", async () => {
+    const fake = fakeClient([doc("d1", "a.txt", "READY")]);
+    render(<DocumentsScreen />, { wrapper: wrap(fake.client) });
+    await screen.findByRole("list", { name: "Documents" });
+    const before = fake.policies.filter((policy) => policy === "network-only").length;
+    act(() => void socketEvents.dispatchEvent(new Event("reconnected")));
+    expect(fake.policies.filter((policy) => policy === "network-only").length).toBe(before + 1);
+    expect(fake.subscription).toHaveBeenCalledTimes(1);
   });
 });

@@ -37,11 +37,19 @@ export function DocumentsScreen() {
     context,
   });
   const client = useClient();
-  // Pages after the first, fetched on "Show more" (kept across refetches of the first page,
-  // reset when the filter changes).
-  const [more, setMore] = useState<{ documents: DocumentFieldsFragment[]; cursor: string | null; hasNext: boolean } | null>(null);
+  // Pages after the first, fetched on "Show more": kept while the first page ends where
+  // they began (`base`), dropped when it ends elsewhere (a document came or went: the
+  // pages' cursors would skip or repeat one) or the filter changes.
+  const [more, setMore] = useState<{
+    base: string | null;
+    documents: DocumentFieldsFragment[];
+    cursor: string | null;
+    hasNext: boolean;
+  } | null>(null);
   const [loadingMore, setLoadingMore] = useState(false);
   useEffect(() => setMore(null), [status]);
+  const firstPageEnd = data?.documents.pageInfo.endCursor ?? null;
+  useEffect(() => setMore((current) => (current && current.base !== firstPageEnd ? null : current)), [firstPageEnd]);
   const [live, setLive] = useState<Record<string, Live>>({});
   const [removed, setRemoved] = useState<Set<string>>(new Set());
   // What the list says wins over an event seen before it, unless the event is further on.
@@ -113,6 +121,7 @@ export function DocumentsScreen() {
     if (page.error || !page.data) return setActionError(toAppError(page.error));
     const next = page.data.documents;
     setMore((current) => ({
+      base: current ? current.base : firstPageEnd,
       documents: [...(current?.documents ?? []), ...next.edges.map((edge) => edge.node)],
       cursor: next.pageInfo.endCursor,
       hasNext: next.pageInfo.hasNextPage,

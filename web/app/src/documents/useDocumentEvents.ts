@@ -1,5 +1,6 @@
 import { useEffect, useRef } from "react";
 import { useClient } from "urql";
+import { socketEvents } from "../api/sockets";
 import { DocumentEventsDocument, type DocumentEventsSubscription } from "../generated/graphql";
 
 type Event = DocumentEventsSubscription["documentEvents"];
@@ -12,7 +13,8 @@ const MAX_WAIT_MS = 30_000;
  * Live document events. When the stream ends with an error (a refused token, which the
  * connection pool refreshes; a rate limit), it is opened again after a growing wait, and
  * `onReopen` runs: events sent while it was closed are lost, so the caller reloads.
- * A dropped connection is mended by the connection itself (api/sockets.ts).
+ * A dropped connection is mended by the connection itself (api/sockets.ts), which says
+ * so once it is back: `onReopen` runs then too.
  */
 export function useDocumentEvents(onEvent: (event: Event) => void, onReopen: () => void): void {
   const client = useClient();
@@ -44,7 +46,10 @@ export function useDocumentEvents(onEvent: (event: Event) => void, onReopen: () 
       });
     };
     open();
+    const reconnected = () => reopened.current();
+    socketEvents.addEventListener("reconnected", reconnected);
     return () => {
+      socketEvents.removeEventListener("reconnected", reconnected);
       stopped = true;
       if (retry) clearTimeout(retry);
       subscription?.unsubscribe();
