@@ -150,8 +150,8 @@ class RefreshTokenRepository(Protocol):
         self, record: RefreshTokenRecord, token_hash: str, created_at: datetime
     ) -> None: ...
 
-    async def find(self, token_hash: str) -> RefreshTokenRecord | None:
-        """The token row, not locked."""
+    async def organization_of(self, token_hash: str) -> UUID | None:
+        """The organisation of the token's session (no lock taken)."""
         ...
 
     async def find_for_update(self, token_hash: str) -> RefreshTokenRecord | None:
@@ -162,7 +162,7 @@ class RefreshTokenRepository(Protocol):
 
     async def revoke_family(self, family_id: UUID, at: datetime) -> list[UUID]:
         """Revoke a session and every session switched to from it, however many switches
-        away; returns their family ids."""
+        away, including tokens they were issued while this ran; returns their family ids."""
         ...
 
     async def revoke_for_member(

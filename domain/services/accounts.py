@@ -259,17 +259,11 @@ class AccountService:
         self, uow: UnitOfWork, refresh_token: str, now: datetime, origin: RequestOrigin
     ) -> RefreshTokenRecord:
         """The refresh token's record, locked, if it may be traded now, with its
-        organisation held. A token used before is a stolen copy or a replay: its whole
-        session is revoked, with every session switched to from it."""
-        token_hash = hash_refresh_token(refresh_token)
-        known = await uow.refresh_tokens.find(token_hash)
-        if known is None:
-            raise InvalidRefreshToken()
-        # The organisation before the token row: a removal or role change locks the
-        # organisation, then the member's token rows, so the other order could deadlock.
-        await uow.organizations.hold(known.organization_id)
-        record = await uow.refresh_tokens.find_for_update(token_hash)
-        if record is None or record.revoked_at is not None:
+        organisation held. A token used before is a stolen copy or a replay, even in a
+        session ended since (a removal from the organisation a switch left): its session
+        is revoked, with every session switched to from it."""
+        record = await self._locked(uow, refresh_token)
+        if record is None:
             raise InvalidRefreshToken()
         if record.used_at is not None:
             families = await uow.refresh_tokens.revoke_family(record.family_id, now)
@@ -288,9 +282,23 @@ class AccountService:
             await self._revocations.revoke(families)
             await uow.commit()
             raise RefreshTokenReused()
+        if record.revoked_at is not None:
+            raise InvalidRefreshToken()
         if record.expires_at <= now or record.session_started_at + self._session_max_age <= now:
             raise InvalidRefreshToken()
         return record
+
+    @staticmethod
+    async def _locked(uow: UnitOfWork, refresh_token: str) -> RefreshTokenRecord | None:
+        """The token's row, locked, after a hold on its organisation: a removal or role
+        change locks the organisation, then the member's token rows, so taking the row
+        first could deadlock with it."""
+        token_hash = hash_refresh_token(refresh_token)
+        organization_id = await uow.refresh_tokens.organization_of(token_hash)
+        if organization_id is None:
+            return None
+        await uow.organizations.hold(organization_id)
+        return await uow.refresh_tokens.find_for_update(token_hash)
 
     async def log_out(self, refresh_token: str, origin: RequestOrigin) -> bool:
         """Revoke the whole session the refresh token belongs to."""
@@ -298,7 +306,7 @@ class AccountService:
             return False
         now = self._clock.now()
         async with self._uow_factory.system() as uow:
-            record = await uow.refresh_tokens.find_for_update(hash_refresh_token(refresh_token))
+            record = await self._locked(uow, refresh_token)
             if record is None or record.revoked_at is not None:
                 return False
             families = await uow.refresh_tokens.revoke_family(record.family_id, now)

@@ -140,3 +140,24 @@ async def test_a_switch_is_audited_in_both_organisations_naming_neither(
     assert len(left) == 1
     assert cast(str, left[0]["target"]).startswith("session:")
     assert owner.organization_id not in str(left) and member.organization_id not in str(arrived)
+
+
+async def test_a_replay_is_caught_after_the_old_session_was_ended_by_a_removal(
+    api: GraphQLClient,
+) -> None:
+    # The member, signed in to the team, switches home; then the team removes them, which
+    # ends every session of theirs there, the traded one included. Replaying the traded
+    # token must still count as a replay, and end the session it led to.
+    owner, member = await team_with_editor(api)
+    in_team = await api.log_in(member.email, organization_id=owner.organization_id)
+    home: JSON = {"token": in_team.refresh_token, "org": member.organization_id}
+    switched = cast(JSON, (await api.data(SWITCH, home))["switchOrganization"])
+    await api.data(
+        "mutation($u: ID!) { removeMember(userId: $u) }",
+        {"u": member.user_id},
+        token=owner.access_token,
+    )
+    await api.data(ME, token=cast(str, switched["accessToken"]))  # another organisation's
+    code = await api.error_code(REFRESH, {"token": in_team.refresh_token})
+    assert code == "REFRESH_TOKEN_REUSED"
+    assert await api.error_code(ME, token=cast(str, switched["accessToken"])) == "UNAUTHENTICATED"

@@ -23,6 +23,10 @@ _LINEAGE = text(
 )
 
 
+# A lineage only grows while a refresh or switch in it commits between two rounds.
+_MAX_REVOKE_ROUNDS = 10
+
+
 def to_record(row: RefreshTokenRow) -> RefreshTokenRecord:
     return RefreshTokenRecord(
         id=row.id,
@@ -57,17 +61,18 @@ class SqlRefreshTokenRepository:
         )
         await self._session.flush()
 
-    async def find(self, token_hash: str) -> RefreshTokenRecord | None:
-        row = await self._session.scalar(
-            select(RefreshTokenRow).where(RefreshTokenRow.token_hash == token_hash)
+    async def organization_of(self, token_hash: str) -> UUID | None:
+        return await self._session.scalar(
+            select(RefreshTokenRow.organization_id).where(RefreshTokenRow.token_hash == token_hash)
         )
-        return to_record(row) if row else None
 
     async def find_for_update(self, token_hash: str) -> RefreshTokenRecord | None:
         row = await self._session.scalar(
             select(RefreshTokenRow)
             .where(RefreshTokenRow.token_hash == token_hash)
-            .with_for_update()
+            .with_for_update(),
+            # The row as locked, never a copy an earlier read left in the session.
+            execution_options={"populate_existing": True},
         )
         return to_record(row) if row else None
 
@@ -77,13 +82,22 @@ class SqlRefreshTokenRepository:
         )
 
     async def revoke_family(self, family_id: UUID, at: datetime) -> list[UUID]:
-        families = list(await self._session.scalars(_LINEAGE, {"family": family_id}))
-        await self._session.execute(
-            update(RefreshTokenRow)
-            .where(RefreshTokenRow.family_id.in_(families), RefreshTokenRow.revoked_at.is_(None))
-            .values(revoked_at=at)
-        )
-        return families
+        # Each statement reads what was committed when it began: a refresh or switch in
+        # the lineage that commits meanwhile adds rows the update did not see, so it runs
+        # again until it changes nothing.
+        families: set[UUID] = set()
+        for _ in range(_MAX_REVOKE_ROUNDS):
+            lineage = list(await self._session.scalars(_LINEAGE, {"family": family_id}))
+            families.update(lineage)
+            revoked = await self._session.scalars(
+                update(RefreshTokenRow)
+                .where(RefreshTokenRow.family_id.in_(lineage), RefreshTokenRow.revoked_at.is_(None))
+                .values(revoked_at=at)
+                .returning(RefreshTokenRow.id)
+            )
+            if not revoked.all():
+                break
+        return sorted(families)
 
     async def revoke_for_member(
         self, user_id: UUID, organization_id: UUID, at: datetime

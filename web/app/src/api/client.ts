@@ -11,9 +11,10 @@ export function authenticatedFetch(session: Session, organizationId: string | nu
   const moved = () => organizationId !== null && session.info?.organization.id !== organizationId;
   return async (input, init) => {
     const send = async (): Promise<Response> => {
-      if (moved()) throw new TypeError("the session moved to another organisation");
       const headers = new Headers(init?.headers);
       const token = await session.validAccessToken();
+      // After the wait: a refresh in flight may have been a switch.
+      if (moved()) throw new TypeError("the session moved to another organisation");
       if (token) headers.set("authorization", `Bearer ${token}`);
       return fetch(input, { ...init, headers });
     };

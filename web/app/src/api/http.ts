@@ -3,9 +3,10 @@ import type { TypedDocumentNode } from "@graphql-typed-document-node/core";
 import { AppError, codeOf } from "./errors";
 
 export const GRAPHQL_PATH = "/graphql";
-/** Sign-in, refresh and switch give up after this long (a proxy holding the request open
- * would otherwise hold every stream waiting for the refresh). */
-const AUTH_TIMEOUT_MS = 20_000;
+/** Sign-up and log-in give up after this long. Never a refresh or switch: one the server
+ * completes after the client gave up would leave the client holding a used refresh token,
+ * whose next use reads as theft and ends the session. */
+export const SIGN_IN_TIMEOUT_MS = 20_000;
 
 export function websocketUrl(location: Location = window.location): string {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
@@ -21,17 +22,16 @@ interface GraphQLResponse<T> {
 export async function postGraphQL<T, V>(
   document: TypedDocumentNode<T, V>,
   variables: V,
-  token?: string | null,
+  timeoutMs: number | null = null,
 ): Promise<T> {
   const headers: Record<string, string> = { "content-type": "application/json" };
-  if (token) headers["authorization"] = `Bearer ${token}`;
   let response: Response;
   try {
     response = await fetch(GRAPHQL_PATH, {
       method: "POST",
       headers,
       body: JSON.stringify({ query: print(document), variables }),
-      signal: AbortSignal.timeout(AUTH_TIMEOUT_MS),
+      signal: timeoutMs === null ? null : AbortSignal.timeout(timeoutMs),
     });
   } catch {
     throw new AppError("NETWORK_ERROR");

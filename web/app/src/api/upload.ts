@@ -60,15 +60,16 @@ function send(
 }
 
 /** Upload one file; a per-file outcome, never a throw. `signal` cancels it (the session
- * ended, the page went away): nothing more is sent, with any session's token. */
+ * ended, the page went away): nothing more is sent, with any session's token. Nothing is
+ * sent either once the session is in another organisation than `organizationId`. */
 export async function uploadFile(
   session: Session,
   file: File,
   onProgress: (fraction: number) => void,
   signal?: AbortSignal,
+  organizationId: string | undefined = session.info?.organization.id,
 ): Promise<UploadResult> {
-  // Into the organisation the upload was started in, or nowhere.
-  const organizationId = session.info?.organization.id;
+  // Into the organisation the upload (its batch) was started in, or nowhere.
   const token = await session.validAccessToken();
   if (session.info?.organization.id !== organizationId) return { ok: false, error: new AppError("CANCELLED") };
   let reply = await send(file, token, onProgress, signal);

@@ -8,7 +8,7 @@ import {
   type SessionFieldsFragment,
   type SignUpInput,
 } from "../generated/graphql";
-import { postGraphQL } from "../api/http";
+import { SIGN_IN_TIMEOUT_MS, postGraphQL } from "../api/http";
 import { AppError } from "../api/errors";
 
 export type SessionInfo = Pick<SessionFieldsFragment, "user" | "organization">;
@@ -25,8 +25,8 @@ export interface AuthTransport {
 }
 
 export const httpAuthTransport: AuthTransport = {
-  signUp: async (input) => (await postGraphQL(SignUpDocument, { input })).signUp,
-  logIn: async (input) => (await postGraphQL(LogInDocument, { input })).logIn,
+  signUp: async (input) => (await postGraphQL(SignUpDocument, { input }, SIGN_IN_TIMEOUT_MS)).signUp,
+  logIn: async (input) => (await postGraphQL(LogInDocument, { input }, SIGN_IN_TIMEOUT_MS)).logIn,
   refresh: async (refreshToken) =>
     (await postGraphQL(RefreshSessionDocument, { refreshToken })).refreshSession,
   switchOrganization: async (refreshToken, organizationId) =>

@@ -1,4 +1,4 @@
-import { useEffect, useMemo, useState } from "react";
+import { useEffect, useMemo, useRef, useState } from "react";
 import { useClient, useMutation, useQuery } from "urql";
 import { toAppError, type AppError } from "../api/errors";
 import { ConfirmDialog } from "../components/ConfirmDialog";
@@ -28,7 +28,9 @@ export function ChatList({ activeId, version }: { activeId: string | null; versi
   );
   const [loadingMore, setLoadingMore] = useState(false);
   const firstPageEnd = data?.chats.pageInfo.endCursor ?? null;
-  useEffect(() => setMore((current) => (current && current.base !== firstPageEnd ? null : current)), [firstPageEnd]);
+  const firstPageEndRef = useRef(firstPageEnd);
+  firstPageEndRef.current = firstPageEnd;
+  const shown = more && more.base === firstPageEnd ? more : null;
   const [expanded, setExpanded] = useState(false);
   const [, createChat] = useMutation(CreateChatDocument);
   const [, renameChat] = useMutation(RenameChatDocument);
@@ -75,15 +77,17 @@ export function ChatList({ activeId, version }: { activeId: string | null; versi
   }
 
   async function showMore() {
-    const after = more ? more.cursor : (data?.chats.pageInfo.endCursor ?? null);
+    const after = shown ? shown.cursor : firstPageEnd;
+    const base = firstPageEnd;
     setLoadingMore(true);
     const page = await client.query(ChatsDocument, { first: PAGE, after }, { requestPolicy: "network-only" }).toPromise();
     setLoadingMore(false);
+    if (firstPageEndRef.current !== base) return; // it follows a first page that is gone
     if (page.error || !page.data) return setFailure(toAppError(page.error));
     const next = page.data.chats;
     setMore((current) => ({
-      base: current ? current.base : firstPageEnd,
-      chats: [...(current?.chats ?? []), ...next.edges.map((edge) => edge.node)],
+      base,
+      chats: [...(current && current.base === base ? current.chats : []), ...next.edges.map((edge) => edge.node)],
       cursor: next.pageInfo.endCursor ?? null,
       hasNext: next.pageInfo.hasNextPage,
     }));
@@ -91,8 +95,8 @@ export function ChatList({ activeId, version }: { activeId: string | null; versi
 
   const firstPage = data?.chats.edges.map((e) => e.node) ?? [];
   const onFirstPage = new Set(firstPage.map((chat) => chat.id));
-  const chats = [...firstPage, ...(more?.chats ?? []).filter((chat) => !onFirstPage.has(chat.id))];
-  const hasNext = more ? more.hasNext : (data?.chats.pageInfo.hasNextPage ?? false);
+  const chats = [...firstPage, ...(shown?.chats ?? []).filter((chat) => !onFirstPage.has(chat.id))];
+  const hasNext = shown ? shown.hasNext : (data?.chats.pageInfo.hasNextPage ?? false);
   return (
     <nav className={expanded ? "chat-list expanded" : "chat-list"} aria-label="Chats">
       <div className="chat-list-head">

@@ -16,15 +16,17 @@ const MAX_PAGES = 49;
  */
 export function useChatMessages(chatId: string | null) {
   const client = useClient();
-  const [{ data, fetching, error }, refetch] = useQuery({
+  const [{ data, fetching, error, operation }, refetch] = useQuery({
     query: ChatMessagesDocument,
     variables: { id: chatId ?? "", first: PAGE },
     pause: chatId === null,
   });
   const [later, setLater] = useState<{ chatId: string; messages: MessageFieldsFragment[]; error: AppError | null } | null>(null);
 
-  // urql keeps the previous chat's data while the next one loads: never shown as this one's.
-  const current = data && (data.chat === null || data.chat.id === chatId) ? data : undefined;
+  // urql keeps the previous chat's data and error while the next one loads: never shown as
+  // this one's.
+  const mine = operation?.variables.id === chatId;
+  const current = mine ? data : undefined;
 
   useEffect(() => {
     const first = current?.chat?.messages;
@@ -58,7 +60,7 @@ export function useChatMessages(chatId: string | null) {
     loaded: current !== undefined,
     messages: [...firstPage, ...rest],
     fetching,
-    error: error ?? (later && later.chatId === chatId ? later.error : null),
+    error: (mine ? error : undefined) ?? (later && later.chatId === chatId ? later.error : null),
     refetch,
   };
 }

@@ -1,4 +1,4 @@
-import { act, cleanup, render, screen, waitFor, within } from "@testing-library/react";
+import { act, cleanup, fireEvent, render, screen, waitFor, within } from "@testing-library/react";
 import type { ReactNode } from "react";
 import { Provider, type Client, type OperationResult } from "urql";
 import { fromValue, never } from "wonka";
@@ -28,19 +28,26 @@ function doc(id: string, filename: string, status: DocumentFieldsFragment["statu
   };
 }
 
-function fakeClient(listed: DocumentFieldsFragment[]) {
+function connection(listed: DocumentFieldsFragment[], endCursor: string | null = null) {
+  return {
+    totalCount: listed.length,
+    pageInfo: { hasNextPage: endCursor !== null, endCursor },
+    edges: listed.map((node) => ({ node })),
+  };
+}
+
+function fakeClient(listed: DocumentFieldsFragment[], later: Record<string, ReturnType<typeof connection>> = {}) {
   const emits: Emit[] = [];
   const policies: string[] = [];
+  const firstPage = { current: connection(listed) };
   const client = {
     executeQuery: (operation: Operation, options?: { requestPolicy?: string }) => {
       policies.push(options?.requestPolicy ?? "");
-      const documents = {
-        totalCount: listed.length,
-        pageInfo: { hasNextPage: false, endCursor: null },
-        edges: listed.map((node) => ({ node })),
-      };
-      return fromValue({ operation, data: { documents }, stale: false, hasNext: false });
+      return fromValue({ operation, data: { documents: firstPage.current }, stale: false, hasNext: false });
     },
+    query: (_: unknown, variables: { after?: string }) => ({
+      toPromise: async () => ({ data: { documents: later[variables.after ?? ""] } }),
+    }),
     executeMutation: () => never,
     subscription: vi.fn(() => ({
       subscribe: (callback: Emit) => {
@@ -49,7 +56,7 @@ function fakeClient(listed: DocumentFieldsFragment[]) {
       },
     })),
   };
-  return { client: client as unknown as Client, emits, policies, subscription: client.subscription };
+  return { client: client as unknown as Client, emits, policies, subscription: client.subscription, firstPage };
 }
 
 const app = {
@@ -98,5 +105,20 @@ describe("DocumentsScreen", () => {
     act(() => void socketEvents.dispatchEvent(new Event("reconnected")));
     expect(fake.policies.filter((policy) => policy === "network-only").length).toBe(before + 1);
     expect(fake.subscription).toHaveBeenCalledTimes(1);
+  });
+
+  it("drops the pages shown after the first when the first page ends elsewhere", async () => {
+    const fake = fakeClient([], { c1: connection([doc("d2", "second.txt", "READY")]) });
+    fake.firstPage.current = connection([doc("d1", "first.txt", "READY")], "c1");
+    render(<DocumentsScreen />, { wrapper: wrap(fake.client) });
+    fireEvent.click(await screen.findByRole("button", { name: "Show more" }));
+    expect(await screen.findByText("second.txt")).toBeTruthy();
+    // A document arrives: the first page now ends with another one, and the page after
+    // "c1" would skip a document. It goes; "Show more" reads on from the new end.
+    fake.firstPage.current = connection([doc("d0", "new.txt", "READY"), doc("d1", "first.txt", "READY")], "c0");
+    act(() => void socketEvents.dispatchEvent(new Event("reconnected")));
+    await screen.findByText("new.txt");
+    expect(screen.queryByText("second.txt")).toBeNull();
+    expect(screen.getByRole("button", { name: "Show more" })).toBeTruthy();
   });
 });

@@ -49,7 +49,9 @@ export function DocumentsScreen() {
   const [loadingMore, setLoadingMore] = useState(false);
   useEffect(() => setMore(null), [status]);
   const firstPageEnd = data?.documents.pageInfo.endCursor ?? null;
-  useEffect(() => setMore((current) => (current && current.base !== firstPageEnd ? null : current)), [firstPageEnd]);
+  const firstPageEndRef = useRef(firstPageEnd);
+  firstPageEndRef.current = firstPageEnd;
+  const shown = more && more.base === firstPageEnd ? more : null;
   const [live, setLive] = useState<Record<string, Live>>({});
   const [removed, setRemoved] = useState<Set<string>>(new Set());
   // What the list says wins over an event seen before it, unless the event is further on.
@@ -97,7 +99,7 @@ export function DocumentsScreen() {
   const documents = useMemo(() => {
     const firstPage = (data?.documents.edges ?? []).map((edge) => edge.node);
     const onFirstPage = new Set(firstPage.map((d) => d.id));
-    const listed = [...firstPage, ...(more?.documents ?? []).filter((d) => !onFirstPage.has(d.id))];
+    const listed = [...firstPage, ...(shown?.documents ?? []).filter((d) => !onFirstPage.has(d.id))];
     const known = new Set(listed.map((d) => d.id));
     const fresh = Object.values(live)
       .map((l) => l.document)
@@ -106,23 +108,26 @@ export function DocumentsScreen() {
     return [...fresh, ...listed]
       .map((d) => live[d.id]?.document ?? d)
       .filter((d) => !removed.has(d.id) && (status === null || d.status === status));
-  }, [data, more, live, removed, status]);
+  }, [data, shown, live, removed, status]);
 
   const statusRef = useRef(status);
   statusRef.current = status;
-  const hasNext = more ? more.hasNext : (data?.documents.pageInfo.hasNextPage ?? false);
+  const hasNext = shown ? shown.hasNext : (data?.documents.pageInfo.hasNextPage ?? false);
   async function showMore() {
-    const after = more ? more.cursor : (data?.documents.pageInfo.endCursor ?? null);
+    const after = shown ? shown.cursor : firstPageEnd;
+    const base = firstPageEnd;
     const asked = status;
     setLoadingMore(true);
     const page = await client.query(DocumentsDocument, { first: PAGE, after, status }, { requestPolicy: "network-only" }).toPromise();
     setLoadingMore(false);
-    if (statusRef.current !== asked) return; // the filter changed meanwhile: another list
+    // The filter changed, or the first page ends elsewhere now: this page follows a list
+    // that is gone.
+    if (statusRef.current !== asked || firstPageEndRef.current !== base) return;
     if (page.error || !page.data) return setActionError(toAppError(page.error));
     const next = page.data.documents;
     setMore((current) => ({
-      base: current ? current.base : firstPageEnd,
-      documents: [...(current?.documents ?? []), ...next.edges.map((edge) => edge.node)],
+      base,
+      documents: [...(current && current.base === base ? current.documents : []), ...next.edges.map((edge) => edge.node)],
       cursor: next.pageInfo.endCursor,
       hasNext: next.pageInfo.hasNextPage,
     }));

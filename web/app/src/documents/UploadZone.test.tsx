@@ -11,7 +11,7 @@ afterEach(() => {
   uploadFile.mockReset();
 });
 
-const app = { session: {}, info: {} } as unknown as AppContextValue;
+const app = { session: {}, info: { organization: { id: "o1" } } } as unknown as AppContextValue;
 const uploaded = { id: "d1", filename: "guide.pdf" };
 
 describe("UploadZone", () => {
@@ -49,6 +49,8 @@ describe("UploadZone", () => {
     fireEvent.drop(screen.getByTestId("dropzone"), { dataTransfer: { files } });
     await waitFor(() => expect(uploadFile).toHaveBeenCalledTimes(2));
     const signals = uploadFile.mock.calls.map((call) => call[3] as AbortSignal);
+    // Each file goes to the organisation its batch was dropped in, whatever happens meanwhile.
+    expect(uploadFile.mock.calls.map((call) => call[4])).toEqual(["o1", "o1"]);
     expect(signals.every((signal) => !signal.aborted)).toBe(true);
     view.unmount();
     expect(signals.every((signal) => signal.aborted)).toBe(true);

@@ -18,7 +18,7 @@ interface Upload {
 const PARALLEL = 2;
 
 export function UploadZone({ onUploaded }: { onUploaded: (document: DocumentFieldsFragment) => void }) {
-  const { session } = useApp();
+  const { session, info } = useApp();
   const [uploads, setUploads] = useState<Upload[]>([]);
   const [dragging, setDragging] = useState(false);
   const input = useRef<HTMLInputElement>(null);
@@ -51,11 +51,12 @@ export function UploadZone({ onUploaded }: { onUploaded: (document: DocumentFiel
     setUploads((all) => [...batch.map((b) => b.item), ...all]);
     const queue = batch.filter((b) => b.item.state === "queued");
     const signal = cancel.current.signal;
+    const organizationId = info.organization.id;
     const worker = async () => {
       for (let next = queue.shift(); next && !signal.aborted; next = queue.shift()) {
         const { file, item } = next;
         update(item.key, { state: "uploading" });
-        const result = await uploadFile(session, file, (progress) => update(item.key, { progress }), signal);
+        const result = await uploadFile(session, file, (progress) => update(item.key, { progress }), signal, organizationId);
         if (result.ok) {
           update(item.key, { state: "done", progress: 1 });
           onUploaded(result.document);
