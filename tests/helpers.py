@@ -117,6 +117,14 @@ class GraphQLClient:
         )
         return _account(email, cast(JSON, data["signUp"]))
 
+    async def add_member(self, admin: Account, email: str, role: str = "EDITOR") -> None:
+        """``email``'s account joins ``admin``'s organisation."""
+        await self.data(
+            "mutation($e: String!, $r: Role!) { addMember(email: $e, role: $r) { role } }",
+            {"e": email, "r": role},
+            token=admin.access_token,
+        )
+
     async def log_in(self, email: str, organization_id: str | None = None) -> Account:
         data = await self.data(
             LOG_IN,

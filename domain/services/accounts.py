@@ -266,21 +266,7 @@ class AccountService:
         if record is None:
             raise InvalidRefreshToken()
         if record.used_at is not None:
-            families = await uow.refresh_tokens.revoke_family(record.family_id, now)
-            await uow.audit.record(
-                AuditEntry(
-                    "auth.refresh_token_reused",
-                    record.organization_id,
-                    record.user_id,
-                    target=f"session:{record.family_id}",
-                    ip=origin.ip,
-                ),
-                now,
-            )
-            # Redis first: if it cannot be told, nothing is committed and the next
-            # attempt detects the reuse again (see remove_member).
-            await self._revocations.revoke(families)
-            await uow.commit()
+            await self._end_session(uow, record, "auth.refresh_token_reused", now, origin)
             raise RefreshTokenReused()
         if record.revoked_at is not None:
             raise InvalidRefreshToken()
@@ -309,20 +295,34 @@ class AccountService:
             record = await self._locked(uow, refresh_token)
             if record is None or record.revoked_at is not None:
                 return False
-            families = await uow.refresh_tokens.revoke_family(record.family_id, now)
-            await uow.audit.record(
-                AuditEntry(
-                    "auth.logout",
-                    record.organization_id,
-                    record.user_id,
-                    target=f"session:{record.family_id}",
-                    ip=origin.ip,
-                ),
-                now,
-            )
-            await self._revocations.revoke(families)
-            await uow.commit()
+            await self._end_session(uow, record, "auth.logout", now, origin)
         return True
+
+    async def _end_session(
+        self,
+        uow: UnitOfWork,
+        record: RefreshTokenRecord,
+        action: str,
+        now: datetime,
+        origin: RequestOrigin,
+    ) -> None:
+        """Revoke the token's session and every session switched to from it, audited as
+        ``action``, and commit."""
+        families = await uow.refresh_tokens.revoke_family(record.family_id, now)
+        await uow.audit.record(
+            AuditEntry(
+                action,
+                record.organization_id,
+                record.user_id,
+                target=f"session:{record.family_id}",
+                ip=origin.ip,
+            ),
+            now,
+        )
+        # Redis first: if it cannot be told, nothing is committed, and the next attempt
+        # (a replay detected again, a log-out retried) does it all (see remove_member).
+        await self._revocations.revoke(families)
+        await uow.commit()
 
     async def authenticate(self, access_token: str) -> Principal:
         """The principal of a valid, unrevoked access token."""

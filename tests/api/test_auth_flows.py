@@ -60,11 +60,7 @@ async def test_log_in_failures_look_the_same(api: GraphQLClient) -> None:
 async def test_log_in_picks_an_organization_the_user_belongs_to(api: GraphQLClient) -> None:
     owner = await api.sign_up(organization_name="Team")
     member = await api.sign_up()
-    await api.data(
-        "mutation($e: String!) { addMember(email: $e, role: EDITOR) { role } }",
-        {"e": member.email},
-        token=owner.access_token,
-    )
+    await api.add_member(owner, member.email)
     default = await api.log_in(member.email)
     assert default.organization_id == member.organization_id
     chosen = await api.log_in(member.email, organization_id=owner.organization_id)

@@ -25,11 +25,7 @@ mutation($token: String!, $org: ID!) {
 async def team_with_editor(api: GraphQLClient) -> tuple[Account, Account]:
     owner = await api.sign_up(organization_name="Team")
     member = await api.sign_up()
-    await api.data(
-        "mutation($e: String!) { addMember(email: $e, role: EDITOR) { role } }",
-        {"e": member.email},
-        token=owner.access_token,
-    )
+    await api.add_member(owner, member.email)
     return owner, member
 
 
