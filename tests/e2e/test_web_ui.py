@@ -125,5 +125,5 @@ def test_sign_up_upload_ask_and_open_a_citation_in_a_browser(tmp_path: Path) -> 
         assert shot.is_file() and shot.stat().st_size > 10_000, shot
         shutil.copy2(shot, SCREENSHOT_COPY / shot.name)
         names.append(shot.name)
-    assert {"documents.png", "chat.png"} <= set(names)
+    assert {"documents.png", "chat.png", "organization-switched.png"} <= set(names)
     print(f"screenshots: {screenshots} (copied to {SCREENSHOT_COPY})")  # noqa: T201

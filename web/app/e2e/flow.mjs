@@ -172,6 +172,7 @@ try {
   await switcher.selectOption(shared);
   await page.locator(".document", { hasText: name }).locator(".badge", { hasText: "Ready" }).waitFor();
   const switchedTo = (await switcher.inputValue()) === shared;
+  await shoot("organization-switched");
   // And back: the picker works again in the organisation it mounted anew.
   const own = await switcher.locator("option", { hasNotText: "Lighthouse Society" }).getAttribute("value");
   await switcher.selectOption(own);

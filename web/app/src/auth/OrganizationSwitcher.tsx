@@ -44,7 +44,7 @@ export function OrganizationSwitcher() {
     );
   }
   return (
-    <span className="who" title={info.user.email}>
+    <span className="org-switcher" title={info.user.email}>
       <label className="inline">
         <span className="visually-hidden">Organisation</span>
         <select value={current.id} disabled={busy} onChange={(event) => void choose(event.target.value)}>
