@@ -66,6 +66,21 @@ async def begin_change(connection: asyncpg.Connection, organization_id: uuid.UUI
     )
 
 
+async def change_membership(
+    connection: asyncpg.Connection,
+    organization_id: uuid.UUID,
+    user_id: uuid.UUID,
+    role: str | None,
+) -> None:
+    """Within the half-done change: the member gets ``role``, or leaves (None)."""
+    if role is None:
+        statement = "DELETE FROM memberships WHERE user_id = $1 AND organization_id = $2"
+        await connection.execute(statement, user_id, organization_id)
+    else:
+        statement = "UPDATE memberships SET role = $3 WHERE user_id = $1 AND organization_id = $2"
+        await connection.execute(statement, user_id, organization_id, role)
+
+
 async def after_waiting(connection: asyncpg.Connection, call: Awaitable[T]) -> asyncio.Task[T]:
     """Starts ``call`` and returns once it waits for a lock (the change's); fails if it
     finishes without waiting."""
@@ -86,11 +101,7 @@ async def test_a_log_in_during_a_removal_is_refused(
 ) -> None:
     member = organisation.member.user
     await begin_change(change, organisation.id)
-    await change.execute(
-        "DELETE FROM memberships WHERE user_id = $1 AND organization_id = $2",
-        member.id,
-        organisation.id,
-    )
+    await change_membership(change, organisation.id, member.id, None)
     log_in = container.services.accounts.log_in(member.email, PASSWORD, organisation.id, ORIGIN)
     waiting = await after_waiting(change, log_in)
     await change.execute("COMMIT")
@@ -106,11 +117,7 @@ async def test_a_refresh_during_a_role_change_carries_the_new_role(
     session = await accounts.log_in(member.email, PASSWORD, organisation.id, ORIGIN)
     assert session.role is Role.ADMIN
     await begin_change(change, organisation.id)
-    await change.execute(
-        "UPDATE memberships SET role = 'viewer' WHERE user_id = $1 AND organization_id = $2",
-        member.id,
-        organisation.id,
-    )
+    await change_membership(change, organisation.id, member.id, "viewer")
     waiting = await after_waiting(change, accounts.refresh(session.refresh_token, ORIGIN))
     await change.execute("COMMIT")
     refreshed = await waiting
@@ -124,11 +131,7 @@ async def test_an_api_key_made_during_a_demotion_is_refused(
     member = organisation.member
     principal = Principal(member.user.id, organisation.id, Role.ADMIN, uuid.uuid4())
     await begin_change(change, organisation.id)
-    await change.execute(
-        "UPDATE memberships SET role = 'editor' WHERE user_id = $1 AND organization_id = $2",
-        member.user.id,
-        organisation.id,
-    )
+    await change_membership(change, organisation.id, member.user.id, "editor")
     create = container.services.api_keys.create(principal, "ci", Role.ADMIN, None, ip=None)
     waiting = await after_waiting(change, create)
     await change.execute("COMMIT")
@@ -144,11 +147,7 @@ async def test_a_switch_during_a_role_change_carries_the_new_role(
     accounts = container.services.accounts
     member = organisation.member
     await begin_change(change, organisation.id)
-    await change.execute(
-        "UPDATE memberships SET role = 'viewer' WHERE user_id = $1 AND organization_id = $2",
-        member.user.id,
-        organisation.id,
-    )
+    await change_membership(change, organisation.id, member.user.id, "viewer")
     switch = accounts.switch_organization(member.refresh_token, organisation.id, ORIGIN)
     waiting = await after_waiting(change, switch)
     await change.execute("COMMIT")
@@ -168,11 +167,7 @@ async def test_a_refresh_during_a_removal_neither_deadlocks_nor_survives(
     session = await accounts.log_in(member.email, PASSWORD, organisation.id, ORIGIN)
     await begin_change(change, organisation.id)
     waiting = await after_waiting(change, accounts.refresh(session.refresh_token, ORIGIN))
-    await change.execute(
-        "DELETE FROM memberships WHERE user_id = $1 AND organization_id = $2",
-        member.id,
-        organisation.id,
-    )
+    await change_membership(change, organisation.id, member.id, None)
     await change.execute(
         "UPDATE refresh_tokens SET revoked_at = now() "
         "WHERE user_id = $1 AND organization_id = $2 AND revoked_at IS NULL",
