@@ -366,7 +366,7 @@ def start_api(state: Path, urls: BackendUrls, port: int, prefix: str) -> subproc
             # One bench user sends thousands of questions: budgets it cannot spend, so
             # each search and answer still pays its rate-limit check, as in production.
             "FOUNDRY_RATE_LIMITS": json.dumps(
-                {"ask_user": "1000000/60", "search_user": "1000000/60"}
+                {"ask_user": "1000000/60", "search_user": "1000000/60", "chats_user": "1000000/60"}
             ),
         }
     )

@@ -307,6 +307,9 @@ class Budget(StrEnum):
     UPLOAD_ORGANIZATION = "upload_org"
     ASK_USER = "ask_user"
     SEARCH_USER = "search_user"
+    REPROCESS_ORGANIZATION = "reprocess_org"
+    CHATS_USER = "chats_user"
+    MEMBERS_USER = "members_user"
     # Concurrency limits: slots held while something stays open, not a rate.
     WEBSOCKETS_USER = "ws_connections_user"
     SUBSCRIPTIONS_USER = "subscriptions_user"

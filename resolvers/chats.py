@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
+from domain.entities import Principal
 from domain.ports import Budget
 from domain.services.cursors import encode_cursor
 from resolvers.ids import parse_id
@@ -33,20 +34,29 @@ async def chat(info: Info, id: strawberry.ID) -> Chat | None:
     return Chat.from_domain(found) if found else None
 
 
-async def create_chat(info: Info, title: str | None = None) -> Chat:
+async def _charged(info: Info) -> Principal:
+    """The caller, once one chat mutation is charged to their budget (creating, renaming
+    and deleting share it: nothing else bounds how many chat rows one user writes)."""
     ctx = info.context
-    return Chat.from_domain(await ctx.services.chats.create(ctx.require_principal(), title))
+    principal = ctx.require_principal()
+    await ctx.rate_limiter.hit(Budget.CHATS_USER, str(principal.user_id), principal.role)
+    return principal
+
+
+async def create_chat(info: Info, title: str | None = None) -> Chat:
+    principal = await _charged(info)
+    return Chat.from_domain(await info.context.services.chats.create(principal, title))
 
 
 async def rename_chat(info: Info, id: strawberry.ID, title: str) -> Chat:
-    ctx = info.context
-    renamed = await ctx.services.chats.rename(ctx.require_principal(), parse_id(id, "chat"), title)
+    principal = await _charged(info)
+    renamed = await info.context.services.chats.rename(principal, parse_id(id, "chat"), title)
     return Chat.from_domain(renamed)
 
 
 async def delete_chat(info: Info, id: strawberry.ID) -> bool:
-    ctx = info.context
-    return await ctx.services.chats.delete(ctx.require_principal(), parse_id(id, "chat"))
+    principal = await _charged(info)
+    return await info.context.services.chats.delete(principal, parse_id(id, "chat"))
 
 
 async def ask(info: Info, chat_id: strawberry.ID, question: str) -> Message:

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Sequence
 from contextlib import aclosing
-from typing import Protocol, cast
+from typing import Protocol, runtime_checkable
 
 import strawberry
 from strawberry.file_uploads import Upload
 
 from domain.entities import DocumentStatus as DomainStatus
-from domain.entities import Principal
-from domain.errors import Unauthenticated
+from domain.entities import Principal, Role
+from domain.errors import Unauthenticated, ValidationFailed
 from domain.ingestion.ports import IncomingFile
 from domain.ports import Budget
+from domain.services.roles import require_role
 from resolvers.ids import parse_id
 from schema.context import Info
 from schema.types.document import (
@@ -28,6 +29,7 @@ from schema.types.document import (
 )
 
 
+@runtime_checkable
 class UploadedFile(Protocol):
     """What the multipart integration hands over for each file (Starlette's UploadFile)."""
 
@@ -37,18 +39,36 @@ class UploadedFile(Protocol):
     def read(self, size: int = -1) -> Awaitable[bytes]: ...
 
 
+def uploaded_files(files: Sequence[object]) -> list[UploadedFile]:
+    """The files of a multipart request. The Upload scalar takes any value (a string or
+    an object in the JSON, a multipart map entry naming a plain form field): those are
+    refused here, not met as a missing attribute in the middle of the upload."""
+    uploads: list[UploadedFile] = []
+    for position, value in enumerate(files):
+        if not isinstance(value, UploadedFile):
+            raise ValidationFailed(
+                f"files[{position}] is not a file: send each file as a part of a GraphQL"
+                " multipart request, mapped to its variable.",
+                field="files",
+            )
+        uploads.append(value)
+    return uploads
+
+
 async def upload_documents(info: Info, files: list[Upload]) -> list[UploadOutcome]:
     ctx = info.context
-    uploads = [cast(UploadedFile, upload) for upload in files]
+    principal = ctx.require_principal()
+    # The service checks the role again; checked here too because the organisation's
+    # budget is charged first, and a viewer's refused uploads must not spend it.
+    require_role(principal, Role.EDITOR)
     incoming = [
         IncomingFile(
             filename=upload.filename or "untitled",
             content_type=upload.content_type,
             read=upload.read,
         )
-        for upload in uploads
+        for upload in uploaded_files(files)
     ]
-    principal = ctx.require_principal()
     await ctx.rate_limiter.hit(
         Budget.UPLOAD_ORGANIZATION, str(principal.organization_id), principal.role, len(files)
     )
@@ -88,8 +108,15 @@ async def delete_document(info: Info, id: strawberry.ID) -> bool:
 
 async def reprocess_document(info: Info, id: strawberry.ID) -> Document:
     ctx = info.context
+    principal = ctx.require_principal()
+    # As for uploads: a viewer is refused before the organisation's budget is charged.
+    require_role(principal, Role.EDITOR)
+    # Every call queues a whole ingestion again, even for a document that is mid-way.
+    await ctx.rate_limiter.hit(
+        Budget.REPROCESS_ORGANIZATION, str(principal.organization_id), principal.role
+    )
     reset = await ctx.services.documents.reprocess(
-        ctx.require_principal(), parse_id(id, "document"), ctx.client_ip
+        principal, parse_id(id, "document"), ctx.client_ip
     )
     return Document.from_domain(reset)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import strawberry
 
+from domain.entities import Principal
 from domain.errors import Forbidden, NotFound
+from domain.ports import Budget
 from resolvers.ids import parse_id
 from schema.context import Info
 from schema.types.enums import Role
@@ -37,24 +39,34 @@ async def list_members(info: Info, organization_id: str) -> list[Member]:
     return [Member.from_domain(member) for member in members]
 
 
-async def add_member(info: Info, email: str, role: Role) -> Member:
+async def _charged(info: Info) -> Principal:
+    """The caller, once one member change is charged to their budget. Every try counts,
+    refused or not: addMember looks the email up, so an unlimited one would tell which
+    addresses have accounts as fast as a client can ask."""
     ctx = info.context
-    member = await ctx.services.organizations.add_member(
-        ctx.require_principal(), email, role.to_domain(), ctx.client_ip
+    principal = ctx.require_principal()
+    await ctx.rate_limiter.hit(Budget.MEMBERS_USER, str(principal.user_id), principal.role)
+    return principal
+
+
+async def add_member(info: Info, email: str, role: Role) -> Member:
+    principal = await _charged(info)
+    member = await info.context.services.organizations.add_member(
+        principal, email, role.to_domain(), info.context.client_ip
     )
     return Member.from_domain(member)
 
 
 async def change_member_role(info: Info, user_id: strawberry.ID, role: Role) -> Member:
-    ctx = info.context
-    member = await ctx.services.organizations.change_role(
-        ctx.require_principal(), parse_id(user_id, "member"), role.to_domain(), ctx.client_ip
+    principal = await _charged(info)
+    member = await info.context.services.organizations.change_role(
+        principal, parse_id(user_id, "member"), role.to_domain(), info.context.client_ip
     )
     return Member.from_domain(member)
 
 
 async def remove_member(info: Info, user_id: strawberry.ID) -> bool:
-    ctx = info.context
-    return await ctx.services.organizations.remove_member(
-        ctx.require_principal(), parse_id(user_id, "member"), ctx.client_ip
+    principal = await _charged(info)
+    return await info.context.services.organizations.remove_member(
+        principal, parse_id(user_id, "member"), info.context.client_ip
     )

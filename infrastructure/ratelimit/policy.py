@@ -29,6 +29,15 @@ DEFAULT_LIMITS: Mapping[Budget, str] = {
     Budget.UPLOAD_ORGANIZATION: "600/3600",
     Budget.ASK_USER: "120/600",
     Budget.SEARCH_USER: "600/60",
+    # Each call resets a document and queues a whole ingestion again: a fifth of the
+    # upload budget, with a burst for retrying a batch of failed documents at once.
+    Budget.REPROCESS_ORGANIZATION: "120/3600",
+    # Cheap single-row writes, but nothing else bounds how many chat rows one user makes:
+    # ask_user's burst (a chat per question), and far above what a person clicks.
+    Budget.CHATS_USER: "120/60",
+    # Onboarding a team fits in the burst; beyond it, one a minute keeps addMember's
+    # account lookup from serving as a fast account-existence probe.
+    Budget.MEMBERS_USER: "60/3600",
     Budget.WEBSOCKETS_USER: "20",
     Budget.SUBSCRIPTIONS_USER: "100",
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 from pathlib import Path
@@ -22,7 +23,14 @@ from tests.documents import (
     pdf_bytes,
     truncated_pdf_bytes,
 )
-from tests.helpers import JSON, GraphQLClient, upload, upload_outcomes, wait_for_document
+from tests.helpers import (
+    JSON,
+    UPLOAD,
+    GraphQLClient,
+    upload,
+    upload_outcomes,
+    wait_for_document,
+)
 
 
 def _error(outcome: JSON) -> str | None:
@@ -86,6 +94,42 @@ async def test_good_and_bad_files_in_one_request(
         ],
     )
     assert [_error(o) for o in outcomes] == [None, "UNSUPPORTED_FILE_TYPE", None]
+
+
+def _not_a_file(body: JSON, position: int) -> None:
+    [error] = cast(list[JSON], body["errors"])
+    assert error["extensions"] == {"code": "VALIDATION_FAILED", "field": "files"}, body
+    assert str(error["message"]).startswith(f"files[{position}] is not a file"), body
+    assert body["data"] is None, body
+
+
+async def test_values_that_are_not_files_are_refused_as_invalid(
+    http: httpx.AsyncClient, api: GraphQLClient, container: Container
+) -> None:
+    """The Upload scalar takes any value; only files of a multipart request are files."""
+    account = await api.sign_up()
+    token = account.access_token
+    literal = 'mutation { uploadDocuments(files: ["x"]) { filename } }'
+    _not_a_file(await api.execute(literal, {}, token), 0)
+    variable = "mutation($f: [Upload!]!) { uploadDocuments(files: $f) { filename } }"
+    _not_a_file(await api.execute(variable, {"f": [{}]}, token), 0)
+    # A multipart map may point a variable at a plain form field instead of a file part.
+    operations = {"query": UPLOAD, "variables": {"files": [None, None]}}
+    mapping = {"0": ["variables.files.0"], "1": ["variables.files.1"]}
+    response = await http.post(
+        "/graphql",
+        files=[
+            ("operations", (None, json.dumps(operations), None)),
+            ("map", (None, json.dumps(mapping), None)),
+            ("0", ("a.txt", b"a real file about lighthouses", "text/plain")),
+            ("1", (None, "just a form field", None)),
+        ],
+        headers={"authorization": f"Bearer {token}", "x-requested-with": "foundry"},
+    )
+    assert response.status_code == 200, response.text
+    _not_a_file(cast(JSON, response.json()), 1)
+    # Refused as a whole: not even the real file was stored.
+    assert await _document_rows(container, account.organization_id) == 0
 
 
 async def test_path_traversal_filenames_are_display_data_only(

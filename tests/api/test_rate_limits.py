@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import cast
 
@@ -60,18 +60,26 @@ SEARCH_ONCE = '{ search(query: "lighthouse") { score } }'
 EVENTS = "subscription { documentEvents { progress } }"
 
 
-@pytest.fixture(scope="module")
-def limited_server(settings: Settings, urls: BackendUrls) -> Iterator[ServerThread]:
+def start_limited_server(
+    settings: Settings, urls: BackendUrls, limits: Mapping[str, str]
+) -> ServerThread:
+    """A running test server with these rate limits and budgets of its own (apart from
+    the main test server's and every other limited server's); stop it when done."""
     configured = settings.model_copy(
         update={
-            "rate_limits": LIMITS,
-            # Budgets of its own, apart from the main test server's.
+            "rate_limits": dict(limits),
             "redis_key_prefix": f"{settings.redis_key_prefix}limits-{uuid.uuid4().hex[:6]}:",
         }
     )
     server = ServerThread(configured, urls)
     _PREFIXES[server.port] = configured.redis_key_prefix
     server.start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def limited_server(settings: Settings, urls: BackendUrls) -> Iterator[ServerThread]:
+    server = start_limited_server(settings, urls, LIMITS)
     yield server
     server.stop()
 
