@@ -436,20 +436,24 @@ class AnswerService:
         sources: list[Source],
         usage: Usage,
     ) -> Message:
-        now = self._clock.now()
-        message = Message(
-            id=uuid4(),
-            chat_id=chat_id,
-            organization_id=principal.organization_id,
-            role=MessageRole.ASSISTANT,
-            content=content,
-            sources=sources,
-            created_at=now,
-            usage=usage,
-        )
         async with self._uow_factory.chat_turn(principal) as turn:
-            if await turn.append(message) is None:
+            if await turn.lock_chat(chat_id) is None:
                 raise NotFound("The chat was deleted while the answer was being written.")
+            # Timed under the lock, as a question is: one asked meanwhile either is
+            # stored first and timed before this answer, or waits and is timed after it,
+            # so a page of messages never gains this answer behind its cursor.
+            message = Message(
+                id=uuid4(),
+                chat_id=chat_id,
+                organization_id=principal.organization_id,
+                role=MessageRole.ASSISTANT,
+                content=content,
+                sources=sources,
+                created_at=self._clock.now(),
+                usage=usage,
+            )
+            if await turn.append(message) is None:  # held: only if the invariant broke
+                raise RuntimeError("the locked chat was not there to store the answer in")
             await turn.commit()
         return message
 

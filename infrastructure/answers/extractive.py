@@ -5,7 +5,9 @@ copied verbatim from the sources (whitespace collapsed), each followed by the
 ``[n]`` of the source it came from. Sentences are scored by the cosine
 similarity of their embedding to the question's plus the share of the
 question's content words they contain; only the best candidates by word
-overlap are embedded, which keeps the first token fast.
+overlap are embedded, which keeps the first token fast. When the embedding
+provider is down (after its own retries) the answer ends with
+EMBEDDING_UNAVAILABLE, as a search does: nothing can be quoted without it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from domain.answers.ports import (
     Turn,
 )
 from domain.answers.text import snippet, word_pieces
+from domain.errors import EmbeddingUnavailable, TransientFailure
 from domain.ingestion.ports import Embedder
 
 NAME = "extractive"
@@ -125,7 +128,10 @@ class ExtractiveAnswerer:
         known = {text: self._cache[text] for text in distinct if text in self._cache}
         missing = [text for text in distinct if text not in known]
         if missing:
-            embedded = await self._embedder.embed_sentences(missing)
+            try:
+                embedded = await self._embedder.embed_sentences(missing)
+            except TransientFailure as failure:  # the provider is down, after its retries
+                raise EmbeddingUnavailable() from failure
             for text, values in zip(missing, embedded, strict=True):
                 known[text] = array("f", values)
         found: list[array[float]] = []

@@ -1,12 +1,13 @@
 """An answer's chat writes, on the hot path's asyncpg pool (``reader.py``).
 
 Every answer writes twice: the question (with the chat locked, its recent history and
-the corpus version read), then the answer. Through a SQLAlchemy session those two
+the corpus version read), then the answer (with the chat locked again, so that it is
+timed under the lock as the question is). Through a SQLAlchemy session those two
 transactions took about a quarter of the event loop's time at 8 concurrent answers
 (bench/README.md, run 47). Here each statement is plain SQL sent
 straight through the driver, and the message and its chat's ``updated_at`` (and
 title) are one statement: the question's transaction is five round trips, the
-answer's three.
+answer's four.
 
 Isolation is the unit of work's: the same role, the same tenant settings, under
 row-level security; the user filters below say the same thing in the query.
@@ -51,8 +52,8 @@ FROM (
 ORDER BY recent.created_at, recent.id"""
 
 # $1 organisation, $2 user, $3 chat, $4 the message's time (the chat's new updated_at,
-# which never goes back: a turn that read the clock first may commit second), $5 the
-# new title or NULL, then the message's own columns. The message is stored only if the
+# which never goes back, even for a turn timed before the chat was locked), $5 the new
+# title or NULL, then the message's own columns. The message is stored only if the
 # chat was touched, that is if it is still the user's.
 _APPEND = """
 WITH touched AS (
