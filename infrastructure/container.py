@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol, runtime_checkable
 
 from dramatiq.brokers.redis import RedisBroker
 from redis.asyncio import Redis
@@ -59,6 +60,13 @@ from infrastructure.settings import Settings
 from infrastructure.storage.local_blobs import LocalBlobStore
 
 READINESS_TIMEOUT_SECONDS = 2.0
+
+
+@runtime_checkable
+class _AsyncClosable(Protocol):
+    """What holds connections of its own (the Gemini clients' HTTP pools)."""
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +141,7 @@ class Container:
             embedder, coalesce_queries=not isinstance(embedder, LocalEmbedder)
         )
         self._parsers: list[SandboxedParser] = []
+        self._batchers: list[BatchingEmbedder] = []  # build_ingestion's, around its caller's
         self.embedder: Embedder = self._batching
         search = SearchService(
             uow_factory=uow_factory,
@@ -145,6 +154,11 @@ class Container:
             ),
         )
         generator, fallback = build_answerers(settings, self.embedder)
+        # The providers' clients this container opened (Gemini's), closed with it.
+        self._clients: list[_AsyncClosable] = []
+        for built in (embedder, generator, fallback):
+            if isinstance(built, _AsyncClosable):
+                self._clients.append(built)
         self.services = Services(
             accounts=AccountService(
                 uow_factory=uow_factory,
@@ -221,11 +235,16 @@ class Container:
             memory_bytes=settings.parse_memory_mb * 1024 * 1024,
         )
         self._parsers.append(parser)  # its parse server stops with the container
+        if embedder is None:
+            embedder = self.embedder
+        else:  # its batching tasks stop with the container; the embedder stays the caller's
+            embedder = BatchingEmbedder(embedder)
+            self._batchers.append(embedder)
         return IngestionService(
             uow_factory=self.uow_factory,
             blobs=self.blobs,
             parser=parser,
-            embedder=BatchingEmbedder(embedder) if embedder is not None else self.embedder,
+            embedder=embedder,
             events=self.events,
             queue=self.queue,
             clock=self.clock,
@@ -268,7 +287,10 @@ class Container:
     async def aclose(self) -> None:
         for parser in self._parsers:
             await asyncio.to_thread(parser.close)
-        await self._batching.aclose()
+        for batching in (self._batching, *self._batchers):
+            await batching.aclose()
+        for client in self._clients:  # after the batchers: nothing calls them any more
+            await client.aclose()
         await self.listener.aclose()
         self.broker.close()
         # Dramatiq's broker leaves its Redis connections open; close them with the rest.

@@ -67,6 +67,14 @@ def _unavailable(exc: Exception) -> bool:
     return isinstance(exc, OSError | TimeoutError) or driver_unavailable(exc)
 
 
+def _stale_statement(exc: BaseException) -> bool:
+    """A statement prepared before a schema change (an ALTER TABLE of a migration) whose
+    rows changed type. asyncpg prepares it again by itself only outside a transaction;
+    inside ours the transaction is lost, but asyncpg has emptied the pool's statement
+    caches, so the same request tried again succeeds."""
+    return isinstance(exc, asyncpg.InvalidCachedStatementError)
+
+
 class ReaderPool:
     """The asyncpg pool of the read-only transactions, created on first use."""
 
@@ -91,6 +99,7 @@ class ReaderPool:
         self._pool: asyncpg.Pool | None = None
         self._creating = asyncio.Lock()
         self._releasing: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     def enter_statement(
         self, organization_id: UUID, user_id: UUID | None, *, read_only: bool = True
@@ -135,7 +144,8 @@ class ReaderPool:
 
     async def _abandon(self, connection: asyncpg.Connection, exc: BaseException) -> None:
         """Roll back after ``exc`` ended the block and release; ``exc`` becomes
-        SERVICE_UNAVAILABLE when the database could not serve."""
+        SERVICE_UNAVAILABLE when the database could not serve (or could not this once:
+        a statement gone stale with a schema change)."""
         try:
             # A dead connection cannot roll back: the server discards the transaction,
             # and the pool replaces the connection. The block's own error is what counts.
@@ -144,10 +154,12 @@ class ReaderPool:
                     await connection.execute("ROLLBACK")
         finally:
             await self.release(connection)
-        if isinstance(exc, Exception) and _unavailable(exc):
+        if isinstance(exc, Exception) and (_unavailable(exc) or _stale_statement(exc)):
             raise ServiceUnavailable(UNAVAILABLE) from exc
 
     async def acquire(self) -> asyncpg.Connection:
+        if self._closed:  # a pool opened now would never be closed
+            raise ServiceUnavailable(UNAVAILABLE)
         pool = self._pool or await self._create()
         connection: asyncpg.Connection = await pool.acquire(timeout=self._acquire_timeout)
         return connection
@@ -190,6 +202,7 @@ class ReaderPool:
     async def aclose(self) -> None:
         """Close the pool once the transactions under way have given their connections
         back (they still can meanwhile; new ones are refused as unavailable)."""
+        self._closed = True
         if self._releasing:
             await asyncio.gather(*self._releasing)
         if self._pool is not None:

@@ -38,10 +38,13 @@ class _Coalescer:
         self._name = name
         self._queue: asyncio.Queue[_Request] | None = None
         self._runner: asyncio.Task[None] | None = None
+        self._closed = False
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
+        if self._closed:  # a runner started now would outlive the process's shutdown
+            raise RuntimeError("the embedder was closed")
         if self._queue is None:
             self._queue = asyncio.Queue()
         if self._runner is None or self._runner.done():
@@ -51,7 +54,9 @@ class _Coalescer:
         return await future
 
     async def aclose(self) -> None:
-        """Stop the runner; requests still queued fail (the process is shutting down)."""
+        """Stop the runner; requests still queued fail (the process is shutting down), and
+        so do the ones it was serving, and any made afterwards."""
+        self._closed = True
         runner, self._runner = self._runner, None
         if runner is not None and not runner.done():
             runner.cancel()
@@ -73,28 +78,39 @@ class _Coalescer:
             if not live:
                 continue
             try:
-                vectors = await self._call([text for request in live for text in request.texts])
-            except asyncio.CancelledError:
+                await self._serve(live)
+            except Exception as exc:  # a bug must not leave the batch's callers waiting
+                _fail(live, exc)
+            except BaseException:
+                # Stopped (aclose) wherever it was: in the batch's call or in the retries
+                # of its requests one by one. Those not answered yet fail now, or their
+                # callers would wait for ever (aclose fails only what is still queued).
                 _fail(live, RuntimeError("the embedding batcher was stopped"))
                 raise
-            except (TransientFailure, ServiceUnavailable) as exc:
-                # The provider is down, after its own retries: no request's text is to
-                # blame, and trying each alone would queue the others behind one full
-                # retry cycle per request.
+
+    async def _serve(self, live: list[_Request]) -> None:
+        """Answer every request of ``live``, each with its vectors or an error."""
+        try:
+            vectors = await self._call([text for request in live for text in request.texts])
+        except (TransientFailure, ServiceUnavailable) as exc:
+            # The provider is down, after its own retries: no request's text is to
+            # blame, and trying each alone would queue the others behind one full
+            # retry cycle per request.
+            _fail(live, exc)
+            return
+        except Exception as exc:
+            if len(live) == 1:
                 _fail(live, exc)
-            except Exception as exc:
-                if len(live) == 1:
-                    _fail(live, exc)
-                else:
-                    # One request's bad text must not fail the others: retry alone.
-                    await self._one_by_one(live)
-                continue
-            offset = 0
-            for request in live:
-                count = len(request.texts)
-                if not request.future.done():
-                    request.future.set_result(vectors[offset : offset + count])
-                offset += count
+            else:
+                # One request's bad text must not fail the others: retry alone.
+                await self._one_by_one(live)
+            return
+        offset = 0
+        for request in live:
+            count = len(request.texts)
+            if not request.future.done():
+                request.future.set_result(vectors[offset : offset + count])
+            offset += count
 
     async def _one_by_one(self, requests: list[_Request]) -> None:
         for request in requests:

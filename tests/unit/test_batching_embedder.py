@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import cast
 
 import pytest
 
@@ -180,4 +181,57 @@ async def test_an_embedder_that_batches_questions_itself_gets_them_directly() ->
     # Documents are still coalesced.
     await asyncio.gather(*(batcher.embed_documents([q]) for q in questions))
     assert inner.calls == [3]
+    await batcher.aclose()
+
+
+class StuckRetryEmbedder(RecordingEmbedder):
+    """Rejects a batch of several requests, then hangs on each request tried alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.retrying = asyncio.Event()
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls.append(len(texts))
+        if len(texts) > 1:
+            raise ValueError("one of these texts is rejected")
+        self.retrying.set()
+        await asyncio.Event().wait()  # never answers: only aclose() ends this call
+        raise AssertionError("unreachable")
+
+
+async def test_closing_during_the_one_by_one_retries_fails_every_caller() -> None:
+    before = asyncio.all_tasks()
+    inner = StuckRetryEmbedder()
+    batcher = BatchingEmbedder(inner)
+    callers = [asyncio.create_task(batcher.embed_documents([text])) for text in ("a", "b")]
+    await asyncio.wait_for(inner.retrying.wait(), 10)
+    assert inner.calls == [2, 1]  # one batch of both, then the first one alone
+    await batcher.aclose()
+    # A hang guard only: without an answer the callers would wait for ever.
+    outcomes = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 10)
+    assert all(isinstance(outcome, RuntimeError) for outcome in outcomes)
+    # A closed batcher starts no new runner: a late request fails at once.
+    with pytest.raises(RuntimeError, match="closed"):
+        await asyncio.wait_for(batcher.embed_documents(["late"]), 10)  # a hang guard
+    assert inner.calls == [2, 1]
+    assert asyncio.all_tasks() - before == set()
+
+
+class MalformedEmbedder(RecordingEmbedder):
+    """Its first answer is not a list of vectors (a provider bug)."""
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls.append(len(texts))
+        if len(self.calls) == 1:
+            return cast(list[list[float]], object())
+        return [[float(len(text))] for text in texts]
+
+
+async def test_an_unexpected_error_fails_its_callers_and_the_batcher_goes_on() -> None:
+    batcher = BatchingEmbedder(MalformedEmbedder())
+    guard = 10  # seconds: a hang guard only, the error is expected at once
+    with pytest.raises(TypeError):
+        await asyncio.wait_for(batcher.embed_documents(["first"]), guard)
+    assert await asyncio.wait_for(batcher.embed_documents(["next"]), guard) == [[4.0]]
     await batcher.aclose()
