@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -16,6 +17,33 @@ DATABASE_SCHEMES = frozenset({"postgres", "postgresql", "postgresql+asyncpg"})
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
+def trusted_proxy_entries(value: str) -> list[str]:
+    """FOUNDRY_FORWARDED_ALLOW_IPS as uvicorn must be given it: addresses and networks
+    in canonical form, or ValueError naming the entry that is neither.
+
+    uvicorn reads each entry with a strict ``ip_network``: a network written with host
+    bits (``172.18.0.1/16``) would silently become a name that matches no peer, so it is
+    stored as its network (``172.18.0.0/16``). ``*`` is refused: for it uvicorn takes
+    the leftmost X-Forwarded-For entry, which the client wrote itself, so any client
+    could choose its own address for rate limits and the audit log.
+    """
+    entries: list[str] = []
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry:
+            continue
+        if entry == "*":
+            raise ValueError(
+                "'*' would let any client choose its own address (rate limits, audit "
+                "log) by writing X-Forwarded-For; list the proxies' addresses or "
+                "networks instead, e.g. 10.0.0.0/8,192.168.1.5"
+            )
+        if "/" in entry:
+            entries.append(str(ipaddress.ip_network(entry, strict=False)))
+        else:
+            entries.append(str(ipaddress.ip_address(entry)))  # ValueError names the entry
+    return entries
+
+
 class Settings(BaseSettings):
     """One settings object, built once by the composition root and passed down."""
 
@@ -28,9 +56,10 @@ class Settings(BaseSettings):
     state_dir: Path = Path(".foundry")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    # Reverse proxies (IPs or CIDR networks, comma-separated, or "*") whose X-Forwarded-For
-    # and X-Forwarded-Proto are believed: the client address (rate limits, audit log) is
-    # then the nearest address in the chain that is not one of them. Empty: none.
+    # Reverse proxies (IPs or CIDR networks, comma-separated) whose X-Forwarded-For and
+    # X-Forwarded-Proto are believed: the client address (rate limits, audit log) is then
+    # the nearest address in the chain that is not one of them. Empty: none. Stored
+    # normalised (see trusted_proxy_entries).
     forwarded_allow_ips: str = ""
     # permessage-deflate on WebSockets: off by default (as in Node's `ws`). Each
     # compressed connection keeps zlib state for its lifetime, two thirds of an idle
@@ -190,13 +219,7 @@ class Settings(BaseSettings):
     @field_validator("forwarded_allow_ips")
     @classmethod
     def _valid_proxies(cls, value: str) -> str:
-        import ipaddress
-
-        entries = [part.strip() for part in value.split(",") if part.strip()]
-        for entry in entries:
-            if entry != "*":
-                ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry
-        return ",".join(entries)
+        return ",".join(trusted_proxy_entries(value))
 
     @field_validator("database_url", "redis_url", mode="before")
     @classmethod

@@ -6,6 +6,7 @@ import strawberry
 
 from domain.errors import NotFound, ValidationFailed
 from domain.ports import Budget
+from domain.rate_limit_keys import client_address_key
 from domain.validation import normalize_email
 from resolvers.ids import parse_id
 from schema.context import Info
@@ -15,7 +16,7 @@ from schema.types.user import User
 
 async def sign_up(info: Info, input: SignUpInput) -> AuthPayload:
     ctx = info.context
-    await ctx.rate_limiter.hit(Budget.SIGNUP_IP, ctx.client_ip or "unknown")
+    await ctx.rate_limiter.hit(Budget.SIGNUP_IP, client_address_key(ctx.client_ip))
     await ctx.rate_limiter.hit(Budget.SIGNUP_EMAIL, normalized_email(input.email))
     session = await ctx.services.accounts.sign_up(
         input.email, input.password, input.organization_name, ctx.origin
@@ -26,7 +27,7 @@ async def sign_up(info: Info, input: SignUpInput) -> AuthPayload:
 async def log_in(info: Info, input: LogInInput) -> AuthPayload:
     ctx = info.context
     # Per IP first: a client over its own budget must not spend the account's.
-    await ctx.rate_limiter.hit(Budget.LOGIN_IP, ctx.client_ip or "unknown")
+    await ctx.rate_limiter.hit(Budget.LOGIN_IP, client_address_key(ctx.client_ip))
     await ctx.rate_limiter.hit(Budget.LOGIN_EMAIL, normalized_email(input.email))
     organization_id = (
         parse_id(input.organization_id, "organization") if input.organization_id else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from uuid import UUID
 
 from domain.entities import (
@@ -14,11 +15,13 @@ from domain.entities import (
     Role,
     User,
 )
-from domain.errors import AlreadyMember, Forbidden, LastAdmin, NotFound
+from domain.errors import AlreadyMember, Forbidden, LastAdmin, NotFound, ServiceUnavailable
 from domain.ports import Clock, SessionRevocations, UnitOfWork, UnitOfWorkFactory
-from domain.services.api_keys import revoke_keys_beyond_member
+from domain.services.api_keys import require_user, revoke_keys_beyond_member
 from domain.services.roles import require_role
 from domain.validation import normalize_email
+
+log = logging.getLogger("foundry.organizations")
 
 
 class OrganizationService:
@@ -59,6 +62,7 @@ class OrganizationService:
 
     async def list_members(self, principal: Principal) -> list[Member]:
         require_role(principal, Role.ADMIN)
+        require_user(principal, "list members")
         async with self._uow_factory.tenant(principal) as uow:
             await self._confirm_admin(uow, principal)
             return await uow.memberships.list_members(principal.organization_id)
@@ -66,7 +70,12 @@ class OrganizationService:
     async def add_member(
         self, principal: Principal, email: str, role: Role, ip: str | None
     ) -> Member:
+        # Authorised before the email is even read: a caller who may not add members
+        # must not learn from NOT_FOUND versus FORBIDDEN whether an account exists.
         require_role(principal, Role.ADMIN)
+        require_user(principal, "manage members")
+        async with self._uow_factory.tenant(principal) as uow:
+            await self._confirm_admin(uow, principal)
         email = normalize_email(email)
         async with self._uow_factory.system() as lookup:
             user = await lookup.users.find_by_email(email)
@@ -97,6 +106,7 @@ class OrganizationService:
         self, principal: Principal, user_id: UUID, role: Role, ip: str | None
     ) -> Member:
         require_role(principal, Role.ADMIN)
+        require_user(principal, "manage members")
         now = self._clock.now()
         async with self._uow_factory.tenant(principal) as uow:
             await uow.organizations.lock(principal.organization_id)
@@ -135,12 +145,23 @@ class OrganizationService:
             # after it, for a token refreshed in between with the old role.
             await self._revocations.require_refresh(families)
             await uow.commit()
-        await self._revocations.require_refresh(families)
+        # The change is committed: the second call is best effort, so a Redis failure
+        # now does not report a change that happened as failed.
+        try:
+            await self._revocations.require_refresh(families)
+        except ServiceUnavailable:
+            log.warning(
+                "member.role_change_refresh_failed user_id=%s organization_id=%s sessions=%d",
+                user_id,
+                principal.organization_id,
+                len(families),
+            )
         await self._revocations.announce(keys)
         return Member(user=user, role=role, joined_at=membership.created_at)
 
     async def remove_member(self, principal: Principal, user_id: UUID, ip: str | None) -> bool:
         require_role(principal, Role.ADMIN)
+        require_user(principal, "manage members")
         now = self._clock.now()
         async with self._uow_factory.tenant(principal) as uow:
             await uow.organizations.lock(principal.organization_id)

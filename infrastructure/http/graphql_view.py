@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from datetime import timedelta
+from typing import TypeVar
 
 import strawberry
 from cross_web import AsyncHTTPRequestAdapter, FormData, HTTPException, StarletteRequestAdapter
@@ -36,6 +38,8 @@ BATCHING_DISABLED_REASON = "Batching is not enabled"
 # Starlette's multipart parser stops at max_files with this (a plain-text 400).
 STARLETTE_TOO_MANY_FILES = "Too many files"
 TOO_MANY_FILES_REASON = "too-many-files:"
+
+T = TypeVar("T")
 
 
 def bearer_token(value: object) -> str | None:
@@ -161,14 +165,22 @@ class FoundryGraphQL(GraphQL[Context, None]):
             await super().__call__(scope, receive, send)
             return
         request = Request(scope=scope, receive=receive)
+        response: Response | None
         try:
-            response = await self.run(request)
+            if watches_for_disconnect(request):
+                # The whole body first: from then on the next message is the disconnect.
+                await request.body()
+                response = await unless_disconnected(self.run(request), receive)
+            else:
+                response = await self.run(request)
         except HTTPException as error:
             response = http_error(error)
         finally:
             # The form's spooled files (uploads, up to the request limit) are closed now,
             # not when a refused upload's error, caught in a cycle, is collected.
             await request.close()
+        if response is None:  # the client hung up: nobody is there to read an answer
+            return
         await response(scope, receive, send)
 
     def parse_json(self, data: str | bytes) -> object:
@@ -184,6 +196,62 @@ class FoundryGraphQL(GraphQL[Context, None]):
             # A map that is no object of paths into the operations (a list, a path into
             # nothing): strawberry's placeholder replacement fails on it (500).
             raise HTTPException(400, "The multipart map does not match the operations.") from error
+
+
+def watches_for_disconnect(request: Request) -> bool:
+    """Plain POSTs (mutations such as ``ask``, which can run for a minute) stop when their
+    client hangs up. Not GETs (queries, the IDE page) nor multipart uploads, whose body
+    strawberry reads as it parses the form."""
+    if request.method != "POST":
+        return False
+    content_type = request.headers.get("content-type", "")
+    return not content_type.lower().startswith("multipart/")
+
+
+async def unless_disconnected(
+    operation: Coroutine[object, object, T], receive: Receive
+) -> T | None:
+    """``operation``'s result; or None when the client disconnects first, once the
+    operation has been cancelled and its own clean-up has run (an answer being generated
+    stops and is not stored, as when a subscriber leaves).
+
+    Call it once the request body has been read: what ``receive`` hands out next is then
+    ``http.disconnect``. The operation runs in the caller's task, and one small task waits
+    for the disconnect: a request that completes pays for that one task, no more.
+    """
+    current = asyncio.current_task()
+    if current is None:  # no task, no cancelling it (ASGI servers always run one)
+        return await operation
+    hung_up = False
+
+    async def watch() -> None:
+        nonlocal hung_up
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        hung_up = True
+        current.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        result = await operation
+    except asyncio.CancelledError:
+        # Swallowed only when the disconnect was its only cause: a server shutting down
+        # cancels this task too, and that cancellation must go on.
+        if hung_up and current.uncancel() == 0:
+            return None
+        raise
+    finally:
+        # Right after the operation, with no await in between: a watcher woken by a
+        # disconnect that has not run yet is cancelled before it can cancel this task.
+        if watcher.done():
+            if not watcher.cancelled():
+                watcher.exception()  # retrieved, so not reported as never retrieved
+        else:
+            watcher.cancel()
+    if hung_up:  # the operation caught the cancellation and ended anyway
+        current.uncancel()
+        return None
+    return result
 
 
 def http_error(error: HTTPException) -> Response:

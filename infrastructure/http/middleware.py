@@ -55,6 +55,9 @@ async def send_error(send: Send, status: int, code: ErrorCode, message: str) -> 
     await send({"type": "http.response.body", "body": body})
 
 
+CLIENT_CLOSED_REQUEST = 499
+
+
 class RequestContextMiddleware:
     """Gives every request an id (X-Request-ID), logs it once, and counts it."""
 
@@ -72,17 +75,23 @@ class RequestContextMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500 if scope["type"] == "http" else 101
+        responded = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
                 status = message["status"]
+                responded = True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+            if scope["type"] == "http" and not responded:
+                # The client hung up and the operation was dropped (graphql_view's
+                # unless_disconnected): nginx's "client closed request", not a 500.
+                status = CLIENT_CLOSED_REQUEST
         finally:
             elapsed = time.perf_counter() - started
             route = route_label(scope["path"])

@@ -82,7 +82,39 @@ async def test_a_trusted_proxy_gives_each_client_its_own_budget(trusting: Server
     assert spoofed == ["RATE_LIMITED", "RATE_LIMITED"]
 
 
+async def test_an_ipv6_client_has_one_budget_for_its_whole_64(trusting: ServerThread) -> None:
+    """A /64 is one client's: picking a new address from it buys no new budget."""
+    first = [await _login_code(trusting, f"2001:db8:1:2::{n:x}") for n in range(1, 4)]
+    assert first == ["INVALID_CREDENTIALS", "INVALID_CREDENTIALS", "RATE_LIMITED"]
+    assert await _login_code(trusting, "2001:db8:1:2:ffff:ffff:ffff:ffff") == "RATE_LIMITED"
+    assert await _login_code(trusting, "2001:db8:1:3::1") == "INVALID_CREDENTIALS"
+    # An IPv4 client written IPv4-mapped (as a dual-stack proxy may) is that IPv4 client.
+    assert await _login_code(trusting, "198.51.100.77") == "INVALID_CREDENTIALS"
+    assert await _login_code(trusting, "::ffff:198.51.100.77") == "INVALID_CREDENTIALS"
+    assert await _login_code(trusting, "198.51.100.77") == "RATE_LIMITED"
+
+
+@pytest.fixture(scope="module")
+def trusting_a_network_with_host_bits(
+    settings: Settings, urls: BackendUrls
+) -> Iterator[ServerThread]:
+    """127.0.0.1/8 as an operator may write it (uvicorn alone would match nobody)."""
+    with _running(settings, urls, "127.0.0.1/8") as server:
+        yield server
+
+
+async def test_a_proxy_network_written_with_host_bits_is_trusted(
+    trusting_a_network_with_host_bits: ServerThread,
+) -> None:
+    server = trusting_a_network_with_host_bits
+    first = [await _login_code(server, "203.0.113.7") for _ in range(3)]
+    assert first == ["INVALID_CREDENTIALS", "INVALID_CREDENTIALS", "RATE_LIMITED"]
+    assert await _login_code(server, "203.0.113.8") == "INVALID_CREDENTIALS"
+
+
 def test_a_malformed_proxy_list_fails_at_start_up() -> None:
     with pytest.raises(ValidationError, match="forwarded_allow_ips"):
         Settings(_env_file=None, forwarded_allow_ips="127.0.0.1, proxy.internal")
-    assert Settings(_env_file=None, forwarded_allow_ips=" * ").forwarded_allow_ips == "*"
+    # "*" would believe the leftmost X-Forwarded-For entry, which the client wrote.
+    with pytest.raises(ValidationError, match="list the proxies' addresses or networks"):
+        Settings(_env_file=None, forwarded_allow_ips=" * ")

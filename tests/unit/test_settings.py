@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+from uvicorn.middleware.proxy_headers import _TrustedHosts
 
+from infrastructure.http.server_config import trusted_proxies
 from infrastructure.settings import Settings
 
 
@@ -28,3 +30,38 @@ def test_vectors_larger_than_the_hnsw_index_takes_are_refused() -> None:
     with pytest.raises(ValidationError, match="less than or equal to 2000"):
         Settings(_env_file=None, embedding_dimensions=3_072)
     assert Settings(_env_file=None, embedding_dimensions=1_536).embedding_dimensions == 1_536
+
+
+def test_a_wildcard_proxy_list_is_refused_with_what_to_write_instead() -> None:
+    """With "*", uvicorn believes the leftmost X-Forwarded-For entry, which the client
+    wrote: every client would choose its own rate-limit and audit address."""
+    for value in ("*", " * ", "10.0.0.0/8, *"):
+        with pytest.raises(ValidationError, match="list the proxies' addresses or networks"):
+            Settings(_env_file=None, forwarded_allow_ips=value)
+
+
+def test_proxy_entries_are_stored_as_uvicorn_reads_them() -> None:
+    """uvicorn reads a network strictly: written with host bits it would match nobody."""
+    settings = Settings(
+        _env_file=None, forwarded_allow_ips=" 172.18.0.1/16, 127.0.0.1/8 ,0:0::1, fd00::7/64,"
+    )
+    assert settings.forwarded_allow_ips == "172.18.0.0/16,127.0.0.0/8,::1,fd00::/64"
+    assert Settings(_env_file=None, forwarded_allow_ips=" ").forwarded_allow_ips == ""
+
+
+def test_uvicorn_trusts_every_proxy_of_a_network_written_with_host_bits() -> None:
+    settings = Settings(_env_file=None, forwarded_allow_ips="172.18.0.1/16")
+    trusted = _TrustedHosts(trusted_proxies(settings) or "")
+    assert "172.18.5.9" in trusted and "172.19.0.1" not in trusted
+    # Behind two trusted hops, the client is the nearest untrusted address.
+    assert trusted.get_trusted_client_address("203.0.113.7, 172.18.0.1") == ("203.0.113.7", 0)
+
+
+def test_uvicorn_is_never_handed_a_list_that_skipped_validation() -> None:
+    """model_copy(update=...) skips validators: the server configuration checks again."""
+    valid = Settings(_env_file=None)
+    host_bits = valid.model_copy(update={"forwarded_allow_ips": "172.18.0.1/16"})
+    assert trusted_proxies(host_bits) == "172.18.0.0/16"
+    with pytest.raises(ValueError, match="list the proxies' addresses or networks"):
+        trusted_proxies(valid.model_copy(update={"forwarded_allow_ips": "*"}))
+    assert trusted_proxies(valid) is None
