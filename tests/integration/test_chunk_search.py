@@ -18,6 +18,10 @@ from infrastructure.container import Container
 from infrastructure.database.driver import driver_connection
 from infrastructure.database.models import ChatRow, ChunkRow, DocumentRow, MessageRow
 from infrastructure.database.repositories.chunk_search import SqlChunkSearch
+from infrastructure.database.tenant_settings import (
+    HNSW_MAX_SCAN_TUPLES,
+    HNSW_SCAN_MEM_MULTIPLIER,
+)
 from infrastructure.database.uow import SqlUnitOfWork
 
 DIMENSIONS = 384
@@ -116,6 +120,14 @@ async def test_a_filtered_hnsw_scan_still_returns_k_chunks(container: Container)
         found = await uow.search.nearest(query, 10, None)
         only_document = await uow.search.nearest(query, 25, [document_id])
         plan = await explain_vector_search(uow, lonely, query)
+        # A crowd larger than what a scan may hold in memory: at 64 kB of work_mem,
+        # pgvector's default budget (1 x work_mem) ends the walk long before this
+        # organisation's chunks, as the default 4 MB ends it after about 21,000 tuples.
+        # The tenant's settings (tenant_settings.py) leave the tuple limit to stop it.
+        await uow.session.execute(text("SET LOCAL work_mem = '64kB'"))
+        small_memory = await uow.search.nearest(query, 10, None)
+        await uow.session.execute(text("SET LOCAL hnsw.scan_mem_multiplier = 1"))
+        default_memory = await uow.search.nearest(query, 10, None)
         # Without iterative scans the walk stops after ef_search candidates, all of
         # them the other organisation's: this is what the setting is for.
         await uow.session.execute(text("SET LOCAL hnsw.iterative_scan = off"))
@@ -123,12 +135,42 @@ async def test_a_filtered_hnsw_scan_still_returns_k_chunks(container: Container)
     assert "ix_chunks_embedding_hnsw" in plan
     assert len(found) == 10
     assert len(only_document) == 25
+    assert len(small_memory) == 10
+    assert len(default_memory) < 10
     assert len(without) < 10
     assert all(match.document_id == document_id for match in found + only_document)
     similarities = [match.similarity for match in found]
     assert similarities == sorted(similarities, reverse=True)
 
 
+async def test_both_kinds_of_tenant_transaction_make_the_hnsw_scan_settings(
+    container: Container,
+) -> None:
+    """The unit of work sends them as parameters, the readers as literals."""
+    principal = await member(container)
+    names = ", ".join(f"current_setting('{name}')" for name in HNSW_SETTINGS)
+    async with container.uow_factory.tenant(principal) as uow:
+        assert isinstance(uow, SqlUnitOfWork)
+        in_unit_of_work = tuple((await uow.session.execute(text(f"SELECT {names}"))).one())
+    async with container.uow_factory.reader(principal) as reader:
+        connection = await reader.connection()
+        in_reader = tuple(await connection.fetchrow(f"SELECT {names}"))
+    ef_search = str(container.settings.hnsw_ef_search)
+    expected = (
+        "relaxed_order",
+        ef_search,
+        str(HNSW_MAX_SCAN_TUPLES),
+        str(HNSW_SCAN_MEM_MULTIPLIER),
+    )
+    assert in_unit_of_work == in_reader == expected
+
+
+HNSW_SETTINGS = (
+    "hnsw.iterative_scan",
+    "hnsw.ef_search",
+    "hnsw.max_scan_tuples",
+    "hnsw.scan_mem_multiplier",
+)
 FORCE_HNSW = (
     "SELECT set_config('enable_sort', 'off', true), set_config('enable_seqscan', 'off', true)"
 )

@@ -84,15 +84,55 @@ def test_search_syntax_is_kept_as_typed() -> None:
 
 
 def test_a_query_that_only_excludes_searches_no_text() -> None:
-    # "-foo" alone would match every chunk without foo, all ranked alike.
-    for query in ("-foo", "-foo -bar", '"-foo" or'):
-        assert all_words(query) == ""
+    # "-foo" alone would match every chunk without foo, all ranked alike; so would an
+    # alternative that only excludes, whatever the other one asks for.
+    for query in ("-foo", "-foo -bar", "-(foo)", "(-foo)", "!-foo", "black or -white"):
+        assert all_words(query) == "", query
+
+
+def test_stop_words_are_not_what_a_query_asks_for() -> None:
+    # PostgreSQL drops "what" and "is" (and a phrase of stop words), leaving !'foo'.
+    for query in ("what is -foo", '"the a" -foo', "it's -foo", "___ -foo", "the or -foo"):
+        assert all_words(query) == "", query
+    # A hyphenated word, a host name or a path is a word of its own, never a stop word.
+    assert all_words("the-or -foo") == "the-or -foo"
+    assert all_words("what.is -foo") == "what.is -foo"
+    assert all_words("what is -the") == ""  # asks for nothing, excludes nothing
+    assert all_words('"-foo" or') == '"-foo"'  # in quotes a dash is punctuation
+
+
+def test_dashes_and_operators_cannot_pile_up_into_negations() -> None:
+    # To websearch_to_tsquery each of these dashes was a NOT, and more than 31 in a row
+    # failed the whole statement ("tsquery stack too small").
+    rule = "-" * 40
+    assert all_words(rule + "x") == "x"
+    assert all_words('What does "RRF" mean?\n' + rule) == 'What does "RRF" mean?'
+    assert all_words('| "lamp" |' + "---|" * 20) == '"lamp"'
+    assert all_words("|---|---|") == ""
+    assert all_words("x" + "|-" * 40 + "y") == "x y"
+    assert all_words('"x" ' + "-(" * 40 + "y") == '"x" y'
+    # More than one dash, or one with a space after it, is punctuation, not a NOT.
+    assert all_words("--verbose flag") == "verbose flag"
+    assert all_words('"x" --verbose') == '"x" verbose'
+    assert all_words('"x" - y') == '"x" y'
+    assert all_words("pages 3 - 5") == "pages 3 5"
+
+
+def test_the_syntax_is_written_back_one_operator_at_a_time() -> None:
+    assert all_words('x -(y) (-z) "a b"') == 'x -y -z "a b"'
+    assert all_words('-"a b" c or d') == '-"a b" c or d'
+    assert all_words('"black" (or) white') == '"black" or white'
+    assert all_words('"unclosed quote') == '"unclosed quote"'
+    # A word websearch_to_tsquery would take for an OR goes in quotes.
+    assert all_words('"x" --or.net y') == '"x" "or.net" y'
+    terms = all_words('"x" ' + " ".join(["-word"] * 100)).split(" ")
+    assert len(terms) == MAX_TERMS
 
 
 def test_the_word_or_and_punctuation_cannot_break_the_query() -> None:
     assert all_words("black or") == "black"
     assert all_words("black or?") == "black"
-    assert all_words("Or what?!") == "what?!"
+    assert all_words("Or what?!") == "what?"  # "!" is an operator PostgreSQL skips
     assert all_words("?!...") == ""
     assert len(all_words(" ".join(["word"] * 100)).split(" ")) == MAX_TERMS
 
