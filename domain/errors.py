@@ -45,6 +45,7 @@ class ErrorCode(StrEnum):
     EMPTY_DOCUMENT = "EMPTY_DOCUMENT"
     DOCUMENT_TOO_LARGE = "DOCUMENT_TOO_LARGE"
     PROCESSING_TIMEOUT = "PROCESSING_TIMEOUT"
+    PROCESSING_FAILED = "PROCESSING_FAILED"
     EMBEDDING_UNAVAILABLE = "EMBEDDING_UNAVAILABLE"
     EMBEDDING_REJECTED = "EMBEDDING_REJECTED"
     LLM_UNAVAILABLE = "LLM_UNAVAILABLE"
@@ -181,6 +182,14 @@ class EmptyDocument(IngestionFailed):
 class DocumentTooLarge(IngestionFailed):
     code = ErrorCode.DOCUMENT_TOO_LARGE
     default_message = "The document has more pages or text than the limits allow."
+
+
+class ProcessingFailed(IngestionFailed):
+    """Every attempt at the document ended in an error nobody foresaw (a bug, or a fault
+    that lasted); the worker's log has each one's traceback."""
+
+    code = ErrorCode.PROCESSING_FAILED
+    default_message = "The document could not be processed; try reprocessing it later."
 
 
 class EmbeddingRejected(IngestionFailed):

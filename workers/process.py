@@ -40,6 +40,7 @@ class _CloseContainer(Middleware):
         self.abandoned: list[Document] = []
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self._ingestion.stop()  # a run failing as the pools close is not the document's fault
         self.abandoned = self._ingestion.in_flight()
         thread = get_event_loop_thread()
         if thread is not None and thread.loop.is_running():

@@ -3,12 +3,14 @@
 Text is split at the coarsest separator that makes pieces fit (paragraph, then
 line, then sentence, then word), pieces are merged back up to the chunk size,
 and consecutive chunks share up to ``overlap_tokens`` tokens. Sizes are counted
-in the embedder's own tokens, so no chunk is silently truncated by the model.
+in the embedder's own tokens, so no chunk is silently truncated by the model, and
+in characters too (``ChunkingOptions.max_chars``): a tokenizer may stand for a long
+run of text with one token.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,10 +22,19 @@ SEPARATORS: tuple[str, ...] = ("\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ")
 
 Span = tuple[int, int]
 
+# Characters a chunk may hold per token of its size. WordPiece turns any word over 100
+# characters (a hash, a base64 blob, a line of "=====") into one [UNK], so counting
+# tokens alone let such text make chunks of any length: megabytes in one chunk, past
+# PostgreSQL's 1 MB tsvector limit and carried by every search hit that cites it.
+# Prose averages 4 to 5 characters per token and long words, URLs and code fewer, so
+# 12 leaves real text sized by its tokens alone (240 tokens: 2,880 characters).
+CHARS_PER_TOKEN = 12
+
 
 class Tokenizer(Protocol):
-    def token_starts(self, text: str) -> list[int]:
-        """Character offset where each token of ``text`` starts (no special tokens)."""
+    def token_starts(self, text: str) -> Sequence[int]:
+        """Character offset where each token of ``text`` starts, ascending (no special
+        tokens)."""
         ...
 
 
@@ -35,6 +46,16 @@ class ChunkingOptions:
     def __post_init__(self) -> None:
         if self.size_tokens < 8 or not 0 <= self.overlap_tokens < self.size_tokens // 2:
             raise ValueError("chunk size must be >= 8 tokens and overlap < half of it")
+
+    @property
+    def max_chars(self) -> int:
+        """The most characters a chunk holds, overlap included (see CHARS_PER_TOKEN)."""
+        return self.size_tokens * CHARS_PER_TOKEN
+
+    @property
+    def overlap_chars(self) -> int:
+        """The most characters a chunk repeats from the one before it."""
+        return self.overlap_tokens * CHARS_PER_TOKEN
 
 
 def chunk_document(
@@ -66,18 +87,33 @@ class _PageSplitter:
         self.starts = token_starts
         self.size = options.size_tokens
         self.overlap = options.overlap_tokens
+        self.overlap_chars = options.overlap_chars
         # Base chunks leave room for the overlap that is prepended afterwards.
         self.base = options.size_tokens - options.overlap_tokens
+        self.base_chars = options.max_chars - options.overlap_chars
 
     def count(self, start: int, end: int) -> int:
-        return bisect_left(self.starts, end) - bisect_left(self.starts, start)
+        """Tokens in [start, end), the rest of a token cut by the character budget included."""
+        first = bisect_left(self.starts, start)
+        return bisect_left(self.starts, end) - first + self._cut_token(start, end, first)
+
+    def _cut_token(self, start: int, end: int, first: int) -> int:
+        """1 when [start, end) begins inside a token (one too long for the character
+        budget was cut), whose rest is a token of its own for the model."""
+        starts = self.starts
+        if start >= end or start == 0 or (first < len(starts) and starts[first] == start):
+            return 0
+        return int(not self.text[start - 1].isspace() and not self.text[start].isspace())
+
+    def _fits(self, start: int, end: int) -> bool:
+        return end - start <= self.base_chars and self.count(start, end) <= self.base
 
     def spans(self) -> list[Span]:
         base = [_trim(self.text, s, e) for s, e in self._split(0, len(self.text), 0)]
         return self._with_overlap([span for span in base if span[1] > span[0]])
 
     def _split(self, start: int, end: int, level: int) -> list[Span]:
-        if self.count(start, end) <= self.base:
+        if self._fits(start, end):
             return [(start, end)]
         if level >= len(SEPARATORS):
             return self._split_by_tokens(start, end)
@@ -93,12 +129,12 @@ class _PageSplitter:
         chunks: list[Span] = []
         current: Span | None = None
         for piece in pieces:
-            if self.count(*piece) > self.base:
+            if not self._fits(*piece):
                 if current:
                     chunks.append(current)
                     current = None
                 chunks.extend(split_further(*piece))
-            elif current and self.count(current[0], piece[1]) <= self.base:
+            elif current and self._fits(current[0], piece[1]):
                 current = (current[0], piece[1])
             else:
                 if current:
@@ -109,8 +145,9 @@ class _PageSplitter:
         return chunks
 
     def _with_overlap(self, spans: list[Span]) -> list[Span]:
-        """Start each chunk up to ``overlap`` tokens before its base start, at a sentence
-        boundary when one is in reach, otherwise at a word boundary."""
+        """Start each chunk up to ``overlap`` tokens (and ``overlap_chars`` characters)
+        before its base start, at a sentence boundary when one is in reach, otherwise at a
+        word boundary."""
         result: list[Span] = []
         for index, (start, end) in enumerate(spans):
             if index == 0 or self.overlap == 0:
@@ -122,7 +159,7 @@ class _PageSplitter:
             if candidate >= first_token:
                 result.append((start, end))
                 continue
-            reach = self.starts[candidate]
+            reach = max(self.starts[candidate], start - self.overlap_chars)
             result.append((self._snap(reach, start), end))
         return result
 
@@ -148,15 +185,25 @@ class _PageSplitter:
         return position
 
     def _split_by_tokens(self, start: int, end: int) -> list[Span]:
-        """Last resort for text without separators: cut every ``base`` tokens."""
-        first = bisect_left(self.starts, start)
-        last = bisect_left(self.starts, end)
+        """Last resort for text without separators: cut every ``base`` tokens, or sooner
+        at the last token start within ``base_chars`` characters, or (a token longer than
+        that) right at the character budget."""
+        starts = self.starts
         spans: list[Span] = []
-        for index in range(first, last, self.base):
-            stop = min(index + self.base, last)
-            span_start = start if index == first else self.starts[index]
-            span_end = self.starts[stop] if stop < last else end
-            spans.append((span_start, span_end))
+        cursor = start
+        while cursor < end:
+            first = bisect_left(starts, cursor)
+            # A span that begins inside a cut token counts its rest as one token.
+            limit = first + self.base - self._cut_token(cursor, end, first)
+            stop = min(end, cursor + self.base_chars)
+            if limit < len(starts) and starts[limit] > cursor:
+                stop = min(stop, starts[limit])
+            if stop < end:
+                last = bisect_right(starts, stop) - 1
+                if last >= first and starts[last] > cursor:  # cut at a token start in reach
+                    stop = starts[last]
+            spans.append((cursor, stop))
+            cursor = stop
         return spans or [(start, end)]
 
 

@@ -19,6 +19,7 @@ from domain.errors import (
     ErrorCode,
     IngestionFailed,
     ParseFailed,
+    ProcessingFailed,
     ServiceUnavailable,
     TransientFailure,
 )
@@ -79,8 +80,18 @@ class IngestionService:
         self._clock = clock
         self._observer = observer
         self._options = options
-        # Documents this process has claimed and not finished (see in_flight()).
-        self._in_flight: dict[UUID, Document] = {}
+        # Claims this process has made and not finished (see in_flight()), by run: a
+        # reprocess may let this process claim a document again while its old run goes on,
+        # and each run must remove only its own claim.
+        self._in_flight: dict[object, Document] = {}
+        # Set by a worker that is stopping: what fails from then on is the worker's own
+        # shutdown (its pools closing), never the document's fault.
+        self._stopping = False
+
+    def stop(self) -> None:
+        """The worker is stopping (called from its shutdown, on another thread): runs that
+        fail from now on hand their documents back, even on their last attempt."""
+        self._stopping = True
 
     def in_flight(self) -> list[Document]:
         """The claims still being worked on, as claimed (safe from another thread)."""
@@ -94,7 +105,10 @@ class IngestionService:
         for claimed in claims:
             async with self._uow_factory.organization(claimed.organization_id) as uow:
                 reset = await uow.documents.requeue_if_unchanged(claimed, self._clock.now())
-                if reset is not None:
+                # Or its run handed it back itself, failing as the worker's pools closed:
+                # the retry it asked the queue for may be lost with the stopping worker.
+                current = reset or await uow.documents.get(claimed.id)
+                if current is not None and current.status is DocumentStatus.PENDING:
                     # The old message may come back too: claiming is idempotent.
                     uow.on_commit(partial(self._queue.enqueue_ingest, claimed.id))
                 await uow.commit()
@@ -107,14 +121,16 @@ class IngestionService:
     async def ingest(self, document_id: UUID) -> Document | None:
         """Process one document if it is pending; safe to run twice.
 
-        Bad files end FAILED with their code. Transient faults raise
-        TransientFailure for the queue to retry, until the last attempt, which
-        marks the document FAILED.
+        Bad files end FAILED with their code. Transient faults, and errors nobody
+        foresaw, raise TransientFailure for the queue to retry, until the last attempt,
+        which marks the document FAILED (EMBEDDING_UNAVAILABLE, SERVICE_UNAVAILABLE or
+        PROCESSING_FAILED).
         """
         document = await self._claim(document_id)
         if document is None:
             return None
-        self._in_flight[document.id] = document
+        run = object()
+        self._in_flight[run] = document
         done = asyncio.Event()
         heartbeat = asyncio.create_task(
             self._heartbeat(document, done), name=f"heartbeat-{document.id}"
@@ -124,7 +140,7 @@ class IngestionService:
         finally:
             done.set()  # not cancelled: a beat in progress ends its transaction first
             await heartbeat
-            self._in_flight.pop(document.id, None)
+            del self._in_flight[run]
 
     async def _heartbeat(self, claimed: Document, done: asyncio.Event) -> None:
         """Tell the watchdog this run is alive until it is done or its claim is no longer
@@ -147,8 +163,8 @@ class IngestionService:
                 return
 
     async def _process(self, document: Document) -> Document | None:
-        await self._events.publish(DocumentEvent(document, 0.0))
         try:
+            await self._events.publish(DocumentEvent(document, 0.0))
             parsed, drafts = await self._parse_and_chunk(document)
             embeddings = await self._embed(document, drafts)
             return await self._store(document, parsed, drafts, embeddings)
@@ -157,14 +173,40 @@ class IngestionService:
             return None
         except IngestionFailed as failure:
             return await self._fail(document, failure.code.value)
-        except (TransientFailure, ServiceUnavailable) as fault:
-            # A dependency is down: hand the document back so the queue's retry can
-            # claim it again (if the database is down too, the watchdog does it later).
-            with contextlib.suppress(Exception):
-                if document.attempts >= self._options.max_attempts:
-                    return await self._fail(document, ErrorCode.EMBEDDING_UNAVAILABLE.value)
-                await self._requeue(document)
-            raise TransientFailure(str(fault)) from fault
+        except _EmbedderUnavailable as fault:
+            return await self._retry_or_fail(
+                document, ErrorCode.EMBEDDING_UNAVAILABLE, fault, str(fault)
+            )
+        except (TransientFailure, ServiceUnavailable) as fault:  # the database, the parser
+            return await self._retry_or_fail(
+                document, ErrorCode.SERVICE_UNAVAILABLE, fault, str(fault)
+            )
+        except Exception as exc:
+            # A bug, or a fault nobody foresaw: maybe passing (a connection reset), maybe
+            # not. Retried like a dependency that is down, so that one bad moment does not
+            # fail the document and a lasting cause fails it after the last attempt rather
+            # than leaving it PROCESSING until the watchdog gives up on it.
+            # (CancelledError and KeyboardInterrupt are no Exception: they go through.)
+            log.error(
+                "ingest.unexpected_error document_id=%s attempt=%d",
+                document.id,
+                document.attempts,
+                exc_info=True,
+            )
+            reason = f"unexpected {type(exc).__name__}: {exc}"
+            return await self._retry_or_fail(document, ProcessingFailed.code, exc, reason)
+
+    async def _retry_or_fail(
+        self, document: Document, code: ErrorCode, fault: Exception, reason: str
+    ) -> Document | None:
+        """Hand the document back and raise TransientFailure so the queue's retry can
+        claim it again (if the database is down too, the watchdog does it later), or, on
+        the last attempt, fail it with ``code``."""
+        with contextlib.suppress(Exception):
+            if document.attempts >= self._options.max_attempts and not self._stopping:
+                return await self._fail(document, code.value)
+            await self._requeue(document)
+        raise TransientFailure(reason) from fault
 
     async def _claim(self, document_id: UUID) -> Document | None:
         async with self._uow_factory.system() as lookup:
@@ -192,11 +234,15 @@ class IngestionService:
             log.warning("ingest.parser_crashed document_id=%s", document.id, exc_info=True)
             raise ParseFailed() from exc
         self._observer.stage("parse", time.perf_counter() - started, document.size_bytes)
+        # Parsing can take minutes, chunking seconds: a run whose document was deleted or
+        # reprocessed meanwhile gives its worker thread back now.
+        await self._raise_if_superseded(document)
         started = time.perf_counter()
         drafts = await asyncio.to_thread(
             chunk_document, parsed, self._embedder.tokenizer, self._options.chunking
         )
         self._observer.stage("chunk", time.perf_counter() - started, len(drafts))
+        await self._raise_if_superseded(document)
         if not drafts:
             raise EmptyDocument()
         return parsed, drafts
@@ -208,12 +254,14 @@ class IngestionService:
         report = _Throttle(self._options.progress_interval_seconds)
         for offset in range(0, len(drafts), batch):
             texts = [draft.text for draft in drafts[offset : offset + batch]]
-            embeddings.extend(await self._embedder.embed_documents(texts))
+            try:
+                embeddings.extend(await self._embedder.embed_documents(texts))
+            except (TransientFailure, ServiceUnavailable) as fault:
+                raise _EmbedderUnavailable(str(fault)) from fault
             if report():
                 # Deleted or reprocessed meanwhile: stop embedding, and never announce
                 # this run's progress on a document that has moved on.
-                if not await self._still_claimed(document):
-                    raise _Superseded()
+                await self._raise_if_superseded(document)
                 progress = round(0.95 * len(embeddings) / len(drafts), 3)
                 await self._events.publish(DocumentEvent(document, progress))
         self._observer.stage("embed", time.perf_counter() - started, len(drafts))
@@ -242,6 +290,10 @@ class IngestionService:
         self._observer.stage("store", time.perf_counter() - started, len(drafts))
         self._observer.outcome(ready, "ready")
         return ready
+
+    async def _raise_if_superseded(self, document: Document) -> None:
+        if not await self._still_claimed(document):
+            raise _Superseded()
 
     async def _still_claimed(self, document: Document) -> bool:
         """Whether this run's claim is current (the same test _store makes; the row lock
@@ -323,6 +375,10 @@ class IngestionService:
 
 class _Superseded(Exception):
     """The document was deleted or reset for reprocessing while this run worked on it."""
+
+
+class _EmbedderUnavailable(TransientFailure):
+    """The embedder failed after its own retries (not the database or the parse server)."""
 
 
 class _Throttle:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+from array import array
 from collections.abc import Sequence
 
 import structlog
@@ -60,8 +61,9 @@ class ApproximateTokenizer:
 
     _PIECE = re.compile(r"\w{1,10}|[^\w\s]")
 
-    def token_starts(self, text: str) -> list[int]:
-        return [match.start() for match in self._PIECE.finditer(text)]
+    def token_starts(self, text: str) -> Sequence[int]:
+        # 8 bytes a piece, not a list of int objects: a page may hold millions.
+        return array("q", (match.start() for match in self._PIECE.finditer(text)))
 
 
 class GeminiEmbedder:

@@ -47,16 +47,42 @@ def bundled_model_dir() -> Path:
 
 
 class WordPieceTokenizer:
-    """The model's own tokenizer (Rust `tokenizers`), for sizing chunks in model tokens."""
+    """The model's own tokenizer (Rust `tokenizers`), for sizing chunks in model tokens.
+
+    A page is encoded a window at a time: one call on the whole text holds ~600 bytes
+    per character (the encoding's offsets, token strings and alignment tables, then a
+    Python tuple per token), gigabytes for a few megabytes of text. Windows end after
+    whitespace, which no WordPiece token spans, so the starts are those of one call;
+    only a window without any whitespace (a rare text of over WINDOW_CHARS characters
+    without a space) is cut inside a word. The starts come back in an array, 8 bytes
+    each.
+    """
+
+    WINDOW_CHARS = 16_384
+    # Whitespace for Python and for the Rust pre-tokenizer alike.
+    _BREAKS = (" ", "\n", "\t", "\r")
 
     def __init__(self, model_dir: Path) -> None:
         self._tokenizer = HfTokenizer.from_file(str(model_dir / "tokenizer.json"))
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
 
-    def token_starts(self, text: str) -> list[int]:
-        encoding = self._tokenizer.encode(text, add_special_tokens=False)
-        return [start for start, _ in encoding.offsets]
+    def token_starts(self, text: str) -> array[int]:
+        starts: array[int] = array("q")
+        begin = 0
+        while begin < len(text):
+            end = self._window_end(text, begin)
+            encoding = self._tokenizer.encode(text[begin:end], add_special_tokens=False)
+            starts.extend(begin + start for start, _ in encoding.offsets)
+            begin = end
+        return starts
+
+    def _window_end(self, text: str, begin: int) -> int:
+        end = begin + self.WINDOW_CHARS
+        if end >= len(text):
+            return len(text)
+        cut = max(text.rfind(space, begin, end) for space in self._BREAKS)
+        return cut + 1 if cut >= begin else end
 
 
 EmbeddingRuntime = Literal["onnx", "torch"]

@@ -8,8 +8,13 @@ import re
 
 import pytest
 
-from domain.entities import Page, ParsedDocument
-from domain.ingestion.chunking import PAGE_SEPARATOR, ChunkingOptions, chunk_document
+from domain.entities import ChunkDraft, Page, ParsedDocument
+from domain.ingestion.chunking import (
+    CHARS_PER_TOKEN,
+    PAGE_SEPARATOR,
+    ChunkingOptions,
+    chunk_document,
+)
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 
@@ -92,3 +97,51 @@ def test_small_and_empty_pages() -> None:
 def test_options_are_validated() -> None:
     with pytest.raises(ValueError, match="overlap"):
         ChunkingOptions(size_tokens=20, overlap_tokens=15)
+
+
+def _assert_within_budgets(text: str, drafts: list[ChunkDraft], options: ChunkingOptions) -> None:
+    """Every chunk within both budgets, at its exact offsets, and nothing left out."""
+    assert drafts
+    covered = 0
+    for draft in drafts:
+        assert len(draft.text) <= options.max_chars
+        assert 0 < draft.token_count <= options.size_tokens
+        assert text[draft.char_start : draft.char_end] == draft.text
+        assert draft.char_start <= covered or text[covered : draft.char_start].isspace()
+        covered = max(covered, draft.char_end)
+    assert text[covered:].isspace() or covered == len(text)
+
+
+def test_words_longer_than_the_character_budget_are_cut_into_bounded_chunks() -> None:
+    """WordPiece makes one [UNK] of any word over 100 characters (the word tokenizer
+    here one token of any word): counted in tokens alone, 40 such words fit one chunk."""
+    words = [letter * 18_000 for letter in "abcdefghijklmnopqrstuvwxyzabcdefghijklmn"]
+    text = " ".join(words)
+    options = ChunkingOptions()
+    drafts = chunk_document(ParsedDocument([Page(None, text)], None), WordTokenizer(), options)
+    _assert_within_budgets(text, drafts, options)
+    # Each word in pieces of the base budget (the overlap's share is left for the overlap,
+    # which finds no word boundary within its reach here).
+    base_chars = (options.size_tokens - options.overlap_tokens) * CHARS_PER_TOKEN
+    assert [len(d.text) for d in drafts] == ([base_chars] * 7 + [18_000 - 7 * base_chars]) * 40
+
+
+def test_text_without_any_separator_is_cut_by_characters() -> None:
+    text = "x" * 50_000  # one token for the word tokenizer (one [UNK] for WordPiece)
+    options = ChunkingOptions(size_tokens=64, overlap_tokens=8)
+    drafts = chunk_document(ParsedDocument([Page(None, text)], None), WordTokenizer(), options)
+    _assert_within_budgets(text, drafts, options)
+    assert [d.char_start for d in drafts] == list(range(0, len(text), 56 * CHARS_PER_TOKEN))
+    assert all(d.token_count == 1 for d in drafts)
+
+
+def test_the_overlap_stays_within_its_character_budget() -> None:
+    """Long (single-token) words: eight of them are far more than eight tokens' worth of
+    characters, so the overlap is cut short."""
+    text = " ".join(f"{i:03d}" + "y" * 60 for i in range(400))
+    options = ChunkingOptions(size_tokens=40, overlap_tokens=8)
+    drafts = chunk_document(ParsedDocument([Page(None, text)], None), WordTokenizer(), options)
+    _assert_within_budgets(text, drafts, options)
+    overlaps = [a.char_end - b.char_start for a, b in itertools.pairwise(drafts)]
+    assert any(overlap > 0 for overlap in overlaps)
+    assert all(overlap <= options.overlap_chars for overlap in overlaps)
