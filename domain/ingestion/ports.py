@@ -170,6 +170,11 @@ class DocumentRepository(Protocol):
         it (``claimed`` is what :meth:`claim` returned)."""
         ...
 
+    async def is_claimed(self, claimed: Document) -> bool:
+        """Whether the run that claimed the document still holds the claim (the test of
+        :meth:`lock_claimed`, without locking anything)."""
+        ...
+
     async def heartbeat(self, claimed: Document, at: datetime) -> bool:
         """Record that the run that claimed the document is alive (its row's ``updated_at``
         is left alone); False when that run's claim is no longer current."""

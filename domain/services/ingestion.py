@@ -89,8 +89,9 @@ class IngestionService:
         self._stopping = False
 
     def stop(self) -> None:
-        """The worker is stopping (called from its shutdown, on another thread): runs that
-        fail from now on hand their documents back, even on their last attempt."""
+        """The worker is stopping (called from its shutdown, on another thread, before it
+        notes the claims in flight and closes its pools): runs that fail from now on leave
+        their documents to the release, even on their last attempt."""
         self._stopping = True
 
     def in_flight(self) -> list[Document]:
@@ -172,6 +173,8 @@ class IngestionService:
             log.info("ingest.superseded document_id=%s", document.id)
             return None
         except IngestionFailed as failure:
+            if self._stopping:  # perhaps the worker's own shutdown (its parse server gone)
+                raise TransientFailure(str(failure)) from failure
             return await self._fail(document, failure.code.value)
         except _EmbedderUnavailable as fault:
             return await self._retry_or_fail(
@@ -202,8 +205,13 @@ class IngestionService:
         """Hand the document back and raise TransientFailure so the queue's retry can
         claim it again (if the database is down too, the watchdog does it later), or, on
         the last attempt, fail it with ``code``."""
+        if self._stopping:
+            # The worker's pools are closing under this run, and its event loop stops
+            # next: a transaction begun now could be left open holding the row's lock,
+            # which the worker's release (of every claim it noted) would then wait on.
+            raise TransientFailure(reason) from fault
         with contextlib.suppress(Exception):
-            if document.attempts >= self._options.max_attempts and not self._stopping:
+            if document.attempts >= self._options.max_attempts:
                 return await self._fail(document, code.value)
             await self._requeue(document)
         raise TransientFailure(reason) from fault
@@ -296,10 +304,11 @@ class IngestionService:
             raise _Superseded()
 
     async def _still_claimed(self, document: Document) -> bool:
-        """Whether this run's claim is current (the same test _store makes; the row lock
-        lasts only this short transaction)."""
+        """Whether this run's claim is current (the test _store makes under the row's
+        lock). A plain read: a worker stopped in the middle of it holds no lock that would
+        keep its release from handing the document back."""
         async with self._uow_factory.organization(document.organization_id) as uow:
-            return await uow.documents.lock_claimed(document) is not None
+            return await uow.documents.is_claimed(document)
 
     async def _fail(self, document: Document, error_code: str) -> Document | None:
         """Fail the document if it is still as this run claimed it (a reprocess meanwhile

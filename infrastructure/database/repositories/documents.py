@@ -226,16 +226,19 @@ class SqlDocumentRepository:
         return await self._update_if_unchanged(claimed, heartbeat_at=at) is not None
 
     async def lock_claimed(self, claimed: Document) -> Document | None:
-        row = await self._session.scalar(
-            self._base()
-            .where(
-                DocumentRow.id == claimed.id,
-                DocumentRow.status == DocumentStatus.PROCESSING.value,
-                DocumentRow.updated_at == claimed.updated_at,
-            )
-            .with_for_update()
-        )
+        row = await self._session.scalar(self._claimed(claimed).with_for_update())
         return to_document(row) if row else None
+
+    async def is_claimed(self, claimed: Document) -> bool:
+        return await self._session.scalar(self._claimed(claimed)) is not None
+
+    def _claimed(self, claimed: Document) -> Select[DocumentRow]:
+        """The document while the run that claimed it still holds the claim."""
+        return self._base().where(
+            DocumentRow.id == claimed.id,
+            DocumentRow.status == DocumentStatus.PROCESSING.value,
+            DocumentRow.updated_at == claimed.updated_at,
+        )
 
     async def mark_ready(
         self, document_id: UUID, chunk_count: int, page_count: int | None, at: datetime
