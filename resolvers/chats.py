@@ -63,5 +63,8 @@ async def ask(info: Info, chat_id: strawberry.ID, question: str) -> Message:
     ctx = info.context
     principal = ctx.require_principal()
     await ctx.rate_limiter.hit(Budget.ASK_USER, str(principal.user_id), principal.role)
-    completed = await ctx.services.answers.ask(principal, parse_id(chat_id, "chat"), question)
+    # A client that hangs up stops its answer, as one that leaves an answer subscription.
+    completed = await ctx.unless_client_leaves(
+        ctx.services.answers.ask(principal, parse_id(chat_id, "chat"), question)
+    )
     return Message.from_domain(completed.message, completed.documents)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Coroutine
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TypeVar
 from uuid import UUID
 
 from strawberry.dataloader import DataLoader
@@ -17,6 +20,8 @@ from domain.errors import DomainError, Unauthenticated
 from domain.ports import RateLimiter
 from domain.services import Services
 from domain.services.accounts import RequestOrigin
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -38,6 +43,8 @@ class Context:
     over_websocket: bool = False
     # The socket's slot of the user's open-connections budget, released when it closes.
     socket_slot: AbstractAsyncContextManager[None] | None = None
+    # Set when the HTTP client hangs up (plain POSTs): see unless_client_leaves.
+    client_gone: asyncio.Event | None = None
 
     @property
     def origin(self) -> RequestOrigin:
@@ -57,6 +64,12 @@ class Context:
         if self.socket_token is not None:
             await self.authenticate(self.socket_token)
 
+    async def unless_client_leaves(self, work: Coroutine[object, object, T]) -> T:
+        """``work``, stopped when the HTTP client hangs up (:func:`unless_set`). Opt-in for
+        work that only the client needs (an answer being generated): a mutation with work
+        after its commit must run to its end whoever is still listening."""
+        return await unless_set(self.client_gone, work)
+
     def require_principal(self) -> Principal:
         if self.principal is not None:
             return self.principal
@@ -69,6 +82,29 @@ class Context:
     def reset_loaders(self) -> None:
         """Fresh DataLoaders for the next operation on this (WebSocket) context."""
         self.__dict__.pop("loaders", None)
+
+
+async def unless_set(event: asyncio.Event | None, work: Coroutine[object, object, T]) -> T:
+    """``work``'s result; or, when ``event`` is set first, ``work`` cancelled (its own
+    clean-up run) and CancelledError, which the view answers nobody. Cancelling the
+    caller (a shutdown) cancels ``work`` too, and waits for its clean-up."""
+    if event is None:
+        return await work
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait((task, waiter), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        await asyncio.wait((task,))
+        raise
+    finally:
+        waiter.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.wait((task,))
+        raise asyncio.CancelledError("the client disconnected")
+    return task.result()
 
 
 MessagePageKey = tuple[UUID, int, str | None]

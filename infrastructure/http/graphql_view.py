@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import TypeVar
 
 import strawberry
 from cross_web import AsyncHTTPRequestAdapter, FormData, HTTPException, StarletteRequestAdapter
@@ -38,8 +37,6 @@ BATCHING_DISABLED_REASON = "Batching is not enabled"
 # Starlette's multipart parser stops at max_files with this (a plain-text 400).
 STARLETTE_TOO_MANY_FILES = "Too many files"
 TOO_MANY_FILES_REASON = "too-many-files:"
-
-T = TypeVar("T")
 
 
 def bearer_token(value: object) -> str | None:
@@ -114,6 +111,7 @@ class FoundryGraphQL(GraphQL[Context, None]):
             over_websocket=isinstance(request, WebSocket),
         )
         if isinstance(request, Request):
+            context.client_gone = getattr(request.state, "client_gone", None)
             token = bearer_token(request.headers.get("authorization"))
             if token is not None:
                 await context.authenticate(token)
@@ -165,21 +163,35 @@ class FoundryGraphQL(GraphQL[Context, None]):
             await super().__call__(scope, receive, send)
             return
         request = Request(scope=scope, receive=receive)
+        gone: asyncio.Event | None = None
+        watcher: asyncio.Task[None] | None = None
         response: Response | None
         try:
             if watches_for_disconnect(request):
                 # The whole body first: from then on the next message is the disconnect.
+                # Operations that opt in (ask) stop when it comes; the others, mutations
+                # with work after their commit, run to their end all the same.
                 await request.body()
-                response = await unless_disconnected(self.run(request), receive)
-            else:
+                gone = request.state.client_gone = asyncio.Event()
+                watcher = asyncio.create_task(watch_for_disconnect(receive, gone))
+            try:
                 response = await self.run(request)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if gone is None or not gone.is_set() or (current and current.cancelling()):
+                    raise  # a shutdown, not the client's leaving
+                response = None  # an operation stopped because its client left
         except HTTPException as error:
             response = http_error(error)
         finally:
+            if watcher is not None:
+                watcher.cancel()
             # The form's spooled files (uploads, up to the request limit) are closed now,
             # not when a refused upload's error, caught in a cycle, is collected.
             await request.close()
-        if response is None:  # the client hung up: nobody is there to read an answer
+        if response is None or (gone is not None and gone.is_set()):
+            # Nobody is there to read an answer: logged and counted as a hang-up.
+            request.state.client_left = True
             return
         await response(scope, receive, send)
 
@@ -199,7 +211,7 @@ class FoundryGraphQL(GraphQL[Context, None]):
 
 
 def watches_for_disconnect(request: Request) -> bool:
-    """Plain POSTs (mutations such as ``ask``, which can run for a minute) stop when their
+    """Plain POSTs (mutations such as ``ask``, which can run for a minute) learn when their
     client hangs up. Not GETs (queries, the IDE page) nor multipart uploads, whose body
     strawberry reads as it parses the form."""
     if request.method != "POST":
@@ -208,50 +220,12 @@ def watches_for_disconnect(request: Request) -> bool:
     return not content_type.lower().startswith("multipart/")
 
 
-async def unless_disconnected(
-    operation: Coroutine[object, object, T], receive: Receive
-) -> T | None:
-    """``operation``'s result; or None when the client disconnects first, once the
-    operation has been cancelled and its own clean-up has run (an answer being generated
-    stops and is not stored, as when a subscriber leaves).
-
-    Call it once the request body has been read: what ``receive`` hands out next is then
-    ``http.disconnect``. The operation runs in the caller's task, and one small task waits
-    for the disconnect: a request that completes pays for that one task, no more.
-    """
-    current = asyncio.current_task()
-    if current is None:  # no task, no cancelling it (ASGI servers always run one)
-        return await operation
-    hung_up = False
-
-    async def watch() -> None:
-        nonlocal hung_up
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        hung_up = True
-        current.cancel()
-
-    watcher = asyncio.get_running_loop().create_task(watch())
-    try:
-        result = await operation
-    except asyncio.CancelledError:
-        # Swallowed only when the disconnect was its only cause: a server shutting down
-        # cancels this task too, and that cancellation must go on.
-        if hung_up and current.uncancel() == 0:
-            return None
-        raise
-    finally:
-        # Right after the operation, with no await in between: a watcher woken by a
-        # disconnect that has not run yet is cancelled before it can cancel this task.
-        if watcher.done():
-            if not watcher.cancelled():
-                watcher.exception()  # retrieved, so not reported as never retrieved
-        else:
-            watcher.cancel()
-    if hung_up:  # the operation caught the cancellation and ended anyway
-        current.uncancel()
-        return None
-    return result
+async def watch_for_disconnect(receive: Receive, gone: asyncio.Event) -> None:
+    """Sets ``gone`` when the client hangs up. Start it once the request body has been
+    read: what ``receive`` hands out next is then ``http.disconnect``."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    gone.set()
 
 
 def http_error(error: HTTPException) -> Response:

@@ -88,9 +88,9 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
-            if scope["type"] == "http" and not responded:
-                # The client hung up and the operation was dropped (graphql_view's
-                # unless_disconnected): nginx's "client closed request", not a 500.
+            if not responded and scope["state"].get("client_left"):
+                # The client hung up before its answer (graphql_view): nginx's "client
+                # closed request", not a 500.
                 status = CLIENT_CLOSED_REQUEST
         finally:
             elapsed = time.perf_counter() - started

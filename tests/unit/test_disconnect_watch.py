@@ -1,5 +1,6 @@
-"""unless_disconnected: a plain POST's operation is cancelled when its client hangs up,
-and only then; any other cancellation of the request still goes through."""
+"""A plain POST's client hanging up: watch_for_disconnect notices it, and work run through
+unless_set (``ask``'s answer) is cancelled then, and only then; any other cancellation
+of the request still goes through."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import asyncio
 import pytest
 from starlette.types import Message
 
-from infrastructure.http.graphql_view import unless_disconnected
+from infrastructure.http.graphql_view import watch_for_disconnect
+from schema.context import unless_set
 
 
 class Client:
@@ -41,54 +43,60 @@ class Operation:
         return "answer"
 
 
-async def test_an_operation_that_completes_returns_its_result() -> None:
-    client, operation = Client(), Operation()
+async def test_the_watch_notices_the_hang_up() -> None:
+    client, gone = Client(), asyncio.Event()
+    watcher = asyncio.create_task(watch_for_disconnect(client.receive, gone))
+    await asyncio.sleep(0)
+    assert not gone.is_set()
+    client.hang_up()
+    await asyncio.wait_for(watcher, 10)
+    assert gone.is_set()
+
+
+async def test_work_that_completes_returns_its_result() -> None:
+    operation = Operation()
     operation.release.set()
-    assert await unless_disconnected(operation.run(), client.receive) == "answer"
+    assert await unless_set(asyncio.Event(), operation.run()) == "answer"
+    assert await unless_set(None, _done()) == "done"
     assert not operation.cleaned_up
 
 
-async def test_a_hang_up_cancels_the_operation_and_nothing_else() -> None:
-    client, operation = Client(), Operation()
+async def _done() -> str:
+    return "done"
 
-    async def request() -> str | None:
-        result = await unless_disconnected(operation.run(), client.receive)
-        # The request's task goes on normally: it is not left half cancelled.
-        current = asyncio.current_task()
-        assert current is not None and current.cancelling() == 0
-        await asyncio.sleep(0)
-        return result
 
-    task = asyncio.create_task(request())
+async def test_a_hang_up_cancels_the_work_and_leaves_the_request_going() -> None:
+    operation, gone = Operation(), asyncio.Event()
+
+    async def request() -> str:
+        try:
+            return await unless_set(gone, operation.run())
+        except asyncio.CancelledError:
+            # The request's own task is not being cancelled: the view answers nobody.
+            current = asyncio.current_task()
+            assert current is not None and current.cancelling() == 0
+            return "hung up"
+
+    handling = asyncio.create_task(request())
     await operation.started.wait()
-    client.hang_up()
-    assert await task is None
-    assert operation.cleaned_up
+    gone.set()
+    assert await asyncio.wait_for(handling, 10) == "hung up"
+    assert operation.cleaned_up  # cancelled, and its clean-up ran before the request ended
 
 
-async def test_a_hang_up_as_the_operation_ends_is_no_cancellation() -> None:
-    """The operation finishes in the same loop turn as the disconnect arrives: its
-    result stands and the task carries on (the watcher never got to run)."""
-    client, operation = Client(), Operation()
-
-    async def request() -> str | None:
-        result = await unless_disconnected(operation.run(), client.receive)
-        await asyncio.sleep(0.01)  # a cancellation left pending would land here
-        return result
-
-    task = asyncio.create_task(request())
-    await operation.started.wait()
+async def test_a_hang_up_after_the_work_ended_changes_nothing() -> None:
+    operation, gone = Operation(), asyncio.Event()
     operation.release.set()
-    client.hang_up()
-    assert await task == "answer"
+    result = await unless_set(gone, operation.run())
+    gone.set()
+    assert result == "answer" and not operation.cleaned_up
 
 
-async def test_a_server_cancelling_the_request_is_not_swallowed() -> None:
-    client, operation = Client(), Operation()
-    task = asyncio.create_task(unless_disconnected(operation.run(), client.receive))
+async def test_cancelling_the_request_cancels_the_work_and_goes_through() -> None:
+    operation, gone = Operation(), asyncio.Event()
+    handling = asyncio.create_task(unless_set(gone, operation.run()))
     await operation.started.wait()
-    client.hang_up()
-    task.cancel()  # as a server shutting down does, in the same turn as the hang-up
+    handling.cancel()  # a server shutting down
     with pytest.raises(asyncio.CancelledError):
-        await task
+        await handling
     assert operation.cleaned_up
