@@ -51,7 +51,9 @@ _EXCLUDES = re.compile(r"[\s!&|()<]*-[!&|()<]*")
 # websearch_to_tsquery's OR: "or" in any case, then a character that cannot go on a
 # word, then something other than white space.
 _OR = re.compile(r"or(?=[^\w-].*\S)", re.IGNORECASE | re.DOTALL)
-_OR_WORD = re.compile(r"or(?![\w-])", re.IGNORECASE)
+# Quoting needlessly is harmless: any letter outside ASCII counts as ending "or", as it
+# does for PostgreSQL in a database whose character type is the C locale.
+_OR_WORD = re.compile(r"or(?![A-Za-z0-9_-])", re.IGNORECASE)
 # A word as PostgreSQL's parser reads one: letters and digits, or several joined by "-",
 # "." or "/" (a hyphenated word, a host name, a path: a word of its own, never a stop word).
 _WORDS = re.compile(r"[^\W_]+(?:[-./][^\W_]+)*", re.UNICODE)

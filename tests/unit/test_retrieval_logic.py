@@ -125,6 +125,8 @@ def test_the_syntax_is_written_back_one_operator_at_a_time() -> None:
     assert all_words('"unclosed quote') == '"unclosed quote"'
     # A word websearch_to_tsquery would take for an OR goes in quotes.
     assert all_words('"x" --or.net y') == '"x" "or.net" y'
+    # ...also before a letter outside ASCII, which ends "or" in a C-locale database.
+    assert all_words('"x" orçamento') == '"x" "orçamento"'
     terms = all_words('"x" ' + " ".join(["-word"] * 100)).split(" ")
     assert len(terms) == MAX_TERMS
 
