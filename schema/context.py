@@ -34,8 +34,8 @@ class Context:
     auth_error: DomainError | None = None
     # The bearer token a WebSocket authenticated with, re-checked while it stays open.
     socket_token: str | None = None
-    # time.monotonic() when the last authentication began: a session notice heard from
-    # then on may not be reflected in ``principal``.
+    # time.monotonic() when the check whose outcome ``principal`` holds began: a session
+    # notice heard from then on may not be reflected in it.
     authenticated_at: float = 0.0
     # Filled by strawberry from the WebSocket connection_init payload.
     connection_params: dict[str, object] | None = None
@@ -51,13 +51,22 @@ class Context:
         return RequestOrigin(ip=self.client_ip)
 
     async def authenticate(self, token: str) -> None:
-        self.authenticated_at = time.monotonic()
+        """Check ``token`` and keep the outcome, unless a check begun later has already
+        kept its own. A socket's operations share this context and may check at once:
+        ``authenticated_at`` only moves with the outcome it dates, so a stream that
+        reads it while a check is under way still sees a session notice heard since the
+        principal it reads was checked, and an older check that ends last cannot put
+        back a principal that a newer one found revoked."""
+        started = time.monotonic()
+        principal: Principal | None = None
+        error: DomainError | None = None
         try:
-            self.principal = await self.services.authenticate(token)
-            self.auth_error = None
+            principal = await self.services.authenticate(token)
         except DomainError as exc:  # SERVICE_UNAVAILABLE too: protected fields report it
-            self.principal = None
-            self.auth_error = exc
+            error = exc
+        if started < self.authenticated_at:
+            return
+        self.principal, self.auth_error, self.authenticated_at = principal, error, started
 
     async def revalidate_socket(self) -> None:
         """A socket outlives log-outs, removals and token expiry: check again."""
