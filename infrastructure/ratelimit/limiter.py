@@ -159,6 +159,13 @@ class RedisRateLimiter:
                     await pipe.execute()
             except RedisError as exc:  # try again next time; the lease outlives two misses
                 log.warning("ratelimit.renew_failed", slots=len(leases), error=repr(exc))
+                continue
+            # A slot given back while the pipeline was on its way: its release (another
+            # connection) may have reached Redis first, and the renewal then added it
+            # back for a whole lease. Released again, now that the renewal is done.
+            for redis_key, holder in [lease for lease, _ in leases if lease not in self._leases]:
+                with contextlib.suppress(RedisError):  # the lease runs out on its own
+                    await self._redis.zrem(redis_key, holder)
 
     def _refuse(self, budget: Budget, retry_ms: int) -> None:
         RATE_LIMITED.labels(budget.value).inc()

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Sequence
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from domain.entities import Role
 from domain.errors import ErrorCode, RateLimited, ServiceUnavailable
@@ -208,6 +209,38 @@ async def test_held_slots_are_renewed_beyond_their_lease(redis: Redis) -> None:
             async with other.hold(Budget.WEBSOCKETS_USER, "gina"):
                 pass
     async with other.hold(Budget.WEBSOCKETS_USER, "gina"):
+        pass
+
+
+async def test_a_slot_released_while_its_renewal_is_on_the_way_stays_released(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The release goes out on another connection and can reach Redis before a renewal
+    sent just earlier, which would then add the slot back for a whole lease."""
+    key_prefix = prefix()
+    # Renewed after 1 s; a slot added back would stay 3 s, far longer than the wait below.
+    holder = limiter(redis, {"ws_connections_user": "1"}, key_prefix, lease=3.0)
+    renewing, released = asyncio.Event(), asyncio.Event()
+    execute = Pipeline.execute
+
+    async def slow_execute(self: Pipeline, raise_on_error: bool = True) -> list[object]:
+        renewing.set()
+        await released.wait()  # the release reaches Redis first
+        return await execute(self, raise_on_error)
+
+    monkeypatch.setattr(Pipeline, "execute", slow_execute)
+    async with holder.hold(Budget.WEBSOCKETS_USER, "hana"):
+        [key] = await redis.keys(f"{key_prefix}*")
+        await asyncio.wait_for(renewing.wait(), 10)
+    released.set()
+    for _ in range(50):  # the renewal ends, then gives the slot back once more
+        await asyncio.sleep(0.02)
+        if await redis.zcard(key) == 0:
+            break
+    assert await redis.zcard(key) == 0
+    monkeypatch.undo()
+    other = limiter(redis, {"ws_connections_user": "1"}, key_prefix, lease=3.0)
+    async with other.hold(Budget.WEBSOCKETS_USER, "hana"):
         pass
 
 
