@@ -45,6 +45,9 @@ log = structlog.get_logger("foundry.shutdown")
 ANSWER_FIELD = "answer"
 # graphql-transport-ws uses subscribe/complete; the legacy graphql-ws start/stop.
 _CLIENT_STARTS = frozenset({"subscribe", "start"})
+# Each protocol's start frame: strawberry ignores the other protocol's without an answer,
+# so counting it would keep an answer "in flight" until the socket closes.
+_START_OF_PROTOCOL = {"graphql-transport-ws": "subscribe", "graphql-ws": "start"}
 _CLIENT_STOPS = frozenset({"complete", "stop"})
 _SERVER_ENDS = frozenset({"complete", "error"})
 REFUSED_MESSAGE = "The server is shutting down; connect again and ask again."
@@ -178,6 +181,8 @@ class DrainingWebSockets:
             return
         drain = self._drain
         tracked: set[str] = set()
+        # The start frame of the protocol the app accepted (any, until it has).
+        starts: frozenset[str] = _CLIENT_STARTS
 
         def end(operation_id: object) -> None:
             if isinstance(operation_id, str) and operation_id in tracked:
@@ -192,7 +197,7 @@ class DrainingWebSockets:
                     return message
                 kind, operation_id = frame.get("type"), frame.get("id")
                 if (
-                    kind in _CLIENT_STARTS
+                    kind in starts
                     and isinstance(operation_id, str)
                     and is_answer_subscription(frame.get("payload"), self._parse)
                 ):
@@ -207,7 +212,11 @@ class DrainingWebSockets:
                 return message
 
         async def sending(message: Message) -> None:
+            nonlocal starts
             await send(message)
+            if message["type"] == "websocket.accept":
+                start = _START_OF_PROTOCOL.get(str(message.get("subprotocol")))
+                starts = frozenset({start}) if start else _CLIENT_STARTS
             if tracked and message["type"] == "websocket.send":
                 frame = _frame(message)
                 if frame is not None and frame.get("type") in _SERVER_ENDS:

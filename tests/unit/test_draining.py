@@ -91,6 +91,38 @@ async def test_a_reused_operation_id_is_counted_once() -> None:
     assert drain.in_flight == 0
 
 
+async def test_only_the_accepted_protocols_start_frames_count() -> None:
+    """strawberry's legacy graphql-ws handler ignores a graphql-transport-ws "subscribe"
+    without answering it: counted, it would stay "in flight" until the socket closed
+    (and every distinct id would be kept)."""
+    drain = AnswerDrain()
+    received: list[str] = []
+    done = asyncio.Event()
+
+    async def legacy_socket(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "websocket.accept", "subprotocol": "graphql-ws"})
+        while (message := await receive())["type"] != "websocket.disconnect":
+            received.append(json.loads(message["text"])["type"])
+            if len(received) == 2:
+                done.set()
+
+    async def sent(message: Message) -> None:
+        return None
+
+    incoming: asyncio.Queue[Message] = asyncio.Queue()
+    connection = asyncio.create_task(
+        draining(legacy_socket, drain)({"type": "websocket"}, incoming.get, sent)
+    )
+    await incoming.put(frame("subscribe", "x", ANSWER))  # not this protocol's: ignored
+    await incoming.put(frame("start", "y", ANSWER))
+    await asyncio.wait_for(done.wait(), 10)
+    assert received == ["subscribe", "start"]
+    assert drain.in_flight == 1  # only "start"
+    await incoming.put({"type": "websocket.disconnect", "code": 1000})
+    await connection
+    assert drain.in_flight == 0
+
+
 async def send_nothing(message: Message) -> None:
     raise AssertionError("nothing is sent")
 
