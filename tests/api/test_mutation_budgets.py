@@ -55,13 +55,22 @@ async def member(client: GraphQLClient, admin: Account, role: str) -> Account:
     return await client.log_in(account.email, organization_id=admin.organization_id)
 
 
+async def team(clients: ClientFactory) -> tuple[GraphQLClient, Account, Account, Account]:
+    """A client, and an organisation's owner with a viewer and an editor."""
+    client = await clients.new()
+    owner = await client.sign_up()
+    return (
+        client,
+        owner,
+        await member(client, owner, "VIEWER"),
+        await member(client, owner, "EDITOR"),
+    )
+
+
 async def test_a_viewer_cannot_spend_the_organisations_upload_budget(
     clients: ClientFactory,
 ) -> None:
-    client = await clients.new()
-    owner = await client.sign_up()
-    viewer = await member(client, owner, "VIEWER")
-    editor = await member(client, owner, "EDITOR")
+    client, _, viewer, editor = await team(clients)
     # The whole burst's worth of files, refused for the role, again and again.
     for attempt in range(3):
         files = [text_file(2 * attempt), text_file(2 * attempt + 1)]
@@ -74,10 +83,7 @@ async def test_a_viewer_cannot_spend_the_organisations_upload_budget(
 async def test_reprocessing_is_limited_per_organisation_after_the_role_check(
     clients: ClientFactory,
 ) -> None:
-    client = await clients.new()
-    owner = await client.sign_up()
-    viewer = await member(client, owner, "VIEWER")
-    editor = await member(client, owner, "EDITOR")
+    client, owner, viewer, editor = await team(clients)
     [uploaded] = await upload_outcomes(client.http, owner.access_token, [text_file(0)])
     document = {"id": cast(JSON, uploaded["document"])["id"]}
     for _ in range(2):

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from domain.entities import Document, Principal
 from domain.errors import TransientFailure
@@ -27,6 +27,7 @@ from infrastructure.container import BackendUrls, Container
 from infrastructure.database.models import DocumentRow
 from infrastructure.settings import Settings
 from tests.conftest import WorkerProcess, worker_env
+from tests.integration.test_gemini_ingestion import _row
 from tests.integration.test_worker_recovery import _editor, _incoming, _status
 
 TEXT = "\n\n".join(
@@ -113,18 +114,6 @@ async def _upload(container: Container, principal: Principal) -> Document:
     )
     assert result.document is not None
     return result.document
-
-
-async def _row(container: Container, document_id: uuid.UUID) -> tuple[str, int, str | None]:
-    async with container.session_factory() as session:
-        row = (
-            await session.execute(
-                select(DocumentRow.status, DocumentRow.attempts, DocumentRow.error_code).where(
-                    DocumentRow.id == document_id
-                )
-            )
-        ).one()
-    return row.status, row.attempts, row.error_code
 
 
 async def _wait_for_status(
