@@ -8,6 +8,7 @@ client pointed at the local stand-in speaking Gemini's streaming (SSE) protocol.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator, Iterator
 from typing import cast
@@ -41,6 +42,20 @@ def gemini(standin: GeminiStandIn) -> Iterator[GeminiStandIn]:
     standin.reset()
     yield standin
     standin.reset()
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    configured: Settings, urls: BackendUrls
+) -> AsyncIterator[tuple[ServerThread, GraphQLClient]]:
+    """An API on ``configured`` for one test, and a client of it; stopped afterwards."""
+    server = ServerThread(configured, urls)
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+            yield server, GraphQLClient(http)
+    finally:
+        server.stop()
 
 
 def on_standin(settings: Settings, standin: GeminiStandIn, **extra: object) -> Settings:
@@ -268,21 +283,15 @@ async def test_a_gemini_embedder_outage_is_reported_with_its_code(
             "gemini_max_attempts": 1,
         }
     )
-    server = ServerThread(configured, urls)
-    server.start()
-    try:
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-            api = GraphQLClient(http)
-            token = corpus.owner.access_token
-            gemini.script(Reply.error(503), Reply.error(503))
-            search = "query($q: String!) { search(query: $q) { text } }"
-            assert await api.error_code(search, {"q": QUESTION}, token) == "EMBEDDING_UNAVAILABLE"
-            chat_id = await new_chat(api, token)
-            code = await api.error_code(ASK, {"c": chat_id, "q": QUESTION}, token)
-            assert code == "EMBEDDING_UNAVAILABLE"
+    async with serving(configured, urls) as (_, api):
+        token = corpus.owner.access_token
+        gemini.script(Reply.error(503), Reply.error(503))
+        search = "query($q: String!) { search(query: $q) { text } }"
+        assert await api.error_code(search, {"q": QUESTION}, token) == "EMBEDDING_UNAVAILABLE"
+        chat_id = await new_chat(api, token)
+        code = await api.error_code(ASK, {"c": chat_id, "q": QUESTION}, token)
+        assert code == "EMBEDDING_UNAVAILABLE"
         assert [request.method for request in gemini.requests] == ["batchEmbedContents"] * 2
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize("answerer", ["extractive", "gemini"])
@@ -304,23 +313,19 @@ async def test_a_sentence_embedding_outage_ends_the_answer_with_its_code(
     # The question's embedding; Gemini's answer (down) if it answers; the sentences'.
     outage = (Reply.ok(), *([Reply.error(503)] if answerer == "gemini" else []), Reply.error(503))
     failed = ANSWER_OUTCOMES.labels("EMBEDDING_UNAVAILABLE")._value.get()
-    server = ServerThread(configured, urls)
-    server.start()
-    try:
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-            api = GraphQLClient(http)
-            token = corpus.owner.access_token
-            chat_id = await new_chat(api, token)
+    async with serving(configured, urls) as (server, api):
+        token = corpus.owner.access_token
+        chat_id = await new_chat(api, token)
 
-            gemini.script(*outage)
-            events = await events_of(server, token, chat_id, QUESTION)
-            assert [e["__typename"] for e in events] == ["AnswerSources", "AnswerError"]
-            assert events[-1]["code"] == "EMBEDDING_UNAVAILABLE"
+        gemini.script(*outage)
+        events = await events_of(server, token, chat_id, QUESTION)
+        assert [e["__typename"] for e in events] == ["AnswerSources", "AnswerError"]
+        assert events[-1]["code"] == "EMBEDDING_UNAVAILABLE"
 
-            gemini.script(*outage)
-            code = await api.error_code(ASK, {"c": chat_id, "q": QUESTION}, token)
-            assert code == "EMBEDDING_UNAVAILABLE"
-            assert await stored_roles(api, token, chat_id) == ["USER", "USER"]
+        gemini.script(*outage)
+        code = await api.error_code(ASK, {"c": chat_id, "q": QUESTION}, token)
+        assert code == "EMBEDDING_UNAVAILABLE"
+        assert await stored_roles(api, token, chat_id) == ["USER", "USER"]
         generate = ["streamGenerateContent"] if answerer == "gemini" else []
         assert [request.method for request in gemini.requests] == 2 * [
             "batchEmbedContents",
@@ -328,5 +333,3 @@ async def test_a_sentence_embedding_outage_ends_the_answer_with_its_code(
             "batchEmbedContents",
         ]
         assert ANSWER_OUTCOMES.labels("EMBEDDING_UNAVAILABLE")._value.get() == failed + 2
-    finally:
-        server.stop()
