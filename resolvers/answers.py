@@ -19,9 +19,8 @@ async def answer(
 ) -> AsyncGenerator[AnswerSources | AnswerToken | AnswerDone | AnswerError, None]:
     ctx = info.context
     # (RevalidateSocketSession has just re-checked the socket's session.)
-    principal = ctx.require_principal()
     # Refusals are GraphQL errors (extensions carry retryAfter), not AnswerError events.
-    await ctx.rate_limiter.hit(Budget.ASK_USER, str(principal.user_id), principal.role)
+    principal = await ctx.charge_user(Budget.ASK_USER)
     async with ctx.rate_limiter.hold(
         Budget.SUBSCRIPTIONS_USER, str(principal.user_id), principal.role
     ):

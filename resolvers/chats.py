@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import strawberry
 
-from domain.entities import Principal
 from domain.ports import Budget
 from domain.services.cursors import encode_cursor
 from resolvers.ids import parse_id
@@ -34,35 +33,27 @@ async def chat(info: Info, id: strawberry.ID) -> Chat | None:
     return Chat.from_domain(found) if found else None
 
 
-async def _charged(info: Info) -> Principal:
-    """The caller, once one chat mutation is charged to their budget (creating, renaming
-    and deleting share it: nothing else bounds how many chat rows one user writes)."""
-    ctx = info.context
-    principal = ctx.require_principal()
-    await ctx.rate_limiter.hit(Budget.CHATS_USER, str(principal.user_id), principal.role)
-    return principal
-
-
+# Creating, renaming and deleting share one budget: nothing else bounds how many chat rows
+# one user writes.
 async def create_chat(info: Info, title: str | None = None) -> Chat:
-    principal = await _charged(info)
+    principal = await info.context.charge_user(Budget.CHATS_USER)
     return Chat.from_domain(await info.context.services.chats.create(principal, title))
 
 
 async def rename_chat(info: Info, id: strawberry.ID, title: str) -> Chat:
-    principal = await _charged(info)
+    principal = await info.context.charge_user(Budget.CHATS_USER)
     renamed = await info.context.services.chats.rename(principal, parse_id(id, "chat"), title)
     return Chat.from_domain(renamed)
 
 
 async def delete_chat(info: Info, id: strawberry.ID) -> bool:
-    principal = await _charged(info)
+    principal = await info.context.charge_user(Budget.CHATS_USER)
     return await info.context.services.chats.delete(principal, parse_id(id, "chat"))
 
 
 async def ask(info: Info, chat_id: strawberry.ID, question: str) -> Message:
     ctx = info.context
-    principal = ctx.require_principal()
-    await ctx.rate_limiter.hit(Budget.ASK_USER, str(principal.user_id), principal.role)
+    principal = await ctx.charge_user(Budget.ASK_USER)
     # A client that hangs up stops its answer, as one that leaves an answer subscription.
     completed = await ctx.unless_client_leaves(
         ctx.services.answers.ask(principal, parse_id(chat_id, "chat"), question)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import strawberry
 
-from domain.entities import Principal
 from domain.errors import Forbidden, NotFound
 from domain.ports import Budget
 from resolvers.ids import parse_id
@@ -39,18 +38,11 @@ async def list_members(info: Info, organization_id: str) -> list[Member]:
     return [Member.from_domain(member) for member in members]
 
 
-async def _charged(info: Info) -> Principal:
-    """The caller, once one member change is charged to their budget. Every try counts,
-    refused or not: addMember looks the email up, so an unlimited one would tell which
-    addresses have accounts as fast as a client can ask."""
-    ctx = info.context
-    principal = ctx.require_principal()
-    await ctx.rate_limiter.hit(Budget.MEMBERS_USER, str(principal.user_id), principal.role)
-    return principal
-
-
+# Member changes share one budget per admin. Every try counts, refused or not: addMember
+# looks the email up, so an unlimited one would tell which addresses have accounts as
+# fast as a client can ask.
 async def add_member(info: Info, email: str, role: Role) -> Member:
-    principal = await _charged(info)
+    principal = await info.context.charge_user(Budget.MEMBERS_USER)
     member = await info.context.services.organizations.add_member(
         principal, email, role.to_domain(), info.context.client_ip
     )
@@ -58,7 +50,7 @@ async def add_member(info: Info, email: str, role: Role) -> Member:
 
 
 async def change_member_role(info: Info, user_id: strawberry.ID, role: Role) -> Member:
-    principal = await _charged(info)
+    principal = await info.context.charge_user(Budget.MEMBERS_USER)
     member = await info.context.services.organizations.change_role(
         principal, parse_id(user_id, "member"), role.to_domain(), info.context.client_ip
     )
@@ -66,7 +58,7 @@ async def change_member_role(info: Info, user_id: strawberry.ID, role: Role) -> 
 
 
 async def remove_member(info: Info, user_id: strawberry.ID) -> bool:
-    principal = await _charged(info)
+    principal = await info.context.charge_user(Budget.MEMBERS_USER)
     return await info.context.services.organizations.remove_member(
         principal, parse_id(user_id, "member"), info.context.client_ip
     )

@@ -14,9 +14,8 @@ async def search(
     info: Info, query: str, limit: int = 8, document_ids: list[strawberry.ID] | None = None
 ) -> list[SearchHit]:
     ctx = info.context
-    principal = ctx.require_principal()
     # Charged per search field, so each aliased search in one request counts.
-    await ctx.rate_limiter.hit(Budget.SEARCH_USER, str(principal.user_id), principal.role)
+    principal = await ctx.charge_user(Budget.SEARCH_USER)
     hits = await ctx.services.search.search(
         principal,
         query,

@@ -17,7 +17,7 @@ from strawberry.types import Info as StrawberryInfo
 from domain.chats.entities import MessagePage
 from domain.entities import Document, Organization, Principal, User
 from domain.errors import DomainError, Unauthenticated
-from domain.ports import RateLimiter
+from domain.ports import Budget, RateLimiter
 from domain.services import Services
 from domain.services.accounts import RequestOrigin
 
@@ -78,6 +78,13 @@ class Context:
         work that only the client needs (an answer being generated): a mutation with work
         after its commit must run to its end whoever is still listening."""
         return await unless_set(self.client_gone, work)
+
+    async def charge_user(self, budget: Budget) -> Principal:
+        """The caller, once one unit of their own ``budget`` is spent (RateLimited when
+        it is spent already)."""
+        principal = self.require_principal()
+        await self.rate_limiter.hit(budget, str(principal.user_id), principal.role)
+        return principal
 
     def require_principal(self) -> Principal:
         if self.principal is not None:
