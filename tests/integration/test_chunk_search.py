@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from functools import partial
 
+import pytest
 from sqlalchemy import func, insert, select, text, update
 
 from domain.chats.entities import Chat, Message, MessagePage, MessageRole
@@ -17,7 +18,7 @@ from domain.entities import Membership, Organization, Principal, Role, User
 from infrastructure.container import Container
 from infrastructure.database.driver import driver_connection
 from infrastructure.database.models import ChatRow, ChunkRow, DocumentRow, MessageRow
-from infrastructure.database.repositories.chunk_search import SqlChunkSearch
+from infrastructure.database.repositories.chunk_search import SqlChunkSearch, nearest_query
 from infrastructure.database.tenant_settings import (
     HNSW_MAX_SCAN_TUPLES,
     HNSW_SCAN_MEM_MULTIPLIER,
@@ -104,9 +105,10 @@ async def test_a_filtered_hnsw_scan_still_returns_k_chunks(container: Container)
     # ...while this organisation's 30 chunks are far from it.
     lonely = await member(container)
     far = unit([-q for q in query])
-    document_id = await document_with_chunks(
-        container, lonely, [near(far, rng, 0.2) for _ in range(30)]
-    )
+    vectors = [near(far, rng, 0.2) for _ in range(30)]
+    document_id = await document_with_chunks(container, lonely, vectors)
+    # The ten best similarities, by cosine (the vectors are unit length).
+    true_top = sorted(sum(a * b for a, b in zip(v, query, strict=True)) for v in vectors)[::-1]
     async with container.engine.begin() as conn:
         await conn.execute(text("ANALYZE chunks"))
 
@@ -127,20 +129,63 @@ async def test_a_filtered_hnsw_scan_still_returns_k_chunks(container: Container)
         await uow.session.execute(text("SET LOCAL work_mem = '64kB'"))
         small_memory = await uow.search.nearest(query, 10, None)
         await uow.session.execute(text("SET LOCAL hnsw.scan_mem_multiplier = 1"))
-        default_memory = await uow.search.nearest(query, 10, None)
+        default_memory = await walk(uow, lonely, query, 10)
         # Without iterative scans the walk stops after ef_search candidates, all of
         # them the other organisation's: this is what the setting is for.
         await uow.session.execute(text("SET LOCAL hnsw.iterative_scan = off"))
-        without = await uow.search.nearest(query, 10, None)
+        without = await walk(uow, lonely, query, 10)
+        # A walk that gave up is followed by an exact scan of the same chunks.
+        after_a_short_walk = await uow.search.nearest(query, 10, None)
     assert "ix_chunks_embedding_hnsw" in plan
     assert len(found) == 10
     assert len(only_document) == 25
     assert len(small_memory) == 10
     assert len(default_memory) < 10
     assert len(without) < 10
-    assert all(match.document_id == document_id for match in found + only_document)
     similarities = [match.similarity for match in found]
     assert similarities == sorted(similarities, reverse=True)
+    assert [match.similarity for match in after_a_short_walk] == pytest.approx(
+        true_top[:10], abs=1e-5
+    )
+    assert all(
+        match.document_id == document_id for match in found + only_document + after_a_short_walk
+    )
+
+
+async def walk(
+    uow: SqlUnitOfWork, principal: Principal, query: list[float], limit: int
+) -> list[uuid.UUID]:
+    """The rows of the nearest-chunk statement alone: the walk, without the exact
+    scan that follows a short one."""
+    statement, arguments = nearest_query(principal.organization_id, query, limit, None)
+    rows = await (await driver_connection(uow.session)).fetch(statement, *arguments)
+    return [row["id"] for row in rows]
+
+
+async def test_a_short_answer_is_completed_by_an_exact_scan_of_the_same_chunks(
+    container: Container,
+) -> None:
+    """An organisation or a choice of documents with fewer chunks than asked gets all
+    of them, nearest first, and only READY documents of its own."""
+    rng = random.Random(13)
+    query = unit([rng.gauss(0, 1) for _ in range(DIMENSIONS)])
+    principal, other = await member(container), await member(container)
+    vectors = [near(query, rng, 0.3) for _ in range(4)]
+    ready = await document_with_chunks(container, principal, vectors)
+    await document_with_chunks(container, principal, [query] * 2, status="processing")
+    await document_with_chunks(container, other, [query] * 5)
+    theirs = await document_with_chunks(container, other, [query] * 3)
+    expected = sorted(
+        (sum(a * b for a, b in zip(v, query, strict=True)) for v in vectors), reverse=True
+    )
+    async with container.uow_factory.reader(principal) as reader:
+        everything = await reader.search.nearest(query, 10, None)
+        chosen = await reader.search.nearest(query, 10, [ready, theirs])
+        nothing = await reader.search.nearest(query, 10, [theirs])
+    for matches in (everything, chosen):
+        assert [match.document_id for match in matches] == [ready] * 4
+        assert [match.similarity for match in matches] == pytest.approx(expected, abs=1e-5)
+    assert nothing == []
 
 
 async def test_both_kinds_of_tenant_transaction_make_the_hnsw_scan_settings(

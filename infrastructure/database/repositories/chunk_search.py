@@ -7,6 +7,16 @@ scanning the graph until k rows pass (``hnsw.iterative_scan = relaxed_order``,
 set with the tenant at the start of the transaction, see ``uow.py``); results
 are re-sorted by distance here, as relaxed order permits small inversions.
 
+An iterative scan still gives up at pgvector's limits (``tenant_settings.py``): a
+filter that leaves few rows near the question (chosen documents, a planner that
+misjudged a selective filter) can end the walk with fewer than k rows. When the
+nearest-chunk statement returns fewer rows than asked, :meth:`SqlChunkSearch.nearest`
+asks again with an exact scan of the same rows (:data:`_EXACT`): it measures the
+distance to every chunk that passes the filter, which no index order can cut short.
+Only a short answer pays for it: an organisation (or a choice of documents) with
+fewer than k chunks, where the exact scan reads those few, or a walk that gave up,
+where it costs what an exact search of those chunks costs.
+
 Search is the hot path of the API, so both statements are plain SQL written once
 and sent straight through asyncpg, with no SQLAlchemy execution per call: on the
 connection of a read-only tenant transaction (``reader.py``, what search and
@@ -42,18 +52,36 @@ from infrastructure.database.models import UNREADY_STATUSES
 # index; cheaper than checking each chunk's document, see migration 0007). The
 # organisation, the limit and whether documents are chosen are written into the
 # statement (see above; formatted from a UUID, an int and fixed clauses only).
-_NEAREST = """
-SELECT c.id, c.document_id, c.page, c.text, c.token_count,
-       c.embedding <=> {vector} AS distance
-FROM chunks c
+_SEARCHED = """
 WHERE c.organization_id = '{organization}'::uuid
   AND c.embedding IS NOT NULL{chosen}
   AND c.document_id NOT IN (
     SELECT d.id FROM documents d
     WHERE d.organization_id = '{organization}'::uuid AND d.status IN {unready}
-  )
+  )"""
+_NEAREST = """
+SELECT c.id, c.document_id, c.page, c.text, c.token_count,
+       c.embedding <=> {vector} AS distance
+FROM chunks c{searched}
 ORDER BY distance  -- the HNSW index's order; the vector is sent once
 LIMIT {limit:d}"""
+# The same rows, every distance measured: OFFSET 0 keeps the inner query whole, so
+# its rows cannot come in the index's order and the planner reads them by the
+# organisation's (or the documents') B-tree instead; texts are read for the k best.
+_EXACT = """
+SELECT c.id, c.document_id, c.page, c.text, c.token_count, best.distance
+FROM (
+  SELECT measured.id, measured.distance
+  FROM (
+    SELECT c.id, c.embedding <=> {vector} AS distance
+    FROM chunks c{searched}
+    OFFSET 0
+  ) AS measured
+  ORDER BY measured.distance, measured.id
+  LIMIT {limit:d}
+) AS best
+JOIN chunks c ON c.id = best.id
+ORDER BY best.distance, c.id"""
 _CHOSEN = "\n  AND c.document_id = ANY ($2::uuid[])"
 # The query vector parameter: in pgvector's binary format where the connection has
 # the codec (True), or as real[] cast by pgvector (False).
@@ -61,26 +89,33 @@ _VECTOR = {True: "$1::vector", False: "CAST($1::real[] AS vector)"}
 
 
 def nearest_statement(
-    organization_id: UUID, limit: int, chosen: bool, binary_vector: bool = False
+    organization_id: UUID,
+    limit: int,
+    chosen: bool,
+    binary_vector: bool = False,
+    *,
+    exact: bool = False,
 ) -> str:
     """The nearest-chunk statement of one organisation and limit, with or without a
-    chosen-documents parameter ($2) (formatted once, kept for the busiest)."""
-    return _nearest_statement(organization_id, limit, chosen, binary_vector)
+    chosen-documents parameter ($2) (formatted once, kept for the busiest);
+    ``exact``: the scan that measures every searched chunk (:data:`_EXACT`)."""
+    return _nearest_statement(organization_id, limit, chosen, binary_vector, exact)
 
 
 # Kept formatted for the busiest organisations' few limits. The caches sit behind typed
 # functions (an lru_cache wrapper takes any arguments as far as mypy can tell) and are
 # typed themselves, so the check runs for every type of argument that reaches it.
 @functools.lru_cache(maxsize=1_024, typed=True)
-def _nearest_statement(organization_id: UUID, limit: int, chosen: bool, binary_vector: bool) -> str:
+def _nearest_statement(
+    organization_id: UUID, limit: int, chosen: bool, binary_vector: bool, exact: bool
+) -> str:
     if not isinstance(organization_id, UUID) or not isinstance(limit, int):
         raise TypeError("the organisation must be a UUID and the limit an int")
-    return _NEAREST.format(
-        organization=organization_id,
-        limit=limit,
-        chosen=_CHOSEN if chosen else "",
-        unready=UNREADY_STATUSES,
-        vector=_VECTOR[binary_vector],
+    searched = _SEARCHED.format(
+        organization=organization_id, chosen=_CHOSEN if chosen else "", unready=UNREADY_STATUSES
+    )
+    return (_EXACT if exact else _NEAREST).format(
+        searched=searched, limit=limit, vector=_VECTOR[binary_vector]
     )
 
 
@@ -137,10 +172,14 @@ def nearest_query(
     document_ids: Sequence[UUID] | None,
     *,
     binary_vector: bool = False,
+    exact: bool = False,
 ) -> Query:
     """The vector path's statement and arguments (``document_ids``: None for all;
-    ``binary_vector``: the connection has the vector codec)."""
-    statement = nearest_statement(organization_id, limit, document_ids is not None, binary_vector)
+    ``binary_vector``: the connection has the vector codec; ``exact``: measure every
+    searched chunk instead of walking the index)."""
+    statement = nearest_statement(
+        organization_id, limit, document_ids is not None, binary_vector, exact=exact
+    )
     arguments: list[object] = [_vector(embedding)]
     if document_ids is not None:
         arguments.append(list(document_ids))
@@ -186,10 +225,21 @@ class SqlChunkSearch:
             return []
         if self._organization_id is None:
             raise RuntimeError("chunk search used outside a tenant transaction")
+        connection = await self._connection()
         statement, arguments = nearest_query(
             self._organization_id, embedding, limit, document_ids, binary_vector=self._binary
         )
-        rows = await (await self._connection()).fetch(statement, *arguments)
+        rows = await connection.fetch(statement, *arguments)
+        if len(rows) < limit:  # fewer chunks than k, or a filtered walk that gave up
+            statement, arguments = nearest_query(
+                self._organization_id,
+                embedding,
+                limit,
+                document_ids,
+                binary_vector=self._binary,
+                exact=True,
+            )
+            rows = await connection.fetch(statement, *arguments)
         matches = []
         # Unpacked, not row["name"]: the hot path.
         for chunk_id, document_id, page, body, tokens, distance in rows:
