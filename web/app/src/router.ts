@@ -5,9 +5,19 @@ export type Route =
   | { name: "chat"; chatId: string | null }
   | { name: "members" };
 
+/** A path segment decoded, or null when it is not valid percent-encoding (`abc%`). */
+function decodeSegment(segment: string): string | null {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return null;
+  }
+}
+
 export function parseRoute(path: string): Route {
   const chat = /^\/chat(?:\/([^/]+))?\/?$/.exec(path);
-  if (chat) return { name: "chat", chatId: chat[1] ? decodeURIComponent(chat[1]) : null };
+  // A mangled chat address opens the chat screen without a chat rather than failing.
+  if (chat) return { name: "chat", chatId: chat[1] ? decodeSegment(chat[1]) : null };
   if (path.startsWith("/members")) return { name: "members" };
   return { name: "documents" };
 }

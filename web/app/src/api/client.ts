@@ -45,8 +45,8 @@ export function asksAQuestion(query: DocumentNode): boolean {
  * that reconnects for streams that only listen, and one that does not for answers. */
 export function createApiClients(session: Session): ApiClients {
   const organizationId = session.info?.organization.id ?? null;
-  const listening = new SocketPool(session, reconnecting);
-  const asking = new SocketPool(session, single);
+  const listening = new SocketPool(session, reconnecting, organizationId);
+  const asking = new SocketPool(session, single, organizationId);
   const sockets = {
     dispose() {
       listening.dispose();

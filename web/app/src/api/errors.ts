@@ -30,6 +30,16 @@ const MESSAGES: Record<string, string> = {
   EMBEDDING_REJECTED: "The indexing service refused the document. Ask an admin to check the settings.",
   LLM_UNAVAILABLE: "The answering service is unavailable. Try again shortly.",
   QUESTION_TOO_LONG: "The question is too long. Shorten it and ask again.",
+  // The server no longer understands what this page sends: it was updated since the page loaded.
+  GRAPHQL_VALIDATION_FAILED: "The app has been updated since this page was opened. Reload the page to continue.",
+  GRAPHQL_PARSE_FAILED: "The app has been updated since this page was opened. Reload the page to continue.",
+  BAD_REQUEST: "The server could not understand the request. Reload the page and try again.",
+  BATCHING_NOT_SUPPORTED: "The server could not understand the request. Reload the page and try again.",
+  QUERY_TOO_DEEP: "The request was too complex for the server. Reload the page and try again.",
+  TOO_MANY_ALIASES: "The request was too complex for the server. Reload the page and try again.",
+  TOO_MANY_TOKENS: "The request was too large for the server. Reload the page and try again.",
+  TOO_MANY_OPERATIONS: "Too many live updates are open on this connection. Reload the page and try again.",
+  WEBSOCKET_REQUIRED: "Live updates need a WebSocket connection, which could not be used. Reload the page; if it happens again, a proxy or firewall may be blocking WebSockets.",
   SERVICE_UNAVAILABLE: "The server is busy or starting up. Try again shortly.",
   NETWORK_ERROR: "Cannot reach the server. Check your connection and try again.",
   CANCELLED: "Cancelled before it finished.",
@@ -49,9 +59,16 @@ export function describeError(code: string | null | undefined, fallback?: string
 /** A failure the UI can show: plain words plus the code for support. */
 export class AppError extends Error {
   readonly code: string;
-  constructor(code: string, message?: string) {
-    super(describeError(code, message));
+  /** Seconds to wait before trying again, when the server said (RATE_LIMITED). */
+  readonly retryAfter: number | null;
+  constructor(code: string, message?: string, retryAfter: number | null = null) {
+    super(
+      code === "RATE_LIMITED" && retryAfter !== null
+        ? `Too many requests right now. Try again in ${retryAfter} ${retryAfter === 1 ? "second" : "seconds"}.`
+        : describeError(code, message),
+    );
     this.code = code;
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -65,14 +82,46 @@ export function codeOf(error: GraphQLErrorLike): string {
   return typeof code === "string" ? code : "INTERNAL";
 }
 
+function retryAfterOf(value: unknown): number | null {
+  return typeof value === "number" && Number.isFinite(value) && value >= 0 ? Math.ceil(value) : null;
+}
+
+/**
+ * The server's code in a WebSocket close, when it gave one: it closes a socket over its
+ * connections budget with 4429 and the reason `{"code":"RATE_LIMITED","retryAfter":n}`
+ * (infrastructure/http/socket_refusals.py). Other closes (strawberry's plain-text
+ * reasons, a dropped connection) carry none: null.
+ */
+export function closeError(value: unknown): AppError | null {
+  if (typeof value !== "object" || value === null) return null;
+  const { code, reason } = value as { code?: unknown; reason?: unknown };
+  if (typeof code !== "number" || typeof reason !== "string" || !reason.startsWith("{")) return null;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(reason);
+  } catch {
+    return null;
+  }
+  if (typeof parsed !== "object" || parsed === null) return null;
+  const said = parsed as { code?: unknown; retryAfter?: unknown; message?: unknown };
+  if (typeof said.code !== "string" || !said.code) return null;
+  return new AppError(said.code, typeof said.message === "string" ? said.message : undefined, retryAfterOf(said.retryAfter));
+}
+
 /** The first error of a urql CombinedError (or anything thrown) as an AppError. */
 export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
   if (typeof error === "object" && error !== null) {
-    const combined = error as { graphQLErrors?: GraphQLErrorLike[]; networkError?: Error };
+    const combined = error as { graphQLErrors?: GraphQLErrorLike[]; networkError?: unknown };
     const first = combined.graphQLErrors?.[0];
-    if (first) return new AppError(codeOf(first), first.message);
-    if (combined.networkError) return new AppError("NETWORK_ERROR");
+    if (first) return new AppError(codeOf(first), first.message, retryAfterOf(first.extensions?.["retryAfter"]));
+    const network = combined.networkError;
+    if (network) {
+      // A subscription's failure is what its socket ended with: our own refusal (an
+      // AppError, see SocketPool), or a close event that may carry the server's code.
+      if (network instanceof AppError) return network;
+      return closeError(network) ?? new AppError("NETWORK_ERROR");
+    }
   }
   return new AppError("INTERNAL");
 }

@@ -2,6 +2,7 @@ import { describe, expect, it, vi } from "vitest";
 import type { Client as WsClient, Sink } from "graphql-ws";
 import { Session, type AuthTransport } from "../auth/session";
 import { SocketPool, saysUnauthenticated } from "./sockets";
+import { AppError } from "./errors";
 import { asksAQuestion } from "./client";
 import { parse } from "graphql";
 
@@ -116,5 +117,68 @@ describe("SocketPool", () => {
   it("sends answers over the connection that never subscribes again by itself", () => {
     expect(asksAQuestion(parse("subscription Answer($c: ID!, $q: String!) { answer(chatId: $c, question: $q) { __typename } }"))).toBe(true);
     expect(asksAQuestion(parse("subscription { documentEvents { progress } }"))).toBe(false);
+  });
+
+  it("does not start a stream that waited for a switch to another organisation", async () => {
+    let finish: () => void = () => undefined;
+    const transport: AuthTransport = {
+      signUp: async () => payload(1),
+      logIn: async () => payload(1),
+      refresh: async () => payload(2),
+      switchOrganization: () =>
+        new Promise((resolve) => (finish = () => resolve({ ...payload(3), organization: { id: "o2", name: "P", role: "ADMIN" } }))),
+      logOut: async () => undefined,
+    };
+    const session = new Session(transport, null, Date.now, null);
+    await session.logIn({ email: "a@b.c", password: "pw" });
+    const made: ReturnType<typeof fakeClient>[] = [];
+    const pool = new SocketPool(
+      session,
+      () => {
+        const fake = fakeClient();
+        made.push(fake);
+        return fake.client;
+      },
+      "o",
+    );
+    const sink = { next: vi.fn(), error: vi.fn(), complete: vi.fn() };
+    const switched = session.switchOrganization("o2");
+    await Promise.resolve();
+    pool.subscribe({ query: "subscription { a }" }, sink);
+    finish();
+    await switched;
+    await Promise.resolve();
+    expect(session.accessToken).toBe("access-3");
+    expect(made).toHaveLength(0);
+    expect(sink.error).toHaveBeenCalledTimes(1);
+    expect(sink.error.mock.calls[0]![0]).toBeInstanceOf(AppError);
+    expect(sink.error.mock.calls[0]![0].code).toBe("CANCELLED");
+    session.clear();
+  });
+
+  it("does not send another organisation's token when a connection of this one reconnects", async () => {
+    const transport: AuthTransport = {
+      signUp: async () => payload(1),
+      logIn: async () => payload(1),
+      refresh: async () => payload(2),
+      switchOrganization: async () => ({ ...payload(3), organization: { id: "o2", name: "P", role: "ADMIN" } }),
+      logOut: async () => undefined,
+    };
+    const session = new Session(transport, null, Date.now, null);
+    await session.logIn({ email: "a@b.c", password: "pw" });
+    const params: (() => Promise<Record<string, string>>)[] = [];
+    const pool = new SocketPool(
+      session,
+      (connectionParams) => {
+        params.push(connectionParams);
+        return fakeClient().client;
+      },
+      "o",
+    );
+    pool.subscribe({ query: "subscription { a }" }, { next: vi.fn(), error: vi.fn(), complete: vi.fn() });
+    expect(await params[0]!()).toEqual({ authorization: "Bearer access-1" });
+    await session.switchOrganization("o2");
+    await expect(params[0]!()).rejects.toMatchObject({ code: "CANCELLED" });
+    session.clear();
   });
 });

@@ -1,5 +1,6 @@
 import { createClient, type Client as WsClient, type Sink, type SubscribePayload } from "graphql-ws";
 import type { Session } from "../auth/session";
+import { AppError } from "./errors";
 import { websocketUrl } from "./http";
 
 export type Factory = (connectionParams: () => Promise<Record<string, string>>) => WsClient;
@@ -80,6 +81,10 @@ export const single: Factory = (connectionParams) =>
  * a revoked session), the pool refreshes the session once, and subscriptions opened
  * from then on wait for that refresh: a subscriber that opens again after the error gets
  * a connection with the new token.
+ *
+ * Bound to one organisation, as authenticatedFetch is: once the session is in another
+ * (a switch this subscription waited for), a stream fails with CANCELLED instead of
+ * starting, and no connection sends the new organisation's token.
  */
 export class SocketPool {
   private current: Connection | null = null;
@@ -87,7 +92,12 @@ export class SocketPool {
   constructor(
     private readonly session: Session,
     private readonly factory: Factory = reconnecting,
+    private readonly organizationId: string | null = null,
   ) {}
+
+  private moved(): boolean {
+    return this.organizationId !== null && this.session.info?.organization.id !== this.organizationId;
+  }
 
   subscribe(payload: SubscribePayload, sink: Sink): () => void {
     let cancelled = false;
@@ -110,6 +120,10 @@ export class SocketPool {
   }
 
   private start(payload: SubscribePayload, sink: Sink): () => void {
+    if (this.moved()) {
+      sink.error(new AppError("CANCELLED"));
+      return () => undefined;
+    }
     const connection = this.connectionFor(this.session.accessToken);
     connection.active += 1;
     let released = false;
@@ -156,6 +170,8 @@ export class SocketPool {
       active: 0,
       client: this.factory(async (): Promise<Record<string, string>> => {
         const fresh = await this.session.validAccessToken();
+        // A reconnect after a switch would otherwise present the other organisation's token.
+        if (this.moved()) throw new AppError("CANCELLED");
         connection.sent = fresh;
         return fresh ? { authorization: `Bearer ${fresh}` } : {};
       }),

@@ -165,4 +165,32 @@ describe("Session", () => {
     expect(reloaded.accessToken).toBe("access-2");
     reloaded.clear();
   });
+
+  it("says why a resume failed when it keeps the session, and resumes on a later try", async () => {
+    sessionStorage.setItem("foundry.refreshToken", "refresh-1");
+    const refresh = vi.fn().mockRejectedValueOnce(new AppError("SERVICE_UNAVAILABLE")).mockResolvedValueOnce(payload(2));
+    const session = new Session(transport({ refresh }), sessionStorage, Date.now, null);
+    expect(await session.resume()).toBe(false);
+    expect(session.canResume).toBe(true);
+    expect(session.refreshFailure?.code).toBe("SERVICE_UNAVAILABLE");
+    expect(session.endReason).toBeNull();
+    expect(await session.resume()).toBe(true);
+    expect(session.refreshFailure).toBeNull();
+    expect(session.accessToken).toBe("access-2");
+    session.clear();
+  });
+
+  it("forgets the token when a resume is refused, with no failure to try again", async () => {
+    sessionStorage.setItem("foundry.refreshToken", "refresh-1");
+    const session = new Session(
+      transport({ refresh: vi.fn(async () => Promise.reject(new AppError("INVALID_REFRESH_TOKEN"))) }),
+      sessionStorage,
+      Date.now,
+      null,
+    );
+    expect(await session.resume()).toBe(false);
+    expect(session.canResume).toBe(false);
+    expect(session.refreshFailure).toBeNull();
+    expect(session.endReason).toBe("INVALID_REFRESH_TOKEN");
+  });
 });

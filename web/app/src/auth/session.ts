@@ -67,6 +67,9 @@ export class Session {
   info: SessionInfo | null = null;
   /** Why the last session ended, when the server ended it (an error code). */
   endReason: string | null = null;
+  /** Why the last refresh failed when it kept the session (the server unreachable, busy or
+   * rate-limiting): the refresh token is still good, so the caller may try again. */
+  refreshFailure: AppError | null = null;
 
   constructor(
     private readonly transport: AuthTransport = httpAuthTransport,
@@ -106,9 +109,12 @@ export class Session {
   }
 
   /**
-   * Resume from the refresh token this tab stored. "Duplicate tab" copies sessionStorage,
-   * and two tabs rotating one refresh token revoke each other's session, so a tab whose
-   * session another open tab holds starts signed out (and leaves that session alone).
+   * Resume from the refresh token this tab stored. False when it did not: signed out when
+   * the token was refused (or another tab holds it), otherwise `canResume` still holds and
+   * `refreshFailure` says why (a server restarting, a dropped network): try again later.
+   * "Duplicate tab" copies sessionStorage, and two tabs rotating one refresh token revoke
+   * each other's session, so a tab whose session another open tab holds starts signed out
+   * (and leaves that session alone).
    */
   async resume(): Promise<boolean> {
     const mark = this.storage?.getItem(MARK_KEY) ?? null;
@@ -191,6 +197,7 @@ export class Session {
   clear(reason: string | null = null): void {
     this.generation += 1;
     this.endReason = reason;
+    this.refreshFailure = null;
     this.access = null;
     this.refreshToken = null;
     this.expiresAt = 0;
@@ -218,7 +225,10 @@ export class Session {
       const code = (error as { code?: string }).code ?? "INTERNAL";
       // Only a refusal of the token ends the session; a blip, a busy server or a proxy's
       // error page keeps it for the next attempt.
-      if (generation === this.generation && ENDING_CODES.has(code)) this.clear(code);
+      if (generation === this.generation) {
+        if (ENDING_CODES.has(code)) this.clear(code);
+        else this.refreshFailure = error instanceof AppError ? error : new AppError(code);
+      }
       throw error;
     }
     if (generation !== this.generation) {
@@ -241,6 +251,7 @@ export class Session {
     if (fresh || !this.mark) this.mark = randomMark();
     this.storage?.setItem(MARK_KEY, this.mark);
     this.endReason = null;
+    this.refreshFailure = null;
     this.access = payload.accessToken;
     this.refreshToken = payload.refreshToken;
     this.expiresAt = this.now() + payload.expiresIn * 1000;

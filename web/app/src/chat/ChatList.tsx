@@ -11,9 +11,15 @@ import {
   type ChatsQuery,
 } from "../generated/graphql";
 
+import { navigate } from "../router";
+
 const PAGE = 50;
 type ChatSummary = ChatsQuery["chats"]["edges"][number]["node"];
-import { navigate } from "../router";
+
+/** The name a chat goes by: one not yet named after its first question has none. */
+export function chatName(title: string): string {
+  return title.trim() || "Untitled chat";
+}
 
 /** `version` changes when the screen knows the list changed (a chat was created or named). */
 export function ChatList({ activeId, version }: { activeId: string | null; version: number }) {
@@ -155,13 +161,13 @@ export function ChatList({ activeId, version }: { activeId: string | null; versi
                     navigate({ name: "chat", chatId: chat.id });
                   }}
                 >
-                  {chat.title || "Untitled chat"}
+                  {chatName(chat.title)}
                 </a>
                 <span className="chat-actions">
                   <button
                     type="button"
                     className="icon"
-                    aria-label={`Rename ${chat.title}`}
+                    aria-label={`Rename ${chatName(chat.title)}`}
                     onClick={() => setEditing({ id: chat.id, title: chat.title })}
                   >
                     ✎
@@ -169,8 +175,8 @@ export function ChatList({ activeId, version }: { activeId: string | null; versi
                   <button
                     type="button"
                     className="icon"
-                    aria-label={`Delete ${chat.title}`}
-                    onClick={() => setDeleting({ id: chat.id, title: chat.title })}
+                    aria-label={`Delete ${chatName(chat.title)}`}
+                    onClick={() => setDeleting({ id: chat.id, title: chatName(chat.title) })}
                   >
                     ✕
                   </button>

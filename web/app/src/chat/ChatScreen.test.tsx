@@ -132,6 +132,20 @@ describe("ChatScreen", () => {
     expect(screen.queryByRole("alert")).toBeNull();
   });
 
+  it("says the answer was rate-limited when the server closes the socket with 4429", async () => {
+    const fake = fakeClient();
+    render(<ChatScreen chatId="c1" />, { wrapper: wrap(fake.client) });
+    fireEvent.change(screen.getByLabelText("Your question"), { target: { value: "Who built it?" } });
+    fireEvent.click(screen.getByRole("button", { name: "Ask" }));
+    const closed = { code: 4429, reason: JSON.stringify({ code: "RATE_LIMITED", retryAfter: 30 }) };
+    fake.emitRaw({ error: { graphQLErrors: [], networkError: closed } as never });
+    const alert = await screen.findByRole("alert");
+    expect(alert.textContent).toContain("(RATE_LIMITED)");
+    expect(alert.textContent).toMatch(/Too many requests/);
+    expect(alert.textContent).not.toMatch(/Cannot reach the server/);
+    expect(fake.subscription).toHaveBeenCalledTimes(1);
+  });
+
   it("shows the newest messages of a chat longer than one page", async () => {
     const fake = fakeClient(
       { p1: page([message("m3", "USER", "Third question?")], "p2"), p2: page([message("m4", "ASSISTANT", "The newest answer.")], null) },

@@ -1,4 +1,4 @@
-import { useEffect, useRef } from "react";
+import { useEffect, useId, useRef } from "react";
 
 interface Props {
   open: boolean;
@@ -13,6 +13,8 @@ interface Props {
 /** A modal <dialog>: focus moves into it, Escape cancels, focus returns afterwards. */
 export function ConfirmDialog({ open, title, body, confirmLabel, danger, onConfirm, onCancel }: Props) {
   const ref = useRef<HTMLDialogElement>(null);
+  // One id per dialog: a screen with two (Members) must not name both after the first.
+  const titleId = useId();
   useEffect(() => {
     const dialog = ref.current;
     if (!dialog) return;
@@ -28,13 +30,13 @@ export function ConfirmDialog({ open, title, body, confirmLabel, danger, onConfi
     <dialog
       ref={ref}
       className="dialog"
-      aria-labelledby="confirm-title"
+      aria-labelledby={titleId}
       onCancel={(event) => {
         event.preventDefault();
         onCancel();
       }}
     >
-      <h2 id="confirm-title">{title}</h2>
+      <h2 id={titleId}>{title}</h2>
       <p>{body}</p>
       <div className="dialog-actions">
         <button type="button" className="button secondary" onClick={onCancel} autoFocus>

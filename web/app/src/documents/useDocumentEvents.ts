@@ -1,5 +1,6 @@
 import { useEffect, useRef } from "react";
 import { useClient } from "urql";
+import { toAppError } from "../api/errors";
 import { socketEvents } from "../api/sockets";
 import { DocumentEventsDocument, type DocumentEventsSubscription } from "../generated/graphql";
 
@@ -11,7 +12,8 @@ const MAX_WAIT_MS = 30_000;
 
 /**
  * Live document events. When the stream ends with an error (a refused token, which the
- * connection pool refreshes; a rate limit), it is opened again after a growing wait, and
+ * connection pool refreshes; a rate limit, whose retryAfter is waited out first: asking
+ * sooner is refused again), it is opened again after a growing wait, and
  * `onReopen` runs: events sent while it was closed are lost, so the caller reloads.
  * A dropped connection is mended by the connection itself (api/sockets.ts), which says
  * so once it is back: `onReopen` runs then too.
@@ -33,11 +35,13 @@ export function useDocumentEvents(onEvent: (event: Event) => void, onReopen: () 
         if (failed || stopped) return;
         if (result.error) {
           failed = true;
+          const retryAfter = toAppError(result.error).retryAfter;
+          const delay = Math.max(wait, (retryAfter ?? 0) * 1000);
           retry = setTimeout(() => {
             subscription?.unsubscribe();
             open();
             reopened.current();
-          }, wait);
+          }, delay);
           wait = Math.min(wait * 2, MAX_WAIT_MS);
         } else if (result.data) {
           wait = FIRST_WAIT_MS;

@@ -59,4 +59,14 @@ describe("MembersScreen", () => {
       { userId: "u1", role: "VIEWER" },
     ]);
   });
+
+  it("names the removal dialog after its own title, beside the role dialog", () => {
+    const fake = fakeClient();
+    render(<MembersScreen />, { wrapper: wrap(fake.client) });
+    fireEvent.click(screen.getByRole("button", { name: `Remove ${colleague.email}` }));
+    const dialog = screen.getByRole("dialog", { name: "Remove this member?" });
+    expect(within(dialog).getByText(`${colleague.email} will lose access to this organisation at once.`)).toBeTruthy();
+    fireEvent.click(within(dialog).getByRole("button", { name: "Remove" }));
+    expect(fake.mutations).toEqual([{ userId: "u2" }]);
+  });
 });
