@@ -1,17 +1,24 @@
-"""What a Gemini failure means, shared by the gemini embedder and answerer.
+"""What a Gemini failure means, and the HTTP client it arrives through, shared by
+the gemini embedder and answerer.
 
-Transient (retry with backoff): HTTP 408, 429 and 5xx, and transport faults.
+Transient (retry with backoff): HTTP 408, 429 and 5xx, transport faults, and a
+response that is not JSON (a body cut inside the JSON, a proxy's error page): the
+SDK raises UnknownApiResponseError for a streamed event and a bare
+json.JSONDecodeError for a whole body, which it parses itself.
 Anything else Gemini refuses is a rejection: retrying cannot help, and the
 message names the settings to check.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable, Sequence
+
 import httpx2
 from google.genai import errors as genai_errors
 
 TRANSIENT_STATUSES = frozenset({408, 429})
-# httpx2 is the SDK's default transport (and a hard dependency of google-genai);
+# httpx2 is the SDK's transport (pinned by httpx_client below);
 # TimeoutError is our own per-attempt deadline, ConnectionError a socket fault.
 TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
     httpx2.TimeoutException,
@@ -20,6 +27,30 @@ TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
     TimeoutError,
     ConnectionError,
 )
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    *TRANSPORT_ERRORS,
+    genai_errors.UnknownApiResponseError,
+    json.JSONDecodeError,
+)
+
+ResponseHook = Callable[[httpx2.Response], Awaitable[None]]
+
+
+def httpx_client(response_hooks: Sequence[ResponseHook] = ()) -> httpx2.AsyncClient:
+    """The HTTP client to hand the SDK (``HttpOptions.httpx_async_client``).
+
+    Given none, the SDK sends through aiohttp whenever aiohttp is installed (any
+    other package may pull it in): its faults are not in TRANSPORT_ERRORS and
+    httpx event hooks never fire. A client of our own pins httpx2 and keeps the
+    SDK's defaults (no client timeout, as the SDK sets one per request; redirects
+    followed; proxies and CA bundle from the environment). Unlike the SDK's own, it
+    keeps one pool for the event loop that first uses it, which is how the API and
+    the worker use an adapter. The SDK never closes a client it was given: the
+    adapter's ``aclose`` does.
+    """
+    return httpx2.AsyncClient(
+        timeout=None, follow_redirects=True, event_hooks={"response": list(response_hooks)}
+    )
 
 
 def is_transient_status(error: genai_errors.APIError) -> bool:

@@ -60,7 +60,7 @@ _STATUS_NAMES = {
     503: "UNAVAILABLE",
 }
 
-ReplyKind = Literal["ok", "error", "hang", "cut", "truncated", "error_event"]
+ReplyKind = Literal["ok", "error", "hang", "cut", "truncated", "error_event", "garbled"]
 StreamEnding = Literal["completed", "client_closed", "cut", "truncated", "error_event"]
 
 
@@ -97,6 +97,11 @@ class Reply:
     def hang(seconds: float) -> Reply:
         """Sleep ``seconds`` before answering (successfully), to trip client timeouts."""
         return Reply("hang", 200, seconds)
+
+    @staticmethod
+    def garbled() -> Reply:
+        """Answer 200 with a whole body that is not JSON (cut inside it, as a proxy may)."""
+        return Reply("garbled")
 
     @staticmethod
     def cut(*pieces: str) -> Reply:
@@ -282,6 +287,8 @@ class GeminiStandIn:
             return _error(404, f"stand-in does not implement {method}")
         if reply.kind == "error":
             return _error(reply.status, f"scripted {reply.status}")
+        if reply.kind == "garbled":
+            return Response(b'{"embeddings": [{"values": [0.25, ', media_type="application/json")
         if reply.kind == "hang" and not await _wait_unless_disconnected(
             request, reply.hang_seconds
         ):

@@ -60,6 +60,13 @@ class _Restart:
     """The primary generator failed after output the caller has not seen: start over."""
 
 
+@dataclass(frozen=True, slots=True)
+class _FallingBack:
+    """What follows comes from the fallback generator, named ``generator``."""
+
+    generator: str
+
+
 class _Incomplete:
     """The generator stopped before the end of its answer: keep it, never cache it."""
 
@@ -214,10 +221,15 @@ class AnswerService:
     async def _written(
         self, request: AnswerRequest, started: float, buffered: bool
     ) -> AsyncGenerator[TextDelta | Usage | _Restart | _Incomplete, None]:
-        """The generator's text, then the Usage; first-token time is measured here."""
+        """The generator's text, then the Usage; first-token time is measured here,
+        under the name of the generator that wrote that token."""
         first_token = True
+        generator = self._generator.name
         async with aclosing(self._generate(request, buffered)) as generated:
             async for item in generated:
+                if isinstance(item, _FallingBack):
+                    generator = item.generator
+                    continue
                 if isinstance(item, _Finished):
                     if not item.info.complete:
                         yield _Incomplete()
@@ -228,9 +240,7 @@ class AnswerService:
                         continue
                     if first_token:
                         first_token = False
-                        self._observer.first_token(
-                            self._generator.name, time.perf_counter() - started
-                        )
+                        self._observer.first_token(generator, time.perf_counter() - started)
                 yield item
 
     async def _nothing_found(self, started: float) -> AsyncGenerator[TextDelta | Usage, None]:
@@ -343,7 +353,7 @@ class AnswerService:
 
     async def _generate(
         self, request: AnswerRequest, buffered: bool
-    ) -> AsyncGenerator[TextDelta | _Finished | _Restart, None]:
+    ) -> AsyncGenerator[TextDelta | _Finished | _Restart | _FallingBack, None]:
         emitted = False
         try:
             async with aclosing(self._generator.stream(request)) as events:
@@ -367,6 +377,7 @@ class AnswerService:
             self._observer.fallback("unavailable")
             if emitted:
                 yield _Restart()
+        yield _FallingBack(self._fallback.name)
         async with aclosing(self._fallback.stream(request)) as events:
             async for event in events:
                 yield (

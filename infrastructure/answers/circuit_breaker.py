@@ -12,6 +12,13 @@ provider's health (cancelled by the client, a request the provider refused as
 invalid), a release, which only frees the half-open trial if this call was it. (A
 call let through while the breaker was still closed and ending during the trial does
 not free the trial's place.)
+
+A trial permit is leased: one still out after its lease (``allow(lease_seconds)``,
+the longest the call can take, or :data:`DEFAULT_TRIAL_LEASE_SECONDS`) is presumed
+lost, e.g. to a task cancelled before it could report, and the next caller gets
+the trial (logged as ``llm.breaker_trial_expired``), so a lost permit can never
+hold the breaker half-open.
+
 The state is exported as ``foundry_llm_breaker_state{name}`` (0 closed,
 1 half-open, 2 open) and each change counted and logged as ``llm.breaker``.
 """
@@ -27,6 +34,9 @@ import structlog
 from prometheus_client import Counter, Gauge
 
 BreakerState = Literal["closed", "open", "half_open"]
+
+# The lease of a trial permit whose caller does not say how long it may take.
+DEFAULT_TRIAL_LEASE_SECONDS = 300.0
 
 _GAUGE_VALUES: dict[BreakerState, int] = {"closed": 0, "half_open": 1, "open": 2}
 
@@ -96,6 +106,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._trial: Permit | None = None  # the half-open trial still out
+        self._trial_expires = 0.0  # when the trial still out is presumed lost
         # The adapter runs on one event loop, but a lock keeps the counters exact
         # should a breaker ever be shared with threads (it is cheap and never awaited).
         self._lock = threading.Lock()
@@ -106,15 +117,25 @@ class CircuitBreaker:
         with self._lock:
             return self._current_state()
 
-    def allow(self) -> Permit | None:
-        """A permit if a call may go out now; in half-open, for one trial at a time."""
+    def allow(self, lease_seconds: float = DEFAULT_TRIAL_LEASE_SECONDS) -> Permit | None:
+        """A permit if a call may go out now; in half-open, for one trial at a time.
+
+        ``lease_seconds``: the longest the call can take; a trial permit not reported
+        by then is presumed lost and the trial goes to the next caller.
+        """
         with self._lock:
             state = self._current_state()
             if state == "closed":
                 return Permit(self)
-            if state == "open" or self._trial is not None:
+            if state == "open":
                 return None
+            now = self._clock()
+            if self._trial is not None:
+                if now < self._trial_expires:
+                    return None
+                log.warning("llm.breaker_trial_expired", name=self.name)
             self._trial = Permit(self)
+            self._trial_expires = now + lease_seconds
             return self._trial
 
     def _succeeded(self, permit: Permit) -> None:

@@ -7,11 +7,18 @@ text) are retried with exponential backoff and jitter; after it, any fault
 raises GenerationFailed, because the client already shows part of the answer.
 Any other refusal (bad key, unknown model, bad request) raises GenerationFailed
 at once, naming the setting to check.
+
+Two deadlines bound an answer whatever the per-piece idle timeout allows: its
+first text within ``timeout_seconds`` of the call, retries and backoff included,
+and the whole stream within that plus ``max_output_tokens`` at
+:data:`MIN_TOKENS_PER_SECOND` (81 s with the default settings); past either, it
+raises GenerationFailed and the caller falls back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 
@@ -39,23 +46,44 @@ from domain.answers.prompt import build_answer_prompt, build_condense_prompt
 from domain.chats.entities import MessageRole
 from infrastructure.answers.circuit_breaker import CircuitBreaker, Permit
 from infrastructure.answers.gemini_stream import (
+    CLOSE_TIMEOUT_SECONDS,
     Fault,
     GeminiStream,
     classify,
     remember_response,
     text_of,
 )
+from infrastructure.gemini_faults import httpx_client
 
 ANSWER_TEMPERATURE = 0.2
 CONDENSE_TEMPERATURE = 0.0
 # A rewrite delays the answer's first token, so it gets a short leash.
 CONDENSE_TIMEOUT_SECONDS = 5.0
+# The slowest average output (thoughts included) a whole answer may take: its
+# deadline is the first-token budget plus max_output_tokens at this rate.
+MIN_TOKENS_PER_SECOND = 20.0
+# A half-open trial's lease on the breaker outlasts the call's own deadlines by this.
+LEASE_MARGIN_SECONDS = CLOSE_TIMEOUT_SECONDS + 4.0
 
 log = structlog.get_logger("foundry.answers")
 
 
 def finish_reason_name(reason: types.FinishReason | None) -> str:
     return reason.name if isinstance(reason, types.FinishReason) else str(reason)
+
+
+def condense_thinking(model: str) -> types.ThinkingConfig | None:
+    """The least thinking ``model`` accepts for a rewrite: none, except on Pro models,
+    which cannot turn it off (128 tokens is 2.5 Pro's minimum). Thinking counts
+    against max_output_tokens and only delays a one-line rewrite. Models before 2.5
+    do not think, and get no thinking configuration at all (None)."""
+    if _THINKING_MODEL.match(model) is None:
+        return None
+    return types.ThinkingConfig(thinking_budget=128 if "-pro" in model else 0)
+
+
+# Gemini 2.5 and later think by default ("gemini-2.5-flash", "models/gemini-3-pro").
+_THINKING_MODEL = re.compile(r"(?:models/)?gemini-(?:2\.5|[3-9]|[1-9]\d)")
 
 
 def incomplete_note(reason: str) -> str:
@@ -84,24 +112,38 @@ class GeminiAnswerer:
         backoff_initial_seconds: float = 0.5,
         backoff_max_seconds: float = 4.0,
         backoff_jitter_seconds: float = 0.5,
+        first_token_seconds: float | None = None,
+        stream_deadline_seconds: float | None = None,
     ) -> None:
+        """``first_token_seconds`` (default ``timeout_seconds``) bounds the wait for the
+        first text, retries included; ``stream_deadline_seconds`` (default: that plus
+        ``max_output_tokens`` at MIN_TOKENS_PER_SECOND) bounds the whole stream."""
         if not api_key.strip():
             raise ValueError(
                 "FOUNDRY_GEMINI_API_KEY is not set; the gemini answerer needs an API key."
             )
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        first_token = timeout_seconds if first_token_seconds is None else first_token_seconds
+        if stream_deadline_seconds is None:
+            stream_deadline_seconds = first_token + max_output_tokens / MIN_TOKENS_PER_SECOND
+        if not 0 < first_token <= stream_deadline_seconds:
+            raise ValueError("need 0 < first_token_seconds <= stream_deadline_seconds")
         self.name = f"gemini:{model}"
         self._model = model
         self._idle = stream_idle_seconds
         self._max_attempts = max_attempts
         self._max_output_tokens = max_output_tokens
+        self._first_token_seconds = first_token
+        self._deadline_seconds = stream_deadline_seconds
         self._breaker = breaker
         self._wait = wait_exponential_jitter(
             initial=backoff_initial_seconds,
             max=backoff_max_seconds,
             jitter=backoff_jitter_seconds,
         )
+        # httpx2, never aiohttp: GeminiStream closes responses through this hook.
+        self._http = httpx_client([remember_response])
         self._client = genai.Client(
             vertexai=False,  # never switched to Vertex AI by GOOGLE_GENAI_USE_VERTEXAI
             api_key=api_key,
@@ -109,7 +151,7 @@ class GeminiAnswerer:
                 base_url=base_url,  # None keeps the SDK's endpoint
                 timeout=max(1, round(timeout_seconds * 1000)),  # milliseconds
                 retry_options=types.HttpRetryOptions(attempts=1),  # retries are ours
-                async_client_args={"event_hooks": {"response": [remember_response]}},
+                httpx_async_client=self._http,
             ),
         )
 
@@ -117,20 +159,22 @@ class GeminiAnswerer:
         """Close the SDK's connection pools."""
         await self._client.aio.aclose()
         self._client.close()
+        await self._http.aclose()
 
     async def stream(self, request: AnswerRequest) -> AsyncGenerator[GenerationEvent, None]:
-        permit = self._breaker.allow()
+        permit = self._breaker.allow(self._deadline_seconds + LEASE_MARGIN_SECONDS)
         if permit is None:
             log.warning("llm.failed", generator=self.name, reason="breaker_open", attempts=0)
             raise GenerationFailed("Gemini is failing; its circuit breaker is open for now.")
         prompt = build_answer_prompt(request)
         config = self._config(prompt.system_instruction, ANSWER_TEMPERATURE)
         started = time.monotonic()
+        deadline = asyncio.get_running_loop().time() + self._deadline_seconds
         verdict: Callable[[], None] = permit.release  # cancelled: no verdict
         stream: GeminiStream | None = None
         deltas = 0
         try:
-            stream, text = await self._open(prompt.user_text, config)
+            stream, text = await self._open(prompt.user_text, config, deadline)
             while text is not None:
                 if text:
                     deltas += 1
@@ -173,30 +217,40 @@ class GeminiAnswerer:
             )
             raise GenerationFailed(str(fault)) from fault
         finally:
+            # The verdict first: closing awaits, and a second cancellation (a client gone,
+            # then a shutdown) landing there must not lose the breaker's half-open trial.
+            verdict()
             if stream is not None:
                 await stream.close()
-            verdict()
 
     async def condense(self, history: Sequence[Turn], question: str) -> str:
         if not any(turn.role is MessageRole.USER for turn in history):
             return question
         if not needs_context(question):
             return question
-        permit = self._breaker.allow()
+        leash = min(CONDENSE_TIMEOUT_SECONDS, self._idle)
+        permit = self._breaker.allow(leash + LEASE_MARGIN_SECONDS)
         if permit is None:
             log.info("llm.condense_fallback", generator=self.name, reason="breaker_open")
             return condense_locally(history, question)
         prompt = build_condense_prompt(history, question)
+        config = self._config(
+            prompt.system_instruction, CONDENSE_TEMPERATURE, condense_thinking(self._model)
+        )
         verdict: Callable[[], None] = permit.release
+        deadline = asyncio.timeout(leash)
         try:
-            async with asyncio.timeout(min(CONDENSE_TIMEOUT_SECONDS, self._idle)):
+            async with deadline:
                 response = await self._client.aio.models.generate_content(
-                    model=self._model,
-                    contents=prompt.user_text,
-                    config=self._config(prompt.system_instruction, CONDENSE_TEMPERATURE),
+                    model=self._model, contents=prompt.user_text, config=config
                 )
             verdict = permit.success
         except Exception as exc:
+            if deadline.expired():
+                # Our own short leash, kept for the answer's latency, says nothing about
+                # Gemini's health: no failure counted, a half-open trial handed back.
+                log.info("llm.condense_fallback", generator=self.name, reason="deadline")
+                return condense_locally(history, question)
             fault = classify(exc, self._model)
             verdict = _verdict(permit, fault)
             log.warning(
@@ -209,17 +263,46 @@ class GeminiAnswerer:
             return condense_locally(history, question)
         finally:
             verdict()
-        candidates = response.candidates or []
-        rewritten = text_of(candidates[0]).strip() if candidates else ""
+        candidate = response.candidates[0] if response.candidates else None
+        rewritten = text_of(candidate).strip() if candidate is not None else ""
         if not rewritten:
             log.info("llm.condense_fallback", generator=self.name, reason="empty")
+            return condense_locally(history, question)
+        finish = candidate.finish_reason if candidate is not None else None
+        if finish != types.FinishReason.STOP:
+            # Cut off (MAX_TOKENS, SAFETY, ...): half a question retrieves the wrong sources.
+            log.info(
+                "llm.condense_fallback",
+                generator=self.name,
+                reason="incomplete",
+                finish_reason=finish_reason_name(finish),
+            )
             return condense_locally(history, question)
         return rewritten[: 2 * len(question) + 200]
 
     async def _open(
-        self, contents: str, config: types.GenerateContentConfig
+        self, contents: str, config: types.GenerateContentConfig, deadline: float
     ) -> tuple[GeminiStream, str | None]:
-        """A stream and its first text (None: it finished with none), retrying until then."""
+        """A stream and its first text (None: it finished with none), retrying until then,
+        within the first-token budget."""
+        budget = asyncio.timeout(self._first_token_seconds)
+        try:
+            async with budget:
+                return await self._open_retrying(contents, config, deadline)
+        except TimeoutError as exc:
+            if not budget.expired():
+                raise
+            raise Fault(
+                f"Gemini sent no answer within {self._first_token_seconds:g}s "
+                "(FOUNDRY_GEMINI_TIMEOUT_SECONDS)",
+                "transient",
+                None,
+                "FirstTokenTimeout",
+            ) from exc
+
+    async def _open_retrying(
+        self, contents: str, config: types.GenerateContentConfig, deadline: float
+    ) -> tuple[GeminiStream, str | None]:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._max_attempts),
             wait=self._wait,
@@ -232,7 +315,7 @@ class GeminiAnswerer:
         try:
             async for attempt in retrying:
                 with attempt:
-                    stream, text = await self._first_text(contents, config)
+                    stream, text = await self._first_text(contents, config, deadline)
                     stream.attempts = attempt.retry_state.attempt_number
                     return stream, text
         except Fault as fault:
@@ -241,7 +324,7 @@ class GeminiAnswerer:
         raise AssertionError("tenacity returns or raises")  # pragma: no cover
 
     async def _first_text(
-        self, contents: str, config: types.GenerateContentConfig
+        self, contents: str, config: types.GenerateContentConfig, deadline: float
     ) -> tuple[GeminiStream, str | None]:
         try:
             chunks = await self._client.aio.models.generate_content_stream(
@@ -249,7 +332,7 @@ class GeminiAnswerer:
             )
         except Exception as exc:
             raise classify(exc, self._model) from exc
-        stream = GeminiStream(chunks, self._idle, self._model)
+        stream = GeminiStream(chunks, self._idle, self._model, deadline)
         try:
             while (text := await stream.next_text()) is not None:
                 if text:
@@ -260,13 +343,19 @@ class GeminiAnswerer:
             raise
         return stream, None
 
-    def _config(self, system_instruction: str, temperature: float) -> types.GenerateContentConfig:
+    def _config(
+        self,
+        system_instruction: str,
+        temperature: float,
+        thinking: types.ThinkingConfig | None = None,
+    ) -> types.GenerateContentConfig:
         return types.GenerateContentConfig(
             system_instruction=system_instruction,
             temperature=temperature,
-            # Thinking models count their thoughts against this too, so the rewrite
-            # gets the same allowance as an answer rather than a tight one.
+            # Thinking models count their thoughts against this too (an answer thinks
+            # as the model decides), so the rewrite keeps an answer's allowance.
             max_output_tokens=self._max_output_tokens,
+            thinking_config=thinking,
             # The SDK would otherwise re-request on its own after a CONTINUATION.
             automatic_continuation=False,
             automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),

@@ -1,16 +1,18 @@
 """Reading one Gemini stream: bounded waits, completion, usage, fault classes, a prompt close.
 
 Waiting for the first chunk, and for each next one, is bounded by
-``stream_idle_seconds``; ``timeout_seconds`` is the SDK's HTTP timeout (httpx
-applies it to connecting and to each read). A stream that ends without a
-candidate's finishReason was cut off: the SDK ends such a stream silently, so it
-is checked here.
+``stream_idle_seconds``, and the whole stream by its deadline (set by the
+answerer); ``timeout_seconds`` is the SDK's HTTP timeout (httpx applies it to
+connecting and to each read). A stream that ends without a candidate's
+finishReason was cut off: the SDK ends such a stream silently, so it is checked
+here.
 
 Closing the stream early closes the HTTP response at once. The SDK's stream is a
 chain of async generators that only closes its response when iterated to the end
 (an abandoned chain keeps the connection open until the garbage collector finds
 it), so the response is caught with an httpx event hook, closed, and the chain
-is then run to its end, which it reaches with a read error.
+is then run to its end, which it reaches with a read error. Closing never raises
+an Exception, so a fault while closing cannot hide how the call ended.
 """
 
 from __future__ import annotations
@@ -26,11 +28,9 @@ import structlog
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from infrastructure.gemini_faults import TRANSPORT_ERRORS, is_transient_status, rejection_message
+from infrastructure.gemini_faults import TRANSIENT_ERRORS, is_transient_status, rejection_message
 
 CLOSE_TIMEOUT_SECONDS = 1.0
-# A body cut inside a JSON event surfaces as an unknown response.
-_STREAM_ERRORS = (*TRANSPORT_ERRORS, genai_errors.UnknownApiResponseError)
 
 log = structlog.get_logger("foundry.answers")
 
@@ -79,20 +79,28 @@ def classify(exc: Exception, model: str) -> Fault:
             "FOUNDRY_GEMINI_ANSWER_MODEL and FOUNDRY_GEMINI_MAX_OUTPUT_TOKENS",
         )
         return Fault(message, "rejected", exc.code, error)
-    if isinstance(exc, _STREAM_ERRORS):
+    if isinstance(exc, TRANSIENT_ERRORS):
         return Fault(f"Gemini request failed: {error}", "transient", None, error)
     return Fault(f"Gemini call failed unexpectedly: {error}", "unexpected", None, error)
 
 
 class GeminiStream:
-    """One SDK stream being read: bounded waits, completion and usage, a prompt close."""
+    """One SDK stream being read: bounded waits, completion and usage, a prompt close.
+
+    ``deadline``: the event loop's time by which the whole stream must have ended.
+    """
 
     def __init__(
-        self, chunks: AsyncIterator[types.GenerateContentResponse], idle: float, model: str
+        self,
+        chunks: AsyncIterator[types.GenerateContentResponse],
+        idle: float,
+        model: str,
+        deadline: float,
     ) -> None:
         self._chunks = chunks
         self._idle = idle
         self._model = model
+        self._deadline = deadline
         self._responses: list[httpx2.Response] = []
         self.attempts = 1
         self.finish_reason: types.FinishReason | None = None
@@ -101,13 +109,23 @@ class GeminiStream:
 
     async def next_text(self) -> str | None:
         """The text of the next chunk ("" when it has none); None at the end of the stream."""
+        idle_until = asyncio.get_running_loop().time() + self._idle
         token = _opened_responses.set(self._responses)
         try:
-            async with asyncio.timeout(self._idle):
+            async with asyncio.timeout_at(min(idle_until, self._deadline)):
                 chunk = await anext(self._chunks)
         except StopAsyncIteration:
             return None
         except TimeoutError as exc:
+            if self._deadline < idle_until:
+                # A slow trickle: every piece within the idle time, the whole too long.
+                raise Fault(
+                    "Gemini's answer ran past its deadline (FOUNDRY_GEMINI_TIMEOUT_SECONDS "
+                    "and FOUNDRY_GEMINI_MAX_OUTPUT_TOKENS set it)",
+                    "transient",
+                    None,
+                    "StreamDeadline",
+                ) from exc
             raise Fault(
                 f"Gemini sent nothing for {self._idle:g}s (FOUNDRY_GEMINI_STREAM_IDLE_SECONDS)",
                 "transient",
@@ -138,8 +156,14 @@ class GeminiStream:
             )
 
     async def close(self) -> None:
+        """Close the response and end the SDK's generators; raises no Exception (a
+        cancellation still goes through)."""
         for response in self._responses:
-            await response.aclose()
+            try:
+                await response.aclose()
+            except Exception as exc:
+                # The connection is dropped either way; how the call ended matters more.
+                log.info("llm.close_failed", error=type(exc).__name__)
         # With its response closed, the SDK's generator chain ends at the next step
         # with a read error, and every generator in it finishes (no orphan keeps a
         # socket or waits for the garbage collector). A chain that already ended

@@ -5,11 +5,13 @@ at most 100 (the ``batchEmbedContents`` limit): chunks as RETRIEVAL_DOCUMENT,
 questions as RETRIEVAL_QUERY, shortened by the API to ``dimensions`` and
 normalised here, because Gemini only returns unit vectors at its full 3072.
 
-Transient faults (HTTP 408, 429 and 5xx, timeouts, dropped connections) are
-retried with exponential backoff and jitter, then raised as TransientFailure so
-the worker retries the document later. Anything else Gemini refuses (bad key,
-unknown model, bad request) raises GeminiConfigurationError at once, naming the
-setting to fix. The SDK's own retries are off so the two layers don't multiply.
+Transient faults (HTTP 408, 429 and 5xx, timeouts, dropped connections, a body
+that is not JSON) are retried with exponential backoff and jitter, then raised
+as TransientFailure so the worker retries the document later. Anything else
+Gemini refuses (bad key, unknown model, bad request) raises
+GeminiConfigurationError at once, naming the setting to fix. The SDK's own
+retries are off so the two layers don't multiply, and it always sends through
+httpx2 (see ``gemini_faults.httpx_client``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,12 @@ from tenacity import (
 )
 
 from domain.errors import EmbeddingRejected, TransientFailure
-from infrastructure.gemini_faults import TRANSPORT_ERRORS, is_transient_status, rejection_message
+from infrastructure.gemini_faults import (
+    TRANSIENT_ERRORS,
+    httpx_client,
+    is_transient_status,
+    rejection_message,
+)
 
 MAX_BATCH = 100
 DOCUMENT_TASK = "RETRIEVAL_DOCUMENT"
@@ -107,6 +114,7 @@ class GeminiEmbedder:
             jitter=backoff_jitter_seconds,
         )
         self._tokenizer = ApproximateTokenizer()
+        self._http = httpx_client()
         self._client = genai.Client(
             vertexai=False,  # never switched to Vertex AI by GOOGLE_GENAI_USE_VERTEXAI
             api_key=api_key,
@@ -114,6 +122,7 @@ class GeminiEmbedder:
                 base_url=base_url,  # None keeps the SDK's endpoint
                 timeout=max(1, round(timeout_seconds * 1000)),  # milliseconds
                 retry_options=types.HttpRetryOptions(attempts=1),  # retries are ours
+                httpx_async_client=self._http,  # never aiohttp, whatever is installed
             ),
         )
 
@@ -148,6 +157,7 @@ class GeminiEmbedder:
         """Close the SDK's connection pools (tests; a worker keeps its client until exit)."""
         await self._client.aio.aclose()
         self._client.close()
+        await self._http.aclose()
 
     async def _embed(self, texts: list[str], task_type: str) -> list[list[float]]:
         vectors: list[list[float]] = []
@@ -192,7 +202,7 @@ class GeminiEmbedder:
                     "FOUNDRY_GEMINI_EMBEDDING_MODEL and FOUNDRY_EMBEDDING_DIMENSIONS",
                 )
             ) from exc
-        except TRANSPORT_ERRORS as exc:
+        except TRANSIENT_ERRORS as exc:  # including a body that is not JSON
             raise TransientFailure(f"Gemini request failed: {type(exc).__name__}") from exc
         return self._unit_vectors(response, len(texts))
 

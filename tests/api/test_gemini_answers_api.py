@@ -16,6 +16,7 @@ from typing import cast
 import httpx
 import pytest
 from gql import Client, gql
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from domain.answers.prompt import CONDENSE_INSTRUCTION
@@ -29,6 +30,15 @@ from tests.helpers import JSON, GraphQLClient
 from tests.knowledge import Corpus
 
 QUESTION = "Who built the Skerry Point lighthouse?"
+GEMINI_NAME = "gemini:gemini-2.5-flash"
+
+
+def first_tokens_of(generator: str) -> float:
+    """How many first tokens were timed under ``generator``'s name."""
+    count = REGISTRY.get_sample_value(
+        "foundry_answer_first_token_seconds_count", {"generator": generator}
+    )
+    return count or 0.0
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +138,7 @@ async def test_gemini_down_falls_back_to_the_extractive_answer_marked_degraded(
 ) -> None:
     token = corpus.owner.access_token
     fallbacks = ANSWER_FALLBACKS.labels("unavailable")._value.get()
+    first_tokens = {name: first_tokens_of(name) for name in ("extractive", GEMINI_NAME)}
     gemini.script(Reply.error(503), Reply.error(503))
     chat_id = await new_chat(gemini_api, token)
 
@@ -141,6 +152,9 @@ async def test_gemini_down_falls_back_to_the_extractive_answer_marked_degraded(
     assert streamed == message["content"]
     assert len(gemini.requests) == 2  # retried once, then gave up
     assert ANSWER_FALLBACKS.labels("unavailable")._value.get() == fallbacks + 1
+    # The first token is timed under the answerer that wrote it.
+    assert first_tokens_of("extractive") == first_tokens["extractive"] + 1
+    assert first_tokens_of(GEMINI_NAME) == first_tokens[GEMINI_NAME]
 
 
 async def test_a_stream_cut_mid_answer_ends_with_an_error_and_stores_no_answer(

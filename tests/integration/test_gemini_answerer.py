@@ -10,10 +10,13 @@ import time
 import types
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Protocol
 
+import httpx2
 import pytest
+from google.genai import _api_client as genai_api_client
 
 from domain.answers.condense import condense_locally
 from domain.answers.ports import (
@@ -28,7 +31,7 @@ from domain.answers.ports import (
 from domain.answers.prompt import CONDENSE_INSTRUCTION, SYSTEM_INSTRUCTION
 from domain.chats.entities import MessageRole
 from infrastructure.answers.circuit_breaker import CircuitBreaker
-from infrastructure.answers.gemini import GeminiAnswerer
+from infrastructure.answers.gemini import GeminiAnswerer, condense_thinking
 from tests.conftest import free_port
 from tests.gemini_standin import (
     GeminiStandIn,
@@ -50,6 +53,8 @@ class MakeAnswerer(Protocol):
         stream_idle_seconds: float = 0.5,
         max_attempts: int = 3,
         breaker: CircuitBreaker | None = None,
+        timeout_seconds: float = 5.0,
+        max_output_tokens: int = 321,
     ) -> GeminiAnswerer: ...
 
 
@@ -92,15 +97,17 @@ async def make_answerer(gemini: GeminiStandIn) -> AsyncIterator[MakeAnswerer]:
         stream_idle_seconds: float = 0.5,
         max_attempts: int = 3,
         breaker: CircuitBreaker | None = None,
+        timeout_seconds: float = 5.0,
+        max_output_tokens: int = 321,
     ) -> GeminiAnswerer:
         answerer = GeminiAnswerer(
             API_KEY,
             model=MODEL,
             base_url=base_url or gemini.base_url,
-            timeout_seconds=5.0,
+            timeout_seconds=timeout_seconds,
             stream_idle_seconds=stream_idle_seconds,
             max_attempts=max_attempts,
-            max_output_tokens=321,
+            max_output_tokens=max_output_tokens,
             breaker=breaker or make_breaker(),
             backoff_initial_seconds=0.01,
             backoff_max_seconds=0.02,
@@ -602,3 +609,208 @@ def test_a_missing_key_is_refused_with_the_settings_name() -> None:
             max_output_tokens=100,
             breaker=make_breaker(),
         )
+
+
+async def half_open_breaker(reset_seconds: float = 0.05) -> CircuitBreaker:
+    """A breaker that has opened and waited out its reset time: the next call is a trial."""
+    breaker = make_breaker(threshold=1, reset_seconds=reset_seconds)
+    permit = breaker.allow()
+    assert permit is not None
+    permit.failure()
+    await asyncio.sleep(reset_seconds + 0.02)
+    assert state_of(breaker) == "half_open"
+    return breaker
+
+
+async def test_a_trial_cancelled_again_while_closing_still_hands_the_trial_back(
+    gemini: GeminiStandIn, make_answerer: MakeAnswerer
+) -> None:
+    breaker = await half_open_breaker()
+    gemini.script(Reply.ok("First ", "second", delay_seconds=10.0))
+    answerer = make_answerer(breaker=breaker, stream_idle_seconds=5.0)
+    first_received = asyncio.Event()
+
+    async def read() -> None:
+        async with aclosing(answerer.stream(question())) as events:
+            async for _ in events:
+                first_received.set()
+                await asyncio.sleep(10.0)  # passing the delta on, to a client that is gone
+
+    reader = asyncio.create_task(read())
+    await asyncio.wait_for(first_received.wait(), 2.0)
+    # The client goes (the stream is closed), then the server shuts down: a cancellation
+    # at every step of the close.
+    while not reader.done():
+        reader.cancel()
+        await asyncio.sleep(0)
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+
+    assert state_of(breaker) == "half_open"
+    assert breaker.allow() is not None  # the trial was handed back, not lost
+
+
+async def test_a_fault_while_closing_does_not_hide_the_failure(
+    gemini: GeminiStandIn, make_answerer: MakeAnswerer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original_aclose = httpx2.Response.aclose
+
+    async def failing_aclose(response: httpx2.Response) -> None:
+        """Closes, then fails as a connection reset mid-close would (once per response)."""
+        closing = not response.is_closed
+        await original_aclose(response)
+        if closing:
+            raise httpx2.ReadError("connection reset while closing")
+
+    monkeypatch.setattr(httpx2.Response, "aclose", failing_aclose)
+    gemini.script(Reply.error_event(503, "Part "))
+    breaker = make_breaker(threshold=1)
+
+    outcome = await collect(make_answerer(breaker=breaker))
+
+    assert outcome.deltas == ["Part "]
+    assert isinstance(outcome.error, GenerationFailed)  # so the caller can still fall back
+    assert "503" in str(outcome.error)
+    assert state_of(breaker) == "open"  # and the failure was counted
+
+
+async def test_a_condense_cut_by_its_own_deadline_hands_the_trial_back(
+    gemini: GeminiStandIn, make_answerer: MakeAnswerer, caplog: pytest.LogCaptureFixture
+) -> None:
+    breaker = await half_open_breaker()
+    gemini.script(Reply.hang(10.0))
+
+    with caplog.at_level(logging.INFO):
+        rewritten = await make_answerer(breaker=breaker, stream_idle_seconds=0.3).condense(
+            HISTORY, "How do I install it?"
+        )
+
+    assert rewritten == "How do I install it? (pgvector)"
+    assert state_of(breaker) == "half_open"  # our deadline, not a failure of Gemini
+    assert breaker.allow() is not None
+    assert [event["reason"] for event in events(caplog, "llm.condense_fallback")] == ["deadline"]
+
+
+async def test_a_condense_cut_by_its_own_deadline_is_no_failure_while_closed(
+    gemini: GeminiStandIn, make_answerer: MakeAnswerer
+) -> None:
+    breaker = make_breaker(threshold=1)
+    gemini.script(Reply.hang(10.0))
+
+    await make_answerer(breaker=breaker, stream_idle_seconds=0.3).condense(
+        HISTORY, "How do I install it?"
+    )
+
+    assert state_of(breaker) == "closed"
+
+
+async def test_condense_asks_the_model_not_to_think_and_answers_keep_its_default(
+    gemini: GeminiStandIn, make_answerer: MakeAnswerer
+) -> None:
+    gemini.script(Reply.ok("How do I install pgvector?"), Reply.ok("Answer."))
+    answerer = make_answerer()
+
+    assert await answerer.condense(HISTORY, "How do I install it?") == "How do I install pgvector?"
+    assert (await collect(answerer)).error is None
+
+    condensed, answered = gemini.requests
+    # The SDK sends the nested config with its own field names; Gemini's JSON takes either.
+    assert condensed.generation_config["thinkingConfig"] in (
+        {"thinkingBudget": 0},
+        {"thinking_budget": 0},
+    )
+    assert "thinkingConfig" not in answered.generation_config
+
+
+@pytest.mark.parametrize(
+    ("model", "budget"),
+    [
+        ("gemini-2.5-flash", 0),
+        ("gemini-2.5-flash-lite", 0),
+        ("gemini-2.5-pro", 128),
+        ("models/gemini-3-pro-preview", 128),
+    ],
+)
+def test_a_rewrite_thinks_as_little_as_the_model_allows(model: str, budget: int) -> None:
+    thinking = condense_thinking(model)
+    assert thinking is not None
+    assert thinking.thinking_budget == budget
+
+
+@pytest.mark.parametrize("model", ["gemini-2.0-flash", "gemini-1.5-pro", "gemini-2.0-flash-lite"])
+def test_a_model_that_does_not_think_gets_no_thinking_configuration(model: str) -> None:
+    assert condense_thinking(model) is None
+
+
+@pytest.mark.parametrize("finish_reason", ["MAX_TOKENS", "SAFETY"])
+async def test_condense_ignores_a_rewrite_the_model_cut_off(
+    gemini: GeminiStandIn, make_answerer: MakeAnswerer, finish_reason: str
+) -> None:
+    gemini.script(Reply.ok("How do I install", finish_reason=finish_reason))
+
+    rewritten = await make_answerer().condense(HISTORY, "How do I install it?")
+
+    assert rewritten == condense_locally(HISTORY, "How do I install it?")
+
+
+async def test_a_provider_that_keeps_hanging_fails_within_the_first_token_budget(
+    gemini: GeminiStandIn, make_answerer: MakeAnswerer
+) -> None:
+    # Each attempt alone stays under the idle time; all of them would take 3 x 0.6 s.
+    gemini.script(Reply.hang(10.0), Reply.hang(10.0), Reply.hang(10.0))
+    started = time.monotonic()
+
+    outcome = await collect(
+        make_answerer(timeout_seconds=0.8, stream_idle_seconds=0.6, max_attempts=3)
+    )
+
+    elapsed = time.monotonic() - started
+    assert isinstance(outcome.error, GenerationFailed)
+    assert "within 0.8s (FOUNDRY_GEMINI_TIMEOUT_SECONDS)" in str(outcome.error)
+    assert 0.8 <= elapsed < 1.4
+    assert len(gemini.requests) == 2
+
+
+async def test_a_slow_trickle_is_cut_at_the_stream_deadline(
+    gemini: GeminiStandIn, make_answerer: MakeAnswerer
+) -> None:
+    # Deadline: 0.5 s for the first token + 16 tokens at 20 a second = 1.3 s; each
+    # piece comes well within the idle time, the ten of them in 1.8 s.
+    gemini.script(Reply.ok(*[f"w{n} " for n in range(10)], delay_seconds=0.2))
+    breaker = make_breaker(threshold=1)
+    started = time.monotonic()
+
+    outcome = await collect(
+        make_answerer(
+            breaker=breaker, timeout_seconds=0.5, stream_idle_seconds=0.5, max_output_tokens=16
+        )
+    )
+
+    elapsed = time.monotonic() - started
+    assert isinstance(outcome.error, GenerationFailed)
+    assert "deadline" in str(outcome.error)
+    assert 1 <= len(outcome.deltas) < 10
+    assert outcome.finished is None
+    assert elapsed < 1.7
+    assert state_of(breaker) == "open"  # a provider this slow counts as failing
+    await wait_for_ending(gemini, ["client_closed"])
+
+
+async def test_the_sdk_stays_on_httpx_when_aiohttp_is_installed(
+    gemini: GeminiStandIn, make_answerer: MakeAnswerer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The SDK reads this flag on each request: with it set and no client of ours, it
+    # would send through aiohttp, whose faults and responses the adapter cannot see.
+    monkeypatch.setattr(genai_api_client, "has_aiohttp", True)
+    gemini.script(Reply.ok("Via ", "httpx."), Reply.ok("First ", "second", delay_seconds=10.0))
+    answerer = make_answerer()
+
+    outcome = await collect(answerer)
+    assert outcome.error is None
+    assert outcome.deltas == ["Via ", "httpx."]
+
+    stream = answerer.stream(question())
+    assert await anext(stream) == TextDelta("First ")
+    await stream.aclose()
+    # The response was closed through the httpx hook at once.
+    await wait_for_ending(gemini, ["completed", "client_closed"])

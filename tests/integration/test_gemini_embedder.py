@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Protocol
 
 import pytest
+from google.genai import _api_client as genai_api_client
 from pydantic import SecretStr
 
 from domain.errors import TransientFailure
@@ -188,6 +189,42 @@ async def test_a_provider_that_keeps_hanging_raises_transient_failure(
         await make_embedder(timeout_seconds=0.3, max_attempts=2).embed_documents(["slow"])
 
     assert len(gemini.requests) == 2
+
+
+async def test_a_body_that_is_not_json_is_retried(
+    gemini: GeminiStandIn, make_embedder: MakeEmbedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    gemini.script(Reply.garbled())
+
+    vector = await make_embedder().embed_query("cut mid-JSON")
+
+    assert len(gemini.requests) == 2
+    assert vector == pytest.approx(unit(fake_vector("cut mid-JSON", 384)))
+    [event] = retry_events(caplog)
+    assert event["error"] == "JSONDecodeError"  # the SDK parses a whole body itself
+
+
+async def test_a_provider_that_keeps_garbling_raises_transient_failure(
+    gemini: GeminiStandIn, make_embedder: MakeEmbedder
+) -> None:
+    gemini.script(Reply.garbled(), Reply.garbled())
+
+    with pytest.raises(TransientFailure, match="after 2 attempts"):
+        await make_embedder(max_attempts=2).embed_documents(["text"])
+
+
+async def test_the_sdk_stays_on_httpx_when_aiohttp_is_installed(
+    gemini: GeminiStandIn, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With this flag set and no client of ours, the SDK would send through aiohttp,
+    # whose faults are not among the ones retried.
+    monkeypatch.setattr(genai_api_client, "has_aiohttp", True)
+
+    vector = await make_embedder().embed_query("over httpx")
+
+    assert vector == pytest.approx(unit(fake_vector("over httpx", 384)))
+    assert len(gemini.requests) == 1
 
 
 async def test_an_unreachable_provider_raises_transient_failure(
