@@ -15,7 +15,6 @@ from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UnsetType
 
@@ -27,6 +26,7 @@ from infrastructure.http.middleware import error_body
 from infrastructure.http.socket_refusals import (
     LegacyWsHandler,
     SocketRateLimited,
+    SocketRefused,
     TransportWsHandler,
 )
 from schema.context import Context
@@ -118,7 +118,8 @@ class FoundryGraphQL(GraphQL[Context, None]):
         return context
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
-        """Authenticate the socket from the connection_init payload, or close it (4403).
+        """Authenticate the socket from the connection_init payload, or refuse it with
+        its code (SocketRefused: 4403, or 1013 when the check could not run).
 
         A socket is authenticated once: graphql-transport-ws refuses a second
         connection_init itself (4429); the legacy graphql-ws protocol would run this
@@ -126,16 +127,17 @@ class FoundryGraphQL(GraphQL[Context, None]):
         connection slot, so it is refused here.
         """
         if context.socket_token is not None:
-            raise ConnectionRejectionError({"code": ErrorCode.VALIDATION_FAILED.value})
+            raise SocketRefused(ErrorCode.VALIDATION_FAILED)
         params: Mapping[str, object] = context.connection_params or {}
         raw = next((v for k, v in params.items() if k.lower() == "authorization"), None)
         token = bearer_token(raw)
         if token is None:
-            raise ConnectionRejectionError({"code": Unauthenticated.code.value})
+            raise SocketRefused(Unauthenticated.code)
         await context.authenticate(token)
         if context.principal is None:
-            code = context.auth_error.code.value if context.auth_error else "UNAUTHENTICATED"
-            raise ConnectionRejectionError({"code": code})
+            raise SocketRefused(
+                context.auth_error.code if context.auth_error else Unauthenticated.code
+            )
         context.socket_token = token
         principal = context.principal
         slot = context.rate_limiter.hold(

@@ -1,10 +1,15 @@
 """WebSocket handlers that tell a client over its open-connections budget when to return.
 
-strawberry closes every refused connection_init with 4403 Forbidden, which clients
-read as "bad credentials, stop". A rate-limited socket closes with 4429 instead and
-a JSON reason holding the code and retryAfter (graphql-ws: the connection_error
-payload holds them). strawberry's own refusal of an operation over the per-socket
-limit ("Subscription limit reached") gets a code, TOO_MANY_OPERATIONS.
+strawberry closes every refused connection_init with 4403 and the bare reason
+"Forbidden", so a client could not tell a missing token from an expired one or from a
+server that could not check it. Our refusals carry their code instead: a refused
+token closes with 4403 and a JSON reason (``{"code": "TOKEN_EXPIRED"}``), which clients
+read as "refresh, then connect again"; a check that could not run (Redis down:
+SERVICE_UNAVAILABLE) closes with 1013, "try again later", which graphql-ws clients
+retry without refreshing. A rate-limited socket closes with 4429 and a JSON reason
+holding the code and retryAfter. On the legacy graphql-ws protocol the
+connection_error payload holds the same. strawberry's own refusal of an operation over
+the per-socket limit ("Subscription limit reached") gets a code, TOO_MANY_OPERATIONS.
 
 The legacy graphql-ws handler also runs queries and mutations, as graphql-transport-ws
 does: strawberry's would refuse them as an internal error (see ``EveryOperation``); and
@@ -42,6 +47,8 @@ from domain.errors import ErrorCode, RateLimited
 from schema.context import Context
 
 TOO_MANY_CONNECTIONS = 4429
+REFUSED = 4403  # strawberry's code for a refused connection_init
+TRY_AGAIN_LATER = 1013  # RFC 6455's registry: the server cannot serve it now
 INIT_TIMEOUT = 4408  # as strawberry's graphql-transport-ws handler closes
 LIMIT_MESSAGE = "Subscription limit reached"
 LIMIT_EXTENSIONS = {"code": ErrorCode.TOO_MANY_OPERATIONS.value}
@@ -53,6 +60,20 @@ def _add_code(error: object) -> None:
         extensions = error.setdefault("extensions", {})
         if isinstance(extensions, dict):
             extensions.update(LIMIT_EXTENSIONS)
+
+
+class SocketRefused(Exception):
+    """Raised by on_ws_connect for a socket it will not serve: its code reaches the
+    client (strawberry's ConnectionRejectionError would lose it on graphql-transport-ws)."""
+
+    def __init__(self, code: ErrorCode | str) -> None:
+        self.code = code.value if isinstance(code, ErrorCode) else code
+        super().__init__(self.code)
+        self.payload: dict[str, object] = {"code": self.code}
+
+    @property
+    def close_code(self) -> int:
+        return TRY_AGAIN_LATER if self.code == ErrorCode.SERVICE_UNAVAILABLE.value else REFUSED
 
 
 class SocketRateLimited(Exception):
@@ -76,8 +97,10 @@ class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
     async def handle_connection_init(self, message: TransportWsInit) -> None:
         try:
             await super().handle_connection_init(message)
-        except SocketRateLimited as refused:
-            await self.websocket.close(TOO_MANY_CONNECTIONS, json.dumps(refused.payload))
+        except SocketRateLimited as limited:
+            await self.websocket.close(TOO_MANY_CONNECTIONS, json.dumps(limited.payload))
+        except SocketRefused as refused:
+            await self.websocket.close(refused.close_code, json.dumps(refused.payload))
 
 
 class EveryOperation:
@@ -151,6 +174,7 @@ class LegacyWsHandler(BaseGraphQLWSHandler[Context, None]):
         self.init_received = True
         try:
             await super().handle_connection_init(message)
-        except SocketRateLimited as refused:
+        except (SocketRateLimited, SocketRefused) as refused:
+            # As strawberry answers a ConnectionRejectionError on this protocol.
             await self.send_message({"type": "connection_error", "payload": refused.payload})
             await self.websocket.close(1011, "")

@@ -15,7 +15,7 @@ from websockets.typing import Subprotocol
 
 from infrastructure.container import BackendUrls
 from infrastructure.settings import Settings
-from tests.conftest import ServerThread
+from tests.conftest import ServerThread, free_port
 from tests.helpers import GraphQLClient
 
 
@@ -93,32 +93,65 @@ async def test_legacy_graphql_ws_protocol_refuses_a_missing_token(server: Server
             await ws.recv()
 
 
-async def _close_code(server: ServerThread, payload: dict[str, object]) -> int:
+async def _close(server: ServerThread, payload: dict[str, object]) -> tuple[int, str]:
+    """The close code and reason of a graphql-transport-ws socket refused at connection_init."""
     protocols = [Subprotocol("graphql-transport-ws")]
     async with websockets.connect(ws_url(server), subprotocols=protocols) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
         with pytest.raises(ConnectionClosed) as closed:
             await ws.recv()
     assert closed.value.rcvd is not None
-    return closed.value.rcvd.code
+    return closed.value.rcvd.code, closed.value.rcvd.reason
 
 
-async def test_connection_without_valid_token_is_refused(
+async def _close_code(server: ServerThread, payload: dict[str, object]) -> int:
+    return (await _close(server, payload))[0]
+
+
+def refused(code: str) -> tuple[int, str]:
+    """A refusal as the client sees it: 4403 and the code as a JSON reason."""
+    return 4403, json.dumps({"code": code})
+
+
+async def test_connection_without_valid_token_is_refused_with_its_code(
     server: ServerThread, api: GraphQLClient
 ) -> None:
-    assert await _close_code(server, {}) == 4403
-    assert await _close_code(server, {"authorization": "Bearer forged.token.value"}) == 4403
-    assert await _close_code(server, {"authorization": "Basic dXNlcjpwYXNz"}) == 4403
+    assert await _close(server, {}) == refused("UNAUTHENTICATED")
+    assert await _close(server, {"authorization": "Bearer forged.token.value"}) == refused(
+        "UNAUTHENTICATED"
+    )
+    assert await _close(server, {"authorization": "Basic dXNlcjpwYXNz"}) == refused(
+        "UNAUTHENTICATED"
+    )
 
 
-async def test_connection_with_a_revoked_token_is_refused(
+async def test_connection_with_a_revoked_token_is_refused_with_its_code(
     server: ServerThread, api: GraphQLClient
 ) -> None:
     account = await api.sign_up()
     await api.data(
         "mutation($t: String!) { logOut(refreshToken: $t) }", {"t": account.refresh_token}
     )
-    assert await _close_code(server, {"authorization": f"Bearer {account.access_token}"}) == 4403
+    code, reason = await _close(server, {"authorization": f"Bearer {account.access_token}"})
+    assert code == 4403
+    assert json.loads(reason)["code"] in {"UNAUTHENTICATED", "TOKEN_EXPIRED"}
+
+
+async def test_a_socket_whose_session_cannot_be_checked_is_told_to_come_back(
+    settings: Settings, urls: BackendUrls, api: GraphQLClient
+) -> None:
+    """Redis down: the token may be good, so no 4403 (clients would refresh for nothing)
+    but 1013, try again later, which graphql-ws clients retry."""
+    account = await api.sign_up()
+    cut_off = ServerThread(
+        settings, BackendUrls(urls.database_url, f"redis://127.0.0.1:{free_port()}/0")
+    )
+    cut_off.start()
+    try:
+        init = {"authorization": f"Bearer {account.access_token}"}
+        assert await _close(cut_off, init) == (1013, json.dumps({"code": "SERVICE_UNAVAILABLE"}))
+    finally:
+        cut_off.stop()
 
 
 async def test_per_message_deflate_is_offered_only_when_configured(
