@@ -13,7 +13,7 @@ from schema.types.api_key import (
     CreateApiKeyInput,
     CreatedApiKey,
 )
-from schema.types.document import PageInfo
+from schema.types.page_info import API_KEYS_PAGE, PageInfo, page_size
 
 
 async def create_api_key(info: Info, input: CreateApiKeyInput) -> CreatedApiKey:
@@ -36,14 +36,16 @@ async def revoke_api_key(info: Info, id: strawberry.ID) -> ApiKey:
     return ApiKey.from_domain(key)
 
 
-async def api_keys(info: Info, first: int = 20, after: str | None = None) -> ApiKeyConnection:
+async def api_keys(
+    info: Info, first: int | None = API_KEYS_PAGE, after: str | None = None
+) -> ApiKeyConnection:
     ctx = info.context
-    page = await ctx.services.api_keys.list(ctx.require_principal(), first, after)
+    page = await ctx.services.api_keys.list(
+        ctx.require_principal(), page_size(first, API_KEYS_PAGE), after
+    )
     edges = [ApiKeyEdge.from_domain(key) for key in page.items]
     return ApiKeyConnection(
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None
-        ),
+        page_info=PageInfo.forward(edges, has_next_page=page.has_next_page),
         total_count=page.total_count,
     )

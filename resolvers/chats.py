@@ -9,21 +9,23 @@ from domain.services.cursors import encode_cursor
 from resolvers.ids import parse_id
 from schema.context import Info
 from schema.types.chat import Chat, ChatConnection, ChatEdge, Message
-from schema.types.document import PageInfo
+from schema.types.page_info import CHATS_PAGE, PageInfo, page_size
 
 
-async def chats(info: Info, first: int = 20, after: str | None = None) -> ChatConnection:
+async def chats(
+    info: Info, first: int | None = CHATS_PAGE, after: str | None = None
+) -> ChatConnection:
     ctx = info.context
-    page = await ctx.services.chats.list(ctx.require_principal(), first, after)
+    page = await ctx.services.chats.list(
+        ctx.require_principal(), page_size(first, CHATS_PAGE), after
+    )
     edges = [
         ChatEdge(cursor=encode_cursor(chat.updated_at, chat.id), node=Chat.from_domain(chat))
         for chat in page.items
     ]
     return ChatConnection(
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None
-        ),
+        page_info=PageInfo.forward(edges, has_next_page=page.has_next_page),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, Awaitable, Sequence
 from contextlib import aclosing
-from typing import Protocol, runtime_checkable
+from typing import Annotated, Protocol, runtime_checkable
 
 import strawberry
 from strawberry.file_uploads import Upload
@@ -24,9 +24,9 @@ from schema.types.document import (
     DocumentEdge,
     DocumentEvent,
     DocumentStatus,
-    PageInfo,
     UploadOutcome,
 )
+from schema.types.page_info import DOCUMENTS_PAGE, PageInfo, page_size
 
 
 @runtime_checkable
@@ -77,18 +77,31 @@ async def upload_documents(info: Info, files: list[Upload]) -> list[UploadOutcom
 
 
 async def documents(
-    info: Info, first: int = 20, after: str | None = None, status: DocumentStatus | None = None
+    info: Info,
+    first: int | None = DOCUMENTS_PAGE,
+    after: str | None = None,
+    status: DocumentStatus | None = None,
+    filename: Annotated[
+        str | None,
+        strawberry.argument(
+            description="Only documents whose filename contains this text, ignoring case "
+            "and surrounding spaces (% and _ match themselves; at most 255 characters; "
+            "blank means no filter)."
+        ),
+    ] = None,
 ) -> DocumentConnection:
     ctx = info.context
     page = await ctx.services.documents.list(
-        ctx.require_principal(), first, after, status.to_domain() if status else None
+        ctx.require_principal(),
+        page_size(first, DOCUMENTS_PAGE),
+        after,
+        status.to_domain() if status else None,
+        filename,
     )
     edges = [DocumentEdge.from_domain(item) for item in page.items]
     return DocumentConnection(
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None
-        ),
+        page_info=PageInfo.forward(edges, has_next_page=page.has_next_page),
         total_count=page.total_count,
     )
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from functools import partial
 
 import strawberry
@@ -11,6 +12,7 @@ from graphql import ASTValidationRule, GraphQLError
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.types.base_scalars import DateTimeDefinition
 from strawberry.types import ExecutionContext
 
 from schema.errors import ErrorCodes
@@ -29,6 +31,15 @@ from schema.session_check import RevalidateSocketSession
 from schema.storable_text import RejectUnstorableText
 from schema.subscription import Subscription
 from schema.subscription_transport import SubscriptionsOverWebSocket
+
+# strawberry's own DateTime (the same isoformat on the wire, the same parsing), described
+# as what the server sends: every time is timezone-aware UTC, so isoformat() ends in +00:00.
+DATE_TIME = replace(
+    DateTimeDefinition,
+    description="A date and time in ISO 8601 with an explicit UTC offset, always UTC "
+    "(+00:00), e.g. 2026-01-31T09:30:00.123456+00:00 (no fraction when it is zero). "
+    "Inputs need an offset too (Z or ±hh:mm, any zone).",
+)
 
 
 class QuietSchema(strawberry.Schema):
@@ -97,4 +108,5 @@ def build_schema(
         subscription=Subscription,
         config=StrawberryConfig(auto_camel_case=True),
         extensions=extensions,
+        scalar_overrides={datetime: DATE_TIME},
     )

@@ -31,7 +31,7 @@ class Query:
     documents: DocumentConnection = strawberry.field(
         resolver=document_resolvers.documents,
         permission_classes=[IsAuthenticated],
-        description="Your organisation's documents, newest first (first <= 100).",
+        description="Your organisation's documents, newest first (first <= 100; null means 20).",
     )
     document: Document | None = strawberry.field(
         resolver=document_resolvers.document, permission_classes=[IsAuthenticated]
@@ -39,21 +39,24 @@ class Query:
     search: list[SearchHit] = strawberry.field(
         resolver=search_resolvers.search,
         permission_classes=[IsAuthenticated],
-        description="Hybrid search over READY documents of your organisation (limit <= 50).",
+        description="Hybrid search over READY documents of your organisation "
+        "(limit <= 50; null means 8).",
     )
     chats: ChatConnection = strawberry.field(
         resolver=chat_resolvers.chats,
         permission_classes=[IsUser],
-        description="Your chats, most recently active first (first <= 100).",
+        description="Your chats, most recently active first (first <= 100; null means 20).",
     )
     chat: Chat | None = strawberry.field(resolver=chat_resolvers.chat, permission_classes=[IsUser])
     api_keys: ApiKeyConnection = strawberry.field(
         resolver=api_key_resolvers.api_keys,
         permission_classes=[IsAdmin],
-        description="Your organisation's API keys, newest first (admins only; first <= 100).",
+        description="Your organisation's API keys, newest first "
+        "(admins only; first <= 100; null means 20).",
     )
     audit_log: AuditEntryConnection = strawberry.field(
         resolver=audit_resolvers.audit_log,
         permission_classes=[IsAdmin],
-        description="Sensitive actions in your organisation, newest first (admins; first <= 100).",
+        description="Sensitive actions in your organisation, newest first "
+        "(admins; first <= 100; null means 50).",
     )

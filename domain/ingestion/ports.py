@@ -142,8 +142,17 @@ class DocumentRepository(Protocol):
     async def find_live_by_sha256(self, sha256: str) -> Document | None: ...
 
     async def list(
-        self, first: int, after: tuple[datetime, UUID] | None, status: DocumentStatus | None
-    ) -> DocumentPage: ...
+        self,
+        first: int,
+        after: tuple[datetime, UUID] | None,
+        status: DocumentStatus | None,
+        filename_contains: str | None = None,
+    ) -> DocumentPage:
+        """Live documents newest first, after the ``after`` position (created_at, id), of
+        one ``status`` (any live one when None) and whose filename contains
+        ``filename_contains`` ignoring case, its characters all literal (no wildcards).
+        ``total_count`` counts every document the filters match, on any page."""
+        ...
 
     async def mark_deleted(self, document_id: UUID, at: datetime) -> Document | None: ...
 

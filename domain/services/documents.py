@@ -33,6 +33,7 @@ from domain.services.cursors import decode_cursor
 from domain.services.roles import require_role
 
 MAX_PAGE_SIZE = 100
+MAX_FILENAME_FILTER = 255
 
 log = logging.getLogger("foundry.documents")
 
@@ -64,6 +65,18 @@ def document_audit(
         ip=ip,
         details=details,
     )
+
+
+def filename_filter(raw: str | None) -> str | None:
+    """The text listed filenames must contain: None (no filter) when blank, trimmed,
+    at most 255 characters (the longest filename) else ValidationFailed."""
+    if raw is None:
+        return None
+    if len(raw) > MAX_FILENAME_FILTER:
+        raise ValidationFailed(
+            f"filename can have at most {MAX_FILENAME_FILTER} characters.", field="filename"
+        )
+    return raw.strip() or None
 
 
 class DocumentService:
@@ -177,13 +190,22 @@ class DocumentService:
             return await uow.documents.get_many(document_ids)
 
     async def list(
-        self, principal: Principal, first: int, after: str | None, status: DocumentStatus | None
+        self,
+        principal: Principal,
+        first: int,
+        after: str | None,
+        status: DocumentStatus | None,
+        filename: str | None = None,
     ) -> DocumentPage:
+        """A page of the organisation's live documents, newest first, of one ``status``
+        and with ``filename`` in their name (ignoring case) when given. A cursor is a
+        position in that order, so one made under another filter still works."""
         if not 0 <= first <= MAX_PAGE_SIZE:
             raise ValidationFailed(f"first must be between 0 and {MAX_PAGE_SIZE}.", field="first")
+        name_contains = filename_filter(filename)
         cursor = decode_cursor(after) if after else None
         async with self._uow_factory.tenant(principal) as uow:
-            return await uow.documents.list(first, cursor, status)
+            return await uow.documents.list(first, cursor, status, name_contains)
 
     async def get(self, principal: Principal, document_id: UUID) -> Document | None:
         async with self._uow_factory.tenant(principal) as uow:

@@ -6,8 +6,8 @@ import strawberry
 
 from domain.entities import ApiKey as DomainApiKey
 from domain.services.cursors import encode_cursor
-from schema.types.document import PageInfo
 from schema.types.enums import Role
+from schema.types.page_info import PageInfo
 
 
 @strawberry.type(description="A server-to-server credential of your organisation (admins only).")

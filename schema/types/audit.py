@@ -6,7 +6,7 @@ import strawberry
 
 from domain.entities import AuditRecord
 from domain.services.cursors import encode_cursor
-from schema.types.document import PageInfo
+from schema.types.page_info import PageInfo
 
 
 @strawberry.type(description="One key/value detail of an audit entry.")

@@ -13,7 +13,8 @@ from domain.entities import Document as DomainDocument
 from domain.errors import NotFound
 from domain.services.cursors import encode_cursor
 from schema.context import Info
-from schema.types.document import Document, PageInfo
+from schema.types.document import Document
+from schema.types.page_info import MESSAGES_PAGE, PageInfo, page_size
 
 
 @strawberry.enum
@@ -109,11 +110,12 @@ class Chat:
     created_at: datetime
     updated_at: datetime
 
-    @strawberry.field(description="Messages oldest first (first <= 200).")
+    @strawberry.field(description="Messages oldest first (first <= 200; null means 50).")
     async def messages(
-        self, info: Info, first: int = 50, after: str | None = None
+        self, info: Info, first: int | None = MESSAGES_PAGE, after: str | None = None
     ) -> MessageConnection:
-        page = await info.context.loaders.messages.load((UUID(self.id), first, after))
+        key = (UUID(self.id), page_size(first, MESSAGES_PAGE), after)
+        page = await info.context.loaders.messages.load(key)
         edges = [
             MessageEdge(
                 cursor=encode_cursor(message.created_at, message.id),
@@ -123,9 +125,7 @@ class Chat:
         ]
         return MessageConnection(
             edges=edges,
-            page_info=PageInfo(
-                has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None
-            ),
+            page_info=PageInfo.forward(edges, has_next_page=page.has_next_page),
         )
 
     @classmethod

@@ -9,6 +9,7 @@ from domain.entities import Document as DomainDocument
 from domain.entities import DocumentStatus as DomainStatus
 from domain.services.cursors import encode_cursor
 from domain.services.documents import UploadResult
+from schema.types.page_info import PageInfo
 
 
 @strawberry.enum(description="Where a document is in the ingestion pipeline.")
@@ -58,12 +59,6 @@ class Document:
             created_at=document.created_at,
             processed_at=document.processed_at,
         )
-
-
-@strawberry.type
-class PageInfo:
-    has_next_page: bool
-    end_cursor: str | None
 
 
 @strawberry.type

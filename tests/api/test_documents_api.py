@@ -15,6 +15,7 @@ from infrastructure.container import Container
 from infrastructure.database.models import AuditLogRow, ChunkRow, DocumentRow
 from infrastructure.settings import Settings
 from tests.conftest import ServerThread, WorkerProcess
+from tests.documents import encrypted_pdf_bytes
 from tests.helpers import JSON, GraphQLClient, upload_outcomes, wait_for_document
 
 LIST = """
@@ -234,3 +235,127 @@ async def test_document_events_arrive_over_a_websocket(
     assert statuses[-1] == "READY"
     assert received[-1]["progress"] == 1.0
     assert leaked == []
+
+
+FILTERED = """
+query Filtered($first: Int, $after: String, $status: DocumentStatus, $filename: String) {
+  documents(first: $first, after: $after, status: $status, filename: $filename) {
+    totalCount
+    pageInfo { hasNextPage endCursor }
+    edges { node { id filename } }
+  }
+}
+"""
+
+
+async def _filtered(api: GraphQLClient, token: str, **variables: object) -> JSON:
+    return cast(JSON, (await api.data(FILTERED, variables, token))["documents"])
+
+
+def _names(connection: JSON) -> set[str]:
+    return {str(cast(JSON, e["node"])["filename"]) for e in cast(list[JSON], connection["edges"])}
+
+
+async def test_filename_filter_is_a_case_insensitive_literal_substring(
+    http: httpx.AsyncClient, api: GraphQLClient, worker: WorkerProcess
+) -> None:
+    account = await api.sign_up()
+    stranger = await api.sign_up()
+    token = account.access_token
+    names = ["Annual REPORT 2025.txt", "report_final.txt", "reportXfinal.txt", "100% growth.txt"]
+    files = [(name, f"{name} {uuid.uuid4()}".encode(), "text/plain") for name in names]
+    files.append(("notes.txt", f"plain notes {uuid.uuid4()}".encode(), "text/plain"))
+    files.append(("Café menu.txt", f"menu {uuid.uuid4()}".encode(), "text/plain"))
+    outcomes = await upload_outcomes(http, token, files)
+    ids = {str(o["filename"]): str(cast(JSON, o["document"])["id"]) for o in outcomes}
+    # A report that fails (encrypted), to combine the filter with a status.
+    [locked] = await upload_outcomes(
+        http, token, [("Report locked.pdf", encrypted_pdf_bytes(), "application/pdf")]
+    )
+    locked_id = str(cast(JSON, locked["document"])["id"])
+    await upload_outcomes(
+        http, stranger.access_token, [("report of the stranger.txt", b"theirs", "text/plain")]
+    )
+    for document_id in [*ids.values(), locked_id]:
+        await wait_for_document(api, token, document_id)
+
+    reports = {
+        "Annual REPORT 2025.txt",
+        "report_final.txt",
+        "reportXfinal.txt",
+        "Report locked.pdf",
+    }
+    for text in ["report", "REPORT", "rEpOrT"]:
+        found = await _filtered(api, token, filename=text)
+        assert _names(found) == reports
+        assert found["totalCount"] == 4
+    # LIKE's wildcards and its escape character match only themselves.
+    assert _names(await _filtered(api, token, filename="t_f")) == {"report_final.txt"}
+    assert _names(await _filtered(api, token, filename="%")) == {"100% growth.txt"}
+    assert _names(await _filtered(api, token, filename="0%")) == {"100% growth.txt"}
+    assert _names(await _filtered(api, token, filename="\\_")) == set()
+    assert _names(await _filtered(api, token, filename="\\")) == set()
+    # Empty or blank: no filter.
+    for blank in ["", "   ", None]:
+        assert (await _filtered(api, token, filename=blank))["totalCount"] == 7
+    # Surrounding spaces are ignored; case folds beyond ASCII too.
+    assert _names(await _filtered(api, token, filename="  CAFÉ ")) == {"Café menu.txt"}
+    # Combined with status (AND), counted as filtered.
+    failed = await _filtered(api, token, filename="report", status="FAILED")
+    assert _names(failed) == {"Report locked.pdf"} and failed["totalCount"] == 1
+    ready = await _filtered(api, token, filename="REPORT", status="READY")
+    assert _names(ready) == reports - {"Report locked.pdf"} and ready["totalCount"] == 3
+    assert (await _filtered(api, token, filename="notes", status="FAILED"))["totalCount"] == 0
+    # Another organisation's documents never match, and ours never match for it.
+    assert (await _filtered(api, token, filename="stranger"))["totalCount"] == 0
+    theirs = await _filtered(api, stranger.access_token, filename="report")
+    assert _names(theirs) == {"report of the stranger.txt"} and theirs["totalCount"] == 1
+
+
+async def test_filename_filter_pages_with_cursors(
+    http: httpx.AsyncClient, api: GraphQLClient
+) -> None:
+    account = await api.sign_up()
+    token = account.access_token
+    files = [
+        (f"{prefix}-{i}.txt", f"{prefix} {i} {uuid.uuid4()}".encode(), "text/plain")
+        for i in range(3)
+        for prefix in ("invoice", "memo")
+    ]
+    await upload_outcomes(http, token, files)
+    everything = await _filtered(api, token, first=100)
+    newest_first = [
+        str(cast(JSON, e["node"])["id"])
+        for e in cast(list[JSON], everything["edges"])
+        if str(cast(JSON, e["node"])["filename"]).startswith("invoice")
+    ]
+    first = await _filtered(api, token, first=2, filename="INVOICE")
+    assert first["totalCount"] == 3
+    assert cast(JSON, first["pageInfo"])["hasNextPage"] is True
+    after = cast(JSON, first["pageInfo"])["endCursor"]
+    second = await _filtered(api, token, first=2, after=after, filename="INVOICE")
+    assert second["totalCount"] == 3
+    assert cast(JSON, second["pageInfo"])["hasNextPage"] is False
+    seen = [
+        str(cast(JSON, e["node"])["id"])
+        for page in (first, second)
+        for e in cast(list[JSON], page["edges"])
+    ]
+    assert seen == newest_first
+    # A cursor is a position: one made without the filter works with it, and back.
+    unfiltered_page = await _filtered(api, token, first=1)
+    position = cast(JSON, unfiltered_page["pageInfo"])["endCursor"]
+    after_position = await _filtered(api, token, after=position, filename="memo")
+    assert _names(after_position) <= {f"memo-{i}.txt" for i in range(3)}
+    assert after_position["totalCount"] == 3
+    assert (await _filtered(api, token, after=after, filename="memo"))["edges"] is not None
+
+
+async def test_filename_filter_length_is_limited(api: GraphQLClient) -> None:
+    token = (await api.sign_up()).access_token
+    assert (await _filtered(api, token, filename="x" * 255))["totalCount"] == 0
+    body = await api.execute(FILTERED, {"filename": "x" * 256}, token)
+    errors = cast(list[JSON], body["errors"])
+    extensions = cast(JSON, errors[0]["extensions"])
+    assert extensions["code"] == "VALIDATION_FAILED"
+    assert extensions["field"] == "filename"

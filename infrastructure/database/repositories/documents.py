@@ -56,6 +56,13 @@ async def fetch_documents(
     return [_document(dict(zip(_FIELDS, row, strict=True))) for row in rows]
 
 
+def contains_pattern(text: str) -> str:
+    """A LIKE pattern (escape character backslash) matching ``text`` anywhere, with the
+    pattern characters it holds (% _ and the backslash) matching only themselves."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 class SqlDocumentRepository:
     """Documents of the transaction's organisation (row-level security backs the filter)."""
 
@@ -116,10 +123,18 @@ class SqlDocumentRepository:
         return to_document(row) if row else None
 
     async def list(
-        self, first: int, after: tuple[datetime, UUID] | None, status: DocumentStatus | None
+        self,
+        first: int,
+        after: tuple[datetime, UUID] | None,
+        status: DocumentStatus | None,
+        filename_contains: str | None = None,
     ) -> DocumentPage:
         statuses = [status.value] if status else [s.value for s in LIVE]
         query = self._base().where(DocumentRow.status.in_(statuses))
+        if filename_contains:
+            query = query.where(
+                DocumentRow.filename.ilike(contains_pattern(filename_contains), escape="\\")
+            )
         total = await self._session.scalar(select(func.count()).select_from(query.subquery()))
         if after is not None:
             query = query.where(
