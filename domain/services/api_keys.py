@@ -24,7 +24,7 @@ from domain.entities import (
 from domain.errors import Forbidden, NotFound, Unauthenticated, ValidationFailed
 from domain.ports import Clock, SessionRevocations, UnitOfWork, UnitOfWorkFactory
 from domain.services.cursors import decode_cursor
-from domain.services.roles import require_role
+from domain.services.roles import confirm_role, require_role
 from domain.validation import clean_name
 
 API_KEY_PREFIX = "kf_"
@@ -193,15 +193,8 @@ class ApiKeyService:
 
 
 async def confirm_admin(uow: UnitOfWork, principal: Principal) -> None:
-    """A user's token role may be minutes old: check the membership as it is now.
-
-    A key's role was read from its row for this very request, so it is current.
-    """
-    if principal.api_key_id is not None:
-        return
-    current = await uow.memberships.get(principal.user_id, principal.organization_id)
-    if current is None or current.role is not Role.ADMIN:
-        raise Forbidden("This needs the admin role.")
+    """The admin role, as the membership holds it now (``confirm_role``)."""
+    await confirm_role(uow, principal, Role.ADMIN)
 
 
 async def revoke_keys_beyond_member(

@@ -30,7 +30,7 @@ from domain.ingestion.ports import BlobStore, EventBus, IncomingFile, JobQueue
 from domain.ingestion.storage_keys import storage_key
 from domain.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from domain.services.cursors import decode_cursor
-from domain.services.roles import require_role
+from domain.services.roles import confirm_role, require_role
 
 MAX_PAGE_SIZE = 100
 MAX_FILENAME_FILTER = 255
@@ -106,6 +106,8 @@ class DocumentService:
             raise ValidationFailed("Send at least one file.", field="files")
         if len(files) > self._limits.max_files:
             raise TooManyFiles(f"Send at most {self._limits.max_files} files per request.")
+        async with self._uow_factory.tenant(principal) as uow:
+            await confirm_role(uow, principal, Role.EDITOR)
         results: list[UploadResult] = []
         for incoming in files:
             filename = safe_filename(incoming.filename)
@@ -219,6 +221,7 @@ class DocumentService:
         require_role(principal, Role.EDITOR)
         now = self._clock.now()
         async with self._uow_factory.tenant(principal) as uow:
+            await confirm_role(uow, principal, Role.EDITOR)
             document = await uow.documents.mark_deleted(document_id, now)
             if document is None:
                 raise NotFound("No such document.")
@@ -237,6 +240,7 @@ class DocumentService:
         require_role(principal, Role.EDITOR)
         now = self._clock.now()
         async with self._uow_factory.tenant(principal) as uow:
+            await confirm_role(uow, principal, Role.EDITOR)
             document = await uow.documents.reset_to_pending(document_id, now, fresh=True)
             if document is None:
                 raise NotFound("No such document.")
