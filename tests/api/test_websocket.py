@@ -148,7 +148,7 @@ async def test_a_socket_whose_session_cannot_be_checked_is_told_to_come_back(
     )
     cut_off.start()
     try:
-        init = {"authorization": f"Bearer {account.access_token}"}
+        init: dict[str, object] = {"authorization": f"Bearer {account.access_token}"}
         assert await _close(cut_off, init) == (1013, json.dumps({"code": "SERVICE_UNAVAILABLE"}))
     finally:
         cut_off.stop()
