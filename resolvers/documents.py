@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator, Awaitable, Sequence
 from contextlib import aclosing
 from typing import Annotated, Protocol, runtime_checkable
@@ -12,7 +11,7 @@ from strawberry.file_uploads import Upload
 
 from domain.entities import DocumentStatus as DomainStatus
 from domain.entities import Principal, Role
-from domain.errors import Unauthenticated, ValidationFailed
+from domain.errors import ValidationFailed
 from domain.ingestion.ports import IncomingFile
 from domain.ports import Budget
 from domain.services.roles import require_role
@@ -151,23 +150,10 @@ async def document_events(info: Info) -> AsyncGenerator[DocumentEvent, None]:
 
 async def _document_events(info: Info, principal: Principal) -> AsyncGenerator[DocumentEvent, None]:
     ctx = info.context
-    accounts = ctx.services.accounts
     async for event in ctx.services.documents.watch(principal):
         # Re-checked every few seconds, and at once when this process heard the session
         # was revoked or must refresh: the stream then ends with the auth error.
-        checked = ctx.authenticated_at
-        if (
-            ctx.principal is None
-            or time.monotonic() - checked >= SESSION_RECHECK_SECONDS
-            or accounts.session_changed_since(principal.session_id, checked)
-        ):
-            await ctx.revalidate_socket()
-        current = ctx.require_principal()
-        if (current.session_id, current.organization_id) != (
-            principal.session_id,
-            principal.organization_id,
-        ):
-            raise Unauthenticated("The socket's session changed; subscribe again.")
+        await ctx.keep_session(principal, SESSION_RECHECK_SECONDS)
         yield DocumentEvent(
             document=Document.from_domain(event.document),
             progress=event.progress,

@@ -73,6 +73,25 @@ class Context:
         if self.socket_token is not None:
             await self.authenticate(self.socket_token)
 
+    async def keep_session(self, principal: Principal, recheck_seconds: float) -> None:
+        """For a stream that outlives its start (document events, an answer): check the
+        socket's session again when this process heard it was revoked or changed, or once
+        ``recheck_seconds`` have passed, and end the stream (Unauthenticated) once it is
+        no longer ``principal``'s session in ``principal``'s organisation."""
+        checked = self.authenticated_at
+        if (
+            self.principal is None
+            or time.monotonic() - checked >= recheck_seconds
+            or self.services.accounts.session_changed_since(principal.session_id, checked)
+        ):
+            await self.revalidate_socket()
+        current = self.require_principal()
+        if (current.session_id, current.organization_id) != (
+            principal.session_id,
+            principal.organization_id,
+        ):
+            raise Unauthenticated("The socket's session changed; subscribe again.")
+
     async def unless_client_leaves(self, work: Coroutine[object, object, T]) -> T:
         """``work``, stopped when the HTTP client hangs up (:func:`unless_set`). Opt-in for
         work that only the client needs (an answer being generated): a mutation with work

@@ -1,9 +1,11 @@
 """One Redis pub/sub connection per process, serving every channel pattern routed to it.
 
 Document events and session notices both arrive this way. The listener starts when
-first needed, and after a lost connection it subscribes again with backoff; messages
-published meanwhile are lost, as pub/sub never keeps them, so every user of it has a
-fallback (the database's state, a periodic re-check).
+first needed (an API process starts it at once, so that every stream it serves hears
+of a session that ended, not only once a document stream asked), and after a lost
+connection it subscribes again with backoff; messages published meanwhile are lost, as
+pub/sub never keeps them, so every user of it has a fallback (the database's state, a
+periodic re-check).
 """
 
 from __future__ import annotations
@@ -36,11 +38,15 @@ class RedisListener:
             raise RuntimeError("routes must be added before the listener starts")
         self._handlers[pattern.encode()] = handler
 
+    def start(self) -> None:
+        """Start listening if not yet, without waiting for the subscription."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._listen(), name=self._name)
+
     async def ready(self) -> None:
         """Start listening if not yet, and wait until every pattern is subscribed (for as
         long as Redis is down: callers bound the wait)."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._listen(), name=self._name)
+        self.start()
         await self._ready.wait()
 
     async def aclose(self) -> None:

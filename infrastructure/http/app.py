@@ -96,6 +96,8 @@ def create_app(settings: Settings, urls: BackendUrls) -> Starlette:
         )
         schema = build_schema(limits, outer_extensions=[OperationMetrics], documents=documents)
         app.state.container = container
+        # Session notices reach every stream (an answer, document events) from the start.
+        container.listener.start()
         graphql.view = FoundryGraphQL(schema, container, graphiql)
         # Load the embedding models (questions' and passages') in the background: requests
         # are served meanwhile, and the first search waits for them instead of loading them.

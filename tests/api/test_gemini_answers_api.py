@@ -209,6 +209,40 @@ async def test_a_client_that_stops_listening_cancels_generation(
     assert ANSWER_OUTCOMES.labels("cancelled")._value.get() == cancelled + 1
 
 
+async def test_an_answer_ends_when_its_session_is_logged_out_meanwhile(
+    gemini_server: ServerThread, gemini_api: GraphQLClient, gemini: GeminiStandIn, corpus: Corpus
+) -> None:
+    """The socket's session is checked before each event: a log-out heard mid-answer
+    ends it with the auth error, and nothing partial is stored."""
+    owner = corpus.owner
+    session = await gemini_api.log_in(owner.email, organization_id=owner.organization_id)
+    chat_id = await new_chat(gemini_api, session.access_token)
+    gemini.script(Reply.ok(*["slowly "] * 50, delay_seconds=0.1))
+    request = gql(ANSWER)
+    request.variable_values = {"c": chat_id, "q": QUESTION}
+
+    seen: list[str] = []
+    code = None
+    async with Client(transport=transport(gemini_server, session.access_token)) as ws:
+        async for result in ws.subscribe(request):
+            event = cast(JSON, result["answer"])
+            seen.append(str(event["__typename"]))
+            if seen == ["AnswerSources", "AnswerToken"]:
+                await gemini_api.data(
+                    "mutation($t: String!) { logOut(refreshToken: $t) }",
+                    {"t": session.refresh_token},
+                )
+            if event["__typename"] == "AnswerError":
+                code = event["code"]
+                break
+
+    assert code in {"UNAUTHENTICATED", "TOKEN_EXPIRED"}, seen
+    assert "AnswerDone" not in seen
+    assert seen.count("AnswerToken") < 50
+    # Chats belong to the user, not the session: the owner's other session reads it.
+    assert await stored_roles(gemini_api, owner.access_token, chat_id) == ["USER"]
+
+
 @pytest.fixture(scope="module")
 def cached_gemini_server(
     settings: Settings, urls: BackendUrls, standin: GeminiStandIn
