@@ -101,12 +101,6 @@ class RefreshTokenRecord:
     revoked_at: datetime | None
     # The session this one was switched from (switchOrganization), if any.
     previous_family_id: UUID | None = None
-    # Replaced, unused, by a retried refresh (AccountService.refresh); used then too.
-    superseded_at: datetime | None = None
-
-    @property
-    def superseded(self) -> bool:
-        return self.superseded_at is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,19 +158,7 @@ class RefreshTokenRepository(Protocol):
         """The token row, locked until commit so two refreshes cannot both win."""
         ...
 
-    async def successors_for_update(
-        self, family_id: UUID, since: datetime, token_id: UUID
-    ) -> list[RefreshTokenRecord]:
-        """The family's tokens issued at or after ``since`` other than ``token_id``, oldest
-        first, each locked until commit: issued since a token was used, the first is the
-        one it was traded for, and any other was issued after that one was used in turn."""
-        ...
-
     async def mark_used(self, token_id: UUID, at: datetime) -> None: ...
-
-    async def supersede(self, token_id: UUID, at: datetime) -> None:
-        """Mark the token used and superseded at ``at`` (RefreshTokenRecord.superseded)."""
-        ...
 
     async def revoke_family(self, family_id: UUID, at: datetime) -> list[UUID]:
         """Revoke a session and every session switched to from it, however many switches

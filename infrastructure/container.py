@@ -168,7 +168,6 @@ class Container:
                 clock=self.clock,
                 refresh_token_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
                 session_max_age=timedelta(seconds=settings.session_max_age_seconds),
-                refresh_reuse_grace=timedelta(seconds=settings.refresh_reuse_grace_seconds),
             ),
             organizations=OrganizationService(uow_factory, revocations, self.clock),
             documents=DocumentService(

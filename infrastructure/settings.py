@@ -89,9 +89,6 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
     refresh_token_ttl_seconds: int = Field(default=30 * 86_400, ge=300)
     session_max_age_seconds: int = Field(default=90 * 86_400, ge=300)
-    # A refresh token presented again this soon after its use, while the token it was
-    # traded for is unused, is a retry of a lost answer, not a replay (0: never).
-    refresh_reuse_grace_seconds: int = Field(default=30, ge=0, le=300)
     api_keys_max_per_organization: int = Field(default=50, ge=1, le=10_000)
     # last_used_at is written at most this often per key, not on every request.
     api_key_last_used_interval_seconds: int = Field(default=60, ge=1)

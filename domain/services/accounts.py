@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,9 +38,6 @@ from domain.ports import (
 from domain.validation import check_password_policy, clean_name, normalize_email
 
 MAX_REFRESH_TOKEN_LENGTH = 200
-DEFAULT_REFRESH_REUSE_GRACE = timedelta(seconds=30)
-
-log = logging.getLogger("foundry.accounts")
 
 
 def hash_refresh_token(token: str) -> str:
@@ -69,11 +65,7 @@ class AccountService:
         clock: Clock,
         refresh_token_ttl: timedelta,
         session_max_age: timedelta,
-        refresh_reuse_grace: timedelta = DEFAULT_REFRESH_REUSE_GRACE,
     ) -> None:
-        """``refresh_reuse_grace``: how long after a refresh its token may be presented
-        again as a retry of a refresh whose answer was lost (see ``refresh``); zero
-        treats every second presentation as a replay."""
         self._uow_factory = uow_factory
         self._hasher = hasher
         self._tokens = tokens
@@ -81,7 +73,6 @@ class AccountService:
         self._clock = clock
         self._refresh_ttl = refresh_token_ttl
         self._session_max_age = session_max_age
-        self._reuse_grace = refresh_reuse_grace
 
     async def sign_up(
         self, email: str, password: str, organization_name: str | None, origin: RequestOrigin
@@ -181,26 +172,14 @@ class AccountService:
         return session
 
     async def refresh(self, refresh_token: str, origin: RequestOrigin) -> AuthSession:
-        """Trade the refresh token for a new pair in the same session.
-
-        A token already used is a replay, which ends the session, except for a retry: the
-        client whose answer was lost (the refresh committed, the response never arrived)
-        presents the same token again within the reuse grace. If the token it was traded
-        for is still unused (nobody refreshed with it since), that one is traded instead,
-        as if the client had presented it: it counts as used (superseded), so whoever
-        presents it later, the original client if it did get the answer, is caught as a
-        replay and the session ends. Only one retry per token: a second finds the
-        superseded one used."""
         if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
             raise InvalidRefreshToken()
         now = self._clock.now()
         async with self._uow_factory.system() as uow:
-            # Under the organisation's hold (taken by _locked), as in log_in: a removal or
-            # role change either shows here or waits for this session, then revokes or
+            # Under the organisation's hold (taken by _redeemable), as in log_in: a removal
+            # or role change either shows here or waits for this session, then revokes or
             # refreshes it.
-            presented = await self._locked(uow, refresh_token)
-            successor = await self._retried(uow, presented, now)
-            record = await self._checked(uow, successor or presented, now, origin)
+            record = await self._redeemable(uow, refresh_token, now, origin)
             membership = await uow.memberships.get(record.user_id, record.organization_id)
             user = await uow.users.get(record.user_id)
             organization = await uow.organizations.get(record.organization_id)
@@ -208,12 +187,7 @@ class AccountService:
                 await uow.refresh_tokens.revoke_family(record.family_id, now)
                 await uow.commit()
                 raise InvalidRefreshToken()
-            if successor is None:
-                await uow.refresh_tokens.mark_used(record.id, now)
-            else:
-                # Used, so that presenting it later is a replay; superseded, so that it
-                # is never taken for a retry itself.
-                await uow.refresh_tokens.supersede(record.id, now)
+            await uow.refresh_tokens.mark_used(record.id, now)
             session = await self._start_session(
                 uow,
                 user,
@@ -222,55 +196,8 @@ class AccountService:
                 record.family_id,
                 record.session_started_at,
             )
-            if successor is not None:
-                await uow.audit.record(
-                    AuditEntry(
-                        "auth.refresh_retried",
-                        record.organization_id,
-                        record.user_id,
-                        target=f"session:{record.family_id}",
-                        ip=origin.ip,
-                    ),
-                    now,
-                )
             await uow.commit()
-        if successor is not None:
-            log.info(
-                "auth.refresh_retried session_id=%s organization_id=%s superseded_token_id=%s",
-                record.family_id,
-                record.organization_id,
-                successor.id,
-            )
         return session
-
-    async def _retried(
-        self, uow: UnitOfWork, presented: RefreshTokenRecord | None, now: datetime
-    ) -> RefreshTokenRecord | None:
-        """The token ``presented`` was traded for, locked, if presenting it again is a
-        retry within the grace: used less than the grace ago, and the one it was traded
-        for neither used nor revoked since. Otherwise None (a replay, or not used). A
-        superseded token was never traded, so presenting it is never a retry."""
-        if (
-            self._reuse_grace <= timedelta(0)
-            or presented is None
-            or presented.used_at is None
-            or presented.revoked_at is not None
-            or presented.superseded
-            or now >= presented.used_at + self._reuse_grace
-        ):
-            return None
-        # Locked after the presented token's row (as every refresh locks it first), so two
-        # retries of one token take turns, and the second finds the first's work.
-        successors = await uow.refresh_tokens.successors_for_update(
-            presented.family_id, presented.used_at, presented.id
-        )
-        # More than one: the successor was used or superseded in turn.
-        if len(successors) != 1:
-            return None
-        [successor] = successors
-        if successor.used_at is not None or successor.revoked_at is not None:
-            return None
-        return successor
 
     async def switch_organization(
         self, refresh_token: str, organization_id: UUID, origin: RequestOrigin
@@ -335,17 +262,7 @@ class AccountService:
         organisation held. A token used before is a stolen copy or a replay, even in a
         session ended since (a removal from the organisation a switch left): its session
         is revoked, with every session switched to from it."""
-        return await self._checked(uow, await self._locked(uow, refresh_token), now, origin)
-
-    async def _checked(
-        self,
-        uow: UnitOfWork,
-        record: RefreshTokenRecord | None,
-        now: datetime,
-        origin: RequestOrigin,
-    ) -> RefreshTokenRecord:
-        """``record`` (locked, its organisation held) if it may be traded now (see
-        _redeemable)."""
+        record = await self._locked(uow, refresh_token)
         if record is None:
             raise InvalidRefreshToken()
         if record.used_at is not None:

@@ -127,8 +127,6 @@ class RefreshTokenRow(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # Replaced, unused, by a retried refresh (AccountService.refresh); used_at is set too.
-    superseded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ApiKeyRow(Base):

@@ -38,7 +38,6 @@ def to_record(row: RefreshTokenRow) -> RefreshTokenRecord:
         used_at=row.used_at,
         revoked_at=row.revoked_at,
         previous_family_id=row.previous_family_id,
-        superseded_at=row.superseded_at,
     )
 
 
@@ -77,33 +76,9 @@ class SqlRefreshTokenRepository:
         )
         return to_record(row) if row else None
 
-    async def successors_for_update(
-        self, family_id: UUID, since: datetime, token_id: UUID
-    ) -> list[RefreshTokenRecord]:
-        rows = await self._session.scalars(
-            select(RefreshTokenRow)
-            .where(
-                RefreshTokenRow.family_id == family_id,
-                RefreshTokenRow.created_at >= since,
-                RefreshTokenRow.id != token_id,
-            )
-            # One order for every caller, so two of them cannot lock the rows crosswise.
-            .order_by(RefreshTokenRow.created_at, RefreshTokenRow.id)
-            .with_for_update(),
-            execution_options={"populate_existing": True},
-        )
-        return [to_record(row) for row in rows]
-
     async def mark_used(self, token_id: UUID, at: datetime) -> None:
         await self._session.execute(
             update(RefreshTokenRow).where(RefreshTokenRow.id == token_id).values(used_at=at)
-        )
-
-    async def supersede(self, token_id: UUID, at: datetime) -> None:
-        await self._session.execute(
-            update(RefreshTokenRow)
-            .where(RefreshTokenRow.id == token_id)
-            .values(used_at=at, superseded_at=at)
         )
 
     async def revoke_family(self, family_id: UUID, at: datetime) -> list[UUID]:
