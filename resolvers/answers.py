@@ -7,9 +7,9 @@ from contextlib import aclosing
 
 import strawberry
 
+from domain.answers.events import AnswerCompleted
 from domain.errors import DomainError
 from domain.ports import Budget
-from resolvers.documents import SESSION_RECHECK_SECONDS
 from resolvers.ids import parse_id
 from schema.context import Info
 from schema.types.answer import AnswerDone, AnswerError, AnswerSources, AnswerToken, answer_event
@@ -31,10 +31,11 @@ async def answer(
             # generator, and closing the stream cancels generation right there.
             async with aclosing(events) as stream:
                 async for event in stream:
-                    # A log-out, removal or role change heard meanwhile ends the answer
-                    # before it shows what was retrieved or is stored (closing the stream
-                    # stops generation; nothing partial is kept).
-                    await ctx.keep_session(principal, SESSION_RECHECK_SECONDS)
+                    # A log-out or removal heard meanwhile ends the answer before it shows
+                    # what was retrieved or is stored (closing the stream stops generation;
+                    # nothing partial is kept). Once stored, it is delivered.
+                    if not isinstance(event, AnswerCompleted):
+                        await ctx.end_if_signed_out(principal)
                     yield answer_event(event)
         except DomainError as error:
             yield AnswerError.from_domain(error)

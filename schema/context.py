@@ -92,6 +92,19 @@ class Context:
         ):
             raise Unauthenticated("The socket's session changed; subscribe again.")
 
+    async def end_if_signed_out(self, principal: Principal) -> None:
+        """For an answer under way: end it (Unauthenticated) once this process heard that
+        its socket's session was logged out or its user removed. Whatever else a check
+        may find (a changed role, which wants a refresh; the token expiring meanwhile;
+        Redis down) lets the answer finish: it was allowed when it began, and takes a
+        minute or two at most."""
+        accounts = self.services.accounts
+        if not accounts.session_changed_since(principal.session_id, self.authenticated_at):
+            return
+        await self.revalidate_socket()
+        if isinstance(self.auth_error, Unauthenticated):
+            raise Unauthenticated("The session ended while the answer was being written.")
+
     async def unless_client_leaves(self, work: Coroutine[object, object, T]) -> T:
         """``work``, stopped when the HTTP client hangs up (:func:`unless_set`). Opt-in for
         work that only the client needs (an answer being generated): a mutation with work
