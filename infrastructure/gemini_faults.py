@@ -18,17 +18,15 @@ import httpx2
 from google.genai import errors as genai_errors
 
 TRANSIENT_STATUSES = frozenset({408, 429})
-# httpx2 is the SDK's transport (pinned by httpx_client below);
-# TimeoutError is our own per-attempt deadline, ConnectionError a socket fault.
-TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
+# httpx2 is the SDK's transport (pinned by httpx_client below); TimeoutError is our
+# own per-attempt deadline, ConnectionError a socket fault; the last two, a body that is
+# not JSON (cut inside a streamed event, or a whole body the SDK parses itself).
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     httpx2.TimeoutException,
     httpx2.NetworkError,
     httpx2.RemoteProtocolError,
     TimeoutError,
     ConnectionError,
-)
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
-    *TRANSPORT_ERRORS,
     genai_errors.UnknownApiResponseError,
     json.JSONDecodeError,
 )
@@ -40,7 +38,7 @@ def httpx_client(response_hooks: Sequence[ResponseHook] = ()) -> httpx2.AsyncCli
     """The HTTP client to hand the SDK (``HttpOptions.httpx_async_client``).
 
     Given none, the SDK sends through aiohttp whenever aiohttp is installed (any
-    other package may pull it in): its faults are not in TRANSPORT_ERRORS and
+    other package may pull it in): its faults are not in TRANSIENT_ERRORS and
     httpx event hooks never fire. A client of our own pins httpx2 and keeps the
     SDK's defaults (no client timeout, as the SDK sets one per request; redirects
     followed; proxies and CA bundle from the environment). Unlike the SDK's own, it

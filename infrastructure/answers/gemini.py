@@ -112,30 +112,22 @@ class GeminiAnswerer:
         backoff_initial_seconds: float = 0.5,
         backoff_max_seconds: float = 4.0,
         backoff_jitter_seconds: float = 0.5,
-        first_token_seconds: float | None = None,
-        stream_deadline_seconds: float | None = None,
     ) -> None:
-        """``first_token_seconds`` (default ``timeout_seconds``) bounds the wait for the
-        first text, retries included; ``stream_deadline_seconds`` (default: that plus
-        ``max_output_tokens`` at MIN_TOKENS_PER_SECOND) bounds the whole stream."""
         if not api_key.strip():
             raise ValueError(
                 "FOUNDRY_GEMINI_API_KEY is not set; the gemini answerer needs an API key."
             )
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        first_token = timeout_seconds if first_token_seconds is None else first_token_seconds
-        if stream_deadline_seconds is None:
-            stream_deadline_seconds = first_token + max_output_tokens / MIN_TOKENS_PER_SECOND
-        if not 0 < first_token <= stream_deadline_seconds:
-            raise ValueError("need 0 < first_token_seconds <= stream_deadline_seconds")
         self.name = f"gemini:{model}"
         self._model = model
         self._idle = stream_idle_seconds
         self._max_attempts = max_attempts
         self._max_output_tokens = max_output_tokens
-        self._first_token_seconds = first_token
-        self._deadline_seconds = stream_deadline_seconds
+        # The first text within the HTTP timeout, retries included; the whole stream
+        # within that plus max_output_tokens at MIN_TOKENS_PER_SECOND (module docstring).
+        self._first_token_seconds = timeout_seconds
+        self._deadline_seconds = timeout_seconds + max_output_tokens / MIN_TOKENS_PER_SECOND
         self._breaker = breaker
         self._wait = wait_exponential_jitter(
             initial=backoff_initial_seconds,
