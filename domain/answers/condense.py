@@ -3,8 +3,11 @@
 "How do I install it?" after "What is pgvector?" retrieves nothing useful on
 its own. When a question refers back (a pronoun or a demonstrative) or is very
 short, the subject words of the previous question that it lacks are added in
-brackets: "How do I install it? (pgvector)". Generative answerers ask their
-model instead and use this when the model is unavailable.
+brackets: "How do I install it? (pgvector)". When the previous question referred
+back too, its own subject is carried on: "Does it need root?" next becomes
+"Does it need root? (install pgvector)", as the previous question was rewritten.
+Generative answerers ask their model instead and use this when the model is
+unavailable.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from domain.chats.entities import MessageRole
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_ADDED_TERMS = 12
 SHORT_QUESTION_WORDS = 4
+# Earlier questions a follow-up's subject is looked for in, latest first.
+MAX_SUBJECT_QUESTIONS = 3
 
 REFERRING_WORDS = frozenset(
     [
@@ -175,27 +180,50 @@ def needs_context(question: str) -> bool:
     return len(found) <= SHORT_QUESTION_WORDS or any(word in REFERRING_WORDS for word in found)
 
 
-def _last_answered_question(history: Sequence[Turn]) -> str | None:
-    """The latest question that got an answer. One left without (stopped, failed) is
-    most often the very question being asked again, and would add nothing to it."""
+def refers_back(question: str) -> bool:
+    """Whether an earlier question took its subject from the one before it: it refers
+    back, or names nothing. Short is not enough here: "What is pgvector?" opens a
+    subject of its own, and the questions before it are about something else."""
+    return any(word in REFERRING_WORDS for word in words(question)) or not content_words(question)
+
+
+def _last_answered_question(history: Sequence[Turn]) -> tuple[str, int] | None:
+    """The latest question that got an answer, and its place in ``history``. One left
+    without (stopped, failed) is most often the very question being asked again, and
+    would add nothing to it."""
     answered = False
-    for turn in reversed(history):
+    for place in range(len(history) - 1, -1, -1):
+        turn = history[place]
         if turn.role is MessageRole.ASSISTANT:
             answered = True
         elif answered:
-            return turn.content
+            return turn.content, place
     return None
 
 
+def _subject(history: Sequence[Turn]) -> list[str]:
+    """The content words of the latest answered question as it was rewritten: its own,
+    then, while it referred back, those of the answered question before it, and so on,
+    through at most MAX_SUBJECT_QUESTIONS questions and MAX_ADDED_TERMS words."""
+    subject: list[str] = []
+    earlier = history
+    for _ in range(MAX_SUBJECT_QUESTIONS):
+        found = _last_answered_question(earlier)
+        if found is None:
+            break
+        previous, place = found
+        subject += [word for word in content_words(previous) if word not in subject]
+        if len(subject) >= MAX_ADDED_TERMS or not refers_back(previous):
+            break
+        earlier = earlier[:place]  # what that question was rewritten with
+    return subject
+
+
 def condense_locally(history: Sequence[Turn], question: str) -> str:
-    previous = _last_answered_question(history)
-    if previous is None or not needs_context(question):
+    if not needs_context(question):
         return question
     present = set(words(question))
-    added: list[str] = []
-    for word in content_words(previous):
-        if word not in present and word not in added:
-            added.append(word)
+    added = [word for word in _subject(history) if word not in present]
     if not added:
         return question
     return f"{question} ({' '.join(added[:MAX_ADDED_TERMS])})"

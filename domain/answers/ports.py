@@ -38,6 +38,9 @@ class AnswerRequest:
     """The standalone question (a follow-up already rewritten with the chat's history)."""
     sources: Sequence[GroundingSource]
     question_embedding: Sequence[float]
+    rewritten_from: str | None = None
+    """The question as asked when ``question`` is its rewrite: the rewrite is then made
+    of earlier messages, which quote documents, and a prompt treats it as data."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,10 @@ class AnswerObserver(Protocol):
     ) -> None: ...
 
     def fallback(self, reason: str) -> None: ...
+
+    def unknown_citations(self, generator: str, cited: Sequence[int], sources: int) -> None:
+        """An answer cites source numbers ``cited`` though it was given ``sources``."""
+        ...
 
     def cache(self, result: str) -> None:
         """exact, semantic (hits) or miss."""

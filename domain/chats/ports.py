@@ -70,7 +70,12 @@ class ChatTurnWriter(Protocol):
     async def append(self, message: Message, title: str | None = None) -> Chat | None:
         """Store ``message`` and move its chat's ``updated_at`` to the message's time
         (and set the title when given); None, storing nothing, when the chat is not the
-        user's or is gone."""
+        user's or is gone.
+
+        The message is stored at its ``created_at`` or, if that is not after the
+        chat's last message and ``updated_at`` (a clock behind another's, or stepped
+        back), a microsecond after them, so messages sort in the order they were
+        stored. The returned chat's ``updated_at`` is the time it was stored at."""
         ...
 
     async def commit(self) -> None: ...

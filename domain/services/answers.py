@@ -9,10 +9,11 @@ partial answer is ever stored as if it were complete.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from uuid import UUID, uuid4
 
 from domain.answers.cache import AnswerCache, CachedAnswer
@@ -45,6 +46,16 @@ from domain.services.search import SearchService, clean_question
 
 NO_SOURCES_MODEL = "none"
 CACHE_GENERATOR = "cache"
+
+
+_CITATION = re.compile(r"\[(\d{1,6})\]")
+
+
+def unknown_citations(content: str, sources: Sequence[Source]) -> list[int]:
+    """The numbers ``content`` cites as ``[n]`` that none of ``sources`` has, in order."""
+    given = {source.index for source in sources}
+    cited = dict.fromkeys(int(number) for number in _CITATION.findall(content))
+    return [number for number in cited if number not in given]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +167,22 @@ class AnswerService:
             question = clean_question(question, self._options.max_question_chars, "question")
             started = time.perf_counter()
             standalone, corpus, early = await self._prepare(principal, chat_id, question)
+            # The cache is shared by the whole organisation, so only a question that
+            # stands alone as its asker typed it may enter or leave it. A rewritten
+            # follow-up carries words of the asker's earlier messages (Gemini's rewrite
+            # may restate anything from them, even what an earlier answer quoted), and
+            # its answer was built from that text: keyed by it, the answer would reach
+            # colleagues who type the same words, and a lookup with it would match
+            # their questions. Any change counts, since only an unchanged question is
+            # sure to hold nothing from the history; the answer itself is built from
+            # the question and the organisation's documents only.
+            shareable = standalone == question
             retrieval_started = time.perf_counter()
-            cached, embedding = await self._cached(principal, corpus, standalone, early)
+            cached, embedding = (
+                await self._cached(principal, corpus, standalone, early)
+                if shareable
+                else (None, None)
+            )
             if cached is not None and cached.answer is not None:
                 cited = cached
                 produced: AsyncGenerator[TextDelta | Usage | _Restart | _Incomplete, None] = (
@@ -173,7 +198,13 @@ class AnswerService:
                 )
                 produced = (
                     self._written(
-                        self._request(standalone, cited.sources, relevant, retrieval),
+                        self._request(
+                            standalone,
+                            None if shareable else question,
+                            cited.sources,
+                            relevant,
+                            retrieval,
+                        ),
                         started,
                         buffered,
                     )
@@ -195,8 +226,13 @@ class AnswerService:
 
             content = "".join(written.parts)
             sources = [item.source for item in cited.sources]
+            unknown = unknown_citations(content, sources)
+            if unknown:
+                # A model's slip, kept as written (the reader has seen it): told to the
+                # operators, who can tell a model that does it often.
+                self._observer.unknown_citations(usage.model, unknown, len(sources))
             message = await self._record_answer(principal, chat_id, content, sources, usage)
-            if cached is None and embedding is not None and written.cacheable:
+            if shareable and cached is None and embedding is not None and written.cacheable:
                 await self._remember(principal, corpus, embedding, standalone, message)
             self._observer.finished(
                 usage.model,
@@ -331,12 +367,14 @@ class AnswerService:
     @staticmethod
     def _request(
         question: str,
+        asked: str | None,
         cited: Sequence[CitedSource],
         relevant: Sequence[SearchHit],
         retrieval: Retrieval,
     ) -> AnswerRequest:
         return AnswerRequest(
             question=question,
+            rewritten_from=asked,
             sources=[
                 GroundingSource(
                     index=item.source.index,
@@ -463,10 +501,12 @@ class AnswerService:
                 created_at=self._clock.now(),
                 usage=usage,
             )
-            if await turn.append(message) is None:  # held: only if the invariant broke
+            touched = await turn.append(message)
+            if touched is None:  # held: only if the invariant broke
                 raise RuntimeError("the locked chat was not there to store the answer in")
             await turn.commit()
-        return message
+        # As stored: never before the chat's last message, whatever this clock says.
+        return replace(message, created_at=touched.updated_at)
 
     def _usage(self, finished: _Finished, started: float) -> Usage:
         return Usage(

@@ -2,10 +2,11 @@
 
 Nothing is generated, so nothing can be made up: the answer is a few sentences
 copied verbatim from the sources (whitespace collapsed), each followed by the
-``[n]`` of the source it came from. Sentences are scored by the cosine
-similarity of their embedding to the question's plus the share of the
-question's content words they contain; only the best candidates by word
-overlap are embedded, which keeps the first token fast. When the embedding
+``[n]`` of the source it came from, within ``max_chars`` (a best sentence
+longer than that alone is cut at a word, with an ellipsis). Sentences are
+scored by the cosine similarity of their embedding to the question's plus the
+share of the question's content words they contain; only the best candidates by
+word overlap are embedded, which keeps the first token fast. When the embedding
 provider is down (after its own retries) the answer ends with
 EMBEDDING_UNAVAILABLE, as a search does: nothing can be quoted without it.
 """
@@ -18,7 +19,7 @@ import re
 from array import array
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from domain.answers.condense import condense_locally, content_words
 from domain.answers.ports import (
@@ -172,7 +173,8 @@ class ExtractiveAnswerer:
         if not chosen and request.sources:
             # No passage splits into quotable sentences (lists, tables): quote the best one.
             first = request.sources[0]
-            return f"{snippet(first.text, self._options.max_chars)} [{first.index}]"
+            room = self._options.max_chars - len(f" [{first.index}]")
+            return f"{_fit(' '.join(first.text.split()), room)} [{first.index}]"
         return " ".join(f"{sentence.text} [{sentence.source}]" for sentence in chosen)
 
     async def choose(
@@ -211,15 +213,23 @@ class ExtractiveAnswerer:
         best = scored[0][0]
         chosen: list[Sentence] = []
         length = 0
-        for score, sentence in scored:
+        for score, candidate in scored:
             if len(chosen) >= options.max_sentences:
                 break
             if chosen and (score < best * options.keep_ratio or score <= 0):
                 break
-            if any(_same(sentence.text, other.text) for other in chosen):
+            if any(_same(candidate.text, other.text) for other in chosen):
                 continue
-            extra = len(sentence.text) + len(f" [{sentence.source}] ")
-            if chosen and length + extra > options.max_chars:
+            citation = len(f" [{candidate.source}] ")
+            # The best sentence may be over the budget alone: then its beginning, cut at
+            # a word, rather than an answer longer than the budget.
+            sentence = (
+                candidate
+                if chosen
+                else replace(candidate, text=_fit(candidate.text, options.max_chars - citation))
+            )
+            extra = len(sentence.text) + citation
+            if length + extra > options.max_chars:
                 continue
             chosen.append(sentence)
             length += extra
@@ -236,6 +246,13 @@ class ExtractiveAnswerer:
                     continue  # code, tables, numbers
                 found.append(Sentence(source.index, position, text, terms(text)))
         return found
+
+
+def _fit(text: str, room: int) -> str:
+    """``text`` (whitespace collapsed) in at most ``room`` characters: cut at a word,
+    with an ellipsis, when it is longer."""
+    # snippet() may go one character over its limit, for the ellipsis.
+    return text if len(text) <= room else snippet(text, room - 1)
 
 
 def _dot(left: Sequence[float], right: Sequence[float]) -> float:

@@ -9,7 +9,9 @@ Keys live under ``{prefix}answers:{organisation}:{version digest}``:
 
 A new corpus version starts empty and the old one's keys expire with their TTL.
 Redis failures never fail an answer: lookups miss and stores are skipped, with a
-warning and ``foundry_answer_cache_errors_total``.
+warning and ``foundry_answer_cache_errors_total``. So does an entry that cannot be
+read (written by another version, or damaged): it is a miss, and the answer stored
+after it takes its place.
 """
 
 from __future__ import annotations
@@ -73,7 +75,13 @@ def encode(answer: CachedAnswer) -> str:
     )
 
 
+# What decode() raises for an entry it cannot read: not JSON or not UTF-8 (ValueError),
+# a field missing (KeyError), a field of the wrong type (TypeError, ValueError).
+MALFORMED = (ValueError, KeyError, TypeError)
+
+
 def decode(raw: bytes | str) -> CachedAnswer:
+    """The answer in ``raw``; raises one of MALFORMED if it is not one."""
     data = json.loads(raw)
     return CachedAnswer(
         question=str(data["question"]),
@@ -82,8 +90,9 @@ def decode(raw: bytes | str) -> CachedAnswer:
         sources=tuple(
             Source(
                 index=int(item["index"]),
-                document_id=UUID(item["document_id"]),
-                chunk_id=UUID(item["chunk_id"]),
+                # str(): a number or null fails as ValueError, not AttributeError.
+                document_id=UUID(str(item["document_id"])),
+                chunk_id=UUID(str(item["chunk_id"])),
                 page=None if item["page"] is None else int(item["page"]),
                 snippet=str(item["snippet"]),
                 score=float(item["score"]),
@@ -124,7 +133,7 @@ class RedisAnswerCache:
         except RedisError:
             self._failed("exact")
             return None
-        return decode(raw) if raw is not None else None
+        return self._decoded(raw, "exact")
 
     async def similar(
         self, organization_id: UUID, corpus_version: str, embedding: Sequence[float]
@@ -139,7 +148,7 @@ class RedisAnswerCache:
         except RedisError:
             self._failed("similar")
             return None
-        return decode(raw) if raw is not None else None
+        return self._decoded(raw, "similar")
 
     async def store(
         self,
@@ -161,6 +170,24 @@ class RedisAnswerCache:
             )
         except RedisError:
             self._failed("store")
+
+    @staticmethod
+    def _decoded(raw: bytes | str | None, operation: str) -> CachedAnswer | None:
+        """The answer in ``raw``; None (a miss) if there is none or it cannot be read.
+        The fresh answer stored after the miss replaces the entry."""
+        if raw is None:
+            return None
+        try:
+            return decode(raw)
+        except MALFORMED as error:
+            CACHE_ERRORS.labels(operation).inc()
+            log.warning(
+                "answer_cache.malformed",
+                operation=operation,
+                error=type(error).__name__,
+                size=len(raw),
+            )
+            return None
 
     @staticmethod
     def _failed(operation: str) -> None:

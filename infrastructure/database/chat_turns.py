@@ -51,19 +51,33 @@ FROM (
 ) AS recent
 ORDER BY recent.created_at, recent.id"""
 
-# $1 organisation, $2 user, $3 chat, $4 the message's time (the chat's new updated_at,
-# which never goes back, even for a turn timed before the chat was locked), $5 the new
-# title or NULL, then the message's own columns. The message is stored only if the
-# chat was touched, that is if it is still the user's.
+# $1 organisation, $2 user, $3 chat, $4 the message's time as the caller read it, $5
+# the new title or NULL, then the message's own columns. Messages are paged in the
+# order of their times, and a caller's clock may be behind the one that timed the last
+# message (another replica's, or stepped back), so the message is timed at least a
+# microsecond after the chat's last message and its updated_at; that time is also the
+# chat's new updated_at, which so never goes back. Both are read with the chat locked
+# (by the caller's lock_chat, or by this UPDATE, which then sees the updated_at of a
+# turn that committed while it waited): no other turn of the chat writes in between.
+# The last message is read too because a rename may have moved updated_at back. The
+# message is stored only if the chat was touched, that is if it is still the user's.
 _APPEND = """
 WITH touched AS (
-  UPDATE chats SET updated_at = GREATEST(updated_at, $4), title = COALESCE($5::text, title)
-  WHERE organization_id = $1 AND user_id = $2 AND id = $3
-  RETURNING id, organization_id, user_id, title, created_at, updated_at
+  UPDATE chats c
+  SET updated_at = GREATEST(
+        $4::timestamptz,
+        c.updated_at + interval '1 microsecond',
+        (SELECT max(m.created_at) FROM messages m
+         WHERE m.organization_id = $1 AND m.chat_id = c.id) + interval '1 microsecond'
+      ),
+      title = COALESCE($5::text, c.title)
+  WHERE c.organization_id = $1 AND c.user_id = $2 AND c.id = $3
+  RETURNING c.id, c.organization_id, c.user_id, c.title, c.created_at, c.updated_at
 ), added AS (
   INSERT INTO messages (id, organization_id, chat_id, role, content, sources, model,
                         prompt_tokens, completion_tokens, latency_ms, degraded, created_at)
-  SELECT $6, t.organization_id, t.id, $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $4
+  SELECT $6, t.organization_id, t.id, $7, $8, $9::jsonb, $10, $11, $12, $13, $14,
+         t.updated_at
   FROM touched t
 )
 SELECT id, organization_id, user_id, title, created_at, updated_at FROM touched"""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import structlog
 from prometheus_client import Counter, Histogram
@@ -43,6 +44,11 @@ ANSWER_FALLBACKS = Counter(
     "foundry_answer_fallbacks_total",
     "Answers the extractive answerer gave because the language model failed.",
     ["reason"],
+)
+ANSWER_UNKNOWN_CITATIONS = Counter(
+    "foundry_answer_unknown_citations_total",
+    "Answers that cite a source number they were not given (stored as written).",
+    ["generator"],
 )
 ANSWER_OUTCOMES = Counter(
     "foundry_answer_outcomes_total",
@@ -106,6 +112,12 @@ class PrometheusAnswerObserver:
     def fallback(self, reason: str) -> None:
         ANSWER_FALLBACKS.labels(reason).inc()
         log.warning("answer.fallback", reason=reason)
+
+    def unknown_citations(self, generator: str, cited: Sequence[int], sources: int) -> None:
+        ANSWER_UNKNOWN_CITATIONS.labels(generator).inc()
+        log.warning(
+            "answer.unknown_citations", generator=generator, cited=list(cited), sources=sources
+        )
 
     def outcome(self, outcome: str) -> None:
         ANSWER_OUTCOMES.labels(outcome).inc()

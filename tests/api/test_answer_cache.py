@@ -1,5 +1,6 @@
 """The answer cache through the API: exact and semantic hits are streamed like fresh
-answers and saved in the chat; any document change, and any other organisation, misses."""
+answers and saved in the chat; any document change, and any other organisation, misses;
+a follow-up rewritten with its chat's history never enters or leaves the cache."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from typing import cast
 import httpx
 import pytest
 
+from domain.answers.condense import condense_locally
+from domain.answers.ports import Turn
+from domain.chats.entities import MessageRole
 from infrastructure.container import BackendUrls
 from infrastructure.observability.answer_metrics import ANSWER_CACHE
 from infrastructure.settings import Settings
@@ -131,3 +135,43 @@ async def test_cached_answers_never_cross_organisations(
     rival_documents = set(corpus.rival_documents.values())
     for source in cast(list[JSON], theirs["sources"]):
         assert cast(JSON, source["document"])["id"] in rival_documents
+
+
+async def test_a_follow_up_rewritten_with_its_chat_history_is_never_shared(
+    cached_server: ServerThread, worker: WorkerProcess, cached_api: GraphQLClient
+) -> None:
+    """The rewrite of a follow-up carries words of the asker's own earlier messages
+    (whatever Gemini restates from them): keyed by it, the answer reached colleagues
+    typing the same words."""
+    api, http = cached_api, cached_api.http
+    asker = await api.sign_up()
+    joining = await api.sign_up()
+    await api.add_member(asker, joining.email)
+    colleague = (await api.log_in(joining.email, asker.organization_id)).access_token
+    token = asker.access_token
+    await ingest(http, api, token, [("lighthouse.md", LIGHTHOUSE.encode(), "text/markdown")])
+
+    chat_id = await new_chat(api, token)
+    first = await ask(api, token, chat_id, QUESTION)
+    follow_up = "When was it first lit?"
+    before = lookups()
+    await ask(api, token, chat_id, follow_up)
+    counted(before)  # not looked up…
+    history = [Turn(MessageRole.USER, QUESTION), Turn(MessageRole.ASSISTANT, str(first["content"]))]
+    standalone = condense_locally(history, follow_up)
+    assert standalone != follow_up and "lighthouse" in standalone
+
+    # …nor stored: the colleague typing the rewrite word for word gets a fresh answer.
+    before = lookups()
+    theirs = await ask(api, colleague, await new_chat(api, colleague), standalone)
+    counted(before, miss=1)
+    assert cast(int, theirs["promptTokens"]) > 0  # a replayed answer reads no tokens
+    # Questions that stand alone as typed are shared as before: the asker's first one,
+    # and the colleague's own.
+    before = lookups()
+    shared = await ask(api, colleague, await new_chat(api, colleague), QUESTION)
+    counted(before, exact=1)
+    assert shared["content"] == first["content"] and shared["promptTokens"] == 0
+    before = lookups()
+    await ask(api, token, await new_chat(api, token), standalone)
+    counted(before, exact=1)

@@ -21,7 +21,11 @@ from pydantic import SecretStr
 
 from domain.answers.prompt import CONDENSE_INSTRUCTION
 from infrastructure.container import BackendUrls
-from infrastructure.observability.answer_metrics import ANSWER_FALLBACKS, ANSWER_OUTCOMES
+from infrastructure.observability.answer_metrics import (
+    ANSWER_FALLBACKS,
+    ANSWER_OUTCOMES,
+    ANSWER_UNKNOWN_CITATIONS,
+)
 from infrastructure.settings import Settings
 from tests.api.test_answers_api import ANSWER, ASK, MESSAGES, ask, events_of, new_chat, transport
 from tests.conftest import ServerThread
@@ -305,8 +309,34 @@ async def test_the_history_sent_to_rewrite_a_follow_up_is_fenced_as_data(
     closing = f"\n<<<END MESSAGE 2 {opening.group(1)}>>>"
     assert rewrite.user_text[opening.end() :].startswith(f"assistant: {quoted}{closing}")
     assert rewrite.user_text.endswith(f"{closing}\n\nLast question: When was it built?")
+    # The genuine code comes first, before anything a message could hold.
+    assert rewrite.user_text.startswith(f"Code: {opening.group(1)}\n\n")
+    # The rewrite is made of the history: the answer prompt fences it too.
     answer = gemini.requests[-1]
-    assert "Question: When was the Skerry Point lighthouse built?" in answer.user_text
+    nonce = re.search(r"<<<SOURCE 1 ([0-9a-f]{16})>>>", answer.user_text)
+    assert nonce is not None
+    assert "Question: When was it built?\n\n" in answer.user_text
+    assert (
+        f"<<<REWRITTEN QUESTION {nonce.group(1)}>>>\n"
+        "When was the Skerry Point lighthouse built?\n"
+        f"<<<END REWRITTEN QUESTION {nonce.group(1)}>>>"
+    ) in answer.user_text
+
+
+async def test_an_answer_citing_a_source_it_was_not_given_is_reported(
+    gemini_server: ServerThread, gemini_api: GraphQLClient, gemini: GeminiStandIn, corpus: Corpus
+) -> None:
+    token = corpus.owner.access_token
+    reported = ANSWER_UNKNOWN_CITATIONS.labels(GEMINI_NAME)
+    before = reported._value.get()
+    gemini.script(Reply.ok("Margaret Vance built it [1][9]."))
+    answer = await ask(gemini_api, token, await new_chat(gemini_api, token), QUESTION)
+    assert answer["content"] == "Margaret Vance built it [1][9]."  # kept as written…
+    assert len(cast(list[JSON], answer["sources"])) < 9
+    assert reported._value.get() == before + 1  # …and reported
+    gemini.script(Reply.ok("Margaret Vance built it [1]."))
+    await ask(gemini_api, token, await new_chat(gemini_api, token), QUESTION)
+    assert reported._value.get() == before + 1
 
 
 async def test_a_model_that_stops_with_no_text_gets_the_extractive_answer(

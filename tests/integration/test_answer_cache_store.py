@@ -4,6 +4,7 @@ version, the similarity threshold, the entry bound, and a Redis that is down."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 
@@ -12,7 +13,7 @@ from redis.asyncio import Redis
 
 from domain.answers.cache import CachedAnswer, normalise_question
 from domain.chats.entities import Source
-from infrastructure.cache.answer_cache import CACHE_ERRORS, RedisAnswerCache
+from infrastructure.cache.answer_cache import CACHE_ERRORS, RedisAnswerCache, _digest
 from tests.conftest import free_port
 
 ORG = uuid.uuid4()
@@ -93,6 +94,50 @@ async def test_a_redis_that_is_down_means_misses_not_failures() -> None:
     await cache.store(ORG, "v1", NORTH, ANSWER)
     assert CACHE_ERRORS.labels("exact")._value.get() == errors + 1
     await down.aclose()
+
+
+MALFORMED_ENTRIES = [
+    b"{not json",
+    b"\xff\xfe",  # not UTF-8
+    b'"a string"',
+    b'{"question": "Who built the lighthouse?", "content": "Vance."}',  # an older format
+    b'{"question": "q", "content": "c", "model": "m", "sources": [{"index": "one"}]}',
+    b'{"question": "q", "content": "c", "model": "m", "sources": 5}',
+    (
+        b'{"question": "q", "content": "c", "model": "m", "sources": [{"index": 1, '
+        b'"document_id": 7, "chunk_id": null, "page": null, "snippet": "", "score": 0}]}'
+    ),
+]
+
+
+async def test_an_entry_that_cannot_be_read_is_a_miss_counted_and_replaced(
+    redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An entry of another format or damaged made every ask of its question fail."""
+    cache = cache_on(redis, max_entries=100)
+    await cache.store(ORG, "v1", NORTH, ANSWER)
+    key = f"{cache._base(ORG, 'v1')}:q:{_digest(normalise_question(ANSWER.question))}"
+    assert await redis.exists(key)
+    for raw in MALFORMED_ENTRIES:
+        await redis.set(key, raw, ex=60)
+        exact = CACHE_ERRORS.labels("exact")._value.get()
+        similar = CACHE_ERRORS.labels("similar")._value.get()
+        with caplog.at_level(logging.WARNING, logger="foundry.answer_cache"):
+            assert await cache.exact(ORG, "v1", ANSWER.question) is None, raw
+            assert await cache.similar(ORG, "v1", NORTH) is None, raw
+        assert CACHE_ERRORS.labels("exact")._value.get() == exact + 1
+        assert CACHE_ERRORS.labels("similar")._value.get() == similar + 1
+    warned = [
+        record.msg
+        for record in caplog.records
+        if isinstance(record.msg, dict) and record.msg.get("event") == "answer_cache.malformed"
+    ]
+    assert len(warned) == 2 * len(MALFORMED_ENTRIES)
+    assert {entry["operation"] for entry in warned} == {"exact", "similar"}
+    # The answer stored after the miss takes the entry's place.
+    await cache.store(ORG, "v1", NORTH, ANSWER)
+    assert await cache.exact(ORG, "v1", ANSWER.question) == ANSWER
+    assert await cache.similar(ORG, "v1", NORTH) == ANSWER
 
 
 def answer_to(index: int) -> CachedAnswer:

@@ -162,3 +162,54 @@ async def test_an_answer_to_a_chat_deleted_meanwhile_is_not_found(container: Con
     held.release.set()
     with pytest.raises(NotFound, match="deleted while the answer"):
         await answering
+
+
+class BackwardsClock:
+    """A minute earlier at every reading: a clock stepped back, or replicas' clocks
+    that disagree, between one message of a chat and the next."""
+
+    def __init__(self) -> None:
+        self._next = datetime.now(UTC)
+
+    def now(self) -> datetime:
+        self._next -= timedelta(minutes=1)
+        return self._next
+
+
+async def test_messages_keep_the_order_they_were_stored_in_when_the_clock_goes_back(
+    container: Container,
+) -> None:
+    principal = await member(container)
+    chat = await container.services.chats.create(principal, None)
+    generator, _ = build_answerers(container.settings, container.embedder)
+    answers = AnswerService(
+        uow_factory=container.uow_factory,
+        search=container.services.search,
+        generator=generator,
+        fallback=None,
+        observer=PrometheusAnswerObserver(),
+        clock=BackwardsClock(),
+        options=AnswerOptions(),
+    )
+    first = (await answers.ask(principal, chat.id, "What is pgvector?")).message
+    second = (await answers.ask(principal, chat.id, "How do I install pgvector?")).message
+
+    page = (await container.services.chats.messages(principal, [chat.id], 50, None))[chat.id]
+    assert [(item.role, item.content) for item in page.items] == [
+        (MessageRole.USER, "What is pgvector?"),
+        (MessageRole.ASSISTANT, first.content),
+        (MessageRole.USER, "How do I install pgvector?"),
+        (MessageRole.ASSISTANT, second.content),
+    ]
+    times = [item.created_at for item in page.items]
+    assert times == sorted(times) and len(set(times)) == 4
+    assert times[0] >= chat.created_at
+    # The answer returned is timed as it was stored (its cursor finds its place).
+    assert [first.created_at, second.created_at] == [times[1], times[3]]
+    after_first = await container.services.chats.messages(
+        principal, [chat.id], 50, encode_cursor(first.created_at, first.id)
+    )
+    assert [item.content for item in after_first[chat.id].items] == [
+        "How do I install pgvector?",
+        second.content,
+    ]

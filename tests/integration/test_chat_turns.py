@@ -163,18 +163,47 @@ async def test_a_turn_whose_transaction_failed_does_not_report_a_commit(
     assert await stored(container, principal, chat) == []
 
 
-async def test_a_turn_timed_before_the_last_never_moves_its_chat_back(
+async def test_a_turn_timed_before_the_last_is_stored_after_it(
     container: Container,
 ) -> None:
-    """Two turns of one chat read the clock, then commit in the other order."""
+    """Two turns of one chat read the clock, then commit in the other order (or two
+    replicas' clocks disagree): the later-stored message still sorts after the first,
+    and the chat never moves back."""
     principal = await member(container)
     chat = await container.services.chats.create(principal, None)
     later = chat.updated_at + timedelta(minutes=5)
-    for at in (later, later - timedelta(minutes=1)):
+    first = message(chat, MessageRole.USER, "first", created_at=later)
+    second = message(chat, MessageRole.ASSISTANT, "second", created_at=later - timedelta(minutes=1))
+    for turn_message in (first, second):
         async with container.uow_factory.chat_turn(principal) as turn:
-            touched = await turn.append(message(chat, MessageRole.USER, "q", created_at=at))
-            assert touched is not None
-            assert touched.updated_at == later
+            touched = await turn.append(turn_message)
             await turn.commit()
+    # Stored a microsecond after the first; the chat's updated_at is that time.
+    assert touched is not None and touched.updated_at == later + timedelta(microseconds=1)
     current = await container.services.chats.get(principal, chat.id)
-    assert current is not None and current.updated_at == later
+    assert current is not None and current.updated_at == later + timedelta(microseconds=1)
+    assert await stored(container, principal, chat) == [
+        first,
+        replace(second, created_at=later + timedelta(microseconds=1)),
+    ]
+
+
+async def test_a_turn_is_stored_after_the_last_message_even_if_a_rename_moved_the_chat_back(
+    container: Container,
+) -> None:
+    principal = await member(container)
+    chat = await container.services.chats.create(principal, None)
+    later = chat.updated_at + timedelta(minutes=5)
+    async with container.uow_factory.chat_turn(principal) as turn:
+        await turn.append(message(chat, MessageRole.USER, "first", created_at=later))
+        await turn.commit()
+    # A rename on a replica whose clock is an hour behind.
+    async with container.uow_factory.tenant(principal) as uow:
+        assert await uow.chats.update(chat.id, later - timedelta(hours=1), "Renamed")
+        await uow.commit()
+    async with container.uow_factory.chat_turn(principal) as turn:
+        behind = message(chat, MessageRole.ASSISTANT, "second", created_at=later)
+        touched = await turn.append(behind)
+        await turn.commit()
+    assert touched is not None and touched.updated_at == later + timedelta(microseconds=1)
+    assert [m.content for m in await stored(container, principal, chat)] == ["first", "second"]
