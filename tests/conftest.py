@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
@@ -29,7 +30,7 @@ from infrastructure.http.app import create_app
 from infrastructure.http.server_config import uvicorn_config
 from infrastructure.observability.logging import configure_logging
 from infrastructure.settings import Settings
-from tests.helpers import GraphQLClient
+from tests.helpers import GraphQLClient, admin_dsn_for
 
 TEST_JWT_SECRET = "test-secret-" + "x7Kp2mQ9vR4sT8wZ" * 4
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -65,6 +66,8 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def embedded_postgres(state_dir: Path) -> Iterator[EmbeddedPostgres]:
+    """The embedded server: the suite's database unless FOUNDRY_TEST_DATABASE_URL is set
+    (then only tests of the embedded server itself start it)."""
     server = EmbeddedPostgres(state_dir, "foundry_test")
     server.start()
     asyncio.run(server.ensure_database())
@@ -73,8 +76,13 @@ def embedded_postgres(state_dir: Path) -> Iterator[EmbeddedPostgres]:
 
 
 @pytest.fixture(scope="session")
-def database_url(embedded_postgres: EmbeddedPostgres) -> str:
-    url = os.environ.get("FOUNDRY_TEST_DATABASE_URL") or embedded_postgres.sqlalchemy_url()
+def database_url(request: pytest.FixtureRequest) -> str:
+    """FOUNDRY_TEST_DATABASE_URL (another PostgreSQL with pgvector), else the embedded
+    server's database; migrated to head."""
+    url = os.environ.get("FOUNDRY_TEST_DATABASE_URL")
+    if not url:
+        server = cast(EmbeddedPostgres, request.getfixturevalue("embedded_postgres"))
+        url = server.sqlalchemy_url()
     upgrade_to_head(url, "foundry_app")
     return url
 
@@ -136,6 +144,13 @@ def urls(settings: Settings) -> BackendUrls:
     return BackendUrls(
         settings.database_url.get_secret_value(), settings.redis_url.get_secret_value()
     )
+
+
+@pytest.fixture(scope="session")
+def admin_dsn(urls: BackendUrls) -> str:
+    """asyncpg DSN of the server the suite's database is on, embedded or not: for what an
+    administrator does there (CREATE DATABASE, pg_terminate_backend)."""
+    return admin_dsn_for(urls.database_url)
 
 
 class ServerThread:

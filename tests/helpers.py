@@ -13,6 +13,7 @@ from typing import cast
 import asyncpg
 import httpx
 from pydantic import SecretStr
+from sqlalchemy.engine import make_url
 
 from infrastructure.container import BackendUrls, Container
 from infrastructure.database.migrate import upgrade_to_head
@@ -193,29 +194,45 @@ async def wait_for_document(
         await asyncio.sleep(0.2)
 
 
-async def new_database(embedded_postgres: EmbeddedPostgres, urls: BackendUrls, prefix: str) -> str:
-    """An empty database of its own on the test server (for tests that change the
-    schema); returns its URL, for migrating and a Container."""
+def admin_dsn_for(database_url: str) -> str:
+    """asyncpg DSN of the server ``database_url`` names (embedded or not), as the same user:
+    for what an administrator runs there (CREATE DATABASE, pg_terminate_backend)."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def scratch_database(urls: BackendUrls, prefix: str) -> str:
+    """An empty database of its own beside the suite's, on the same server (for tests that
+    change the schema); returns its URL, for migrating and a Container."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(embedded_postgres.admin_dsn)
+    url = make_url(urls.database_url).set(database=name).render_as_string(hide_password=False)
+    # A URL still naming the suite's database would let the test alter the shared schema.
+    assert make_url(url).database != make_url(urls.database_url).database, url
+    conn = await asyncpg.connect(admin_dsn_for(urls.database_url))
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    return urls.database_url.replace("/foundry_test?", f"/{name}?")
+    return url
+
+
+async def new_database(_server: EmbeddedPostgres, urls: BackendUrls, prefix: str) -> str:
+    """scratch_database, for callers that still pass the embedded server: the database
+    is made where ``urls`` point (FOUNDRY_TEST_DATABASE_URL's server, if set)."""
+    return await scratch_database(urls, prefix)
 
 
 async def isolated_container(  # the session fixtures it builds on
     settings: Settings,
     urls: BackendUrls,
-    embedded_postgres: EmbeddedPostgres,
+    _server: EmbeddedPostgres,
     prefix: str,
     state_dir: Path | None = None,
     **overrides: object,
 ) -> Container:
-    """A Container on a migrated database and a Redis key prefix of its own, so no test
-    worker takes its jobs; with its own state directory (stored files) if given."""
-    url = await new_database(embedded_postgres, urls, prefix)
+    """A Container on a migrated scratch database and a Redis key prefix of its own, so no
+    test worker takes its jobs; with its own state directory (stored files) if given.
+    (``_server`` is unused: the database is made where ``urls`` point.)"""
+    url = await scratch_database(urls, prefix)
     await asyncio.to_thread(upgrade_to_head, url, settings.database_app_role)
     update: dict[str, object] = {
         "database_url": SecretStr(url),

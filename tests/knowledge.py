@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 import httpx
 
-from tests.helpers import JSON, Account, GraphQLClient, upload_outcomes, wait_for_document
+from tests.helpers import (
+    JSON,
+    REFRESH,
+    Account,
+    GraphQLClient,
+    upload_outcomes,
+    wait_for_document,
+)
 
 LIGHTHOUSE = """# Skerry Point Lighthouse
 
@@ -75,6 +82,37 @@ class Corpus:
     documents: dict[str, str]
     rival: Account
     rival_documents: dict[str, str]
+
+
+@dataclass
+class SessionCorpus:
+    """The corpus ingested once per session, holding its accounts' newest refresh tokens:
+    refreshSession rotates them, and presenting a used one revokes the whole session."""
+
+    current: Corpus
+
+    async def with_fresh_tokens(self, api: GraphQLClient) -> Corpus:
+        """The corpus with access tokens issued now. They last 15 minutes, and a test may
+        run long after the corpus was built."""
+        # Kept after each account: a failure in between must not leave a spent token here.
+        self.current = replace(self.current, owner=await renewed(api, self.current.owner))
+        self.current = replace(self.current, rival=await renewed(api, self.current.rival))
+        return self.current
+
+
+async def renewed(api: GraphQLClient, account: Account) -> Account:
+    """``account`` with tokens issued now: refreshed, or logged in again once its session
+    has ended (a refresh whose answer was lost spends the token kept, and presenting a
+    spent token ends the session)."""
+    body = await api.execute(REFRESH, {"token": account.refresh_token})
+    if body.get("errors"):
+        return await api.log_in(account.email, account.organization_id)
+    session = cast(JSON, cast(JSON, body["data"])["refreshSession"])
+    return replace(
+        account,
+        access_token=cast(str, session["accessToken"]),
+        refresh_token=cast(str, session["refreshToken"]),
+    )
 
 
 async def build_corpus(base_url: str) -> Corpus:

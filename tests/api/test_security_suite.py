@@ -47,7 +47,7 @@ from tests.api.test_answers_api import stream
 from tests.api.test_api_keys import create_key
 from tests.api.test_members import ADD
 from tests.api.test_websocket import _close_code, ws_url
-from tests.conftest import TEST_JWT_SECRET, ServerThread
+from tests.conftest import TEST_JWT_SECRET, ServerThread, WorkerProcess
 from tests.helpers import (
     JSON,
     LOG_IN,
@@ -57,7 +57,7 @@ from tests.helpers import (
     unique_email,
     upload,
 )
-from tests.knowledge import Corpus
+from tests.knowledge import RIVAL_FILES, Corpus, ingest
 
 # --- Forged credentials on the WebSocket handshake -------------------------------------
 
@@ -338,10 +338,13 @@ ID_MUTATIONS = {
 
 
 async def test_another_organisations_ids_are_never_found(
-    http: httpx.AsyncClient, api: GraphQLClient, server: ServerThread, corpus: Corpus
+    http: httpx.AsyncClient, api: GraphQLClient, server: ServerThread, worker: WorkerProcess
 ) -> None:
     attacker = await api.sign_up()
-    victim = corpus.rival
+    # A victim of its own: the attack adds a member, a chat and a key to it, and the
+    # shared corpus is read-only.
+    victim = await api.sign_up()
+    [document_id] = (await ingest(http, api, victim.access_token, RIVAL_FILES)).values()
     member = await api.sign_up()
     await api.data(ADD, {"e": member.email, "r": "VIEWER"}, victim.access_token)
     chat = await api.data(
@@ -349,7 +352,7 @@ async def test_another_organisations_ids_are_never_found(
     )
     _, key = await create_key(api, victim)
     victim_ids = {
-        "document": next(iter(corpus.rival_documents.values())),
+        "document": document_id,
         "chat": cast(str, cast(JSON, chat["createChat"])["id"]),
         "member": member.user_id,
         "api_key": cast(str, key["id"]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, text
@@ -14,10 +14,14 @@ from sqlalchemy.exc import DBAPIError
 from domain.entities import Membership, Organization, Principal, Role, User
 from infrastructure.container import Container
 from infrastructure.database.models import (
+    ApiKeyRow,
     AuditLogRow,
+    Base,
+    ChatRow,
     ChunkRow,
     DocumentRow,
-    MembershipRow,
+    MessageRow,
+    RefreshTokenRow,
     UserRow,
 )
 from infrastructure.database.uow import SqlUnitOfWork
@@ -61,6 +65,36 @@ async def _organization_with_data(container: Container, name: str) -> Principal:
             )
         )
         uow.session.add(AuditLogRow(id=uuid.uuid4(), organization_id=org.id, action="test.seed"))
+        uow.session.add(
+            RefreshTokenRow(
+                id=uuid.uuid4(),
+                organization_id=org.id,
+                user_id=user.id,
+                family_id=uuid.uuid4(),
+                session_started_at=now,
+                token_hash=uuid.uuid4().hex,
+                expires_at=now + timedelta(days=1),
+            )
+        )
+        uow.session.add(
+            ApiKeyRow(
+                id=uuid.uuid4(),
+                organization_id=org.id,
+                created_by=user.id,
+                name=f"{name} key",
+                key_prefix="kf_test",
+                key_hash=uuid.uuid4().hex,
+                role="viewer",
+            )
+        )
+        chat_id = uuid.uuid4()
+        uow.session.add(ChatRow(id=chat_id, organization_id=org.id, user_id=user.id, title=name))
+        await uow.session.flush()
+        uow.session.add(
+            MessageRow(
+                id=uuid.uuid4(), organization_id=org.id, chat_id=chat_id, role="user", content=name
+            )
+        )
         await uow.commit()
     return Principal(user.id, org.id, Role.ADMIN, uuid.uuid4())
 
@@ -72,31 +106,68 @@ def container_uow(container: Container, principal: Principal | None) -> SqlUnitO
     return uow
 
 
-async def test_forgotten_filter_still_returns_only_current_organization(
-    container: Container,
+# Every table whose rows belong to an organisation, and the column saying which.
+TENANT_TABLES = {
+    "organizations": "id",
+    "memberships": "organization_id",
+    "refresh_tokens": "organization_id",
+    "api_keys": "organization_id",
+    "documents": "organization_id",
+    "chunks": "organization_id",
+    "chats": "organization_id",
+    "messages": "organization_id",
+    "audit_log": "organization_id",
+}
+
+
+@pytest.fixture(scope="module")
+async def two_organizations(container: Container) -> tuple[Principal, Principal]:
+    """Two organisations with a row of their own in every tenant table."""
+    return (
+        await _organization_with_data(container, "alpha"),
+        await _organization_with_data(container, "beta"),
+    )
+
+
+async def test_every_table_with_an_organization_is_checked(container: Container) -> None:
+    async with container_uow(container, None) as uow:
+        tables = await uow.session.scalars(
+            text(
+                "SELECT table_name FROM information_schema.columns "
+                "WHERE table_schema = 'public' AND column_name = 'organization_id'"
+            )
+        )
+        found = set(tables.all())
+    assert found | {"organizations"} == set(TENANT_TABLES)
+
+
+@pytest.mark.parametrize("table", sorted(TENANT_TABLES))
+async def test_a_forgotten_filter_still_returns_only_the_current_organizations_rows(
+    container: Container, two_organizations: tuple[Principal, Principal], table: str
 ) -> None:
-    alpha = await _organization_with_data(container, "alpha")
-    beta = await _organization_with_data(container, "beta")
+    alpha, beta = two_organizations
+    owner = Base.metadata.tables[table].c[TENANT_TABLES[table]]
     async with container_uow(container, alpha) as uow:
         # Deliberately no WHERE organization_id = ...: RLS must do it.
-        documents = (await uow.session.scalars(select(DocumentRow.organization_id))).all()
-        chunks = (await uow.session.scalars(select(ChunkRow.text))).all()
-        audit = (await uow.session.scalars(select(AuditLogRow.organization_id))).all()
-        memberships = (await uow.session.scalars(select(MembershipRow.organization_id))).all()
-        users = (await uow.session.scalars(select(UserRow.id))).all()
-    assert set(documents) == {alpha.organization_id}
-    assert chunks == ["secret plans of alpha"]
-    assert set(audit) == {alpha.organization_id}
-    assert set(memberships) == {alpha.organization_id}
-    assert users == [alpha.user_id]
-    # The system connection (the table owner) does see both.
+        seen = set((await uow.session.scalars(select(owner).distinct())).all())
+    assert seen == {alpha.organization_id}
+    # The system connection (the table owner) does see the other organisation's row.
     async with container_uow(container, None) as uow:
-        both = await uow.session.scalar(
-            select(func.count())
-            .select_from(DocumentRow)
-            .where(DocumentRow.organization_id.in_([alpha.organization_id, beta.organization_id]))
+        theirs = await uow.session.scalar(
+            select(func.count()).select_from(owner.table).where(owner == beta.organization_id)
         )
-    assert both == 2
+    assert theirs == 1
+
+
+async def test_a_forgotten_filter_shows_only_the_organizations_members_and_chunks(
+    container: Container, two_organizations: tuple[Principal, Principal]
+) -> None:
+    alpha, _ = two_organizations
+    async with container_uow(container, alpha) as uow:
+        chunks = (await uow.session.scalars(select(ChunkRow.text))).all()
+        users = (await uow.session.scalars(select(UserRow.id))).all()
+    assert chunks == ["secret plans of alpha"]
+    assert users == [alpha.user_id]
 
 
 async def test_explicit_filter_for_another_organization_finds_nothing(container: Container) -> None:

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import cast
 
 import httpx
@@ -58,6 +59,8 @@ class Stack:
     standin: GeminiStandIn
     api: ApiProcess
     worker: WorkerProcess
+    env: dict[str, str]  # the processes' environment, for a test's own extra API process
+    root: Path
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +108,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         cleanup.callback(worker.stop)
         api.wait_ready()
         worker.wait_started()
-        yield Stack(redis, postgres, database_url, standin, api, worker)
+        yield Stack(redis, postgres, database_url, standin, api, worker, env, root)
 
 
 @pytest.fixture
@@ -380,20 +383,28 @@ async def test_sigterm_lets_the_answer_in_flight_finish_and_refuses_new_connecti
     assert (await wait_for_document(api, token, document_id))["status"] == "READY"
     chat_id = str(cast(JSON, (await api.data(CREATE_CHAT, None, token))["createChat"])["id"])
 
-    pieces = [f"Piece {n} of a slow answer [1]. " for n in range(10)]
-    stack.standin.reset()
-    stack.standin.script(Reply.ok(*pieces, delay_seconds=0.4))
-    request = gql(ANSWER)
-    request.variable_values = {"c": chat_id, "q": "Who built the Skerry Point lighthouse?"}
-    events: list[JSON] = []
-    refused_before_done = False
-    async with Client(transport=transport(stack.api.ws_url, token)) as session:
-        async for result in session.subscribe(request):
-            event = cast(JSON, result["answer"])
-            events.append(event)
-            if event["__typename"] == "AnswerToken" and len(events) == 2:
-                stack.api.terminate()  # SIGTERM with the answer mid-stream
-                refused_before_done = await _refuses_connections(stack.api)
+    # An API process of its own on the stack's Redis and PostgreSQL: the module's stays
+    # up for the other tests, whichever order they run in.
+    stopping = ApiProcess(stack.env, stack.root / f"sigterm-api-{uuid.uuid4().hex[:8]}.log")
+    try:
+        stopping.wait_ready()
+        pieces = [f"Piece {n} of a slow answer [1]. " for n in range(10)]
+        stack.standin.reset()
+        stack.standin.script(Reply.ok(*pieces, delay_seconds=0.4))
+        request = gql(ANSWER)
+        request.variable_values = {"c": chat_id, "q": "Who built the Skerry Point lighthouse?"}
+        events: list[JSON] = []
+        refused_before_done = False
+        async with Client(transport=transport(stopping.ws_url, token)) as session:
+            async for result in session.subscribe(request):
+                event = cast(JSON, result["answer"])
+                events.append(event)
+                if event["__typename"] == "AnswerToken" and len(events) == 2:
+                    stopping.terminate()  # SIGTERM with the answer mid-stream
+                    refused_before_done = await _refuses_connections(stopping)
+        exit_code = stopping.process.wait(timeout=60)
+    finally:
+        stopping.stop()
 
     kinds = [event["__typename"] for event in events]
     assert kinds[0] == "AnswerSources" and kinds[-1] == "AnswerDone", kinds
@@ -403,8 +414,8 @@ async def test_sigterm_lets_the_answer_in_flight_finish_and_refuses_new_connecti
     )
     assert streamed == "".join(pieces)
     message = cast(JSON, events[-1]["message"])
-    assert stack.api.process.wait(timeout=60) == 0
-    assert "shutdown.draining_answers" in stack.api.log_text()
+    assert exit_code == 0
+    assert "shutdown.draining_answers" in stopping.log_text()
 
     # The answer was stored before the process stopped.
     engine = create_engine(stack.database_url, 1, 5_000)
@@ -423,6 +434,9 @@ async def test_sigterm_lets_the_answer_in_flight_finish_and_refuses_new_connecti
         [("assistant", streamed), ("user", "Who built the Skerry Point lighthouse?")]
     )
     assert str(message["content"]) == streamed
+    # The module's API process was not the one stopped: it still serves.
+    assert stack.api.process.poll() is None
+    assert (await readiness(http))[0] == 200
 
 
 async def _refuses_connections(api: ApiProcess) -> bool:
