@@ -34,6 +34,7 @@ from infrastructure.cache.pubsub_listener import RedisListener
 from infrastructure.cache.redis_client import create_redis
 from infrastructure.cache.session_revocations import RedisSessionRevocations
 from infrastructure.clock import SystemClock
+from infrastructure.database.embedding_column import column_dimensions
 from infrastructure.database.engine import (
     connect_arguments,
     create_engine,
@@ -272,9 +273,21 @@ class Container:
     async def _check_database(self) -> str:
         try:
             async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):
-                return await schema_readiness(self.engine)
+                schema = await schema_readiness(self.engine)
+                if schema != "ok":
+                    return schema
+                # Another embedder's column (`foundry reembed` run with other settings)
+                # would fail every search and answer of this process: not ready.
+                stored = await column_dimensions(self.engine)
         except Exception as exc:
             return f"unreachable: {type(exc).__name__}"
+        configured = self.settings.embedding_dimensions
+        if stored != configured:
+            return (
+                f"chunks.embedding holds vector({stored}) but this embedder gives "
+                f"{configured} dimensions (run foundry reembed, or fix FOUNDRY_EMBEDDING_*)"
+            )
+        return "ok"
 
     async def _check_redis(self) -> str:
         try:

@@ -139,7 +139,7 @@ mutation Upload($files: [Upload!]!) {
   uploadDocuments(files: $files) {
     filename
     document { id status filename mimeType sizeBytes sha256 }
-    error { code message }
+    error { code message documentId }
   }
 }
 """

@@ -85,6 +85,13 @@ class DocumentConnection:
 class UserError:
     code: str
     message: str
+    document_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description=(
+            "The document the failure is about, when there is one: for DUPLICATE_DOCUMENT, "
+            "the document that already holds this content."
+        ),
+    )
 
 
 @strawberry.type(description="What happened to one uploaded file.")
@@ -95,11 +102,14 @@ class UploadOutcome:
 
     @classmethod
     def from_domain(cls, result: UploadResult) -> UploadOutcome:
-        error = (
-            UserError(code=result.error.code.value, message=result.error.message)
-            if result.error
-            else None
-        )
+        error = None
+        if result.error:
+            about = result.error.details.get("documentId")
+            error = UserError(
+                code=result.error.code.value,
+                message=result.error.message,
+                document_id=strawberry.ID(about) if isinstance(about, str) else None,
+            )
         document = Document.from_domain(result.document) if result.document else None
         return cls(filename=result.filename, document=document, error=error)
 

@@ -164,6 +164,7 @@ async def test_duplicate_content_names_the_existing_document(
     existing = cast(JSON, first[0]["document"])["id"]
     assert outcome["error"]["code"] == "DUPLICATE_DOCUMENT"
     assert str(existing) in outcome["error"]["message"]
+    assert outcome["error"]["documentId"] == existing
     # Another organisation may upload the same content.
     other = await api.sign_up()
     elsewhere = await upload_outcomes(
@@ -190,6 +191,7 @@ async def test_concurrent_identical_uploads_all_name_the_winner(
         if outcome["error"]:
             assert outcome["error"]["code"] == "DUPLICATE_DOCUMENT"
             assert winners[0] in outcome["error"]["message"]
+            assert outcome["error"]["documentId"] == winners[0]
 
 
 async def test_a_pdf_that_crashes_the_parser_fails_with_parse_failed(

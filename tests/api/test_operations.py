@@ -18,13 +18,14 @@ from pydantic import SecretStr
 from sqlalchemy import text
 
 from infrastructure.container import BackendUrls, Container
+from infrastructure.database.embedding_column import resize_embedding_column
 from infrastructure.database.engine import create_engine, schema_readiness
-from infrastructure.database.migrate import known_revisions
+from infrastructure.database.migrate import known_revisions, upgrade_to_head
 from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.http.app import GIL_SWITCH_INTERVAL_SECONDS
 from infrastructure.settings import Settings
 from tests.conftest import ServerThread
-from tests.helpers import ME, GraphQLClient
+from tests.helpers import ME, GraphQLClient, scratch_database
 
 
 async def test_health_and_readiness(http: httpx.AsyncClient) -> None:
@@ -191,3 +192,25 @@ async def test_schema_readiness_allows_a_newer_release_but_not_an_older_schema(
             assert await schema_readiness(engine) == expected
     finally:
         await engine.dispose()
+
+
+async def test_readiness_reports_an_embedding_column_of_another_dimension(
+    settings: Settings, urls: BackendUrls
+) -> None:
+    """After `foundry reembed` with another embedder, a replica still on the old one
+    would fail every search and answer: it must not look ready."""
+    url = await scratch_database(urls, "foundry_dims")
+    await asyncio.to_thread(upgrade_to_head, url, settings.database_app_role)
+    container = Container(settings, BackendUrls(url, urls.redis_url))
+    try:
+        assert (await container.readiness())["database"] == "ok"
+        await resize_embedding_column(container.engine, settings.embedding_dimensions * 2)
+        checks = await asyncio.wait_for(container.readiness(), timeout=10)
+    finally:
+        await container.aclose()
+    assert checks["database"] == (
+        f"chunks.embedding holds vector({settings.embedding_dimensions * 2}) but this "
+        f"embedder gives {settings.embedding_dimensions} dimensions "
+        "(run foundry reembed, or fix FOUNDRY_EMBEDDING_*)"
+    )
+    assert checks["redis"] == "ok"
