@@ -41,8 +41,11 @@ class UploadedFile(Protocol):
 def uploaded_files(files: Sequence[object]) -> list[UploadedFile]:
     """The files of a multipart request. The Upload scalar takes any value (a string or
     an object in the JSON, a multipart map entry naming a plain form field): those are
-    refused here, not met as a missing attribute in the middle of the upload."""
+    refused here, not met as a missing attribute in the middle of the upload. So is one
+    file part mapped to several positions: the multipart parser counts parts, not
+    positions, and each position would be charged and read as a file of its own."""
     uploads: list[UploadedFile] = []
+    seen: set[int] = set()
     for position, value in enumerate(files):
         if not isinstance(value, UploadedFile):
             raise ValidationFailed(
@@ -50,6 +53,13 @@ def uploaded_files(files: Sequence[object]) -> list[UploadedFile]:
                 " multipart request, mapped to its variable.",
                 field="files",
             )
+        if id(value) in seen:  # the same object, held by ``files``: ids stay distinct
+            raise ValidationFailed(
+                f"files[{position}] is a file part already mapped to another position: map"
+                " each file part to one variable.",
+                field="files",
+            )
+        seen.add(id(value))
         uploads.append(value)
     return uploads
 
@@ -60,6 +70,9 @@ async def upload_documents(info: Info, files: list[Upload]) -> list[UploadOutcom
     # The service checks the role again; checked here too because the organisation's
     # budget is charged first, and a viewer's refused uploads must not spend it.
     require_role(principal, Role.EDITOR)
+    # One file part can fill any number of positions (the map): counted and checked
+    # before the budget is charged for them.
+    ctx.services.documents.check_batch(len(files))
     incoming = [
         IncomingFile(
             filename=upload.filename or "untitled",
@@ -69,7 +82,7 @@ async def upload_documents(info: Info, files: list[Upload]) -> list[UploadOutcom
         for upload in uploaded_files(files)
     ]
     await ctx.rate_limiter.hit(
-        Budget.UPLOAD_ORGANIZATION, str(principal.organization_id), principal.role, len(files)
+        Budget.UPLOAD_ORGANIZATION, str(principal.organization_id), principal.role, len(incoming)
     )
     results = await ctx.services.documents.upload(principal, incoming, ctx.client_ip)
     return [UploadOutcome.from_domain(result) for result in results]

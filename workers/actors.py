@@ -11,10 +11,15 @@ from workers import runtime
 from workers.retry_policy import MAX_BACKOFF_MS, MIN_BACKOFF_MS, retry_transient
 
 
+def retry_ingest(retries: int, exc: BaseException) -> bool:
+    """The queue's retry decision, as many times as this worker's ingest_max_attempts."""
+    return retry_transient(retries, exc, runtime.current().ingestion.max_attempts)
+
+
 @dramatiq.actor(
     actor_name=INGEST_ACTOR,
     queue_name=DOCUMENTS_QUEUE,
-    retry_when=retry_transient,
+    retry_when=retry_ingest,
     min_backoff=MIN_BACKOFF_MS,
     max_backoff=MAX_BACKOFF_MS,
     time_limit=30 * 60 * 1000,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import re
 from enum import StrEnum
 from pathlib import PurePosixPath
 
@@ -49,23 +51,30 @@ _DECLARED = {
     FileKind.HTML: {"text/html", "application/xhtml+xml"},
     FileKind.TEXT: {"text/plain"},
 }
-# Formats we refuse even when renamed to an accepted extension.
+# Formats we refuse even when renamed to an accepted extension: magic numbers no text
+# starts with (each holds a byte that is no printable text).
 _BINARY_MAGIC = (
-    b"%PDF-",
     b"PK\x03\x04",
-    b"MZ",
     b"\x7fELF",
     b"\xca\xfe\xba\xbe",
     b"\xcf\xfa\xed\xfe",
     b"\x89PNG",
     b"\xff\xd8\xff",
-    b"GIF8",
     b"\x1f\x8b",
     b"7z\xbc\xaf",
-    b"Rar!",
     b"\xd0\xcf\x11\xe0",
 )
+# Magic numbers that are printable words a text may well start with ("MZ was here",
+# "GIF89a is old", "Rar! said the dog"): such a head is refused only when what follows
+# is no text either, as in the real formats (binary fields right after the magic).
+_PRINTABLE_MAGIC = (b"%PDF-", b"MZ", b"GIF8", b"Rar!")
+# C0 controls that text does not hold (tab, line feed, vertical tab, form feed, carriage
+# return and escape it may), and DEL.
+_BINARY_CONTROLS = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f]")
 _TEXT_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
+# What an HTML file starts with, after a BOM and white space: a comment, a doctype, an
+# XML declaration (XHTML), or any tag; HTML5 needs no <html>, <head> or <body>.
+_HTML_START = re.compile(rb"<(?:!doctype\b|\?xml\b|[a-z][a-z0-9-]*(?:[\s/>]|$))")
 
 
 def safe_filename(raw: str) -> str:
@@ -84,13 +93,30 @@ def _looks_like_text(head: bytes) -> bool:
     if head.startswith(_TEXT_BOMS):
         # UTF-16 text legitimately contains NUL bytes.
         return True
-    return b"\x00" not in head and not head.startswith(_BINARY_MAGIC)
+    if b"\x00" in head or head.startswith(_BINARY_MAGIC):
+        return False
+    if head.startswith(_PRINTABLE_MAGIC):
+        return _decodes_as_text(head)
+    return True
+
+
+def _decodes_as_text(head: bytes) -> bool:
+    """UTF-8 (a character cut off at the end of the head is fine) without the control
+    bytes binary formats are full of."""
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return _BINARY_CONTROLS.search(head) is None
 
 
 def _looks_like_html(head: bytes) -> bool:
-    lowered = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    return lowered.startswith((b"<!doctype html", b"<html", b"<!--", b"<head", b"<body")) or (
-        b"<html" in lowered or b"<body" in lowered
+    lowered = head.lstrip(b"\xef\xbb\xbf \t\r\n\f").lower()
+    return (
+        lowered.startswith(b"<!--")
+        or _HTML_START.match(lowered) is not None
+        or b"<html" in lowered
+        or b"<body" in lowered
     )
 
 

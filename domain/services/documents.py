@@ -97,15 +97,21 @@ class DocumentService:
         self._clock = clock
         self._limits = limits
 
+    def check_batch(self, count: int) -> None:
+        """Refuse an upload of ``count`` files that :meth:`upload` would refuse anyway:
+        none, or more than the limit. For callers that charge a budget per file first."""
+        if count == 0:
+            raise ValidationFailed("Send at least one file.", field="files")
+        if count > self._limits.max_files:
+            limit = self._limits.max_files
+            raise TooManyFiles(f"Send at most {limit} files per request.", maxFiles=limit)
+
     async def upload(
         self, principal: Principal, files: list[IncomingFile], ip: str | None
     ) -> list[UploadResult]:
         """One result per file; a bad file never sinks the good ones."""
         require_role(principal, Role.EDITOR)
-        if not files:
-            raise ValidationFailed("Send at least one file.", field="files")
-        if len(files) > self._limits.max_files:
-            raise TooManyFiles(f"Send at most {self._limits.max_files} files per request.")
+        self.check_batch(len(files))
         if principal.api_key_id is None:  # a key's role is current (confirm_role)
             async with self._uow_factory.tenant(principal) as uow:
                 await confirm_role(uow, principal, Role.EDITOR)

@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Protocol
 from uuid import UUID
@@ -29,15 +31,29 @@ from domain.ingestion.ports import BlobStore, DocumentParser, Embedder, EventBus
 from domain.ports import Clock, UnitOfWorkFactory
 
 _KIND_BY_MIME = {kind.mime_type: kind for kind in FileKind}
+# Documents read (and events published) per query when announcing a bulk reset.
+_PAGE = 500
 log = logging.getLogger("foundry.ingestion")
 
 
 class StageObserver(Protocol):
     """Receives the duration (and size) of each pipeline stage: metrics and logs."""
 
+    def run(self, document: Document) -> AbstractContextManager[None]:
+        """The span of one run on ``document``: what is logged inside it (each stage,
+        the outcome, warnings) names the document and its organisation."""
+        ...
+
     def stage(self, name: str, seconds: float, size: int) -> None: ...
 
-    def outcome(self, document: Document, outcome: str) -> None: ...
+    def outcome(self, document: Document, outcome: str) -> None:
+        """How a run ended: "ready", or "failed:<ERROR_CODE>" (a code of the registry)."""
+        ...
+
+    def skipped(self, document_id: UUID) -> None:
+        """A message whose document was not pending (a duplicate message, or the document
+        was deleted, finished or claimed meanwhile): nothing was done."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +125,8 @@ class IngestionService:
                 # Or its run handed it back itself, failing as the worker's pools closed:
                 # the retry it asked the queue for may be lost with the stopping worker.
                 current = reset or await uow.documents.get(claimed.id)
+                if reset is not None:  # before the job: PENDING reaches listeners first
+                    uow.on_commit(partial(self._events.publish, DocumentEvent(reset, 0.0)))
                 if current is not None and current.status is DocumentStatus.PENDING:
                     # The old message may come back too: claiming is idempotent.
                     uow.on_commit(partial(self._queue.enqueue_ingest, claimed.id))
@@ -118,6 +136,11 @@ class IngestionService:
 
     def warm_up(self) -> None:
         self._embedder.warm_up()
+
+    @property
+    def max_attempts(self) -> int:
+        """Runs a document gets before a fault that persists fails it."""
+        return self._options.max_attempts
 
     async def ingest(self, document_id: UUID) -> Document | None:
         """Process one document if it is pending; safe to run twice.
@@ -129,19 +152,22 @@ class IngestionService:
         """
         document = await self._claim(document_id)
         if document is None:
+            self._observer.skipped(document_id)
             return None
         run = object()
         self._in_flight[run] = document
-        done = asyncio.Event()
-        heartbeat = asyncio.create_task(
-            self._heartbeat(document, done), name=f"heartbeat-{document.id}"
-        )
-        try:
-            return await self._process(document)
-        finally:
-            done.set()  # not cancelled: a beat in progress ends its transaction first
-            await heartbeat
-            del self._in_flight[run]
+        # The heartbeat task, created inside, inherits the run's log context.
+        with self._observer.run(document):
+            done = asyncio.Event()
+            heartbeat = asyncio.create_task(
+                self._heartbeat(document, done), name=f"heartbeat-{document.id}"
+            )
+            try:
+                return await self._process(document)
+            finally:
+                done.set()  # not cancelled: a beat in progress ends its transaction first
+                await heartbeat
+                del self._in_flight[run]
 
     async def _heartbeat(self, claimed: Document, done: asyncio.Event) -> None:
         """Tell the watchdog this run is alive until it is done or its claim is no longer
@@ -179,6 +205,10 @@ class IngestionService:
         except _EmbedderUnavailable as fault:
             return await self._retry_or_fail(
                 document, ErrorCode.EMBEDDING_UNAVAILABLE, fault, str(fault)
+            )
+        except _StoredFileMissing as fault:
+            return await self._retry_or_fail(
+                document, ErrorCode.STORED_FILE_MISSING, fault, str(fault)
             )
         except (TransientFailure, ServiceUnavailable) as fault:  # the database, the parser
             return await self._retry_or_fail(
@@ -229,13 +259,18 @@ class IngestionService:
     async def _parse_and_chunk(self, document: Document) -> tuple[ParsedDocument, list[ChunkDraft]]:
         kind = _KIND_BY_MIME[document.mime_type]
         path = self._blobs.local_path(document.storage_key)
+        # Checked here: in the parse sandbox a missing file is just another crash of the
+        # child, which would fail the document as PARSE_FAILED, a bad file.
+        if not await asyncio.to_thread(self._blobs.exists, document.storage_key):
+            await self._raise_if_superseded(document)  # deleted meanwhile: blob and all
+            raise _StoredFileMissing(f"stored file {document.storage_key} is missing")
         started = time.perf_counter()
         try:
             parsed = await asyncio.to_thread(self._parser.parse, path, kind)
         except (IngestionFailed, ServiceUnavailable):  # a bad file; a parser that is down
             raise
-        except FileNotFoundError as exc:
-            raise ParseFailed("The stored file is missing.") from exc
+        except FileNotFoundError as exc:  # gone since the check (an in-process parser)
+            raise _StoredFileMissing(f"stored file {document.storage_key} is missing") from exc
         except Exception as exc:
             # Parsers meet arbitrary bytes; whatever they raise means "unreadable", and
             # retrying cannot help. The cause is kept for the logs.
@@ -340,9 +375,37 @@ class IngestionService:
         return document_ids
 
     async def enqueue(self, document_ids: Sequence[UUID]) -> int:
+        """Queue these documents (reset in bulk, by :meth:`reset_all` or with the vector
+        column's resize) for ingestion, once their state (PENDING) is announced on
+        documentEvents: listeners see it before a worker reports PROCESSING."""
+        await self._announce(document_ids)
         for document_id in document_ids:
             await self._queue.enqueue_ingest(document_id)
         return len(document_ids)
+
+    async def _announce(self, document_ids: Sequence[UUID]) -> None:
+        """Publish the current state of these documents, of any organisation: one event
+        each, as the queue gets one job each, the documents read a page at a time."""
+        if not document_ids:
+            return
+        wanted = set(document_ids)
+        by_organization: dict[UUID, list[UUID]] = defaultdict(list)
+        # Every live document by id, a page at a time: one query per page, not per id
+        # (created "before tomorrow": any document, whatever the skew between clocks).
+        everything = self._clock.now() + timedelta(days=1)
+        after: UUID | None = None
+        async with self._uow_factory.system() as lookup:
+            while page := await lookup.maintenance.live_documents(everything, after, _PAGE):
+                for document_id, organization_id, _, _ in page:
+                    if document_id in wanted:
+                        by_organization[organization_id].append(document_id)
+                after = page[-1][0]
+        for organization_id, ids in by_organization.items():
+            for start in range(0, len(ids), _PAGE):
+                async with self._uow_factory.organization(organization_id) as uow:
+                    documents = await uow.documents.get_many(ids[start : start + _PAGE])
+                for document in documents:
+                    await self._events.publish(DocumentEvent(document, None))  # never raises
 
     async def recover_stuck(self, limit: int = 100) -> int:
         """Watchdog: re-queue documents stuck in processing (too long, or their worker's
@@ -358,28 +421,42 @@ class IngestionService:
             )
         touched = 0
         for document in stuck:
-            async with self._uow_factory.organization(document.organization_id) as uow:
-                # Only if nothing happened since we looked: a worker that claimed or
-                # finished it meanwhile (updated_at moved) keeps it.
-                if (
-                    document.status is DocumentStatus.PROCESSING
-                    and document.attempts >= self._options.max_attempts
-                ):
-                    changed = await uow.documents.fail_if_unchanged(
-                        document, ErrorCode.PROCESSING_TIMEOUT.value, now
-                    )
-                else:
-                    changed = await uow.documents.requeue_if_unchanged(document, now)
-                if changed is not None and changed.status is DocumentStatus.FAILED:
-                    await uow.chunks.delete_for_document(document.id)
-                await uow.commit()
-            if changed is None:
+            try:
+                changed = await self._recover(document, now)
+            except Exception:
+                # The queue or the database is down: the row was left as it was (see
+                # _recover), so a later pass finds it stuck again. The others go on.
+                log.warning("watchdog.recover_failed document_id=%s", document.id, exc_info=True)
                 continue
-            touched += 1
-            await self._events.publish(DocumentEvent(changed, None))
-            if changed.status is DocumentStatus.PENDING:
-                await self._queue.enqueue_ingest(document.id)
+            if changed is not None:
+                touched += 1
+                await self._events.publish(DocumentEvent(changed, None))
         return touched
+
+    async def _recover(self, document: Document, now: datetime) -> Document | None:
+        """Re-queue or fail one stuck document, if nothing happened to it since the
+        watchdog looked (a worker that claimed, finished or beat for it keeps it)."""
+        async with self._uow_factory.organization(document.organization_id) as uow:
+            if (
+                document.status is DocumentStatus.PROCESSING
+                and document.attempts >= self._options.max_attempts
+            ):
+                changed = await uow.documents.fail_if_unchanged(
+                    document, ErrorCode.PROCESSING_TIMEOUT.value, now
+                )
+                if changed is not None:
+                    await uow.chunks.delete_for_document(document.id)
+            else:
+                changed = await uow.documents.requeue_if_unchanged(document, now)
+                if changed is not None:
+                    # Queued before the commit, unlike other jobs: should the queue
+                    # refuse it, the transaction rolls back and the document stays stuck
+                    # for the next pass, instead of pending with no job until the pending
+                    # timeout. A worker that takes the job at once waits for the commit
+                    # (a claim first locks the row, which this UPDATE holds), then claims.
+                    await self._queue.enqueue_ingest(document.id)
+            await uow.commit()
+        return changed
 
 
 class _Superseded(Exception):
@@ -388,6 +465,12 @@ class _Superseded(Exception):
 
 class _EmbedderUnavailable(TransientFailure):
     """The embedder failed after its own retries (not the database or the parse server)."""
+
+
+class _StoredFileMissing(TransientFailure):
+    """The document's stored file is not there. Retried: the storage may be briefly
+    unavailable (a network mount coming back); a document whose file stays missing fails
+    with STORED_FILE_MISSING after its last attempt, never as a bad file."""
 
 
 class _Throttle:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -10,7 +11,10 @@ import uuid
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from domain.errors import ErrorCode
+from domain.entities import Principal, Role
+from domain.errors import DomainError, ErrorCode, Forbidden, RateLimited
+from domain.ports import Budget, RateLimiter
+from domain.services.roles import require_role
 from infrastructure.observability.metrics import HTTP_DURATION, HTTP_REQUESTS
 
 log = structlog.get_logger("foundry.http")
@@ -40,8 +44,10 @@ def error_body(message: str, code: ErrorCode, **extensions: object) -> bytes:
     return json.dumps({"errors": [error]}).encode()
 
 
-async def send_error(send: Send, status: int, code: ErrorCode, message: str) -> None:
-    body = error_body(message, code)
+async def send_error(
+    send: Send, status: int, code: ErrorCode, message: str, **extensions: object
+) -> None:
+    body = error_body(message, code, **extensions)
     await send(
         {
             "type": "http.response.start",
@@ -134,8 +140,11 @@ class GraphQLGuardMiddleware:
                 "or 'Apollo-Require-Preflight: true'.",
             )
             return
-        if multipart and not await _authenticated(scope, send):
-            return
+        uploader = None
+        if multipart:
+            uploader = await _uploader(scope, send)
+            if uploader is None:
+                return
         limit = self.max_upload_bytes if multipart else self.max_body_bytes
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -143,6 +152,23 @@ class GraphQLGuardMiddleware:
                 send, 413, ErrorCode.REQUEST_TOO_LARGE, f"The request exceeds {limit} bytes."
             )
             return
+        if uploader is None:
+            await self._forward(scope, receive, send, limit)
+            return
+        # Each upload is spooled to disk while it is parsed: one of the user's connection
+        # slots (ws_connections_user, shared with WebSockets) bounds how many at once.
+        limiter: RateLimiter = scope["app"].state.container.rate_limiter
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                await held.enter_async_context(
+                    limiter.hold(Budget.WEBSOCKETS_USER, str(uploader.user_id), uploader.role)
+                )
+            except RateLimited as error:
+                await send_error(send, 429, error.code, error.message, **error.details)
+                return
+            await self._forward(scope, receive, send, limit)
+
+    async def _forward(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         started = False
 
         async def tracking_send(message: Message) -> None:
@@ -160,24 +186,29 @@ class GraphQLGuardMiddleware:
             )
 
 
-async def _authenticated(scope: Scope, send: Send) -> bool:
-    """Uploads are parsed (and spooled) only for valid sessions: an anonymous client must
-    not make the server buffer files. Answers the request itself when refusing."""
-    from domain.errors import DomainError
+async def _uploader(scope: Scope, send: Send) -> Principal | None:
+    """Uploads are parsed (and spooled) only for valid sessions of a role that may upload:
+    an anonymous client or a viewer must not make the server buffer files. Answers the
+    request itself when refusing (None)."""
     from infrastructure.http.graphql_view import bearer_token
 
     token = bearer_token((_header(scope, b"authorization") or b"").decode("latin-1"))
     if token is None:
         await send_error(send, 401, ErrorCode.UNAUTHENTICATED, "Uploads need an access token.")
-        return False
+        return None
     try:
-        await scope["app"].state.container.services.authenticate(token)
+        principal: Principal = await scope["app"].state.container.services.authenticate(token)
     except DomainError as error:
         # Sessions cannot be checked while Redis is down: that is no reason to log in again.
         status = 503 if error.code is ErrorCode.SERVICE_UNAVAILABLE else 401
         await send_error(send, status, error.code, error.message)
-        return False
-    return True
+        return None
+    try:
+        require_role(principal, Role.EDITOR)  # the refusal uploadDocuments would give
+    except Forbidden as error:
+        await send_error(send, 403, error.code, error.message)
+        return None
+    return principal
 
 
 class BodyTooLarge(Exception):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+from uuid import UUID
+
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -20,8 +23,17 @@ STAGE_ITEMS = Counter(
     "Bytes parsed, chunks produced, chunks embedded and chunks stored.",
     ["stage"],
 )
+# error_code: a code of the registry (domain/errors.py) when the outcome is "failed",
+# else empty; a fixed set of values, so the label keeps the series few.
 DOCUMENTS = Counter(
-    "foundry_ingest_documents_total", "Documents finished, by outcome.", ["outcome"]
+    "foundry_ingest_documents_total",
+    "Documents finished, by outcome and error code.",
+    ["outcome", "error_code"],
+)
+SKIPPED = Counter(
+    "foundry_ingest_skipped_total",
+    "Ingest jobs dropped because their document was not pending (a duplicate job, or "
+    "the document was deleted, finished or claimed meanwhile).",
 )
 QUEUE_DEPTH = Gauge("foundry_ingest_queue_depth", "Messages waiting in the documents queue.")
 WATCHDOG_RECOVERED = Counter(
@@ -31,14 +43,20 @@ WATCHDOG_RECOVERED = Counter(
 
 
 class PrometheusStageObserver:
+    def run(self, document: Document) -> AbstractContextManager[None]:
+        # Context variables: only this run's task (and the tasks it starts) see them.
+        return structlog.contextvars.bound_contextvars(
+            document_id=str(document.id), organization_id=str(document.organization_id)
+        )
+
     def stage(self, name: str, seconds: float, size: int) -> None:
         STAGE_SECONDS.labels(name).observe(seconds)
         STAGE_ITEMS.labels(name).inc(size)
         log.info("ingest.stage", stage=name, ms=round(seconds * 1000, 1), size=size)
 
     def outcome(self, document: Document, outcome: str) -> None:
-        code = outcome.split(":", 1)[0]
-        DOCUMENTS.labels(code).inc()
+        kind, _, error_code = outcome.partition(":")
+        DOCUMENTS.labels(kind, error_code).inc()
         log.info(
             "ingest.document",
             document_id=str(document.id),
@@ -48,3 +66,7 @@ class PrometheusStageObserver:
             pages=document.page_count,
             attempts=document.attempts,
         )
+
+    def skipped(self, document_id: UUID) -> None:
+        SKIPPED.inc()
+        log.info("ingest.skipped", document_id=str(document_id))

@@ -52,9 +52,18 @@ class LocalBlobStore:
         return StagedBlob(token=token, size=size, sha256=digest.hexdigest(), head=head)
 
     async def commit(self, staged: StagedBlob, key: str) -> None:
-        target = self._path(key)
+        """Durable before it returns: the database row that names the blob commits next,
+        and a crash must not leave that row pointing at an empty or missing file."""
+        await asyncio.to_thread(self._commit, self._staging / staged.token, self._path(key))
+
+    def _commit(self, source: Path, target: Path) -> None:
+        created = not target.parent.exists()
         target.parent.mkdir(mode=0o700, exist_ok=True)
-        os.replace(self._staging / staged.token, target)
+        _fsync(source)  # its bytes, before the name can point at them
+        os.replace(source, target)
+        _fsync(target.parent)  # the new name
+        if created:
+            _fsync(self._blobs)  # the organisation's new folder
 
     async def discard(self, staged: StagedBlob) -> None:
         (self._staging / staged.token).unlink(missing_ok=True)
@@ -76,7 +85,9 @@ class LocalBlobStore:
             yield batch
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        # Anything but a folder under the key is the stored file (for the parser to judge).
+        path = self._path(key)
+        return path.exists() and not path.is_dir()
 
     async def remove(self, stored: StoredFile) -> None:
         if stored.staging:
@@ -105,6 +116,15 @@ class LocalBlobStore:
         if not _KEY.match(key):
             raise ValueError(f"invalid blob key {key!r}")
         return self._blobs / key
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a folder's entries, to the disk (a folder opens read-only)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _stored(entry: os.DirEntry[str], key: str, *, staging: bool) -> StoredFile:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import uuid
 from typing import cast
 
@@ -167,19 +169,61 @@ async def test_reprocess_gives_the_same_rows_and_duplicate_jobs_change_nothing(
         updated = await session.scalar(
             select(DocumentRow.updated_at).where(DocumentRow.id == uuid.UUID(document_id))
         )
+    skipped = _skips(worker, document_id)
     await container.queue.enqueue_ingest(uuid.UUID(document_id))  # a duplicate message
-    for _ in range(100):  # until the worker has taken it off the queue
-        if await container.queue_depth() == 0:
+    # Until the worker has run it and dropped it (its "ingest.skipped" line), not merely
+    # taken it off the queue: only then has it had every chance to change something.
+    for _ in range(300):
+        if _skips(worker, document_id) > skipped:
             break
         await asyncio.sleep(0.1)
-    assert await container.queue_depth() == 0
-    await asyncio.sleep(1)
+    assert _skips(worker, document_id) == skipped + 1
     async with container.session_factory() as session:
         again = await session.scalar(
             select(DocumentRow.updated_at).where(DocumentRow.id == uuid.UUID(document_id))
         )
     assert again == updated
     assert await rows() == before
+
+
+def _skips(worker: WorkerProcess, document_id: str) -> int:
+    """How many ingest jobs of the document the worker dropped (it was not pending)."""
+    count = 0
+    for line in worker.log_path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line the worker's libraries wrote, or one still being written
+        if (
+            isinstance(record, dict)
+            and record.get("event") == "ingest.skipped"
+            and record.get("document_id") == document_id
+        ):
+            count += 1
+    return count
+
+
+SUBSCRIBERS = re.compile(r"^foundry_document_event_subscribers (\S+)$", re.MULTILINE)
+
+
+async def _subscribers(http: httpx.AsyncClient) -> float:
+    """Open documentEvents subscriptions the server counts (once it listens on Redis)."""
+    found = SUBSCRIBERS.search((await http.get("/metrics")).text)
+    assert found, "no foundry_document_event_subscribers gauge"
+    return float(found.group(1))
+
+
+async def _until_ready(events: list[JSON], document_id: str) -> None:
+    """Until ``events`` (filled by a subscription) hold the document's READY."""
+    for _ in range(600):
+        if any(
+            cast(JSON, e["document"])["id"] == document_id
+            and cast(JSON, e["document"])["status"] == "READY"
+            for e in events
+        ):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no READY event for document {document_id}")
 
 
 async def test_document_events_arrive_over_a_websocket(
@@ -202,28 +246,41 @@ async def test_document_events_arrive_over_a_websocket(
         "subscription { documentEvents { document { id filename status chunkCount } progress } }"
     )
     received: list[JSON] = []
-    leaked: list[JSON] = []
-    ready = asyncio.Event()
-    connected = [asyncio.Event(), asyncio.Event()]
+    seen_by_stranger: list[JSON] = []
 
-    async def listen(token: str, sink: list[JSON], done: asyncio.Event | None) -> None:
+    async def listen(token: str, sink: list[JSON]) -> None:
         async with client(token) as session:
-            connected[0 if done is not None else 1].set()
             async for result in session.subscribe(subscription):
-                event = cast(JSON, result["documentEvents"])
-                sink.append(event)
-                if done is not None and cast(JSON, event["document"])["status"] == "READY":
-                    done.set()
-                    return
+                sink.append(cast(JSON, result["documentEvents"]))
 
-    owner_task = asyncio.create_task(listen(account.access_token, received, ready))
-    stranger_task = asyncio.create_task(listen(stranger.access_token, leaked, None))
-    await asyncio.gather(*(event.wait() for event in connected))
-    await asyncio.sleep(0.5)  # let both subscriptions reach the server
-    [document_id] = await _upload_texts(http, account.access_token, 1)
-    await asyncio.wait_for(ready.wait(), timeout=60)
-    stranger_task.cancel()
-    await asyncio.gather(owner_task, stranger_task, return_exceptions=True)
+    before = await _subscribers(http)
+    tasks = [
+        asyncio.create_task(listen(account.access_token, received)),
+        asyncio.create_task(listen(stranger.access_token, seen_by_stranger)),
+    ]
+    try:
+        # Both subscriptions reach the server and are listening (the gauge counts a
+        # subscription only once its process listens on Redis), not merely connected.
+        for _ in range(300):
+            if await _subscribers(http) >= before + 2:
+                break
+            for task in tasks:
+                if task.done():
+                    task.result()
+                    raise AssertionError("a subscription ended before it was listening")
+            await asyncio.sleep(0.1)
+        assert await _subscribers(http) >= before + 2
+        [document_id] = await _upload_texts(http, account.access_token, 1)
+        await _until_ready(received, document_id)
+        # The stranger's own document: seeing its READY proves the stranger was listening
+        # all along, and comes after every event of the owner's document (one channel
+        # pattern on one Redis connection: delivered in the order published).
+        [strangers_own] = await _upload_texts(http, stranger.access_token, 1)
+        await _until_ready(seen_by_stranger, strangers_own)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     statuses = [
         cast(JSON, e["document"])["status"]
@@ -234,7 +291,7 @@ async def test_document_events_arrive_over_a_websocket(
     assert "PROCESSING" in statuses
     assert statuses[-1] == "READY"
     assert received[-1]["progress"] == 1.0
-    assert leaked == []
+    assert {cast(JSON, e["document"])["id"] for e in seen_by_stranger} == {strangers_own}
 
 
 FILTERED = """

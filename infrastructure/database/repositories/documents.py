@@ -37,6 +37,25 @@ def to_document(row: DocumentRow) -> Document:
     return _document({name: getattr(row, name) for name in _FIELDS})
 
 
+class WatchedDocument(Document):
+    """A document as the watchdog found it, with the heartbeat its row had then: the
+    watchdog's "only if unchanged" updates compare it too, so a worker that beat for the
+    document since (alive after all, only slow to beat) keeps it. The heartbeat is no
+    field of Document (events, equality and the domain never see it): it is the row's
+    version, a persistence detail."""
+
+    __slots__ = ("heartbeat_at",)
+    heartbeat_at: datetime | None
+
+    @classmethod
+    def of(cls, row: DocumentRow) -> WatchedDocument:
+        fields: dict[str, Any] = {name: getattr(row, name) for name in _FIELDS}
+        fields["status"] = DocumentStatus(fields["status"])
+        watched = cls(**fields)
+        object.__setattr__(watched, "heartbeat_at", row.heartbeat_at)  # frozen, like Document
+        return watched
+
+
 # get_many runs with every search and answer (the hits' documents): sent straight
 # through the driver (see driver.py), rows read as tuples, no ORM instances. The
 # column list is Document's own field names, not input.
@@ -211,21 +230,34 @@ class SqlDocumentRepository:
         )
 
     async def _update_if_unchanged(self, seen: Document, **values: object) -> Document | None:
+        unchanged = [
+            DocumentRow.organization_id == self._organization_id,
+            DocumentRow.id == seen.id,
+            DocumentRow.status == seen.status.value,
+            DocumentRow.updated_at == seen.updated_at,
+        ]
+        if isinstance(seen, WatchedDocument) and seen.status is DocumentStatus.PROCESSING:
+            # A heartbeat leaves updated_at alone (the run's claim stays current).
+            unchanged.append(DocumentRow.heartbeat_at.is_not_distinct_from(seen.heartbeat_at))
         row = await self._session.scalar(
-            update(DocumentRow)
-            .where(
-                DocumentRow.organization_id == self._organization_id,
-                DocumentRow.id == seen.id,
-                DocumentRow.status == seen.status.value,
-                DocumentRow.updated_at == seen.updated_at,
-            )
-            .values(**values)
-            .returning(DocumentRow),
+            update(DocumentRow).where(*unchanged).values(**values).returning(DocumentRow),
             execution_options={"populate_existing": True},
         )
         return to_document(row) if row else None
 
     async def claim(self, document_id: UUID, at: datetime) -> Document | None:
+        # First wait for any transaction changing the row: the watchdog sets a stuck
+        # document back to pending and queues its job before it commits, and the UPDATE
+        # below alone would pass over a row its snapshot still shows processing, leaving
+        # the document pending with its job spent. (Read committed: the UPDATE, a new
+        # statement, then sees what that transaction committed.)
+        await self._session.execute(
+            select(DocumentRow.id)
+            .where(
+                DocumentRow.organization_id == self._organization(), DocumentRow.id == document_id
+            )
+            .with_for_update()
+        )
         return await self._update(
             document_id,
             (DocumentStatus.PENDING,),
@@ -353,4 +385,4 @@ class SqlMaintenanceRepository:
             .order_by(DocumentRow.updated_at)
             .limit(limit)
         )
-        return [to_document(row) for row in rows]
+        return [WatchedDocument.of(row) for row in rows]
