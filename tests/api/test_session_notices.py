@@ -5,6 +5,9 @@ without waiting for the stream's periodic re-check."""
 from __future__ import annotations
 
 import asyncio
+import re
+import time
+from collections.abc import Callable, Sequence
 from typing import cast
 
 import httpx
@@ -20,6 +23,27 @@ from tests.conftest import ServerThread
 from tests.helpers import JSON, GraphQLClient, upload_outcomes
 
 EVENTS = gql("subscription { documentEvents { document { id status } } }")
+SUBSCRIBERS = re.compile(r"^foundry_document_event_subscribers (\S+)$", re.MULTILINE)
+
+
+async def subscribers(http: httpx.AsyncClient) -> float:
+    """The server's open documentEvents subscriptions, each counted once it listens."""
+    found = SUBSCRIBERS.search((await http.get("/metrics")).text)
+    assert found is not None, "/metrics has no foundry_document_event_subscribers"
+    return float(found.group(1))
+
+
+async def until_subscribers(
+    http: httpx.AsyncClient, done: Callable[[float], bool], streams: Sequence[asyncio.Task[str]]
+) -> None:
+    """Until the count of open subscriptions is ``done``; fails should a stream end first."""
+    deadline = time.monotonic() + 30
+    while not done(count := await subscribers(http)):
+        for stream in streams:
+            if stream.done():
+                raise AssertionError(f"a stream ended ({stream.result()}) before it listened")
+        assert time.monotonic() < deadline, f"the subscriptions never got there ({count} open)"
+        await asyncio.sleep(0.05)
 
 
 async def _stream(server: ServerThread, token: str, sink: list[str], opened: asyncio.Event) -> str:
@@ -61,11 +85,13 @@ async def test_document_events_stop_at_once_for_a_session_that_ended(
     ended: list[str] = []
     kept: list[str] = []
     opened = [asyncio.Event(), asyncio.Event()]
+    before = await subscribers(http)
     ended_task = asyncio.create_task(_stream(server, ending_token, ended, opened[0]))
     kept_task = asyncio.create_task(_stream(server, owner.access_token, kept, opened[1]))
     try:
-        await asyncio.wait_for(asyncio.gather(*(event.wait() for event in opened)), timeout=30)
-        await asyncio.sleep(0.5)  # both subscriptions reach the server
+        # Both subscriptions listen before the session ends and the document's events go
+        # out: one that missed them would prove nothing.
+        await until_subscribers(http, lambda count: count >= before + 2, [ended_task, kept_task])
         if ending == "log_out":
             await api.data(
                 "mutation($t: String!) { logOut(refreshToken: $t) }",
@@ -90,6 +116,8 @@ async def test_document_events_stop_at_once_for_a_session_that_ended(
     finally:
         kept_task.cancel()
         await asyncio.gather(ended_task, kept_task, return_exceptions=True)
+    # Both closed on the server too, so the next test counts only its own.
+    await until_subscribers(http, lambda count: count <= before, [])
     assert document_id in kept  # the event was sent, to the session still open
     assert document_id not in ended
     assert ended_with == ENDINGS[ending]

@@ -39,10 +39,17 @@ from tests.gemini_standin import (
     completion_token_count,
     running_standin,
 )
+from tests.unit.test_circuit_breaker import FakeClock
 
 API_KEY = "test-gemini-key-Ab93"
 MODEL = "gemini-2.5-flash"
 SECRET_SOURCE_TEXT = "Refunds are accepted within 30 days of purchase."
+# A scripted hang or pause far longer than any timeout a test sets, so an upper bound on
+# a test's wait, many seconds wide, still shows which timeout cut it.
+FOREVER = 60.0
+# The stand-in is a thread of this process, sharing its GIL on a loaded machine: a reply it
+# sends "at once" may take a while, so no test waits less than this for one.
+PROMPT_SECONDS = 2.0
 
 
 class MakeAnswerer(Protocol):
@@ -50,7 +57,7 @@ class MakeAnswerer(Protocol):
         self,
         *,
         base_url: str | None = None,
-        stream_idle_seconds: float = 0.5,
+        stream_idle_seconds: float = 10.0,
         max_attempts: int = 3,
         breaker: CircuitBreaker | None = None,
         timeout_seconds: float = 5.0,
@@ -82,19 +89,28 @@ def state_of(breaker: CircuitBreaker) -> str:
     return breaker.state
 
 
-def make_breaker(threshold: int = 5, reset_seconds: float = 30.0) -> CircuitBreaker:
-    return CircuitBreaker("test-gemini", failure_threshold=threshold, reset_seconds=reset_seconds)
+def make_breaker(
+    threshold: int = 5, reset_seconds: float = 30.0, clock: FakeClock | None = None
+) -> CircuitBreaker:
+    """A breaker on the real clock, or on ``clock``, which only moves when the test says."""
+    return CircuitBreaker(
+        "test-gemini",
+        failure_threshold=threshold,
+        reset_seconds=reset_seconds,
+        clock=clock or time.monotonic,
+    )
 
 
 @pytest.fixture
 async def make_answerer(gemini: GeminiStandIn) -> AsyncIterator[MakeAnswerer]:
-    """Answerers on the stand-in with tiny timeouts and backoff; closed after the test."""
+    """Answerers on the stand-in with tiny backoff; closed after the test. The idle
+    timeout is long unless a test sets it: none waits on it by chance."""
     made: list[GeminiAnswerer] = []
 
     def make(
         *,
         base_url: str | None = None,
-        stream_idle_seconds: float = 0.5,
+        stream_idle_seconds: float = 10.0,
         max_attempts: int = 3,
         breaker: CircuitBreaker | None = None,
         timeout_seconds: float = 5.0,
@@ -162,7 +178,7 @@ def events(caplog: pytest.LogCaptureFixture, name: str) -> list[dict[str, object
 
 
 async def wait_for_ending(gemini: GeminiStandIn, expected: list[str]) -> None:
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + 10.0
     while list(gemini.stream_endings) != expected:
         if time.monotonic() > deadline:
             pytest.fail(f"stand-in saw {gemini.stream_endings}, expected {expected}")
@@ -351,24 +367,27 @@ async def test_a_rejection_is_not_retried_and_names_the_setting(
 async def test_a_hang_before_the_first_token_fails_within_the_idle_timeout(
     gemini: GeminiStandIn, make_answerer: MakeAnswerer
 ) -> None:
-    gemini.script(Reply.hang(10.0))
+    gemini.script(Reply.hang(FOREVER))
     started = time.monotonic()
 
-    outcome = await collect(make_answerer(stream_idle_seconds=0.3, max_attempts=1))
+    outcome = await collect(
+        make_answerer(stream_idle_seconds=0.3, timeout_seconds=30.0, max_attempts=1)
+    )
 
     elapsed = time.monotonic() - started
     assert outcome.error is not None
     assert "FOUNDRY_GEMINI_STREAM_IDLE_SECONDS" in str(outcome.error)
-    assert 0.3 <= elapsed < 1.5
+    # Cut by the idle timeout: neither the HTTP timeout (30 s) nor the hang (60 s).
+    assert 0.3 <= elapsed < 20
     assert len(gemini.requests) == 1
 
 
 async def test_a_hang_before_the_first_token_is_retried(
     gemini: GeminiStandIn, make_answerer: MakeAnswerer
 ) -> None:
-    gemini.script(Reply.hang(10.0), Reply.ok("Second ", "try."))
+    gemini.script(Reply.hang(FOREVER), Reply.ok("Second ", "try."))
 
-    outcome = await collect(make_answerer(stream_idle_seconds=0.2, max_attempts=2))
+    outcome = await collect(make_answerer(stream_idle_seconds=PROMPT_SECONDS, max_attempts=2))
 
     assert outcome.error is None
     assert outcome.deltas == ["Second ", "try."]
@@ -378,9 +397,9 @@ async def test_a_hang_before_the_first_token_is_retried(
 async def test_a_stall_after_the_first_token_fails_without_a_retry(
     gemini: GeminiStandIn, make_answerer: MakeAnswerer
 ) -> None:
-    gemini.script(Reply.ok("Begun ", "never finished", delay_seconds=10.0))
+    gemini.script(Reply.ok("Begun ", "never finished", delay_seconds=FOREVER))
 
-    outcome = await collect(make_answerer(stream_idle_seconds=0.3))
+    outcome = await collect(make_answerer(stream_idle_seconds=PROMPT_SECONDS))
 
     assert outcome.deltas == ["Begun "]
     assert outcome.error is not None
@@ -434,7 +453,8 @@ async def test_a_stream_cut_off_before_any_text_is_retried(
 async def test_the_breaker_opens_fails_fast_then_half_opens(
     gemini: GeminiStandIn, make_answerer: MakeAnswerer
 ) -> None:
-    breaker = make_breaker(threshold=2, reset_seconds=0.3)
+    clock = FakeClock()  # open until the test moves it on, however slow the machine
+    breaker = make_breaker(threshold=2, reset_seconds=30.0, clock=clock)
     answerer = make_answerer(max_attempts=1, breaker=breaker)
     gemini.script(Reply.error(503), Reply.error(500))
 
@@ -448,7 +468,11 @@ async def test_the_breaker_opens_fails_fast_then_half_opens(
     assert "circuit breaker" in str(refused.error)
     assert len(gemini.requests) == 2  # no request while open
 
-    await asyncio.sleep(0.3)
+    clock.advance(29.9)
+    assert (await collect(answerer)).error is not None
+    assert len(gemini.requests) == 2  # still open
+
+    clock.advance(0.1)
     assert state_of(breaker) == "half_open"
     recovered = await collect(answerer)
     assert recovered.error is None
@@ -493,7 +517,7 @@ async def test_cancelling_the_reader_closes_the_connection(
             first_received.set()
 
     reader = asyncio.create_task(read())
-    await asyncio.wait_for(first_received.wait(), 2.0)
+    await asyncio.wait_for(first_received.wait(), 10.0)
     reader.cancel()
     with pytest.raises(asyncio.CancelledError):
         await reader
@@ -536,24 +560,37 @@ async def test_condense_caps_a_rambling_rewrite(
 
 
 @pytest.mark.parametrize(
-    "reply",
-    [Reply.error(503), Reply.error(400), Reply.hang(10.0), Reply.cut(), Reply.ok("   ")],
+    ("reply", "reason"),
+    [
+        (Reply.error(503), "transient"),
+        (Reply.error(400), "rejected"),
+        (Reply.hang(FOREVER), "deadline"),
+        (Reply.cut(), "transient"),
+        (Reply.ok("   "), "empty"),
+    ],
     ids=["unavailable", "rejected", "hang", "cut", "empty"],
 )
 async def test_condense_falls_back_to_the_local_rewrite(
-    gemini: GeminiStandIn, make_answerer: MakeAnswerer, reply: Reply
+    gemini: GeminiStandIn,
+    make_answerer: MakeAnswerer,
+    caplog: pytest.LogCaptureFixture,
+    reply: Reply,
+    reason: str,
 ) -> None:
     gemini.script(reply)
     started = time.monotonic()
 
-    rewritten = await make_answerer(stream_idle_seconds=0.3).condense(
-        HISTORY, "How do I install it?"
-    )
+    with caplog.at_level(logging.INFO):
+        # The rewrite's leash is the idle timeout; the HTTP timeout is far longer.
+        rewritten = await make_answerer(
+            stream_idle_seconds=PROMPT_SECONDS, timeout_seconds=30.0
+        ).condense(HISTORY, "How do I install it?")
 
     assert rewritten == condense_locally(HISTORY, "How do I install it?")
     assert rewritten == "How do I install it? (pgvector)"
+    assert [event["reason"] for event in events(caplog, "llm.condense_fallback")] == [reason]
     assert len(gemini.requests) == 1  # one attempt only
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 20  # a hang is cut by the leash, not waited out
 
 
 @pytest.mark.parametrize(
@@ -611,13 +648,15 @@ def test_a_missing_key_is_refused_with_the_settings_name() -> None:
         )
 
 
-async def half_open_breaker(reset_seconds: float = 0.05) -> CircuitBreaker:
-    """A breaker that has opened and waited out its reset time: the next call is a trial."""
-    breaker = make_breaker(threshold=1, reset_seconds=reset_seconds)
+def half_open_breaker() -> CircuitBreaker:
+    """A breaker that has opened and waited out its reset time: the next call is a trial
+    (on a clock that stays put, so an unreported trial's lease never runs out)."""
+    clock = FakeClock()
+    breaker = make_breaker(threshold=1, reset_seconds=30.0, clock=clock)
     permit = breaker.allow()
     assert permit is not None
     permit.failure()
-    await asyncio.sleep(reset_seconds + 0.02)
+    clock.advance(30.0)
     assert state_of(breaker) == "half_open"
     return breaker
 
@@ -625,7 +664,7 @@ async def half_open_breaker(reset_seconds: float = 0.05) -> CircuitBreaker:
 async def test_a_trial_cancelled_again_while_closing_still_hands_the_trial_back(
     gemini: GeminiStandIn, make_answerer: MakeAnswerer
 ) -> None:
-    breaker = await half_open_breaker()
+    breaker = half_open_breaker()
     gemini.script(Reply.ok("First ", "second", delay_seconds=10.0))
     answerer = make_answerer(breaker=breaker, stream_idle_seconds=5.0)
     first_received = asyncio.Event()
@@ -637,7 +676,7 @@ async def test_a_trial_cancelled_again_while_closing_still_hands_the_trial_back(
                 await asyncio.sleep(10.0)  # passing the delta on, to a client that is gone
 
     reader = asyncio.create_task(read())
-    await asyncio.wait_for(first_received.wait(), 2.0)
+    await asyncio.wait_for(first_received.wait(), 10.0)
     # The client goes (the stream is closed), then the server shuts down: a cancellation
     # at every step of the close.
     while not reader.done():
@@ -677,7 +716,7 @@ async def test_a_fault_while_closing_does_not_hide_the_failure(
 async def test_a_condense_cut_by_its_own_deadline_hands_the_trial_back(
     gemini: GeminiStandIn, make_answerer: MakeAnswerer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    breaker = await half_open_breaker()
+    breaker = half_open_breaker()
     gemini.script(Reply.hang(10.0))
 
     with caplog.at_level(logging.INFO):
@@ -756,44 +795,49 @@ async def test_condense_ignores_a_rewrite_the_model_cut_off(
 async def test_a_provider_that_keeps_hanging_fails_within_the_first_token_budget(
     gemini: GeminiStandIn, make_answerer: MakeAnswerer
 ) -> None:
-    # Each attempt alone stays under the idle time; all of them would take 3 x 0.6 s.
-    gemini.script(Reply.hang(10.0), Reply.hang(10.0), Reply.hang(10.0))
+    # Each attempt is cut by the idle time (3 s), and the three would take 9 s: the
+    # first-token budget (5 s) ends the second one, 2 s in, and there is no third.
+    gemini.script(Reply.hang(FOREVER), Reply.hang(FOREVER), Reply.hang(FOREVER))
     started = time.monotonic()
 
     outcome = await collect(
-        make_answerer(timeout_seconds=0.8, stream_idle_seconds=0.6, max_attempts=3)
+        make_answerer(timeout_seconds=5.0, stream_idle_seconds=3.0, max_attempts=3)
     )
 
     elapsed = time.monotonic() - started
     assert isinstance(outcome.error, GenerationFailed)
-    assert "within 0.8s (FOUNDRY_GEMINI_TIMEOUT_SECONDS)" in str(outcome.error)
-    assert 0.8 <= elapsed < 1.4
+    assert "within 5s (FOUNDRY_GEMINI_TIMEOUT_SECONDS)" in str(outcome.error)
     assert len(gemini.requests) == 2
+    assert 5.0 <= elapsed < 20  # the hangs (60 s) were not waited out
 
 
 async def test_a_slow_trickle_is_cut_at_the_stream_deadline(
     gemini: GeminiStandIn, make_answerer: MakeAnswerer
 ) -> None:
-    # Deadline: 0.5 s for the first token + 16 tokens at 20 a second = 1.3 s; each
-    # piece comes well within the idle time, the ten of them in 1.8 s.
-    gemini.script(Reply.ok(*[f"w{n} " for n in range(10)], delay_seconds=0.2))
+    # Deadline: 3 s for the first token + 20 tokens at 20 a second = 4 s. The pieces come
+    # a quarter of a second apart, far within the idle time (and the HTTP read timeout,
+    # 3 s), and the eighty of them would take 20 s.
+    pieces = [f"w{n} " for n in range(80)]
+    gemini.script(Reply.ok(*pieces, delay_seconds=0.25))
     breaker = make_breaker(threshold=1)
     started = time.monotonic()
 
     outcome = await collect(
         make_answerer(
-            breaker=breaker, timeout_seconds=0.5, stream_idle_seconds=0.5, max_output_tokens=16
+            breaker=breaker, timeout_seconds=3.0, stream_idle_seconds=10.0, max_output_tokens=20
         )
     )
 
     elapsed = time.monotonic() - started
     assert isinstance(outcome.error, GenerationFailed)
     assert "deadline" in str(outcome.error)
-    assert 1 <= len(outcome.deltas) < 10
+    assert 1 <= len(outcome.deltas) < len(pieces)
+    assert outcome.deltas == pieces[: len(outcome.deltas)]
     assert outcome.finished is None
-    assert elapsed < 1.7
     assert state_of(breaker) == "open"  # a provider this slow counts as failing
+    # The client hung up mid-stream, at the deadline, not at the end of the reply.
     await wait_for_ending(gemini, ["client_closed"])
+    assert 4.0 <= elapsed < 15
 
 
 async def test_the_sdk_stays_on_httpx_when_aiohttp_is_installed(

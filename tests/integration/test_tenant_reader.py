@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import asyncpg
 import pytest
@@ -138,23 +139,44 @@ async def test_a_connection_lost_in_a_reader_is_service_unavailable_and_replaced
         assert await reader.search.nearest(unit([1.0] * DIMENSIONS), 5, None) == []
 
 
+RUNNING_PG_SLEEP = """
+SELECT EXISTS (
+    SELECT FROM pg_stat_activity
+    WHERE pid = $1 AND state = 'active' AND query LIKE '%pg_sleep%'
+)"""
+
+
+async def running_pg_sleep(admin_dsn: str, backend: int) -> None:
+    """Until ``backend`` is running its pg_sleep; fails if it never starts to."""
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        deadline = time.monotonic() + 30
+        while not await admin.fetchval(RUNNING_PG_SLEEP, backend):
+            assert time.monotonic() < deadline, f"backend {backend} never ran pg_sleep"
+            await asyncio.sleep(0.02)
+    finally:
+        await admin.close()
+
+
 async def test_a_reader_cancelled_mid_statement_gives_its_connection_back(
-    container: Container,
+    container: Container, embedded_postgres: EmbeddedPostgres
 ) -> None:
     readers = one_connection(container, acquire_timeout=5)
     principal = await member(container)
-    started = asyncio.Event()
+    backend: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     async def slow_read() -> None:
         async with SqlTenantReader(readers, principal) as reader:
             connection = await reader.connection()
-            started.set()
+            backend.set_result(connection.get_server_pid())
             await connection.execute("SELECT pg_sleep(30)")
 
     try:
         task = asyncio.create_task(slow_read())
-        await asyncio.wait_for(started.wait(), 5)
-        await asyncio.sleep(0.1)  # the statement is running
+        pid = await asyncio.wait_for(backend, 30)
+        # Cancelled only once the statement runs on the server: a cancellation before it
+        # was sent would not test the mid-statement path.
+        await running_pg_sleep(embedded_postgres.admin_dsn, pid)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -79,6 +79,22 @@ async def _status(container: Container, document_id: uuid.UUID) -> tuple[str, in
     return row.status, row.attempts
 
 
+async def _processing_seconds(container: Container, document_id: uuid.UUID) -> float:
+    """How long the document was processing, from the row: its claim set
+    processing_started_at, READY set processed_at."""
+    async with container.session_factory() as session:
+        row = (
+            await session.execute(
+                select(DocumentRow.processing_started_at, DocumentRow.processed_at).where(
+                    DocumentRow.id == document_id
+                )
+            )
+        ).one()
+    assert row.processing_started_at is not None and row.processed_at is not None, row
+    took: timedelta = row.processed_at - row.processing_started_at
+    return took.total_seconds()
+
+
 async def _long_document_processing(
     container: Container, line: str, paragraphs: int = 400
 ) -> uuid.UUID:
@@ -89,9 +105,11 @@ async def _long_document_processing(
         principal, [_incoming("long.txt", text.encode())], ip=None
     )
     assert result.document is not None
-    for _ in range(600):
-        if (await _status(container, result.document.id))[0] == "processing":
-            break
+    deadline = time.monotonic() + 60
+    while (status := (await _status(container, result.document.id))[0]) != "processing":
+        # Past processing already, or never claimed: the test would not stop it mid-document.
+        assert status == "pending", f"the document went {status} before it was seen processing"
+        assert time.monotonic() < deadline, "no worker started processing the document"
         await asyncio.sleep(0.05)
     return result.document.id
 
@@ -106,9 +124,10 @@ async def _long_document_embedding(container: Container, line: str, paragraphs: 
     )
     following = asyncio.ensure_future(anext(events))
     try:
-        for _ in range(1_000):  # listening before the upload, so no event is missed
-            if container.events.subscriber_count():
-                break
+        # Listening before the upload, so no event is missed.
+        deadline = time.monotonic() + 30
+        while not container.events.subscriber_count():
+            assert time.monotonic() < deadline, "the event subscription never listened"
             await asyncio.sleep(0.01)
         text = "\n\n".join(line.format(i=i) for i in range(paragraphs))
         [result] = await container.services.documents.upload(
@@ -129,12 +148,14 @@ async def _long_document_embedding(container: Container, line: str, paragraphs: 
 async def _finished_by(
     worker: WorkerProcess, container: Container, document_id: uuid.UUID
 ) -> tuple[str, int]:
-    """Start ``worker``, wait until the document is READY or FAILED, stop the worker."""
+    """Start ``worker``, wait until the document is READY or FAILED (or five minutes have
+    passed: embedding a long document on a loaded machine has taken two), stop the worker."""
     try:
         worker.wait_started()
-        for _ in range(900):
+        deadline = time.monotonic() + 300
+        while True:
             status, attempts = await _status(container, document_id)
-            if status in ("ready", "failed"):
+            if status in ("ready", "failed") or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.1)
     finally:
@@ -172,17 +193,17 @@ async def test_killed_worker_is_recovered_by_the_watchdog_once_its_heartbeat_sto
 async def test_a_live_worker_slower_than_the_heartbeat_timeout_keeps_its_document(
     isolated: Container, tmp_path: Path
 ) -> None:
+    heartbeat_timeout = 1.0
     env = worker_env(
         isolated.settings,
         FOUNDRY_WORKER_THREADS="1",
         FOUNDRY_WATCHDOG_INTERVAL_SECONDS="0.2",
         FOUNDRY_INGEST_PROCESSING_TIMEOUT_SECONDS="3600",
         FOUNDRY_INGEST_HEARTBEAT_SECONDS="0.3",
-        FOUNDRY_INGEST_HEARTBEAT_TIMEOUT_SECONDS="1",
+        FOUNDRY_INGEST_HEARTBEAT_TIMEOUT_SECONDS=str(heartbeat_timeout),
     )
     worker = WorkerProcess(env, tmp_path / "worker.log")
     worker.wait_started()
-    started = time.monotonic()
     document_id = await _long_document_processing(
         isolated,
         "Paragraph {i}: the ferry pilot notes vessel {i} mooring at the northern quay.",
@@ -191,7 +212,9 @@ async def test_a_live_worker_slower_than_the_heartbeat_timeout_keeps_its_documen
     # One attempt: re-queued, it would have been claimed again (the log can show other
     # tests' leftovers recovered: the watchdog sees the whole database).
     assert await _finished_by(worker, isolated, document_id) == ("ready", 1)
-    assert time.monotonic() - started > 2  # two heartbeat timeouts at least
+    # That one claim outlasted the heartbeat timeout several times over: only the
+    # heartbeats kept the watchdog from taking the document back.
+    assert await _processing_seconds(isolated, document_id) > 3 * heartbeat_timeout
 
 
 async def test_watchdog_fails_documents_after_the_last_attempt_and_requeues_lost_ones(
