@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import structlog
 from alembic.util.exc import CommandError
 from pydantic import ValidationError
 from redis.exceptions import RedisError
@@ -23,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from infrastructure import security_gate
 from infrastructure.cli_signals import STOP_SIGNALS, StopRequested
 from infrastructure.container import BackendUrls, Container
+from infrastructure.database.engine import create_engine, schema_readiness, unavailable_state
 from infrastructure.database.migrate import head_revision
 from infrastructure.embedded import EmbeddedServerError
 from infrastructure.http.app import create_app
@@ -31,6 +35,8 @@ from infrastructure.http.server_config import uvicorn_config
 from infrastructure.observability.logging import configure_logging
 from infrastructure.runtime import Backends, migrate
 from infrastructure.settings import Settings
+
+log = structlog.get_logger("foundry.cli")
 
 
 def settings_problems(error: ValidationError) -> str:
@@ -104,11 +110,14 @@ def worker_process(settings: Settings, urls: BackendUrls) -> Iterator[Supervised
     }
     # Its own session: a terminal's Ctrl-C reaches only this process, which stops the
     # API gracefully and then the worker (a worker gone first would look like a crash).
+    # Its stdin is a pipe this process holds open: should this process die without
+    # stopping it (SIGKILL, the OOM killer), the pipe closes and the worker stops too.
     with contextlib.ExitStack() as cleanup:
         with STOP_SIGNALS.deferred():  # a stop requested meanwhile finds it there to stop
             child = subprocess.Popen(
-                [sys.executable, "-m", "infrastructure.cli", "worker"],
+                [sys.executable, "-m", "infrastructure.cli", "worker", "--exit-with-stdin"],
                 env=env,
+                stdin=subprocess.PIPE,
                 start_new_session=True,
             )
             worker = SupervisedWorker(child)
@@ -131,19 +140,44 @@ def _stop_worker(worker: SupervisedWorker, timeout: float) -> None:
 
 def _serve(settings: Settings, backends: Backends, run_migrations: bool, with_worker: bool) -> int:
     STOP_SIGNALS.install()
+    with contextlib.closing(_listen(settings)) as sock:
+        try:
+            urls = _start(backends)
+            if run_migrations:
+                _migrate(settings, urls)
+            else:
+                _warn_if_schema_behind(settings, urls)
+            if not with_worker:
+                _run_api(settings, urls, sock)
+                return 0
+            with worker_process(settings, urls) as worker:
+                _run_api(settings, urls, sock)
+            return 0 if worker.exit_code is None else 1
+        finally:
+            STOP_SIGNALS.stopping()
+            backends.stop()
+
+
+def _listen(settings: Settings) -> socket.socket:
+    """The API's socket, bound (as uvicorn binds it) before anything starts: a port in use
+    fails at once and says so, not after the embedded servers, the migrations and the
+    worker have started and "is up" was printed."""
+    host, port = settings.host, settings.port
+    ipv6 = ":" in host
+    where = f"[{host}]:{port}" if ipv6 else f"{host}:{port}"
+    sock = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        urls = _start(backends)
-        if run_migrations:
-            _migrate(settings, urls)
-        if not with_worker:
-            _run_api(settings, urls)
-            return 0
-        with worker_process(settings, urls) as worker:
-            _run_api(settings, urls)
-        return 0 if worker.exit_code is None else 1
-    finally:
-        STOP_SIGNALS.stopping()
-        backends.stop()
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise CommandFailed(
+                f"{where} is already in use: stop what listens there, or choose another "
+                "port (--port or FOUNDRY_PORT)."
+            ) from error
+        raise CommandFailed(f"Cannot listen on {where}: {error.strerror or error}") from error
+    return sock
 
 
 def _start(backends: Backends) -> BackendUrls:
@@ -154,6 +188,11 @@ def _start(backends: Backends) -> BackendUrls:
 def _migrate(settings: Settings, urls: BackendUrls) -> None:
     try:
         migrate(settings, urls)
+    except SQLAlchemyError as error:
+        if unreachable(error):
+            raise  # main() says which backend cannot be reached
+        # The database answered and refused: a migration failed (it was rolled back).
+        raise CommandFailed(f"Cannot migrate the database: {root_cause(error)}") from error
     except CommandError as error:
         if "Can't locate revision" not in str(error):
             raise CommandFailed(f"Cannot migrate the database: {error}") from error
@@ -164,7 +203,29 @@ def _migrate(settings: Settings, urls: BackendUrls) -> None:
         ) from error
 
 
-def _run_api(settings: Settings, urls: BackendUrls) -> None:
+def _warn_if_schema_behind(settings: Settings, urls: BackendUrls) -> None:
+    """`serve` does not migrate: say at once when the schema is behind this code, rather
+    than only through /readyz and the errors of the requests that need the new schema.
+    It serves anyway (a migration may be running right now)."""
+    import asyncio
+
+    async def readiness() -> str:
+        engine = create_engine(urls.database_url, 1, settings.database_statement_timeout_ms)
+        try:
+            return await schema_readiness(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        schema = asyncio.run(readiness())
+    except (OSError, SQLAlchemyError) as error:  # /readyz reports it as well
+        log.warning("startup.schema_unchecked", error=root_cause(error))
+        return
+    if schema != "ok":
+        log.warning("startup.schema_behind", schema=schema, fix="run foundry migrate")
+
+
+def _run_api(settings: Settings, urls: BackendUrls, sock: socket.socket) -> None:
     app = create_app(settings, urls)
     print(f"Knowledge Foundry is up: GraphiQL at http://{settings.host}:{settings.port}/graphql")
     print(f"Web client: http://{settings.host}:{settings.port}/")
@@ -173,7 +234,7 @@ def _run_api(settings: Settings, urls: BackendUrls) -> None:
     config = uvicorn_config(app, settings)
     # On SIGTERM/Ctrl-C: stop accepting, let in-flight answers finish, then stop.
     server = DrainingServer(config, answer_drain_of(app), settings.shutdown_grace_seconds)
-    server.run_until_stopped()
+    server.run_until_stopped(sock)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -190,7 +251,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Ingestion workers and the watchdog (embedded backends if no URLs are set)."""
-    from workers.process import run_worker
+    from workers.process import SchemaBehind, run_worker
 
     if "MALLOC_ARENA_MAX" not in os.environ:
         # glibc gives every thread its own malloc arena; torch's threads then hold
@@ -199,9 +260,43 @@ def cmd_worker(args: argparse.Namespace) -> int:
         os.execv(sys.executable, [sys.executable, "-m", "infrastructure.cli", *sys.argv[1:]])  # noqa: S606
     settings = _settings(args)
     STOP_SIGNALS.install()  # run_worker installs its own once the worker runs
+    if args.exit_with_stdin:
+        _stop_when_stdin_closes()
     backends = Backends(settings)
     try:
         return run_worker(settings, _start(backends))
+    except SchemaBehind as behind:
+        # Exit 2, as for a setting: restarting it changes nothing until someone migrates.
+        print(
+            f"Cannot start the worker: the database schema is behind ({behind}).", file=sys.stderr
+        )
+        return 2
+    finally:
+        STOP_SIGNALS.stopping()
+        backends.stop()
+
+
+def _stop_when_stdin_closes() -> None:
+    """Stop as on SIGTERM once stdin reaches its end: the parent holding the pipe exited,
+    however it did (the parse server watches its stdin the same way)."""
+
+    def watch() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdin.buffer.read()  # nobody writes: returns when the parent's end closes
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+@contextmanager
+def _backends(settings: Settings) -> Iterator[BackendUrls]:
+    """The backends of a command that runs to its end: started, and stopped however it
+    ends. SIGTERM or a closed terminal unwinds as Ctrl-C does; killed without its
+    ``finally``, the command would leave the embedded servers running."""
+    STOP_SIGNALS.install()
+    backends = Backends(settings)
+    try:
+        yield _start(backends)
     finally:
         STOP_SIGNALS.stopping()
         backends.stop()
@@ -209,11 +304,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    backends = Backends(settings)
-    try:
-        _migrate(settings, backends.start())
-    finally:
-        backends.stop()
+    with _backends(settings) as urls:
+        _migrate(settings, urls)
     print("Migrations applied.")
     return 0
 
@@ -232,28 +324,32 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         wait=not args.no_wait,
         timeout_seconds=args.timeout,
     )
-    backends = Backends(settings)
-    try:
-        return asyncio.run(run_ingest(settings, backends.start(), request))
-    finally:
-        backends.stop()
+    with _backends(settings) as urls:
+        return asyncio.run(run_ingest(settings, urls, request))
 
 
 async def reembed(container: Container, target: int) -> int:
-    """Documents back to PENDING first, then the column resized, then the jobs queued: a
-    run cut short leaves documents pending (run it again; the watchdog queues them), never
-    READY with their vectors dropped, which nothing would find or report."""
+    """Every live document back to PENDING (out of search until re-ingested), the column
+    resized in the same transaction if its size changes, then the jobs queued. A run cut
+    short either changed nothing or left documents pending on a column that fits the
+    embedder (the watchdog queues them; running it again does too); never READY with
+    their vectors dropped, nor pending on a column the worker refuses to start on."""
     from infrastructure.database.embedding_column import (
+        ColumnBusy,
         column_dimensions,
-        resize_embedding_column,
+        resize_and_reset,
     )
 
     ingestion = container.build_ingestion()
-    document_ids = await ingestion.reset_all()
     current = await column_dimensions(container.engine)
-    if current != target:
-        print(f"Resizing chunks.embedding: vector({current}) -> vector({target})")
-        await resize_embedding_column(container.engine, target)
+    if current == target:
+        document_ids = await ingestion.reset_all()
+    else:
+        print(f"Resizing chunks.embedding: vector({current}) -> vector({target})", flush=True)
+        try:
+            document_ids = await resize_and_reset(container.engine, target, container.clock.now())
+        except ColumnBusy as busy:
+            raise CommandFailed(str(busy)) from busy
     return await ingestion.enqueue(document_ids)
 
 
@@ -272,11 +368,8 @@ def cmd_reembed(args: argparse.Namespace) -> int:
         print(f"Re-queued {queued} documents for {settings.embedder}; workers re-ingest them.")
         return 0
 
-    backends = Backends(settings)
-    try:
-        return asyncio.run(run(backends.start()))
-    finally:
-        backends.stop()
+    with _backends(settings) as urls:
+        return asyncio.run(run(urls))
 
 
 SHOWN = 50  # entries listed per kind; the counts are always complete
@@ -304,11 +397,8 @@ def cmd_storage_check(args: argparse.Namespace) -> int:
         finally:
             await container.aclose()
 
-    backends = Backends(settings)
-    try:
-        report = asyncio.run(run(backends.start()))
-    finally:
-        backends.stop()
+    with _backends(settings) as urls:
+        report = asyncio.run(run(urls))
     print(f"Checked {report.files} stored files under {settings.storage_dir}.")
     verb = "removed" if args.remove else "to remove with --remove"
     print(f"Orphaned files older than {args.grace_minutes} min: {len(report.orphans)} ({verb})")
@@ -362,6 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name in ("up", "serve"):
             sub.add_argument("--host", help="address to listen on (default 127.0.0.1)")
             sub.add_argument("--port", type=int, help="port to listen on (default 8000)")
+        if name == "worker":
+            # `up`'s worker: stop when `up` exits, however it does (see worker_process).
+            sub.add_argument("--exit-with-stdin", action="store_true", help=argparse.SUPPRESS)
         sub.set_defaults(func=func)
     check = commands.add_parser(
         "storage-check", help="find stored files nobody refers to and documents missing theirs"
@@ -433,10 +526,26 @@ def main(argv: list[str] | None = None) -> int:
     return result
 
 
-def root_cause(error: BaseException) -> str:
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    yield error
     while error.__cause__ is not None or error.__context__ is not None:
         error = error.__cause__ or error.__context__  # type: ignore[assignment]
-    return f"{type(error).__name__}: {error}"
+        yield error
+
+
+def root_cause(error: BaseException) -> str:
+    *_, root = _causes(error)
+    return f"{type(root).__name__}: {root}"
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether a database error means it could not be reached (no connection, a timeout,
+    a server shutting down or full), rather than that it refused a statement."""
+    return any(
+        isinstance(cause, OSError | TimeoutError)
+        or unavailable_state(getattr(cause, "sqlstate", None))
+        for cause in _causes(error)
+    )
 
 
 if __name__ == "__main__":

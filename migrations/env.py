@@ -5,18 +5,25 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
-from sqlalchemy import Connection, pool
+from sqlalchemy import Connection, pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from infrastructure.database.models import Base
 
 config = context.config
 target_metadata = Base.metadata
+# Any fixed key: the same for every release, so replicas of different releases queue too.
+MIGRATION_LOCK_KEY = 0x6B66_6D69_6772  # "kfmigr"
 
 
 def _run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
     with context.begin_transaction():
+        # Replicas starting together (`foundry up`/`migrate` on each) take turns: the
+        # next one reads the revision after the first committed and finds nothing to
+        # do, instead of running the same DDL and failing on what the first created.
+        # Released with the transaction, also when a migration fails.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         context.run_migrations()
 
 

@@ -19,7 +19,7 @@ from domain.entities import Document
 from domain.services.ingestion import IngestionService
 from infrastructure.container import BackendUrls, Container
 from infrastructure.database.embedding_column import column_dimensions
-from infrastructure.database.engine import create_engine
+from infrastructure.database.engine import create_engine, schema_readiness
 from infrastructure.observability.ingestion_metrics import QUEUE_DEPTH, WATCHDOG_RECOVERED
 from infrastructure.queue.broker import create_broker
 from infrastructure.queue.jobs import DOCUMENTS_QUEUE
@@ -27,6 +27,10 @@ from infrastructure.settings import Settings
 from workers import runtime
 
 log = structlog.get_logger("foundry.worker")
+
+
+class SchemaBehind(Exception):
+    """The database's schema is older than this code (or not there): migrate first."""
 
 
 class _CloseContainer(Middleware):
@@ -67,16 +71,32 @@ async def watchdog_loop(container: Container, ingestion: IngestionService, inter
         await asyncio.sleep(interval)
 
 
-async def _column_dimensions(settings: Settings, urls: BackendUrls) -> int:
-    """Read with a throwaway engine: the container's pools belong to the worker's loop."""
+async def _schema_and_dimensions(settings: Settings, urls: BackendUrls) -> tuple[str, int]:
+    """Whether this code can run on the schema ('ok' or why not) and, if so, the vector
+    column's size. Read with a throwaway engine: the container's pools belong to the
+    worker's loop."""
     engine = create_engine(urls.database_url, 1, settings.database_statement_timeout_ms)
     try:
-        return await column_dimensions(engine)
+        schema = await schema_readiness(engine)
+        return schema, await column_dimensions(engine) if schema == "ok" else 0
     finally:
         await engine.dispose()
 
 
 def run_worker(settings: Settings, urls: BackendUrls) -> int:
+    # Before anything starts: on a schema this code does not fit, every job would fail
+    # (with an UndefinedTableError for an empty database), each as a bug of its own.
+    schema, stored = asyncio.run(_schema_and_dimensions(settings, urls))
+    if schema != "ok":
+        raise SchemaBehind(schema)
+    if stored != settings.embedding_dimensions:
+        log.error(
+            "worker.embedding_dimension_mismatch",
+            column=stored,
+            configured=settings.embedding_dimensions,
+            fix="run `foundry reembed`",
+        )
+        return 2
     container = Container(settings, urls)
     ingestion = container.build_ingestion()
     broker = create_broker(urls.redis_url, settings.redis_key_prefix)
@@ -88,15 +108,6 @@ def run_worker(settings: Settings, urls: BackendUrls) -> int:
     dramatiq.set_broker(broker)
     import workers.actors  # noqa: F401  # declares the actors on this broker
 
-    stored = asyncio.run(_column_dimensions(settings, urls))
-    if stored != settings.embedding_dimensions:
-        log.error(
-            "worker.embedding_dimension_mismatch",
-            column=stored,
-            configured=settings.embedding_dimensions,
-            fix="run `foundry reembed`",
-        )
-        return 2
     ingestion.warm_up()
     runtime.install(runtime.WorkerRuntime(ingestion=ingestion))
     if settings.worker_metrics_port:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import signal
 import socket
 import time
@@ -246,18 +247,20 @@ class DrainingServer(uvicorn.Server):
         self._drain = drain
         self._grace_seconds = grace_seconds
 
-    def run_until_stopped(self) -> None:
-        """Serve until SIGTERM or Ctrl-C; after the graceful shutdown return normally, so
-        the caller's cleanup runs (embedded servers stop) and the exit code is 0."""
+    def run_until_stopped(self, sock: socket.socket | None = None) -> None:
+        """Serve (on ``sock`` if given, already bound) until SIGTERM or Ctrl-C; after the
+        graceful shutdown return normally, so the caller's cleanup runs (embedded servers
+        stop) and the exit code is 0."""
         previous = signal.signal(signal.SIGTERM, _stopped)
         try:
-            self.run()
+            self.run(sockets=None if sock is None else [sock])
         except (KeyboardInterrupt, _Stopped):
             pass
         finally:
             signal.signal(signal.SIGTERM, previous)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        started = time.monotonic()
         # Stop accepting connections (load balancers move new clients elsewhere)...
         for server in self.servers:
             server.close()
@@ -270,5 +273,10 @@ class DrainingServer(uvicorn.Server):
             # (A second Ctrl-C forces the exit.)
             if not await self._drain.wait_idle(self._grace_seconds, lambda: self.force_exit):
                 log.warning("shutdown.answers_cut", in_flight=self._drain.in_flight)
-        # ...then uvicorn closes the remaining connections and runs the lifespan shutdown.
+        # ...then uvicorn closes the remaining connections and runs the lifespan shutdown,
+        # waiting for requests only as long as the grace period has left: one grace period
+        # in all, which is what a service manager allows before it kills the process.
+        # (Whole seconds: uvicorn's setting is an int.)
+        left = self._grace_seconds - (time.monotonic() - started)
+        self.config.timeout_graceful_shutdown = max(0, math.ceil(left))
         await super().shutdown(sockets)

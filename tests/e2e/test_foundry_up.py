@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -285,3 +286,96 @@ def test_a_stop_during_start_up_stops_what_was_started(state_dir: Path, signum: 
     assert not pidfile.exists()
     assert not redis_left
     assert "Traceback" not in up.log.read_text()
+
+
+def _exited(pid: int) -> bool:
+    """Whether ``pid`` has exited (a zombie has: whoever inherited it has yet to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
+
+
+def test_the_worker_stops_when_up_is_killed_outright(state_dir: Path) -> None:
+    """SIGKILL (the OOM killer, `kill -9`) runs no cleanup in `up`: its worker must not
+    live on, orphaned, taking jobs for an API that is gone."""
+    up = FoundryProcess(state_dir)
+    worker = None
+    try:
+        up.wait_ready()
+        worker = _worker_of(up.process)
+        up.kill()
+        deadline = time.monotonic() + 90  # the worker's graceful stop, on a busy machine
+        while not _exited(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _exited(worker), up.log.read_text()
+    finally:
+        up.kill()
+        if worker is not None and not _exited(worker):
+            os.kill(worker, signal.SIGKILL)
+        _stop_leftovers(state_dir)
+
+
+@pytest.mark.parametrize("command", ["serve", "up"])
+def test_a_port_in_use_is_said_in_one_line_before_anything_starts(
+    tmp_path: Path, command: str
+) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        try:
+            result = run_foundry(command, tmp_path / "state", 120, args=["--port", str(port)])
+        finally:
+            _stop_leftovers(tmp_path / "state")  # should it have started them regardless
+    assert result.returncode == 1, result.stderr
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith(f"127.0.0.1:{port} is already in use: ")
+    )
+    assert "is up" not in result.stdout
+    assert not (tmp_path / "state" / "postgres").exists()  # nothing was started
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["migrate"],
+        ["reembed"],
+        ["storage-check"],
+        ["ingest", "README.md", "--email", "nobody@example.com"],
+    ],
+    ids=lambda command: command[0],
+)
+def test_a_stop_while_a_command_runs_stops_its_embedded_servers(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """A service manager's SIGTERM to a one-off command (here while PostgreSQL starts)
+    unwinds it as Ctrl-C does: no server left running on the state directory."""
+    state_dir = tmp_path / "state"
+    log = tmp_path / "command.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [*FOUNDRY, *command, "--state-dir", str(state_dir)],
+            env=clean_env(),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    server_log = state_dir / "postgres" / "log"
+    try:
+        while not server_log.exists():
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.005)
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=60)
+        left = _servers_of(state_dir / "postgres")
+        redis_left = (state_dir / "redis" / "dump.rdb.settings").exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        _stop_leftovers(state_dir)
+    assert code == 128 + signal.SIGTERM, log.read_text()
+    assert left == []
+    assert not redis_left
+    assert "Traceback" not in log.read_text()

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import pytest
 from sqlalchemy import select, text, update
 
-from infrastructure.cli import reembed
+from infrastructure.cli import CommandFailed, reembed
 from infrastructure.container import BackendUrls, Container
 from infrastructure.database import embedding_column
-from infrastructure.database.embedding_column import column_dimensions, resize_embedding_column
+from infrastructure.database.embedding_column import (
+    column_dimensions,
+    resize_embedding_column,
+)
 from infrastructure.database.models import DocumentRow
+from infrastructure.database.repositories.documents import SqlMaintenanceRepository
 from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.settings import Settings
 from tests.helpers import isolated_container
@@ -74,32 +79,93 @@ async def test_reset_all_and_enqueue_put_every_live_document_back_in_the_queue(
     assert await own_database.queue_depth() == before + 2
 
 
-async def test_a_reembed_cut_short_leaves_documents_pending_not_ready_without_vectors(
-    own_database: Container, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    principal = await _editor(own_database)
-    results = await own_database.services.documents.upload(
+async def _ready_documents(container: Container, count: int) -> list[uuid.UUID]:
+    principal = await _editor(container)
+    results = await container.services.documents.upload(
         principal,
-        [_incoming(f"{n}.txt", f"{n} {uuid.uuid4()}".encode()) for n in ("a", "b")],
+        [_incoming(f"{n}.txt", f"{n} {uuid.uuid4()}".encode()) for n in range(count)],
         ip=None,
     )
     ids = [r.document.id for r in results if r.document]
-    async with own_database.session_factory() as db:
+    async with container.session_factory() as db:
         await db.execute(update(DocumentRow).where(DocumentRow.id.in_(ids)).values(status="ready"))
         await db.commit()
+    return ids
+
+
+async def _statuses(container: Container, ids: list[uuid.UUID]) -> set[str]:
+    async with container.session_factory() as db:
+        return set(await db.scalars(select(DocumentRow.status).where(DocumentRow.id.in_(ids))))
+
+
+async def test_a_reembed_cut_short_changes_nothing_and_a_second_run_does_it_all(
+    own_database: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The resize and the reset commit together: a failure between them leaves the
+    documents READY with their vectors, not pending on a column the worker refuses."""
+    ids = await _ready_documents(own_database, 2)
     before = await own_database.queue_depth()
 
-    async def cut_short(engine: object, dimensions: int) -> None:
-        raise KeyboardInterrupt  # Ctrl-C while the column is resized
+    class CutShort(SqlMaintenanceRepository):
+        async def reset_all_to_pending(self, at: datetime) -> list[uuid.UUID]:
+            raise ConnectionResetError("the database went away mid-reembed")
 
-    monkeypatch.setattr(embedding_column, "resize_embedding_column", cut_short)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(embedding_column, "SqlMaintenanceRepository", CutShort)
+    with pytest.raises(ConnectionResetError):
         await reembed(own_database, 768)
-    async with own_database.session_factory() as db:
-        statuses = set(await db.scalars(select(DocumentRow.status).where(DocumentRow.id.in_(ids))))
-    assert statuses == {"pending"}  # out of search, and the watchdog queues them
+    assert await _statuses(own_database, ids) == {"ready"}
+    assert await column_dimensions(own_database.engine) == 384  # rolled back with it
 
     monkeypatch.undo()
     assert await reembed(own_database, 768) == 2  # run again: done
+    assert await _statuses(own_database, ids) == {"pending"}
     assert await column_dimensions(own_database.engine) == 768
     assert await own_database.queue_depth() == before + 2
+
+
+async def test_the_resize_is_not_cut_by_the_statement_timeout_of_requests(
+    urls: BackendUrls, own_database: Container
+) -> None:
+    """Rewriting a large chunks table takes longer than FOUNDRY_DATABASE_STATEMENT_TIMEOUT_MS,
+    which bounds requests: the resize lifts it for its own transaction."""
+    ids = await _ready_documents(own_database, 1)
+    async with own_database.engine.begin() as conn:
+        await conn.execute(text("SET LOCAL statement_timeout = 0"))
+        await conn.execute(
+            text(
+                "INSERT INTO chunks (id, organization_id, document_id, ordinal, text, "
+                "char_start, char_end, token_count, created_at) "
+                "SELECT gen_random_uuid(), organization_id, id, n, "
+                "repeat('words to rewrite and index again ', 20) || n, 0, 600, 120, now() "
+                "FROM documents, generate_series(1, 30000) AS n WHERE id = :id"
+            ),
+            {"id": ids[0]},
+        )
+    own = own_database.settings
+    assert own.database_url is not None
+    tight = Container(
+        own.model_copy(update={"database_statement_timeout_ms": 100}),
+        BackendUrls(own.database_url.get_secret_value(), urls.redis_url),
+    )
+    try:
+        assert await reembed(tight, 768) == 1
+        assert await column_dimensions(tight.engine) == 768
+    finally:
+        await tight.aclose()
+    assert await _statuses(own_database, ids) == {"pending"}
+
+
+async def test_a_resize_that_cannot_lock_the_table_says_so_and_changes_nothing(
+    own_database: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resize that fails (here: a long search holds the table) must not leave every
+    document pending on a column the worker refuses to start on."""
+    ids = await _ready_documents(own_database, 1)
+    monkeypatch.setattr(embedding_column, "LOCK_TIMEOUT_MS", 200)
+    async with own_database.engine.connect() as holder, holder.begin():
+        await holder.execute(text("LOCK TABLE chunks IN ACCESS SHARE MODE"))
+        with pytest.raises(CommandFailed, match="Nothing was changed"):
+            await reembed(own_database, 768)
+    assert await column_dimensions(own_database.engine) == 384
+    assert await _statuses(own_database, ids) == {"ready"}
+    assert await reembed(own_database, 768) == 1  # once the table is free
