@@ -7,11 +7,8 @@ import argparse
 import contextlib
 import errno
 import os
-import signal
 import socket
-import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,9 +21,11 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from infrastructure import security_gate
+from infrastructure.cli_errors import CommandFailed, root_cause, settings_problems, unreachable
 from infrastructure.cli_signals import STOP_SIGNALS, StopRequested
+from infrastructure.cli_worker import stop_when_stdin_closes, worker_process
 from infrastructure.container import BackendUrls, Container
-from infrastructure.database.engine import create_engine, schema_readiness, unavailable_state
+from infrastructure.database.engine import create_engine, schema_readiness
 from infrastructure.database.migrate import head_revision
 from infrastructure.embedded import EmbeddedServerError
 from infrastructure.http.app import create_app
@@ -37,20 +36,6 @@ from infrastructure.runtime import Backends, migrate
 from infrastructure.settings import Settings
 
 log = structlog.get_logger("foundry.cli")
-
-
-def settings_problems(error: ValidationError) -> str:
-    """One line per bad setting, named as it is set, never echoing the value (a URL or
-    secret can hold a password)."""
-    lines = []
-    for problem in error.errors(include_url=False, include_input=False):
-        name = "FOUNDRY_" + "_".join(str(part) for part in problem["loc"]).upper()
-        lines.append(f"  {name}: {problem['msg'].removeprefix('Value error, ')}")
-    return "\n".join(lines)
-
-
-class CommandFailed(Exception):
-    """An expected failure: main() prints the message (no traceback) and exits 1."""
 
 
 def organization_id(value: str) -> uuid.UUID:
@@ -69,73 +54,6 @@ def _settings(args: argparse.Namespace) -> Settings:
     if getattr(args, "port", None):
         overrides["port"] = args.port
     return Settings(**overrides)  # type: ignore[arg-type]
-
-
-class SupervisedWorker:
-    """`foundry up`'s worker child. Should it exit on its own (a crash, the OOM killer, a
-    setting only the worker checks), the API would go on accepting uploads nobody
-    processes: the whole process stops instead and exits 1, naming the worker's code."""
-
-    def __init__(self, child: subprocess.Popen[bytes]) -> None:
-        self.child = child
-        self.stopping = False
-        self.exit_code: int | None = None
-        self._watcher = threading.Thread(target=self._watch, name="worker-watch", daemon=True)
-        self._watcher.start()
-
-    def _watch(self) -> None:
-        code = self.child.wait()
-        if self.stopping:
-            return
-        self.exit_code = code
-        print(
-            f"The ingestion worker exited unexpectedly (exit code {code}); stopping, "
-            "since uploads would never be processed. Its log is above.",
-            file=sys.stderr,
-            flush=True,
-        )
-        os.kill(os.getpid(), signal.SIGTERM)  # the API's graceful shutdown
-
-
-@contextmanager
-def worker_process(settings: Settings, urls: BackendUrls) -> Iterator[SupervisedWorker]:
-    """`foundry worker` as a child process using the same backends; stopped on exit."""
-    env = {
-        **os.environ,
-        "FOUNDRY_DATABASE_URL": urls.database_url,
-        "FOUNDRY_REDIS_URL": urls.redis_url,
-        "FOUNDRY_STATE_DIR": str(settings.state_dir),
-        # `up --host` also decides where the worker's metrics listen.
-        "FOUNDRY_HOST": settings.host,
-    }
-    # Its own session: a terminal's Ctrl-C reaches only this process, which stops the
-    # API gracefully and then the worker (a worker gone first would look like a crash).
-    # Its stdin is a pipe this process holds open: should this process die without
-    # stopping it (SIGKILL, the OOM killer), the pipe closes and the worker stops too.
-    with contextlib.ExitStack() as cleanup:
-        with STOP_SIGNALS.deferred():  # a stop requested meanwhile finds it there to stop
-            child = subprocess.Popen(
-                [sys.executable, "-m", "infrastructure.cli", "worker", "--exit-with-stdin"],
-                env=env,
-                stdin=subprocess.PIPE,
-                start_new_session=True,
-            )
-            worker = SupervisedWorker(child)
-            cleanup.callback(_stop_worker, worker, settings.shutdown_grace_seconds + 10)
-        yield worker
-
-
-def _stop_worker(worker: SupervisedWorker, timeout: float) -> None:
-    STOP_SIGNALS.stopping()
-    worker.stopping = True
-    child = worker.child
-    if child.poll() is None:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
 
 
 def _serve(settings: Settings, backends: Backends, run_migrations: bool, with_worker: bool) -> int:
@@ -261,7 +179,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings(args)
     STOP_SIGNALS.install()  # run_worker installs its own once the worker runs
     if args.exit_with_stdin:
-        _stop_when_stdin_closes()
+        stop_when_stdin_closes()
     backends = Backends(settings)
     try:
         return run_worker(settings, _start(backends))
@@ -274,18 +192,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     finally:
         STOP_SIGNALS.stopping()
         backends.stop()
-
-
-def _stop_when_stdin_closes() -> None:
-    """Stop as on SIGTERM once stdin reaches its end: the parent holding the pipe exited,
-    however it did (the parse server watches its stdin the same way)."""
-
-    def watch() -> None:
-        with contextlib.suppress(OSError, ValueError):
-            sys.stdin.buffer.read()  # nobody writes: returns when the parent's end closes
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 @contextmanager
@@ -524,28 +430,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     return result
-
-
-def _causes(error: BaseException) -> Iterator[BaseException]:
-    yield error
-    while error.__cause__ is not None or error.__context__ is not None:
-        error = error.__cause__ or error.__context__  # type: ignore[assignment]
-        yield error
-
-
-def root_cause(error: BaseException) -> str:
-    *_, root = _causes(error)
-    return f"{type(root).__name__}: {root}"
-
-
-def unreachable(error: BaseException) -> bool:
-    """Whether a database error means it could not be reached (no connection, a timeout,
-    a server shutting down or full), rather than that it refused a statement."""
-    return any(
-        isinstance(cause, OSError | TimeoutError)
-        or unavailable_state(getattr(cause, "sqlstate", None))
-        for cause in _causes(error)
-    )
 
 
 if __name__ == "__main__":
