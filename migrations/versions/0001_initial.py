@@ -244,17 +244,26 @@ def _create_tables() -> None:
 
 
 def _enable_row_level_security(role: str) -> None:
+    # Roles are the server's, while the migration lock is the database's: another
+    # database on the same server may be creating this role (or granting it) right now,
+    # and then ours waits for its commit and finds a duplicate; the role is there either way.
+    # The connecting (owner) role switches to the app role for every tenant transaction.
     op.execute(
         f"""
         DO $$ BEGIN
           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
-            CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT;
+            BEGIN
+              CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT;
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+            END;
           END IF;
+          BEGIN
+            GRANT {role} TO CURRENT_USER;
+          EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+          END;
         END $$;
         """
     )
-    # The connecting (owner) role switches to the app role for every tenant transaction.
-    op.execute(f"GRANT {role} TO CURRENT_USER")
     op.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
     op.execute(
         """

@@ -7,16 +7,17 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import asyncpg
 from sqlalchemy.engine import make_url
 
 from infrastructure.container import BackendUrls
-from infrastructure.database.migrate import head_revision
+from infrastructure.database.migrate import head_revision, upgrade_to_head
 from infrastructure.embedded import EmbeddedPostgres
 from tests.e2e.test_foundry_up import clean_env
-from tests.helpers import new_database
+from tests.helpers import admin_dsn_for, new_database
 
 FOUNDRY = [sys.executable, "-m", "infrastructure.cli"]
 
@@ -97,3 +98,36 @@ async def test_a_migration_the_database_refuses_is_reported_as_a_failed_migratio
     assert "Cannot migrate the database: DuplicateTableError" in stderr
     assert "Cannot reach a backend" not in stderr
     assert "Traceback" not in stderr
+
+
+async def test_a_database_migrated_while_another_creates_the_app_role_succeeds(
+    embedded_postgres: EmbeddedPostgres, urls: BackendUrls
+) -> None:
+    """Roles belong to the server, not to a database, and a migration's lock is per
+    database: two databases migrated at once on one server both create the app role.
+    Here another session has created it but not yet committed when this migration
+    creates it too."""
+    url = await new_database(embedded_postgres, urls, "role_race_migrate")
+    role = f"race_app_{uuid.uuid4().hex[:8]}"
+    other = await asyncpg.connect(admin_dsn_for(urls.database_url))
+    try:
+        creating = other.transaction()
+        await creating.start()
+        await other.execute(f"CREATE ROLE {role} NOLOGIN")
+        migration = asyncio.create_task(asyncio.to_thread(upgrade_to_head, url, role))
+        await _wait_until_blocked(url, 1)  # its CREATE ROLE waits for ours...
+        await creating.commit()  # ...which now exists.
+        await asyncio.wait_for(migration, timeout=180)
+        check = await asyncpg.connect(_dsn(url))
+        try:
+            assert await check.fetchval("SELECT version_num FROM alembic_version") == (
+                head_revision()
+            )
+            assert await check.fetchval("SELECT pg_has_role(current_user, $1, 'MEMBER')", role)
+        finally:
+            await check.close()
+    finally:
+        # The role outlives the database only until both are dropped (roles are the server's).
+        await other.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+        await other.execute(f"DROP ROLE IF EXISTS {role}")
+        await other.close()
