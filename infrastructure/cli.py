@@ -235,11 +235,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 async def reembed(container: Container, target: int) -> int:
-    """Every live document back to PENDING (out of search until re-ingested), the column
-    resized in the same transaction if its size changes, then the jobs queued. A run cut
-    short either changed nothing or left documents pending on a column that fits the
-    embedder (the watchdog queues them; running it again does too); never READY with
-    their vectors dropped, nor pending on a column the worker refuses to start on."""
+    """Every live document back to PENDING (out of search until re-ingested) and every
+    old vector dropped with the column rebuilt (resized if its size changes), in one
+    transaction, then the jobs queued. A run cut short either changed nothing or left
+    documents pending on a column that fits the embedder (the watchdog queues them;
+    running it again does too); never READY with their vectors dropped, nor pending on
+    a column the worker refuses to start on. The old vectors go even when the size stays:
+    left in the HNSW graph beside documents that are all pending, they made every
+    search walk the graph to pgvector's scan limit and then scan exactly, until the
+    re-ingestion had caught up."""
     from infrastructure.database.embedding_column import (
         ColumnBusy,
         column_dimensions,
@@ -248,14 +252,12 @@ async def reembed(container: Container, target: int) -> int:
 
     ingestion = container.build_ingestion()
     current = await column_dimensions(container.engine)
-    if current == target:
-        document_ids = await ingestion.reset_all()
-    else:
+    if current != target:
         print(f"Resizing chunks.embedding: vector({current}) -> vector({target})", flush=True)
-        try:
-            document_ids = await resize_and_reset(container.engine, target, container.clock.now())
-        except ColumnBusy as busy:
-            raise CommandFailed(str(busy)) from busy
+    try:
+        document_ids = await resize_and_reset(container.engine, target, container.clock.now())
+    except ColumnBusy as busy:
+        raise CommandFailed(str(busy)) from busy
     return await ingestion.enqueue(document_ids)
 
 

@@ -223,10 +223,6 @@ class MaintenanceRepository(Protocol):
         ``silent_before`` (its worker died), or pending since before ``pending_before``."""
         ...
 
-    async def reset_all_to_pending(self, at: datetime) -> list[UUID]:
-        """Every live document of every organisation back to pending (re-embedding)."""
-        ...
-
     async def storage_keys(
         self, document_ids: Sequence[UUID]
     ) -> dict[UUID, tuple[str, DocumentStatus]]:

@@ -366,17 +366,9 @@ class IngestionService:
         if reset is not None:
             await self._events.publish(DocumentEvent(reset, 0.0))
 
-    async def reset_all(self) -> list[UUID]:
-        """Every live document back to PENDING, out of search until it is ingested again;
-        their ids, for :meth:`enqueue` (the watchdog queues any left unqueued)."""
-        async with self._uow_factory.system() as uow:
-            document_ids = await uow.maintenance.reset_all_to_pending(self._clock.now())
-            await uow.commit()
-        return document_ids
-
     async def enqueue(self, document_ids: Sequence[UUID]) -> int:
-        """Queue these documents (reset in bulk, by :meth:`reset_all` or with the vector
-        column's resize) for ingestion, once their state (PENDING) is announced on
+        """Queue these documents (reset in bulk with the vector column's rebuild, by
+        ``foundry reembed``) for ingestion, once their state (PENDING) is announced on
         documentEvents: listeners see it before a worker reports PROCESSING."""
         await self._announce(document_ids)
         for document_id in document_ids:

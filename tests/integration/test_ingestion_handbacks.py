@@ -24,6 +24,7 @@ from sqlalchemy import text
 from domain.entities import Document, DocumentEvent, DocumentStatus, Principal
 from domain.errors import TransientFailure
 from infrastructure.container import BackendUrls, Container
+from infrastructure.database.embedding_column import resize_and_reset
 from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.settings import Settings
 from tests.helpers import isolated_container
@@ -261,7 +262,7 @@ async def test_documents_reset_in_bulk_are_announced_before_they_are_queued(
     events = _Events(own_database, first.organization_id)
     try:
         await events.listening()
-        reset = await ingestion.reset_all()
+        reset = await resize_and_reset(own_database.engine, 384, datetime.now(UTC))
         assert set(reset) == {d.id for d in (*ours, *theirs)}
         queued = await own_database.queue_depth()
         assert await ingestion.enqueue(reset) == 3

@@ -3,6 +3,7 @@ Runs on a database of its own, since it changes the chunks table."""
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -23,6 +24,7 @@ from infrastructure.database.repositories.documents import SqlMaintenanceReposit
 from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.settings import Settings
 from tests.helpers import isolated_container
+from tests.integration.test_chunk_search import DIMENSIONS, document_with_chunks, member, near, unit
 from tests.integration.test_worker_recovery import _editor, _incoming
 
 
@@ -48,7 +50,7 @@ async def test_resize_changes_the_column_and_keeps_the_index(own_database: Conta
         await resize_embedding_column(own_database.engine, 0)
 
 
-async def test_reset_all_and_enqueue_put_every_live_document_back_in_the_queue(
+async def test_reembed_puts_every_live_document_back_in_the_queue(
     own_database: Container,
 ) -> None:
     principal = await _editor(own_database)
@@ -71,8 +73,7 @@ async def test_reset_all_and_enqueue_put_every_live_document_back_in_the_queue(
         await db.commit()
     before = await own_database.queue_depth()
 
-    ingestion = own_database.build_ingestion()
-    assert await ingestion.enqueue(await ingestion.reset_all()) == 2
+    assert await reembed(own_database, 384) == 2  # the same size
 
     async with own_database.session_factory() as db:
         statuses = dict((await db.execute(select(DocumentRow.id, DocumentRow.status))).all())
@@ -170,3 +171,30 @@ async def test_a_resize_that_cannot_lock_the_table_says_so_and_changes_nothing(
     assert await column_dimensions(own_database.engine) == 384
     assert await _statuses(own_database, ids) == {"ready"}
     assert await reembed(own_database, 768) == 1  # once the table is free
+
+
+async def test_a_reembed_of_the_same_size_drops_the_old_vectors_from_search(
+    own_database: Container,
+) -> None:
+    """Left in the HNSW graph while every document is pending, the old vectors made each
+    search walk the graph to pgvector's scan limit (100,000 tuples, about a second of
+    CPU) and then scan exactly, for the whole re-ingestion."""
+    principal = await member(own_database)
+    rng = random.Random(7)
+    anchor = unit([rng.gauss(0, 1) for _ in range(DIMENSIONS)])
+    document_id = await document_with_chunks(
+        own_database, principal, [near(anchor, rng, 0.05) for _ in range(30)]
+    )
+    assert await reembed(own_database, DIMENSIONS) == 1
+    async with own_database.engine.connect() as conn:
+        kept = await conn.scalar(
+            text("SELECT count(*) FROM chunks WHERE embedding IS NOT NULL AND document_id = :d"),
+            {"d": document_id},
+        )
+        indexed = list(
+            await conn.scalars(text("SELECT indexdef FROM pg_indexes WHERE tablename = 'chunks'"))
+        )
+    assert kept == 0
+    assert any("hnsw (embedding vector_cosine_ops)" in ix for ix in indexed)
+    assert await column_dimensions(own_database.engine) == DIMENSIONS
+    assert await _statuses(own_database, [document_id]) == {"pending"}
