@@ -10,8 +10,6 @@ import os
 import socket
 import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import structlog
@@ -21,10 +19,12 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from infrastructure import security_gate
+from infrastructure.cli_backends import running_backends, settings_from, start_backends
 from infrastructure.cli_errors import CommandFailed, root_cause, settings_problems, unreachable
+from infrastructure.cli_maintenance import cmd_reembed, cmd_schema_export, cmd_storage_check
 from infrastructure.cli_signals import STOP_SIGNALS, StopRequested
 from infrastructure.cli_worker import stop_when_stdin_closes, worker_process
-from infrastructure.container import BackendUrls, Container
+from infrastructure.container import BackendUrls
 from infrastructure.database.engine import create_engine, schema_readiness
 from infrastructure.database.migrate import head_revision
 from infrastructure.embedded import EmbeddedServerError
@@ -45,22 +45,11 @@ def organization_id(value: str) -> uuid.UUID:
         raise argparse.ArgumentTypeError(f"not an organisation id (a UUID): {value!r}") from None
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, object] = {}
-    if getattr(args, "state_dir", None):
-        overrides["state_dir"] = Path(args.state_dir)
-    if getattr(args, "host", None):
-        overrides["host"] = args.host
-    if getattr(args, "port", None):
-        overrides["port"] = args.port
-    return Settings(**overrides)  # type: ignore[arg-type]
-
-
 def _serve(settings: Settings, backends: Backends, run_migrations: bool, with_worker: bool) -> int:
     STOP_SIGNALS.install()
     with contextlib.closing(_listen(settings)) as sock:
         try:
-            urls = _start(backends)
+            urls = start_backends(backends)
             if run_migrations:
                 _migrate(settings, urls)
             else:
@@ -96,11 +85,6 @@ def _listen(settings: Settings) -> socket.socket:
             ) from error
         raise CommandFailed(f"Cannot listen on {where}: {error.strerror or error}") from error
     return sock
-
-
-def _start(backends: Backends) -> BackendUrls:
-    with STOP_SIGNALS.deferred():
-        return backends.start()
 
 
 def _migrate(settings: Settings, urls: BackendUrls) -> None:
@@ -157,13 +141,13 @@ def _run_api(settings: Settings, urls: BackendUrls, sock: socket.socket) -> None
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Everything on one machine: embedded backends unless URLs are set, migrations, API."""
-    settings = _settings(args)
+    settings = settings_from(args)
     return _serve(settings, Backends(settings), run_migrations=True, with_worker=True)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """The API alone (production: with FOUNDRY_DATABASE_URL and FOUNDRY_REDIS_URL)."""
-    settings = _settings(args)
+    settings = settings_from(args)
     return _serve(settings, Backends(settings), run_migrations=False, with_worker=False)
 
 
@@ -176,13 +160,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
         # hundreds of MB they no longer use. Re-exec with two arenas (same pid).
         os.environ["MALLOC_ARENA_MAX"] = "2"
         os.execv(sys.executable, [sys.executable, "-m", "infrastructure.cli", *sys.argv[1:]])  # noqa: S606
-    settings = _settings(args)
+    settings = settings_from(args)
     STOP_SIGNALS.install()  # run_worker installs its own once the worker runs
     if args.exit_with_stdin:
         stop_when_stdin_closes()
     backends = Backends(settings)
     try:
-        return run_worker(settings, _start(backends))
+        return run_worker(settings, start_backends(backends))
     except SchemaBehind as behind:
         # Exit 2, as for a setting: restarting it changes nothing until someone migrates.
         print(
@@ -194,23 +178,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         backends.stop()
 
 
-@contextmanager
-def _backends(settings: Settings) -> Iterator[BackendUrls]:
-    """The backends of a command that runs to its end: started, and stopped however it
-    ends. SIGTERM or a closed terminal unwinds as Ctrl-C does; killed without its
-    ``finally``, the command would leave the embedded servers running."""
-    STOP_SIGNALS.install()
-    backends = Backends(settings)
-    try:
-        yield _start(backends)
-    finally:
-        STOP_SIGNALS.stopping()
-        backends.stop()
-
-
 def cmd_migrate(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    with _backends(settings) as urls:
+    settings = settings_from(args)
+    with running_backends(settings) as urls:
         _migrate(settings, urls)
     print("Migrations applied.")
     return 0
@@ -222,7 +192,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     from infrastructure.cli_ingest import IngestRequest, run_ingest
 
-    settings = _settings(args)
+    settings = settings_from(args)
     request = IngestRequest(
         paths=[Path(p) for p in args.paths],
         email=args.email,
@@ -230,119 +200,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         wait=not args.no_wait,
         timeout_seconds=args.timeout,
     )
-    with _backends(settings) as urls:
+    with running_backends(settings) as urls:
         return asyncio.run(run_ingest(settings, urls, request))
-
-
-async def reembed(container: Container, target: int) -> int:
-    """Every live document back to PENDING (out of search until re-ingested) and every
-    old vector dropped with the column rebuilt (resized if its size changes), in one
-    transaction, then the jobs queued. A run cut short either changed nothing or left
-    documents pending on a column that fits the embedder (the watchdog queues them;
-    running it again does too); never READY with their vectors dropped, nor pending on
-    a column the worker refuses to start on. The old vectors go even when the size stays:
-    left in the HNSW graph beside documents that are all pending, they made every
-    search walk the graph to pgvector's scan limit and then scan exactly, until the
-    re-ingestion had caught up."""
-    from infrastructure.database.embedding_column import (
-        ColumnBusy,
-        column_dimensions,
-        resize_and_reset,
-    )
-
-    ingestion = container.build_ingestion()
-    current = await column_dimensions(container.engine)
-    if current != target:
-        print(f"Resizing chunks.embedding: vector({current}) -> vector({target})", flush=True)
-    try:
-        document_ids = await resize_and_reset(container.engine, target, container.clock.now())
-    except ColumnBusy as busy:
-        raise CommandFailed(str(busy)) from busy
-    return await ingestion.enqueue(document_ids)
-
-
-def cmd_reembed(args: argparse.Namespace) -> int:
-    """After changing the embedder: resize the vector column if needed, re-ingest everything."""
-    import asyncio
-
-    settings = _settings(args)
-
-    async def run(urls: BackendUrls) -> int:
-        container = Container(settings, urls)
-        try:
-            queued = await reembed(container, settings.embedding_dimensions)
-        finally:
-            await container.aclose()
-        print(f"Re-queued {queued} documents for {settings.embedder}; workers re-ingest them.")
-        return 0
-
-    with _backends(settings) as urls:
-        return asyncio.run(run(urls))
-
-
-SHOWN = 50  # entries listed per kind; the counts are always complete
-
-
-def cmd_storage_check(args: argparse.Namespace) -> int:
-    """Find stored files nobody refers to and documents whose file is gone; with --remove,
-    delete the former. Exit 0 when nothing is left to act on, 1 otherwise."""
-    import asyncio
-    from datetime import timedelta
-
-    from domain.services.storage_check import StorageCheck, StorageReport
-    from infrastructure.container import Container
-
-    settings = _settings(args)
-    if args.grace_minutes < 1:
-        print("--grace-minutes must be at least 1 (uploads in flight)", file=sys.stderr)
-        return 2
-
-    async def run(urls: BackendUrls) -> StorageReport:
-        container = Container(settings, urls)
-        try:
-            check = StorageCheck(container.uow_factory, container.blobs, container.clock)
-            return await check.run(timedelta(minutes=args.grace_minutes), remove=args.remove)
-        finally:
-            await container.aclose()
-
-    with _backends(settings) as urls:
-        report = asyncio.run(run(urls))
-    print(f"Checked {report.files} stored files under {settings.storage_dir}.")
-    verb = "removed" if args.remove else "to remove with --remove"
-    print(f"Orphaned files older than {args.grace_minutes} min: {len(report.orphans)} ({verb})")
-    for orphan in report.orphans[:SHOWN]:
-        kind = "staging" if orphan.staging else "blob"
-        print(f"  {kind} {orphan.key}  {orphan.size} bytes  {orphan.modified_at.isoformat()}")
-    print(f"Orphaned files too recent to judge: {report.recent}")
-    print(f"Documents whose file is missing: {len(report.missing)}")
-    for missing in report.missing[:SHOWN]:
-        print(
-            f"  document {missing.document_id}  organisation {missing.organization_id}"
-            f"  {missing.status.value}"
-        )
-    print(f"Files that are not blobs (left alone): {len(report.unknown)}")
-    for unknown in report.unknown[:SHOWN]:
-        print(f"  {unknown.key}")
-    return 0 if report.clean else 1
-
-
-def schema_sdl() -> str:
-    """The GraphQL schema as SDL, exactly as `foundry schema export` writes it."""
-    from schema.build import build_schema
-
-    return build_schema().as_str() + "\n"
-
-
-def cmd_schema_export(args: argparse.Namespace) -> int:
-    """Write the SDL (web/app generates its TypeScript types from it)."""
-    output = Path(args.output)
-    sdl = schema_sdl()
-    try:
-        output.write_text(sdl, encoding="utf-8")
-    except OSError as error:
-        raise CommandFailed(f"Cannot write {output}: {error.strerror or error}") from error
-    print(f"Wrote {output}")
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -400,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = _settings(args)
+        settings = settings_from(args)
     except ValidationError as exc:
         print(f"Invalid configuration:\n{settings_problems(exc)}", file=sys.stderr)
         return 2

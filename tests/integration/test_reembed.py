@@ -11,8 +11,8 @@ from datetime import datetime
 import pytest
 from sqlalchemy import select, text, update
 
-from infrastructure.cli import reembed
 from infrastructure.cli_errors import CommandFailed
+from infrastructure.cli_maintenance import reembed
 from infrastructure.container import BackendUrls, Container
 from infrastructure.database import embedding_column
 from infrastructure.database.embedding_column import (

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from infrastructure.cli import main, schema_sdl
+from infrastructure.cli import main
+from infrastructure.cli_maintenance import schema_sdl
 
 COMMITTED = Path(__file__).resolve().parents[2] / "schema.graphql"
 FIX = (
