@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import strawberry
 
+from domain.entities import Principal
+from domain.entities import Role as DomainRole
 from domain.errors import Forbidden, NotFound
 from domain.ports import Budget
+from domain.services.roles import require_role
 from resolvers.ids import parse_id
 from schema.context import Info
 from schema.types.enums import Role
@@ -20,22 +23,29 @@ async def organization(info: Info) -> Organization:
     return Organization.from_domain(found, principal.role)
 
 
-async def organizations_of(info: Info, user_id: str) -> list[Organization]:
-    """Only a user's own organisations are visible, and only to that user."""
-    principal = info.context.require_principal()
+async def organizations_of(
+    info: Info, user_id: str, session: Principal | None = None
+) -> list[Organization]:
+    """Only a user's own organisations are visible, and only to that user. ``session``
+    is the session the field answers for when it is not the request's (AuthPayload)."""
+    principal = session or info.context.require_principal()
     if user_id != str(principal.user_id):
         raise Forbidden("You can only list your own organisations.")
     memberships = await info.context.services.organizations.my_organizations(principal)
-    return [Organization.from_domain(m.organization, m.role) for m in memberships]
+    return [Organization.from_domain(m.organization, m.role, session) for m in memberships]
 
 
-async def list_members(info: Info, organization_id: str) -> list[Member]:
-    """Members of the session's organisation; another one needs a session there."""
-    principal = info.context.require_principal()
+async def list_members(
+    info: Info, organization_id: str, session: Principal | None = None
+) -> list[Member]:
+    """Members of the session's organisation, for its admins; another organisation
+    needs a session there. ``session`` as in organizations_of."""
+    principal = session or info.context.require_principal()
+    require_role(principal, DomainRole.ADMIN)
     if organization_id != str(principal.organization_id):
         raise Forbidden("Log in to that organisation to see its members.")
     members = await info.context.services.organizations.list_members(principal)
-    return [Member.from_domain(member) for member in members]
+    return [Member.from_domain(member, session) for member in members]
 
 
 # Member changes share one budget per admin. Every try counts, refused or not: addMember

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 from uuid import UUID, uuid4
 
 from domain.entities import (
@@ -17,6 +18,7 @@ from domain.entities import (
     RefreshTokenRecord,
     Role,
     User,
+    UserCredentials,
 )
 from domain.errors import (
     EmailTaken,
@@ -38,11 +40,30 @@ from domain.ports import (
 from domain.validation import check_password_policy, clean_name, normalize_email
 
 MAX_REFRESH_TOKEN_LENGTH = 200
+# How often log_in verifies again when the stored hash changed while it verified.
+_LOG_IN_ATTEMPTS = 3
 
 
 def hash_refresh_token(token: str) -> str:
     """Refresh tokens are 256-bit random strings, so a fast hash is enough at rest."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedSession(AuthSession):
+    """A session just started, with the principal its access token carries: what the
+    rest of the request answers for it (its user's organisations, its organisation's
+    members) is answered as for that session, not for whatever token the request sent."""
+
+    principal: Principal
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """The stored hash a password matched, and its replacement when it wants a rehash."""
+
+    verified_hash: str
+    new_hash: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +97,7 @@ class AccountService:
 
     async def sign_up(
         self, email: str, password: str, organization_name: str | None, origin: RequestOrigin
-    ) -> AuthSession:
+    ) -> IssuedSession:
         email = normalize_email(email)
         check_password_policy(password, email)
         name = clean_name(
@@ -107,7 +128,11 @@ class AccountService:
 
     async def log_in(
         self, email: str, password: str, organization_id: UUID | None, origin: RequestOrigin
-    ) -> AuthSession:
+    ) -> IssuedSession:
+        """Argon2 runs with no connection held: a burst of wrong passwords must not keep
+        the pool's connections (and transactions) open while it hashes. The transaction
+        that starts the session reads the hash again, and a hash changed meanwhile (a
+        concurrent log-in's rehash, a new password) is verified again."""
         try:
             email = normalize_email(email)
         except ValidationFailed:
@@ -115,63 +140,104 @@ class AccountService:
             raise InvalidCredentials() from None
         async with self._uow_factory.system() as uow:
             credentials = await uow.users.find_credentials(email)
-            if credentials is None:
-                await self._hasher.verify_dummy(password)
-                ok = False
-            else:
-                ok = await self._hasher.verify(credentials.password_hash, password)
-            if credentials is None or not ok:
-                await uow.audit.record(
-                    AuditEntry(
-                        "auth.login_failed",
-                        None,
-                        credentials.user.id if credentials else None,
-                        target=f"email:{email}",
-                        ip=origin.ip,
-                    ),
-                    self._clock.now(),
-                )
-                await uow.commit()
-                raise InvalidCredentials()
-            user = credentials.user
-            if self._hasher.needs_rehash(credentials.password_hash):
-                await uow.users.set_password_hash(user.id, await self._hasher.hash(password))
-            memberships = await uow.memberships.list_for_user(user.id)
-            if organization_id is None:
-                chosen = memberships[0] if memberships else None
-            else:
-                chosen = next(
-                    (m for m in memberships if m.organization.id == organization_id), None
-                )
-            role: Role | None = None
-            if chosen is not None:
-                # Read again under the organisation's hold: a removal or role change
-                # committed meanwhile is seen here, and one not yet begun waits for this
-                # session, then revokes or refreshes it with the others.
-                await uow.organizations.hold(chosen.organization.id)
-                membership = await uow.memberships.get(user.id, chosen.organization.id)
-                role = membership.role if membership is not None else None
-            if chosen is None or role is None:
-                if organization_id is not None:
-                    raise NotFound("No such organization.")
-                raise Forbidden("You are not a member of any organisation.")
-            session = await self._start_session(
-                uow, user, chosen.organization, role, uuid4(), self._clock.now()
+        for _ in range(_LOG_IN_ATTEMPTS):
+            verified = await self._verify(email, password, credentials, origin)
+            async with self._uow_factory.system() as uow:
+                current = await uow.users.find_credentials(email)
+                if current is not None and current.password_hash == verified.verified_hash:
+                    return await self._open_session(
+                        uow, current.user, verified.new_hash, organization_id, origin
+                    )
+            credentials = current
+        async with self._uow_factory.system() as uow:
+            await self._refuse_log_in(uow, email, credentials, origin)
+
+    async def _verify(
+        self,
+        email: str,
+        password: str,
+        credentials: UserCredentials | None,
+        origin: RequestOrigin,
+    ) -> _Verified:
+        """``password`` checked against ``credentials`` outside any transaction; a wrong
+        one (or no account) is audited and refused."""
+        if credentials is None:
+            await self._hasher.verify_dummy(password)
+        elif await self._hasher.verify(credentials.password_hash, password):
+            new_hash = (
+                await self._hasher.hash(password)
+                if self._hasher.needs_rehash(credentials.password_hash)
+                else None
             )
-            await uow.audit.record(
-                AuditEntry(
-                    "auth.login_succeeded",
-                    chosen.organization.id,
-                    user.id,
-                    target=f"user:{user.id}",
-                    ip=origin.ip,
-                ),
-                self._clock.now(),
-            )
-            await uow.commit()
+            return _Verified(credentials.password_hash, new_hash)
+        async with self._uow_factory.system() as uow:
+            await self._refuse_log_in(uow, email, credentials, origin)
+
+    async def _refuse_log_in(
+        self,
+        uow: UnitOfWork,
+        email: str,
+        credentials: UserCredentials | None,
+        origin: RequestOrigin,
+    ) -> NoReturn:
+        await uow.audit.record(
+            AuditEntry(
+                "auth.login_failed",
+                None,
+                credentials.user.id if credentials else None,
+                target=f"email:{email}",
+                ip=origin.ip,
+            ),
+            self._clock.now(),
+        )
+        await uow.commit()
+        raise InvalidCredentials()
+
+    async def _open_session(
+        self,
+        uow: UnitOfWork,
+        user: User,
+        new_hash: str | None,
+        organization_id: UUID | None,
+        origin: RequestOrigin,
+    ) -> IssuedSession:
+        """The log-in's session, in ``uow``, committed."""
+        if new_hash is not None:
+            await uow.users.set_password_hash(user.id, new_hash)
+        memberships = await uow.memberships.list_for_user(user.id)
+        if organization_id is None:
+            chosen = memberships[0] if memberships else None
+        else:
+            chosen = next((m for m in memberships if m.organization.id == organization_id), None)
+        role: Role | None = None
+        if chosen is not None:
+            # Read again under the organisation's hold: a removal or role change
+            # committed meanwhile is seen here, and one not yet begun waits for this
+            # session, then revokes or refreshes it with the others.
+            await uow.organizations.hold(chosen.organization.id)
+            membership = await uow.memberships.get(user.id, chosen.organization.id)
+            role = membership.role if membership is not None else None
+        if chosen is None or role is None:
+            if organization_id is not None:
+                raise NotFound("No such organization.")
+            raise Forbidden("You are not a member of any organisation.")
+        session = await self._start_session(
+            uow, user, chosen.organization, role, uuid4(), self._clock.now()
+        )
+        await uow.audit.record(
+            AuditEntry(
+                "auth.login_succeeded",
+                chosen.organization.id,
+                user.id,
+                target=f"user:{user.id}",
+                ip=origin.ip,
+            ),
+            self._clock.now(),
+        )
+        await uow.commit()
         return session
 
-    async def refresh(self, refresh_token: str, origin: RequestOrigin) -> AuthSession:
+    async def refresh(self, refresh_token: str, origin: RequestOrigin) -> IssuedSession:
         if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
             raise InvalidRefreshToken()
         now = self._clock.now()
@@ -201,7 +267,7 @@ class AccountService:
 
     async def switch_organization(
         self, refresh_token: str, organization_id: UUID, origin: RequestOrigin
-    ) -> AuthSession:
+    ) -> IssuedSession:
         """Trade the session's refresh token for a session in another of the user's
         organisations. The old session ends (its access tokens are revoked at once), and
         the new one keeps its start, so switching never extends a session's maximum age.
@@ -261,18 +327,47 @@ class AccountService:
         """The refresh token's record, locked, if it may be traded now, with its
         organisation held. A token used before is a stolen copy or a replay, even in a
         session ended since (a removal from the organisation a switch left): its session
-        is revoked, with every session switched to from it."""
+        is revoked, with every session switched to from it, once (_end_replayed_session).
+        """
         record = await self._locked(uow, refresh_token)
         if record is None:
             raise InvalidRefreshToken()
         if record.used_at is not None:
-            await self._end_session(uow, record, "auth.refresh_token_reused", now, origin)
+            await self._end_replayed_session(uow, record, now, origin)
             raise RefreshTokenReused()
         if record.revoked_at is not None:
             raise InvalidRefreshToken()
         if record.expires_at <= now or record.session_started_at + self._session_max_age <= now:
             raise InvalidRefreshToken()
         return record
+
+    async def _end_replayed_session(
+        self, uow: UnitOfWork, record: RefreshTokenRecord, now: datetime, origin: RequestOrigin
+    ) -> None:
+        """End the session of a replayed token and every session switched to from it,
+        unless none of them is left to end: then the replay writes nothing, audits
+        nothing and tells no one, however often it comes (the caller refuses it all the
+        same)."""
+        # The user's sessions still live, wherever they are a member: a session switched
+        # to from this one may be, though this one ended (a removal from the
+        # organisation the switch left ends only that one).
+        live: set[UUID] = set()
+        for membership in await uow.memberships.list_for_user(record.user_id):
+            live.update(
+                await uow.refresh_tokens.live_families_for_member(
+                    record.user_id, membership.organization.id
+                )
+            )
+        if not live:
+            return
+        # When none of the lineage is live, the revocation changed nothing worth telling:
+        # leaving without commit rolls it back.
+        lineage = await uow.refresh_tokens.revoke_family(record.family_id, now)
+        if live.isdisjoint(lineage):
+            return
+        await self._end_session(
+            uow, record, "auth.refresh_token_reused", now, origin, revoked=lineage
+        )
 
     @staticmethod
     async def _locked(uow: UnitOfWork, refresh_token: str) -> RefreshTokenRecord | None:
@@ -305,10 +400,17 @@ class AccountService:
         action: str,
         now: datetime,
         origin: RequestOrigin,
+        *,
+        revoked: list[UUID] | None = None,
     ) -> None:
-        """Revoke the token's session and every session switched to from it, audited as
-        ``action``, and commit."""
-        families = await uow.refresh_tokens.revoke_family(record.family_id, now)
+        """Revoke the token's session and every session switched to from it (unless
+        ``revoked`` says this transaction did already), audited as ``action``, and
+        commit."""
+        families = (
+            revoked
+            if revoked is not None
+            else await uow.refresh_tokens.revoke_family(record.family_id, now)
+        )
         await uow.audit.record(
             AuditEntry(
                 action,
@@ -344,7 +446,7 @@ class AccountService:
         family_id: UUID,
         session_started_at: datetime,
         previous_family_id: UUID | None = None,
-    ) -> AuthSession:
+    ) -> IssuedSession:
         now = self._clock.now()
         refresh_token = secrets.token_urlsafe(32)
         record = RefreshTokenRecord(
@@ -360,12 +462,14 @@ class AccountService:
             previous_family_id=previous_family_id,
         )
         await uow.refresh_tokens.add(record, hash_refresh_token(refresh_token), now)
-        access = self._tokens.issue(Principal(user.id, organization.id, role, family_id))
-        return AuthSession(
+        principal = Principal(user.id, organization.id, role, family_id)
+        access = self._tokens.issue(principal)
+        return IssuedSession(
             access_token=access.token,
             refresh_token=refresh_token,
             expires_in=access.expires_in,
             user=user,
             organization=organization,
             role=role,
+            principal=principal,
         )

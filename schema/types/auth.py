@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import strawberry
 
-from domain.entities import AuthSession
+from domain.services.accounts import IssuedSession
 from schema.types.organization import Organization
 from schema.types.user import User
 
@@ -30,11 +30,15 @@ class AuthPayload:
     organization: Organization
 
     @classmethod
-    def from_domain(cls, session: AuthSession) -> AuthPayload:
+    def from_domain(cls, session: IssuedSession) -> AuthPayload:
+        # The nested fields answer as for the new session, not the request's token: a
+        # refresh or log-in is sent without a valid one, and a switch with the old one.
         return cls(
             access_token=session.access_token,
             refresh_token=session.refresh_token,
             expires_in=session.expires_in,
-            user=User.from_domain(session.user),
-            organization=Organization.from_domain(session.organization, session.role),
+            user=User.from_domain(session.user, session.principal),
+            organization=Organization.from_domain(
+                session.organization, session.role, session.principal
+            ),
         )

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from domain.entities import Principal
 from domain.entities import User as DomainUser
 from schema.context import Info
 
@@ -17,10 +18,18 @@ class User:
     id: strawberry.ID
     email: str
     created_at: datetime
+    # Whose session the nested fields answer for: a session a mutation just started
+    # (AuthPayload), else None for the request's own.
+    session: strawberry.Private[Principal | None] = None
 
     @classmethod
-    def from_domain(cls, user: DomainUser) -> User:
-        return cls(id=strawberry.ID(str(user.id)), email=user.email, created_at=user.created_at)
+    def from_domain(cls, user: DomainUser, session: Principal | None = None) -> User:
+        return cls(
+            id=strawberry.ID(str(user.id)),
+            email=user.email,
+            created_at=user.created_at,
+            session=session,
+        )
 
     @strawberry.field(description="Organisations this user belongs to, with their role in each.")
     async def organizations(
@@ -28,4 +37,4 @@ class User:
     ) -> list[Annotated[Organization, strawberry.lazy("schema.types.organization")]]:
         from resolvers.organizations import organizations_of
 
-        return await organizations_of(info, self.id)
+        return await organizations_of(info, self.id, self.session)
