@@ -166,14 +166,35 @@ class RefreshTokenRepository(Protocol):
         ...
 
     async def revoke_for_member(
-        self, user_id: UUID, organization_id: UUID, at: datetime
+        self, user_id: UUID, organization_id: UUID, at: datetime, *, active_since: datetime
     ) -> list[UUID]:
-        """Revoke every live session of a user in one organisation; returns family ids."""
+        """Revoke the sessions of a user in one organisation that can still act, as
+        ``live_families_for_member(now=at, active_since=active_since)`` finds them;
+        returns their family ids."""
         ...
 
     async def live_families_for_member(
-        self, user_id: UUID, organization_id: UUID
-    ) -> list[UUID]: ...
+        self,
+        user_id: UUID,
+        organization_id: UUID,
+        *,
+        now: datetime | None = None,
+        active_since: datetime | None = None,
+    ) -> list[UUID]:
+        """Sessions of a user in one organisation whose newest token is unused and
+        unrevoked and that can still act: its token is redeemable after ``now``, or it
+        was issued after ``active_since`` (with an access token that may still be
+        valid). Either bound left out does not count; both left out: every session
+        whose newest token is unused and unrevoked, however long ago it expired."""
+        ...
+
+    async def delete_ended(
+        self, started_before: datetime, expired_before: datetime, limit: int
+    ) -> int:
+        """Delete up to ``limit`` tokens of sessions started before ``started_before``
+        that expired before ``expired_before`` (any organisation: system transactions
+        only); returns how many."""
+        ...
 
 
 class AuditLog(Protocol):

@@ -25,6 +25,7 @@ from infrastructure.queue.broker import create_broker
 from infrastructure.queue.jobs import DOCUMENTS_QUEUE
 from infrastructure.settings import Settings
 from workers import runtime
+from workers.token_pruning import prune_now_and_then
 
 log = structlog.get_logger("foundry.worker")
 
@@ -53,7 +54,8 @@ class _CloseContainer(Middleware):
 
 
 async def watchdog_loop(container: Container, ingestion: IngestionService, interval: float) -> None:
-    """Every interval, one worker (a Redis lock decides which) recovers stuck documents."""
+    """Every interval, one worker (a Redis lock decides which) recovers stuck documents;
+    now and then it prunes ended sessions' refresh tokens too."""
     owner = uuid.uuid4().hex
     lock_key = f"{container.settings.redis_key_prefix}watchdog-lock"
     while True:
@@ -63,6 +65,7 @@ async def watchdog_loop(container: Container, ingestion: IngestionService, inter
                 if recovered:
                     WATCHDOG_RECOVERED.inc(recovered)
                     log.warning("watchdog.recovered", documents=recovered)
+                await prune_now_and_then(container)
             QUEUE_DEPTH.set(await container.queue_depth())
         except asyncio.CancelledError:
             raise

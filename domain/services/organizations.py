@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from uuid import UUID
 
 from domain.entities import (
@@ -18,6 +19,10 @@ from domain.entities import (
 from domain.errors import AlreadyMember, Forbidden, LastAdmin, NotFound, ServiceUnavailable
 from domain.ports import Clock, SessionRevocations, UnitOfWork, UnitOfWorkFactory
 from domain.services.api_keys import require_user, revoke_keys_beyond_member
+from domain.services.refresh_token_retention import (
+    LONGEST_ACCESS_TOKEN_TTL,
+    access_tokens_issued_since,
+)
 from domain.services.roles import require_role
 from domain.validation import normalize_email
 
@@ -32,11 +37,19 @@ class OrganizationService:
     """
 
     def __init__(
-        self, uow_factory: UnitOfWorkFactory, revocations: SessionRevocations, clock: Clock
+        self,
+        uow_factory: UnitOfWorkFactory,
+        revocations: SessionRevocations,
+        clock: Clock,
+        *,
+        access_token_ttl: timedelta = LONGEST_ACCESS_TOKEN_TTL,
     ) -> None:
         self._uow_factory = uow_factory
         self._revocations = revocations
         self._clock = clock
+        # Sessions whose last access token was issued longer ago than this cannot act:
+        # a membership change leaves them alone (see refresh_token_retention).
+        self._access_token_ttl = access_token_ttl
 
     async def _confirm_admin(self, uow: UnitOfWork, principal: Principal) -> None:
         """The token's role may be minutes old: check the membership as it is now."""
@@ -127,7 +140,10 @@ class OrganizationService:
                 uow, principal, user_id, role=role, reason="creator_role_lowered", ip=ip, now=now
             )
             families = await uow.refresh_tokens.live_families_for_member(
-                user_id, principal.organization_id
+                user_id,
+                principal.organization_id,
+                now=now,
+                active_since=access_tokens_issued_since(now, self._access_token_ttl),
             )
             await uow.audit.record(
                 AuditEntry(
@@ -179,7 +195,10 @@ class OrganizationService:
                 uow, principal, user_id, role=None, reason="creator_removed", ip=ip, now=now
             )
             families = await uow.refresh_tokens.revoke_for_member(
-                user_id, principal.organization_id, now
+                user_id,
+                principal.organization_id,
+                now,
+                active_since=access_tokens_issued_since(now, self._access_token_ttl),
             )
             await uow.audit.record(
                 AuditEntry(

@@ -32,12 +32,19 @@ _REFRESH = "refresh"
 NOTICE_MEMORY_SECONDS = 60.0
 NOTICE_MEMORY_ENTRIES = 100_000
 
-# Set an entry unless the session is already revoked (never downgrade a revocation).
-_SET_UNLESS_REVOKED = """
-local current = redis.call('GET', KEYS[1])
-if current and string.find(current, '"revoked"', 1, true) then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return 1
+# Keys set in one call: a member's sessions are told in one round trip, however many.
+_KEYS_PER_CALL = 1_000
+
+# Set every entry to ARGV[1] for ARGV[2] seconds; with ARGV[3] = "keep", not an entry
+# whose session is already revoked (a refresh never downgrades a revocation).
+_PUT = """
+for _, key in ipairs(KEYS) do
+  local current = ARGV[3] == 'keep' and redis.call('GET', key)
+  if not (current and string.find(current, '"revoked"', 1, true)) then
+    redis.call('SET', key, ARGV[1], 'EX', ARGV[2])
+  end
+end
+return #KEYS
 """
 
 
@@ -61,7 +68,7 @@ class RedisSessionRevocations:
         self._channel = f"{key_prefix}sessions-changed"
         self._ttl = access_token_ttl_seconds + 60
         self._clock = clock
-        self._set_unless_revoked = redis.register_script(_SET_UNLESS_REVOKED)
+        self._put_script = redis.register_script(_PUT)
         # Session id -> time.monotonic() when this process heard it changed, oldest first.
         self._heard: OrderedDict[UUID, float] = OrderedDict()
         listener.route(self._channel, self._on_notice)
@@ -122,13 +129,13 @@ class RedisSessionRevocations:
             return
         before = round(self._clock.now().astimezone(UTC).timestamp(), 3)
         value = json.dumps({"state": state, "before": before})
+        keys = [self._prefix + str(session_id) for session_id in session_ids]
+        keep = "keep" if state == _REFRESH else "overwrite"
         try:
-            for session_id in session_ids:
-                key = self._prefix + str(session_id)
-                if state == _REFRESH:
-                    await self._set_unless_revoked(keys=[key], args=[value, self._ttl])
-                else:
-                    await self._redis.set(key, value, ex=self._ttl)
+            for start in range(0, len(keys), _KEYS_PER_CALL):
+                await self._put_script(
+                    keys=keys[start : start + _KEYS_PER_CALL], args=[value, self._ttl, keep]
+                )
         except RedisError as exc:
             raise ServiceUnavailable("Sessions cannot be ended right now; try again.") from exc
         await self.announce(session_ids)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import select, text, update
+from sqlalchemy import ColumnElement, delete, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.entities import RefreshTokenRecord
@@ -100,28 +100,74 @@ class SqlRefreshTokenRepository:
         return sorted(families)
 
     async def revoke_for_member(
-        self, user_id: UUID, organization_id: UUID, at: datetime
+        self, user_id: UUID, organization_id: UUID, at: datetime, *, active_since: datetime
     ) -> list[UUID]:
-        families = await self.live_families_for_member(user_id, organization_id)
-        await self._session.execute(
+        # Only the sessions' newest tokens: an older one is used (a replay of it is reuse
+        # whether revoked or not) and an expired one can never be redeemed.
+        revoked = await self._session.scalars(
             update(RefreshTokenRow)
-            .where(
-                RefreshTokenRow.user_id == user_id,
-                RefreshTokenRow.organization_id == organization_id,
-                RefreshTokenRow.revoked_at.is_(None),
-            )
+            .where(*_live_tips(user_id, organization_id, at, active_since))
             .values(revoked_at=at)
+            .returning(RefreshTokenRow.family_id)
         )
-        return families
+        return sorted(set(revoked))
 
-    async def live_families_for_member(self, user_id: UUID, organization_id: UUID) -> list[UUID]:
+    async def live_families_for_member(
+        self,
+        user_id: UUID,
+        organization_id: UUID,
+        *,
+        now: datetime | None = None,
+        active_since: datetime | None = None,
+    ) -> list[UUID]:
         rows = await self._session.scalars(
             select(RefreshTokenRow.family_id)
-            .where(
-                RefreshTokenRow.user_id == user_id,
-                RefreshTokenRow.organization_id == organization_id,
-                RefreshTokenRow.revoked_at.is_(None),
-            )
+            .where(*_live_tips(user_id, organization_id, now, active_since))
             .distinct()
         )
         return list(rows)
+
+    async def delete_ended(
+        self, started_before: datetime, expired_before: datetime, limit: int
+    ) -> int:
+        doomed = (
+            select(RefreshTokenRow.id)
+            .where(
+                RefreshTokenRow.session_started_at < started_before,
+                RefreshTokenRow.expires_at < expired_before,
+            )
+            .limit(limit)
+            # A row some transaction holds (a log-out revoking an ended lineage) waits
+            # for the next round rather than making the two wait for each other.
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        deleted = await self._session.scalars(
+            delete(RefreshTokenRow)
+            .where(RefreshTokenRow.id.in_(doomed))
+            .returning(RefreshTokenRow.id)
+        )
+        return len(deleted.all())
+
+
+def _live_tips(
+    user_id: UUID, organization_id: UUID, now: datetime | None, active_since: datetime | None
+) -> list[ColumnElement[bool]]:
+    """A member's unused, unrevoked tokens (each session's newest) that still let it act:
+    redeemable after ``now``, or issued after ``active_since`` with an access token that
+    may still be valid. A used token's session either has a newer token (a refresh) or
+    was revoked in Redis when it was traded (a switch)."""
+    conditions: list[ColumnElement[bool]] = [
+        RefreshTokenRow.user_id == user_id,
+        RefreshTokenRow.organization_id == organization_id,
+        RefreshTokenRow.used_at.is_(None),
+        RefreshTokenRow.revoked_at.is_(None),
+    ]
+    acting: list[ColumnElement[bool]] = []
+    if now is not None:
+        acting.append(RefreshTokenRow.expires_at > now)
+    if active_since is not None:
+        acting.append(RefreshTokenRow.created_at > active_since)
+    if acting:
+        conditions.append(or_(*acting))
+    return conditions
