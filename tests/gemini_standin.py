@@ -75,17 +75,26 @@ class Reply:
     delay_seconds: float = 0.0
     usage: bool = True
     finish_reason: str = "STOP"
+    thoughts_tokens: int = 0
 
     @staticmethod
     def ok(
-        *pieces: str, delay_seconds: float = 0.0, usage: bool = True, finish_reason: str = "STOP"
+        *pieces: str,
+        delay_seconds: float = 0.0,
+        usage: bool = True,
+        finish_reason: str = "STOP",
+        thoughts_tokens: int = 0,
     ) -> Reply:
-        """Embed, or generate ``pieces`` (one stream event each, ``delay_seconds`` apart)."""
+        """Embed, or generate ``pieces`` (one stream event each, ``delay_seconds`` apart).
+
+        ``thoughts_tokens``: the model thought that much before its first piece (reported
+        as ``usageMetadata.thoughtsTokenCount``, as thinking models do)."""
         return Reply(
             pieces=pieces or DEFAULT_PIECES,
             delay_seconds=delay_seconds,
             usage=usage,
             finish_reason=finish_reason,
+            thoughts_tokens=thoughts_tokens,
         )
 
     @staticmethod
@@ -128,6 +137,8 @@ class ReceivedRequest:
     body: JSONObject
     method: str = ""
     query: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    """The request's headers, names in lower case."""
 
     @property
     def items(self) -> list[JSONObject]:
@@ -279,6 +290,7 @@ class GeminiStandIn:
             body=body,
             method=method,
             query=request.url.query,
+            headers=dict(request.headers),
         )
         with self._lock:
             self.requests.append(received)
@@ -395,11 +407,14 @@ def _chunk(
     }
     if reply.usage:
         prompt, completion = received.prompt_token_count, completion_token_count(sent)
-        chunk["usageMetadata"] = {
+        usage: JSONObject = {
             "promptTokenCount": prompt,
             "candidatesTokenCount": completion,
-            "totalTokenCount": prompt + completion,
+            "totalTokenCount": prompt + completion + reply.thoughts_tokens,
         }
+        if reply.thoughts_tokens:
+            usage["thoughtsTokenCount"] = reply.thoughts_tokens
+        chunk["usageMetadata"] = usage
     return chunk
 
 

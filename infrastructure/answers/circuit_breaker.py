@@ -13,6 +13,14 @@ invalid), a release, which only frees the half-open trial if this call was it. (
 call let through while the breaker was still closed and ending during the trial does
 not free the trial's place.)
 
+A long call can say early that the provider is answering (``Permit.responding``, at
+an answer's first token) and report how it ended later. That closes a breaker that
+is not closed, so a trial streaming a long answer does not keep every other call
+out, but on probation: the consecutive failures stay one short of the threshold
+until a call succeeds, so the next failure (this call's own, later in its stream,
+included) opens it again, as a failed trial would. While closed it changes nothing:
+a call that fails after its first token still counts as one failure.
+
 A trial permit is leased: one still out after its lease (``allow(lease_seconds)``,
 the longest the call can take, or :data:`DEFAULT_TRIAL_LEASE_SECONDS`) is presumed
 lost, e.g. to a task cancelled before it could report, and the next caller gets
@@ -63,6 +71,11 @@ class Permit:
     def __init__(self, breaker: CircuitBreaker) -> None:
         self._breaker = breaker
         self._reported = False
+
+    def responding(self) -> None:
+        """The provider has started answering; the outcome is still to be reported."""
+        if not self._reported:
+            self._breaker._responding(self)
 
     def success(self) -> None:
         """The provider answered: close (from any state, it is the freshest evidence)."""
@@ -143,6 +156,14 @@ class CircuitBreaker:
             self._end(permit)
             self._failures = 0
             if self._state != "closed":
+                self._enter("closed")
+
+    def _responding(self, permit: Permit) -> None:
+        with self._lock:
+            self._end(permit)
+            if self._current_state() != "closed":
+                # No success yet: the next failure opens it again (module docstring).
+                self._failures = max(self._failures, self._threshold - 1)
                 self._enter("closed")
 
     def _failed(self, permit: Permit) -> None:

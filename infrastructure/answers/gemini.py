@@ -12,12 +12,19 @@ Two deadlines bound an answer whatever the per-piece idle timeout allows: its
 first text within ``timeout_seconds`` of the call, retries and backoff included,
 and the whole stream within that plus ``max_output_tokens`` at
 :data:`MIN_TOKENS_PER_SECOND` (81 s with the default settings); past either, it
-raises GenerationFailed and the caller falls back.
+raises GenerationFailed and the caller falls back. Google is told the same whole
+deadline (the ``X-Server-Timeout`` header of the stream request), so it never stops
+generating an answer the app is still willing to wait for.
+
+Token counts include the model's thoughts (billed as output), and a rewrite's are
+counted in ``foundry_answer_tokens_total`` under ``kind="condense_prompt"`` and
+``kind="condense_completion"``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -54,6 +61,7 @@ from infrastructure.answers.gemini_stream import (
     text_of,
 )
 from infrastructure.gemini_faults import httpx_client
+from infrastructure.observability.answer_metrics import ANSWER_TOKENS
 
 ANSWER_TEMPERATURE = 0.2
 CONDENSE_TEMPERATURE = 0.0
@@ -128,6 +136,12 @@ class GeminiAnswerer:
         # within that plus max_output_tokens at MIN_TOKENS_PER_SECOND (module docstring).
         self._first_token_seconds = timeout_seconds
         self._deadline_seconds = timeout_seconds + max_output_tokens / MIN_TOKENS_PER_SECOND
+        # The SDK tells Google to give up after the HTTP timeout (X-Server-Timeout, in
+        # whole seconds) unless the request carries the header already: a stream gets
+        # its whole deadline, or Google would cut long answers at the HTTP timeout.
+        self._stream_http = types.HttpOptions(
+            headers={"X-Server-Timeout": str(math.ceil(self._deadline_seconds))}
+        )
         self._breaker = breaker
         self._wait = wait_exponential_jitter(
             initial=backoff_initial_seconds,
@@ -159,21 +173,32 @@ class GeminiAnswerer:
             log.warning("llm.failed", generator=self.name, reason="breaker_open", attempts=0)
             raise GenerationFailed("Gemini is failing; its circuit breaker is open for now.")
         prompt = build_answer_prompt(request)
-        config = self._config(prompt.system_instruction, ANSWER_TEMPERATURE)
+        config = self._config(
+            prompt.system_instruction, ANSWER_TEMPERATURE, http_options=self._stream_http
+        )
         started = time.monotonic()
         deadline = asyncio.get_running_loop().time() + self._deadline_seconds
         verdict: Callable[[], None] = permit.release  # cancelled: no verdict
         stream: GeminiStream | None = None
         deltas = 0
+        finished = False
         try:
             stream, text = await self._open(prompt.user_text, config, deadline)
+            if text is not None:
+                # Gemini is answering: a half-open breaker closes now, not when this
+                # answer ends, so answers meanwhile are not degraded. The verdict is
+                # still to come: a fault later in this stream counts against Gemini.
+                permit.responding()
             while text is not None:
                 if text:
                     deltas += 1
                     yield TextDelta(text)
                 text = await stream.next_text()
             stream.check_complete()
-            verdict = permit.success  # even if the caller stops reading now
+            # Even if the caller stops reading now, or the model gave no text (below):
+            # a stream that finished says Gemini is up.
+            verdict = permit.success
+            finished = True
             complete = stream.finish_reason == types.FinishReason.STOP
             reason = finish_reason_name(stream.finish_reason)
             if not complete:
@@ -191,11 +216,12 @@ class GeminiAnswerer:
             yield GenerationFinished(
                 model=self.name,
                 prompt_tokens=usage.prompt_token_count if usage else None,
-                completion_tokens=usage.candidates_token_count if usage else None,
+                completion_tokens=output_tokens(usage),
                 complete=complete,
             )
         except Fault as fault:
-            verdict = _verdict(permit, fault)
+            if not finished:
+                verdict = _verdict(permit, fault)
             log.warning(
                 "llm.failed",
                 generator=self.name,
@@ -255,6 +281,7 @@ class GeminiAnswerer:
             return condense_locally(history, question)
         finally:
             verdict()
+        _count_condense_tokens(response.usage_metadata)
         candidate = response.candidates[0] if response.candidates else None
         rewritten = text_of(candidate).strip() if candidate is not None else ""
         if not rewritten:
@@ -340,8 +367,10 @@ class GeminiAnswerer:
         system_instruction: str,
         temperature: float,
         thinking: types.ThinkingConfig | None = None,
+        http_options: types.HttpOptions | None = None,
     ) -> types.GenerateContentConfig:
         return types.GenerateContentConfig(
+            http_options=http_options,
             system_instruction=system_instruction,
             temperature=temperature,
             # Thinking models count their thoughts against this too (an answer thinks
@@ -363,6 +392,25 @@ class GeminiAnswerer:
             error=failure.error if isinstance(failure, Fault) else None,
             wait_s=round(state.next_action.sleep, 3) if state.next_action is not None else None,
         )
+
+
+def output_tokens(usage: types.GenerateContentResponseUsageMetadata | None) -> int | None:
+    """The tokens the model wrote, thoughts included (billed as output); None if unknown."""
+    if usage is None:
+        return None
+    answer, thoughts = usage.candidates_token_count, usage.thoughts_token_count
+    if answer is None and thoughts is None:
+        return None
+    return (answer or 0) + (thoughts or 0)
+
+
+def _count_condense_tokens(usage: types.GenerateContentResponseUsageMetadata | None) -> None:
+    # Not in kind="prompt"/"completion", which add up the stored answers' usage.
+    prompt = usage.prompt_token_count if usage is not None else None
+    if prompt:
+        ANSWER_TOKENS.labels("condense_prompt").inc(prompt)
+    if written := output_tokens(usage):
+        ANSWER_TOKENS.labels("condense_completion").inc(written)
 
 
 def _verdict(permit: Permit, fault: Fault) -> Callable[[], None]:

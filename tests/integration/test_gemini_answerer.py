@@ -17,6 +17,7 @@ from typing import Protocol
 import httpx2
 import pytest
 from google.genai import _api_client as genai_api_client
+from prometheus_client import REGISTRY
 
 from domain.answers.condense import condense_locally
 from domain.answers.ports import (
@@ -31,7 +32,11 @@ from domain.answers.ports import (
 from domain.answers.prompt import CONDENSE_INSTRUCTION, SYSTEM_INSTRUCTION
 from domain.chats.entities import MessageRole
 from infrastructure.answers.circuit_breaker import CircuitBreaker
-from infrastructure.answers.gemini import GeminiAnswerer, condense_thinking
+from infrastructure.answers.gemini import (
+    MIN_TOKENS_PER_SECOND,
+    GeminiAnswerer,
+    condense_thinking,
+)
 from tests.conftest import free_port
 from tests.gemini_standin import (
     GeminiStandIn,
@@ -648,20 +653,21 @@ def test_a_missing_key_is_refused_with_the_settings_name() -> None:
         )
 
 
-def half_open_breaker() -> CircuitBreaker:
+def half_open_breaker(threshold: int = 1) -> CircuitBreaker:
     """A breaker that has opened and waited out its reset time: the next call is a trial
     (on a clock that stays put, so an unreported trial's lease never runs out)."""
     clock = FakeClock()
-    breaker = make_breaker(threshold=1, reset_seconds=30.0, clock=clock)
-    permit = breaker.allow()
-    assert permit is not None
-    permit.failure()
+    breaker = make_breaker(threshold=threshold, reset_seconds=30.0, clock=clock)
+    for _ in range(threshold):
+        permit = breaker.allow()
+        assert permit is not None
+        permit.failure()
     clock.advance(30.0)
     assert state_of(breaker) == "half_open"
     return breaker
 
 
-async def test_a_trial_cancelled_again_while_closing_still_hands_the_trial_back(
+async def test_a_trial_cancelled_again_while_closing_leaves_the_breaker_closed(
     gemini: GeminiStandIn, make_answerer: MakeAnswerer
 ) -> None:
     breaker = half_open_breaker()
@@ -685,8 +691,9 @@ async def test_a_trial_cancelled_again_while_closing_still_hands_the_trial_back(
     with pytest.raises(asyncio.CancelledError):
         await reader
 
-    assert state_of(breaker) == "half_open"
-    assert breaker.allow() is not None  # the trial was handed back, not lost
+    # Its first token closed the breaker; leaving after it is no verdict on Gemini.
+    assert state_of(breaker) == "closed"
+    assert breaker.allow() is not None
 
 
 async def test_a_fault_while_closing_does_not_hide_the_failure(
@@ -858,3 +865,104 @@ async def test_the_sdk_stays_on_httpx_when_aiohttp_is_installed(
     await stream.aclose()
     # The response was closed through the httpx hook at once.
     await wait_for_ending(gemini, ["completed", "client_closed"])
+
+
+async def test_google_is_told_to_wait_as_long_as_the_whole_answer_may_take(
+    gemini: GeminiStandIn, make_answerer: MakeAnswerer
+) -> None:
+    # The defaults: the HTTP timeout 30 s, 1024 output tokens, a whole answer 81.2 s.
+    answerer = make_answerer(timeout_seconds=30.0, max_output_tokens=1024)
+
+    assert (await collect(answerer)).error is None
+
+    [request] = gemini.requests
+    # Not the HTTP timeout, which the SDK sends unless told otherwise: Google would end
+    # the stream 30 s in, half an answer the app was still waiting for.
+    assert float(request.headers["x-server-timeout"]) >= 30.0 + 1024 / MIN_TOKENS_PER_SECOND
+
+
+async def test_the_models_thoughts_count_as_completion_tokens(
+    gemini: GeminiStandIn, make_answerer: MakeAnswerer
+) -> None:
+    pieces = ("Refunds ", "take 30 days [1].")
+    gemini.script(Reply.ok(*pieces, thoughts_tokens=150))
+
+    outcome = await collect(make_answerer())
+
+    [request] = gemini.requests
+    assert outcome.finished == GenerationFinished(
+        model=f"gemini:{MODEL}",
+        prompt_tokens=request.prompt_token_count,
+        completion_tokens=completion_token_count(pieces) + 150,  # billed as output
+    )
+
+
+def tokens_counted(kind: str) -> float:
+    return REGISTRY.get_sample_value("foundry_answer_tokens_total", {"kind": kind}) or 0.0
+
+
+async def test_a_rewrites_tokens_are_counted_apart_from_the_answers(
+    gemini: GeminiStandIn, make_answerer: MakeAnswerer
+) -> None:
+    pieces = ("How do I install ", "pgvector?")
+    gemini.script(Reply.ok(*pieces, thoughts_tokens=12))
+    kinds = ("condense_prompt", "condense_completion", "prompt", "completion")
+    before = {kind: tokens_counted(kind) for kind in kinds}
+
+    rewritten = await make_answerer().condense(HISTORY, "How do I install it?")
+
+    assert rewritten == "How do I install pgvector?"
+    [request] = gemini.requests
+    assert {kind: tokens_counted(kind) - before[kind] for kind in kinds} == {
+        "condense_prompt": request.prompt_token_count,
+        "condense_completion": completion_token_count(pieces) + 12,
+        "prompt": 0,  # these add up the stored answers' own usage
+        "completion": 0,
+    }
+
+
+async def test_a_trial_closes_the_breaker_at_its_first_token(
+    gemini: GeminiStandIn, make_answerer: MakeAnswerer
+) -> None:
+    breaker = half_open_breaker()
+    gemini.script(Reply.ok("First ", "second", delay_seconds=FOREVER), Reply.ok("Other."))
+    answerer = make_answerer(breaker=breaker)
+
+    async with aclosing(answerer.stream(question())) as trial:
+        assert await anext(trial) == TextDelta("First ")
+        # The trial is still streaming (its next piece a minute away): Gemini is back.
+        assert state_of(breaker) == "closed"
+        other = await collect(answerer)
+
+    assert other.error is None  # answered by Gemini, not degraded to the fallback
+    assert other.deltas == ["Other."]
+    assert len(gemini.requests) == 2
+    assert state_of(breaker) == "closed"
+
+
+async def test_a_trial_cut_off_after_its_first_token_opens_the_breaker_again(
+    gemini: GeminiStandIn, make_answerer: MakeAnswerer
+) -> None:
+    # Closed by the first token, but one failure, not three, opens it again.
+    breaker = half_open_breaker(threshold=3)
+    gemini.script(Reply.error_event(503, "Part "))
+
+    outcome = await collect(make_answerer(breaker=breaker))
+
+    assert outcome.deltas == ["Part "]
+    assert isinstance(outcome.error, GenerationFailed)
+    assert state_of(breaker) == "open"
+
+
+async def test_a_trial_that_finishes_without_text_closes_the_breaker(
+    gemini: GeminiStandIn, make_answerer: MakeAnswerer
+) -> None:
+    # A thinking model whose only output was its thoughts: the fallback answers this
+    # question, but Gemini streamed a whole response, so it is up.
+    breaker = half_open_breaker()
+    gemini.script(Reply.ok("", finish_reason="STOP"))
+
+    outcome = await collect(make_answerer(breaker=breaker))
+
+    assert isinstance(outcome.error, GenerationFailed)
+    assert state_of(breaker) == "closed"
