@@ -45,7 +45,6 @@ from infrastructure.database.reader import ReaderPool, connect_target
 from infrastructure.database.uow import SqlUnitOfWorkFactory, UnitOfWorkOptions
 from infrastructure.embeddings.batching import BatchingEmbedder
 from infrastructure.embeddings.factory import build_embedder
-from infrastructure.embeddings.local import LocalEmbedder
 from infrastructure.observability.answer_metrics import (
     PrometheusAnswerObserver,
     PrometheusRetrievalObserver,
@@ -135,12 +134,12 @@ class Container:
         hasher = Argon2PasswordHasher(
             settings.argon2_time_cost, settings.argon2_memory_cost_kib, settings.argon2_parallelism
         )
-        # The query embedder: built here, loaded on first use (or by warm_up()). The local
-        # model gathers concurrent questions into batches on a thread of its own.
+        # The query embedder: built here, loaded on first use (or by warm_up()). Questions
+        # and answer sentences go to it directly: the local model gathers concurrent ones
+        # into batches on a thread of its own; Gemini takes them as concurrent calls, each
+        # within its short deadline, so one slow call never makes the others wait in line.
         embedder = build_embedder(settings)
-        self._batching = BatchingEmbedder(
-            embedder, coalesce_queries=not isinstance(embedder, LocalEmbedder)
-        )
+        self._batching = BatchingEmbedder(embedder, coalesce_queries=False)
         self._parsers: list[SandboxedParser] = []
         self._batchers: list[BatchingEmbedder] = []  # build_ingestion's, around its caller's
         self.embedder: Embedder = self._batching

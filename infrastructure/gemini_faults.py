@@ -1,7 +1,8 @@
 """What a Gemini failure means, and the HTTP client it arrives through, shared by
 the gemini embedder and answerer.
 
-Transient (retry with backoff): HTTP 408, 429 and 5xx, transport faults, and a
+Transient (retry with backoff): HTTP 408, 429 and 5xx, transport faults (all but a
+request the client itself cannot send), a body that does not decode, and a
 response that is not JSON (a body cut inside the JSON, a proxy's error page): the
 SDK raises UnknownApiResponseError for a streamed event and a bare
 json.JSONDecodeError for a whole body, which it parses itself.
@@ -18,13 +19,22 @@ import httpx2
 from google.genai import errors as genai_errors
 
 TRANSIENT_STATUSES = frozenset({408, 429})
-# httpx2 is the SDK's transport (pinned by httpx_client below); TimeoutError is our
-# own per-attempt deadline, ConnectionError a socket fault; the last two, a body that is
-# not JSON (cut inside a streamed event, or a whole body the SDK parses itself).
+# httpx2 is the SDK's transport (pinned by httpx_client below). Every transport fault
+# but two is transient: timeouts, network and proxy faults, the server breaking the
+# protocol, a malformed event stream; and a body whose content encoding does not decode
+# (a cut or mangled compressed body). Not LocalProtocolError or UnsupportedProtocol: the
+# request itself (or FOUNDRY_GEMINI_BASE_URL) is wrong, and stays wrong. A tuple, as
+# ``except`` needs, so the transport base is listed by its transient subclasses
+# (tests/unit/test_gemini_faults.py checks none is missing). TimeoutError is our own
+# per-attempt deadline, ConnectionError a socket fault; the last two, a body that is not
+# JSON (cut inside a streamed event, or a whole body the SDK parses itself).
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     httpx2.TimeoutException,
     httpx2.NetworkError,
     httpx2.RemoteProtocolError,
+    httpx2.ProxyError,
+    httpx2.SSEError,
+    httpx2.DecodingError,
     TimeoutError,
     ConnectionError,
     genai_errors.UnknownApiResponseError,

@@ -169,7 +169,8 @@ class Settings(BaseSettings):
     # Load the embedding model when the API starts rather than on the first search.
     preload_models: bool = True
     answerer: Literal["extractive", "gemini"] = "extractive"
-    search_max_limit: int = Field(default=50, ge=1, le=500)
+    # At least the schema's default limit (8), which a client that sends none gets.
+    search_max_limit: int = Field(default=50, ge=8, le=500)
     # Candidates each search path (vector, full text) contributes before fusion.
     search_candidates: int = Field(default=40, ge=1, le=1_000)
     hnsw_ef_search: int = Field(default=100, ge=1, le=1_000)
@@ -201,6 +202,12 @@ class Settings(BaseSettings):
     # Longest wait for the first streamed token, and between two tokens.
     gemini_stream_idle_seconds: float = Field(default=20, gt=0)
     gemini_max_attempts: int = Field(default=3, ge=1, le=10)
+    # Embeddings of questions and answer sentences (someone is waiting): at most this
+    # many attempts (never more than gemini_max_attempts), all within the deadline, after
+    # which the search or answer fails with EMBEDDING_UNAVAILABLE. Documents keep the
+    # timeout and attempts above.
+    gemini_query_max_attempts: int = Field(default=2, ge=1, le=10)
+    gemini_query_deadline_seconds: float = Field(default=5, gt=0, le=120)
     gemini_max_output_tokens: int = Field(default=1_024, ge=16, le=65_536)
     llm_breaker_failure_threshold: int = Field(default=5, ge=1)
     llm_breaker_reset_seconds: float = Field(default=30, gt=0)
@@ -286,6 +293,22 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"chunk_size_tokens must be at most {MAX_TOKENS - 2} with the local "
                 f"embedder (its model reads {MAX_TOKENS} tokens)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _chunks_fit_the_gemini_model(self) -> Self:
+        if self.embedder != "gemini":
+            return self
+        from infrastructure.embeddings.gemini import MAX_CHUNK_TOKENS, MAX_INPUT_TOKENS
+
+        # Gemini reads MAX_INPUT_TOKENS and silently drops the rest; chunks are measured
+        # by an estimate that may undercount, hence the margin (embeddings/gemini.py).
+        if self.chunk_size_tokens > MAX_CHUNK_TOKENS:
+            raise ValueError(
+                f"chunk_size_tokens must be at most {MAX_CHUNK_TOKENS} with the gemini "
+                f"embedder (its model reads {MAX_INPUT_TOKENS} tokens, and chunk sizes are "
+                "estimated for it, so half of that is kept as a margin)"
             )
         return self
 

@@ -39,8 +39,8 @@ class Query:
     search: list[SearchHit] = strawberry.field(
         resolver=search_resolvers.search,
         permission_classes=[IsAuthenticated],
-        description="Hybrid search over READY documents of your organisation "
-        "(limit <= 50; null means 8).",
+        description="Hybrid search over READY documents of your organisation (limit <= the "
+        "server's maximum, 50 unless configured; null means 8).",
     )
     chats: ChatConnection = strawberry.field(
         resolver=chat_resolvers.chats,

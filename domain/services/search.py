@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from domain.entities import DocumentStatus, Principal
-from domain.errors import EmbeddingUnavailable, QuestionTooLong, TransientFailure, ValidationFailed
+from domain.errors import QuestionTooLong, ValidationFailed
 from domain.ingestion.ports import Embedder
 from domain.ports import UnitOfWorkFactory
+from domain.retrieval.embedding_faults import embedding_for_a_caller
 from domain.retrieval.entities import ChunkMatch, Retrieval, SearchHit
 from domain.retrieval.fulltext import all_words
 from domain.retrieval.fusion import reciprocal_rank_fusion
@@ -76,10 +77,8 @@ class SearchService:
     async def embed(self, query: str) -> list[float]:
         """The query's embedding, as :meth:`retrieve` computes it."""
         started = time.perf_counter()
-        try:
+        with embedding_for_a_caller("search"):
             embedding = await self._embedder.embed_query(query)
-        except TransientFailure as failure:  # the provider is down, after its retries
-            raise EmbeddingUnavailable() from failure
         self._lap("embed", started, 1)
         return embedding
 

@@ -31,8 +31,8 @@ from domain.answers.ports import (
     Turn,
 )
 from domain.answers.text import snippet, word_pieces
-from domain.errors import EmbeddingUnavailable, TransientFailure
 from domain.ingestion.ports import Embedder
+from domain.retrieval.embedding_faults import embedding_for_a_caller
 
 NAME = "extractive"
 _BLOCK = re.compile(r"\n\s*\n")
@@ -129,10 +129,8 @@ class ExtractiveAnswerer:
         known = {text: self._cache[text] for text in distinct if text in self._cache}
         missing = [text for text in distinct if text not in known]
         if missing:
-            try:
+            with embedding_for_a_caller("answer"):
                 embedded = await self._embedder.embed_sentences(missing)
-            except TransientFailure as failure:  # the provider is down, after its retries
-                raise EmbeddingUnavailable() from failure
             for text, values in zip(missing, embedded, strict=True):
                 known[text] = array("f", values)
         found: list[array[float]] = []

@@ -6,7 +6,8 @@ the model per document or per question wastes it on small batches that wait
 for each other (the model runs one call at a time); this wrapper gathers
 whatever requests are waiting while the model is busy and embeds them in one
 call (the model sorts by length, so padding stays low). Documents, questions and
-answer sentences queue separately: each kind has its own provider call.
+answer sentences queue separately: each kind has its own provider call. The
+composition root coalesces only documents (see ``coalesce_queries``).
 """
 
 from __future__ import annotations
@@ -141,7 +142,9 @@ class BatchingEmbedder:
         coalesce_queries: bool = True,
     ) -> None:
         """``coalesce_queries=False``: questions and sentences go straight to ``inner``,
-        which batches them itself (the local model, on its own thread: thread_batcher.py)."""
+        which batches them itself (the local model, on its own thread: thread_batcher.py)
+        or takes several calls at once (a remote API, where one slow call must not hold
+        up the questions behind it: gemini.py bounds each by a deadline of its own)."""
         self._inner = inner
         self._documents = _Coalescer(inner.embed_documents, max_batch, "embedding-batcher")
         self._queries: _Coalescer | None = None

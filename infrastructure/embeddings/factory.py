@@ -18,6 +18,8 @@ def build_embedder(settings: Settings) -> Embedder:
             base_url=settings.gemini_base_url,
             timeout_seconds=settings.gemini_timeout_seconds,
             max_attempts=settings.gemini_max_attempts,
+            query_max_attempts=settings.gemini_query_max_attempts,
+            query_deadline_seconds=settings.gemini_query_deadline_seconds,
         )
     else:
         embedder = build_local_embedder(settings)

@@ -7,11 +7,14 @@ normalised here, because Gemini only returns unit vectors at its full 3072.
 
 Transient faults (HTTP 408, 429 and 5xx, timeouts, dropped connections, a body
 that is not JSON) are retried with exponential backoff and jitter, then raised
-as TransientFailure so the worker retries the document later. Anything else
-Gemini refuses (bad key, unknown model, bad request) raises
-GeminiConfigurationError at once, naming the setting to fix. The SDK's own
-retries are off so the two layers don't multiply, and it always sends through
-httpx2 (see ``gemini_faults.httpx_client``).
+as TransientFailure so the worker retries the document later. Questions and
+answer sentences, which someone is waiting for, have a policy of their own: fewer
+attempts, all within a short deadline (``query_deadline_seconds``), and each call
+on its own, so a slow or failing Gemini costs a search seconds, not the minutes a
+document may wait. Anything else Gemini refuses (bad key, unknown model, bad
+request) raises GeminiConfigurationError at once, naming the setting to fix. The
+SDK's own retries are off so the two layers don't multiply, and it always sends
+through httpx2 (see ``gemini_faults.httpx_client``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import math
 import re
 from array import array
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import structlog
 from google import genai
@@ -43,9 +47,23 @@ from infrastructure.gemini_faults import (
 )
 
 MAX_BATCH = 100
+# What the embedding model reads of a text; the rest is cut off without an error.
+MAX_INPUT_TOKENS = 2_048
+# The longest chunk the settings accept with this embedder: chunks are measured by the
+# ApproximateTokenizer, which may count a number, a code identifier or a word of a
+# non-Latin script as one piece where the model counts several tokens.
+MAX_CHUNK_TOKENS = MAX_INPUT_TOKENS // 2
 DOCUMENT_TASK = "RETRIEVAL_DOCUMENT"
 QUERY_TASK = "RETRIEVAL_QUERY"
 log = structlog.get_logger("foundry.embeddings")
+
+
+@dataclass(frozen=True, slots=True)
+class _Policy:
+    """How hard to try: attempts and the timeout of each."""
+
+    attempts: int
+    attempt_seconds: float
 
 
 class GeminiConfigurationError(EmbeddingRejected):
@@ -61,9 +79,9 @@ class ApproximateTokenizer:
 
     Chunk sizes are therefore approximate with the gemini embedder: a piece is a
     run of at most 10 word characters or one punctuation mark, an estimate of
-    the model's subword count rather than the count itself. The model accepts
-    2,048 tokens per text, far more than the default chunk size, so the estimate
-    does not lead to silent truncation.
+    the model's subword count rather than the count itself. The model reads
+    MAX_INPUT_TOKENS per text; the settings keep chunks to half of that
+    (MAX_CHUNK_TOKENS), so an undercount does not lead to silent truncation.
     """
 
     _PIECE = re.compile(r"\w{1,10}|[^\w\s]")
@@ -78,6 +96,9 @@ class GeminiEmbedder:
 
     ``timeout_seconds`` bounds each attempt; ``max_attempts`` and the backoff
     arguments shape the retries of transient faults (tests make them tiny).
+    Questions and sentences get at most ``query_max_attempts`` (and never more than
+    ``max_attempts``), each attempt its share of ``query_deadline_seconds``, and
+    TransientFailure once that deadline has passed, whatever the attempt was doing.
     """
 
     def __init__(
@@ -93,6 +114,8 @@ class GeminiEmbedder:
         backoff_max_seconds: float = 30.0,
         backoff_jitter_seconds: float = 1.0,
         batch_size: int = MAX_BATCH,
+        query_max_attempts: int = 2,
+        query_deadline_seconds: float = 5.0,
     ) -> None:
         if not api_key.strip():
             raise GeminiConfigurationError(
@@ -100,14 +123,20 @@ class GeminiEmbedder:
             )
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}")
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+        if max_attempts < 1 or query_max_attempts < 1:
+            raise ValueError("max_attempts and query_max_attempts must be at least 1")
+        if query_deadline_seconds <= 0:
+            raise ValueError("query_deadline_seconds must be positive")
         self.name = f"gemini:{model}"
         self.dimensions = dimensions
         self._model = model
-        self._timeout_seconds = timeout_seconds
         self._batch_size = batch_size
-        self._max_attempts = max_attempts
+        self._ingestion = _Policy(max_attempts, timeout_seconds)
+        query_attempts = min(query_max_attempts, max_attempts)
+        self._query = _Policy(
+            query_attempts, min(timeout_seconds, query_deadline_seconds / query_attempts)
+        )
+        self._query_deadline_seconds = query_deadline_seconds
         self._wait = wait_exponential_jitter(
             initial=backoff_initial_seconds,
             max=backoff_max_seconds,
@@ -134,24 +163,38 @@ class GeminiEmbedder:
         """Nothing to load: the model runs at Google."""
 
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
-        return await self._embed_all(texts, DOCUMENT_TASK)
+        return await self._embed_all(texts, DOCUMENT_TASK, self._ingestion)
 
     async def embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
-        return await self._embed_all(texts, QUERY_TASK)
+        return await self._embed_live(texts, QUERY_TASK)
 
     async def embed_sentences(self, texts: Sequence[str]) -> list[list[float]]:
-        return await self._embed_all(texts, DOCUMENT_TASK)
+        return await self._embed_live(texts, DOCUMENT_TASK)
 
-    async def _embed_all(self, texts: Sequence[str], task_type: str) -> list[list[float]]:
+    async def embed_query(self, text: str) -> list[float]:
+        return (await self._embed_live([text], QUERY_TASK))[0]
+
+    async def _embed_live(self, texts: Sequence[str], task_type: str) -> list[list[float]]:
+        """Texts someone is waiting for: the query policy, within its deadline."""
+        deadline = self._query_deadline_seconds
+        try:
+            async with asyncio.timeout(deadline):
+                return await self._embed_all(texts, task_type, self._query)
+        except TimeoutError:  # each attempt's own timeout is a TransientFailure by now
+            log.warning("gemini.deadline_passed", deadline_s=deadline, texts=len(texts))
+            raise TransientFailure(
+                f"Gemini embeddings did not answer within {deadline:g} s"
+            ) from None
+
+    async def _embed_all(
+        self, texts: Sequence[str], task_type: str, policy: _Policy
+    ) -> list[list[float]]:
         vectors: list[list[float]] = []
         for start in range(0, len(texts), self._batch_size):
             vectors.extend(
-                await self._embed(list(texts[start : start + self._batch_size]), task_type)
+                await self._embed(list(texts[start : start + self._batch_size]), task_type, policy)
             )
         return vectors
-
-    async def embed_query(self, text: str) -> list[float]:
-        return (await self._embed([text], QUERY_TASK))[0]
 
     async def aclose(self) -> None:
         """Close the SDK's connection pools (tests; a worker keeps its client until exit)."""
@@ -159,10 +202,10 @@ class GeminiEmbedder:
         self._client.close()
         await self._http.aclose()
 
-    async def _embed(self, texts: list[str], task_type: str) -> list[list[float]]:
+    async def _embed(self, texts: list[str], task_type: str, policy: _Policy) -> list[list[float]]:
         vectors: list[list[float]] = []
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._max_attempts),
+            stop=stop_after_attempt(policy.attempts),
             wait=self._wait,
             retry=retry_if_exception_type(TransientFailure),
             before_sleep=_log_retry,
@@ -171,15 +214,17 @@ class GeminiEmbedder:
         try:
             async for attempt in retrying:
                 with attempt:
-                    vectors = await self._embed_once(texts, task_type)
+                    vectors = await self._embed_once(texts, task_type, policy.attempt_seconds)
         except TransientFailure as failure:
-            log.warning("gemini.gave_up", attempts=self._max_attempts, error=str(failure))
+            log.warning("gemini.gave_up", attempts=policy.attempts, error=str(failure))
             raise TransientFailure(
-                f"Gemini embeddings unavailable after {self._max_attempts} attempts: {failure}"
+                f"Gemini embeddings unavailable after {policy.attempts} attempts: {failure}"
             ) from failure
         return vectors
 
-    async def _embed_once(self, texts: list[str], task_type: str) -> list[list[float]]:
+    async def _embed_once(
+        self, texts: list[str], task_type: str, timeout_seconds: float
+    ) -> list[list[float]]:
         # One Content per text: the SDK merges a plain list of strings into a single
         # Content for multimodal models, which would return one vector for all.
         contents = [types.Content(parts=[types.Part(text=text)]) for text in texts]
@@ -187,7 +232,7 @@ class GeminiEmbedder:
             task_type=task_type, output_dimensionality=self.dimensions
         )
         try:
-            async with asyncio.timeout(self._timeout_seconds):
+            async with asyncio.timeout(timeout_seconds):
                 response = await self._client.aio.models.embed_content(
                     model=self._model, contents=contents, config=config
                 )

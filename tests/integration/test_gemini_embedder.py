@@ -34,6 +34,8 @@ class MakeEmbedder(Protocol):
         base_url: str | None = None,
         timeout_seconds: float = 5.0,
         max_attempts: int = 3,
+        query_max_attempts: int = 2,
+        query_deadline_seconds: float = 5.0,
     ) -> GeminiEmbedder: ...
 
 
@@ -60,6 +62,8 @@ async def make_embedder(gemini: GeminiStandIn) -> AsyncIterator[MakeEmbedder]:
         base_url: str | None = None,
         timeout_seconds: float = 5.0,
         max_attempts: int = 3,
+        query_max_attempts: int = 2,
+        query_deadline_seconds: float = 5.0,
     ) -> GeminiEmbedder:
         embedder = GeminiEmbedder(
             API_KEY,
@@ -67,6 +71,8 @@ async def make_embedder(gemini: GeminiStandIn) -> AsyncIterator[MakeEmbedder]:
             base_url=base_url or gemini.base_url,
             timeout_seconds=timeout_seconds,
             max_attempts=max_attempts,
+            query_max_attempts=query_max_attempts,
+            query_deadline_seconds=query_deadline_seconds,
             backoff_initial_seconds=0.01,
             backoff_max_seconds=0.02,
             backoff_jitter_seconds=0.0,
@@ -163,10 +169,43 @@ async def test_a_provider_that_stays_down_raises_transient_failure(
     gemini.script(*[Reply.error(500)] * 5)
 
     with pytest.raises(TransientFailure, match="after 3 attempts"):
-        await make_embedder(max_attempts=3).embed_query("anyone there?")
+        await make_embedder(max_attempts=3).embed_documents(["anyone there?"])
 
     assert len(gemini.requests) == 3
     assert [event["attempt"] for event in retry_events(caplog)] == [1, 2]
+
+
+async def test_questions_and_sentences_get_fewer_attempts_than_documents(
+    gemini: GeminiStandIn, make_embedder: MakeEmbedder
+) -> None:
+    embedder = make_embedder(max_attempts=3, query_max_attempts=2)
+    for embed in (embedder.embed_query("anyone?"), embedder.embed_sentences(["anyone?"])):
+        gemini.reset()
+        gemini.script(*[Reply.error(503)] * 3)
+        with pytest.raises(TransientFailure, match="after 2 attempts"):
+            await embed
+        assert len(gemini.requests) == 2
+    # Never more than max_attempts, whatever the query setting says.
+    gemini.reset()
+    gemini.script(*[Reply.error(503)] * 3)
+    with pytest.raises(TransientFailure, match="after 1 attempts"):
+        await make_embedder(max_attempts=1, query_max_attempts=2).embed_queries(["anyone?"])
+    assert len(gemini.requests) == 1
+
+
+async def test_a_slow_gemini_fails_a_question_at_its_deadline_but_not_a_document(
+    gemini: GeminiStandIn, make_embedder: MakeEmbedder
+) -> None:
+    """The same slow answer: past the question's deadline, well within a document's
+    timeout (documents keep the ingestion policy)."""
+    embedder = make_embedder(timeout_seconds=30, query_max_attempts=1, query_deadline_seconds=0.2)
+    gemini.script(Reply.hang(1.0))
+    with pytest.raises(TransientFailure):  # its attempt's timeout or its deadline: both 0.2 s
+        await embedder.embed_query("in a hurry")
+    gemini.script(Reply.hang(1.0))
+    [vector] = await embedder.embed_documents(["no hurry"])
+    assert vector == pytest.approx(unit(fake_vector("no hurry", 384)))
+    assert [request.texts for request in gemini.requests] == [["in a hurry"], ["no hurry"]]
 
 
 async def test_a_hung_request_times_out_and_is_retried(

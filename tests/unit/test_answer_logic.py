@@ -20,6 +20,7 @@ from domain.answers.ports import (
 from domain.answers.prompt import build_answer_prompt, build_condense_prompt
 from domain.answers.text import snippet, word_pieces
 from domain.chats.entities import MessageRole, Source
+from domain.errors import EmbeddingRejected, EmbeddingUnavailable
 from domain.services.answers import unknown_citations
 from infrastructure.answers.extractive import (
     ExtractiveAnswerer,
@@ -404,3 +405,26 @@ def test_citations_of_sources_an_answer_was_not_given_are_found() -> None:
     assert unknown_citations("Built in 1874 [1][2]. Tall [2].", sources) == []
     assert unknown_citations("Built [1][7]. Tall [0], [7] and [12].", sources) == [7, 0, 12]
     assert unknown_citations("No citations, a [link] and [1.5].", sources) == []
+
+
+class RefusingEmbedder(CountingEmbedder):
+    """A provider that refuses for good (a revoked key), naming the setting to fix."""
+
+    async def embed_sentences(self, texts: Sequence[str]) -> list[list[float]]:
+        raise EmbeddingRejected("Gemini rejected the API key; check FOUNDRY_GEMINI_API_KEY.")
+
+
+async def test_a_refused_sentence_embedding_is_unavailable_to_the_asker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The asker learns that answers are unavailable; the provider's reply and the setting
+    to fix go to the operator's log."""
+    embedder = RefusingEmbedder()
+    answerer = ExtractiveAnswerer(embedder)
+    source = GroundingSource(1, uuid.uuid4(), "a.md", None, "The tower is 41 metres tall.")
+    question = "How tall is the tower?"
+    request = AnswerRequest(question, [source], await embedder.embed_query(question))
+    with pytest.raises(EmbeddingUnavailable) as raised:
+        await answerer.compose(request)
+    assert "FOUNDRY_" not in raised.value.message
+    assert any("answer.embedding_rejected" in r.getMessage() for r in caplog.records)

@@ -65,3 +65,11 @@ def test_uvicorn_is_never_handed_a_list_that_skipped_validation() -> None:
     with pytest.raises(ValueError, match="list the proxies' addresses or networks"):
         trusted_proxies(valid.model_copy(update={"forwarded_allow_ips": "*"}))
     assert trusted_proxies(valid) is None
+
+
+def test_a_search_maximum_below_the_schemas_default_limit_is_refused() -> None:
+    """A client that sends no limit gets 8 (the schema's default): a lower maximum would
+    refuse it with VALIDATION_FAILED for a limit it never sent."""
+    with pytest.raises(ValidationError, match="greater than or equal to 8"):
+        Settings(_env_file=None, search_max_limit=5)
+    assert Settings(_env_file=None, search_max_limit=8).search_max_limit == 8
