@@ -169,7 +169,12 @@ class Container:
                 refresh_token_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
                 session_max_age=timedelta(seconds=settings.session_max_age_seconds),
             ),
-            organizations=OrganizationService(uow_factory, revocations, self.clock),
+            organizations=OrganizationService(
+                uow_factory,
+                revocations,
+                self.clock,
+                access_token_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
+            ),
             documents=DocumentService(
                 uow_factory=uow_factory,
                 blobs=self.blobs,

@@ -318,3 +318,28 @@ async def test_the_worker_prunes_once_an_interval(
         assert await exists(second)
     finally:
         await container.redis.delete(key)
+
+
+async def test_the_service_counts_a_session_live_only_as_long_as_its_access_tokens(
+    container: Container, settings: Settings, history: History, database: asyncpg.Connection
+) -> None:
+    """The container's service is told the access tokens' lifetime: a session whose last
+    token expired well past it (but within the longest lifetime settings allow) is over."""
+    now = datetime.now(UTC)
+    ttl = timedelta(seconds=settings.access_token_ttl_seconds)
+    assert ttl < timedelta(hours=2)
+    over = uuid.uuid4()
+    await insert_token(
+        database,
+        history.member_id,
+        history.admin.organization_id,
+        over,
+        started=now - timedelta(days=3),
+        created=now - timedelta(hours=2),
+        expires=now - timedelta(hours=1),
+    )
+
+    await container.services.organizations.remove_member(history.admin, history.member_id, None)
+
+    states = await session_states(container, settings, [over, history.ending])
+    assert states == {over: None, history.ending: "revoked"}
