@@ -7,7 +7,9 @@ from collections.abc import Iterator
 
 import structlog
 from graphql import GraphQLError
+from strawberry.exceptions import MissingQueryError
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.execution import StreamExecutionResult
 
 from domain.errors import DomainError, ErrorCode
@@ -15,6 +17,11 @@ from domain.errors import DomainError, ErrorCode
 log = structlog.get_logger("foundry.graphql")
 
 MASKED_MESSAGE = "Unexpected error."
+
+# strawberry's refusals of a request that names nothing it can run (no query, an unknown
+# operationName, an operation type the transport does not allow). Over HTTP the view
+# answers them 400; over a WebSocket they arrive as errors of the operation.
+_REQUEST_ERRORS = (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError)
 
 # Messages of strawberry's limiters and graphql-core's parser, mapped to codes.
 _MESSAGE_CODES: tuple[tuple[re.Pattern[str], ErrorCode], ...] = (
@@ -51,6 +58,8 @@ def classify(error: GraphQLError, request_id: str) -> GraphQLError:
     if original is None:
         code = (error.extensions or {}).get("code") or code_for_validation_message(error.message)
         return _with(error, error.message, {**(error.extensions or {}), "code": str(code)})
+    if isinstance(original, _REQUEST_ERRORS):
+        return _with(error, error.message, {"code": ErrorCode.BAD_REQUEST.value})
     if isinstance(original, GraphQLError) and original.original_error is None:
         # Errors strawberry raises itself (e.g. argument coercion) are safe to show.
         code = code_for_validation_message(original.message)

@@ -28,7 +28,14 @@ from collections.abc import Callable, Iterator
 from contextlib import suppress
 from threading import Lock
 
-from graphql import DocumentNode, GraphQLError, parse
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    NameNode,
+    OperationDefinitionNode,
+    OperationType,
+    parse,
+)
 from strawberry.extensions import SchemaExtension
 
 from domain.errors import ErrorCode
@@ -36,6 +43,24 @@ from domain.errors import ErrorCode
 # Measured with tracemalloc: a parsed document of 2,000 tokens retains ~1.24 MB.
 BYTES_PER_TOKEN = 640
 _PLACEHOLDER = parse("{ __typename }")
+
+
+def placeholder(operation_name: str | None) -> DocumentNode:
+    """A document standing in for a refused text: it holds an operation of the requested
+    name, so strawberry finds the operation the client asked for and reports the refusal
+    (not "Unknown operation named ...")."""
+    if operation_name is None:
+        return _PLACEHOLDER
+    (anonymous,) = _PLACEHOLDER.definitions
+    assert isinstance(anonymous, OperationDefinitionNode)
+    named = OperationDefinitionNode(
+        operation=OperationType.QUERY,
+        name=NameNode(value=operation_name),
+        variable_definitions=(),
+        directives=(),
+        selection_set=anonymous.selection_set,
+    )
+    return DocumentNode(definitions=(named,))
 
 
 class MaxOperationLength(SchemaExtension):
@@ -60,7 +85,7 @@ class MaxOperationLength(SchemaExtension):
                 f"the limit is {self._max_chars}.",
                 extensions={"code": ErrorCode.REQUEST_TOO_LARGE.value, "maxChars": self._max_chars},
             )
-            context.graphql_document = _PLACEHOLDER
+            context.graphql_document = placeholder(context.operation_name)
         yield
 
     def on_validate(self) -> Iterator[None]:

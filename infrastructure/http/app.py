@@ -128,6 +128,9 @@ def create_app(settings: Settings, urls: BackendUrls) -> Starlette:
                     "x-requested-with",
                     "apollo-require-preflight",
                     "x-request-id",
+                    # Apollo Client sends these on every request (client awareness).
+                    "apollographql-client-name",
+                    "apollographql-client-version",
                 ],
                 allow_credentials=False,
                 max_age=600,

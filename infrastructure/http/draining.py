@@ -3,9 +3,10 @@
 uvicorn's own shutdown closes every open WebSocket at once (code 1012), which
 would cut an answer mid-stream and lose it. :class:`DrainingServer` first stops
 accepting connections, then waits (up to the grace period) for the `answer`
-subscriptions in flight, which :class:`DrainingWebSockets` tracks by watching
-the GraphQL-over-WebSocket frames; only then does uvicorn close the rest (idle
-`documentEvents` subscriptions, whose clients reconnect to another replica).
+subscriptions and the mutations (`ask` among them) in flight over WebSockets, which
+:class:`DrainingWebSockets` tracks by watching the GraphQL-over-WebSocket frames; only
+then does uvicorn close the rest (idle `documentEvents` subscriptions, whose clients
+reconnect to another replica).
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ REFUSED_MESSAGE = "The server is shutting down; connect again and ask again."
 
 
 class AnswerDrain:
-    """Counts `answer` streams in flight; once closing, no new one starts."""
+    """Counts `answer` streams (and mutations over WebSockets) in flight; once closing,
+    no new one starts."""
 
     def __init__(self) -> None:
         self.closing = False
@@ -95,26 +97,52 @@ def answer_drain_of(app: Starlette) -> AnswerDrain:
     return drain
 
 
+def _operation(
+    payload: object, parse: Callable[[str], DocumentNode]
+) -> tuple[DocumentNode, OperationDefinitionNode] | None:
+    """The document and the operation a subscribe/start payload runs, if it names one."""
+    if not isinstance(payload, dict):
+        return None
+    query = payload.get("query")
+    name = payload.get("operationName")
+    if not isinstance(query, str):
+        return None
+    try:
+        document = parse(query)
+        operation = get_operation_ast(document, name if isinstance(name, str) else None)
+    except GraphQLError:
+        return None  # the GraphQL layer reports it
+    return None if operation is None else (document, operation)
+
+
 def is_answer_subscription(payload: object, parse: Callable[[str], DocumentNode]) -> bool:
     """Whether a subscribe/start payload runs the `answer` subscription.
 
     ``parse`` must enforce the schema's limits: this runs before the socket is even
     authenticated.
     """
-    if not isinstance(payload, dict):
+    found = _operation(payload, parse)
+    if found is None or found[1].operation is not OperationType.SUBSCRIPTION:
         return False
-    query = payload.get("query")
-    name = payload.get("operationName")
-    if not isinstance(query, str):
+    return ANSWER_FIELD in _root_fields(*found)
+
+
+def is_drained_operation(payload: object, parse: Callable[[str], DocumentNode]) -> bool:
+    """Whether a subscribe/start payload runs what a shutdown lets finish: the `answer`
+    subscription or a mutation. `ask` (a whole answer, up to a minute) is a mutation, and
+    clients such as Python gql's WebsocketsTransport, urql with every operation over the
+    socket and graphql-ws (legacy) clients send it over the socket; any mutation cut off
+    mid-way would leave its client not knowing whether it happened.
+    """
+    found = _operation(payload, parse)
+    if found is None:
         return False
-    try:
-        document = parse(query)
-        operation = get_operation_ast(document, name if isinstance(name, str) else None)
-    except GraphQLError:
-        return False  # the GraphQL layer reports it
-    if operation is None or operation.operation is not OperationType.SUBSCRIPTION:
-        return False
-    return ANSWER_FIELD in _root_fields(document, operation)
+    document, operation = found
+    if operation.operation is OperationType.MUTATION:
+        return True
+    return operation.operation is OperationType.SUBSCRIPTION and ANSWER_FIELD in _root_fields(
+        document, operation
+    )
 
 
 def _root_fields(document: DocumentNode, operation: OperationDefinitionNode) -> set[str]:
@@ -160,7 +188,8 @@ def _refusal(start_type: object, operation_id: str) -> str:
 
 
 class DrainingWebSockets:
-    """ASGI wrapper of the GraphQL WebSocket endpoint that reports `answer` streams."""
+    """ASGI wrapper of the GraphQL WebSocket endpoint that reports `answer` streams and
+    mutations."""
 
     def __init__(
         self, app: ASGIApp, drain: AnswerDrain, limits: SchemaLimits, documents: DocumentCache
@@ -181,14 +210,25 @@ class DrainingWebSockets:
             await self._app(scope, receive, send)
             return
         drain = self._drain
-        tracked: set[str] = set()
+        # Per operation id, the operations started under it whose end has not been seen,
+        # oldest first, each marked whether the shutdown waits for it. graphql-ws lets a
+        # start reuse the id of a running operation: strawberry stops the old one (its
+        # "complete" follows) and runs the new one, so one id can name two at once.
+        running: dict[str, list[bool]] = {}
         # The start frame of the protocol the app accepted (any, until it has).
         starts: frozenset[str] = _CLIENT_STARTS
 
-        def end(operation_id: object) -> None:
-            if isinstance(operation_id, str) and operation_id in tracked:
-                tracked.discard(operation_id)
-                drain.finished()
+        def ended(operation_id: object, every: bool) -> None:
+            pending = running.get(operation_id) if isinstance(operation_id, str) else None
+            if pending is None:
+                return
+            count = len(pending) if every else 1
+            for drained in pending[:count]:
+                if drained:
+                    drain.finished()
+            del pending[:count]
+            if not pending:
+                del running[cast(str, operation_id)]
 
         async def receiving() -> Message:
             while True:
@@ -197,19 +237,18 @@ class DrainingWebSockets:
                 if frame is None:
                     return message
                 kind, operation_id = frame.get("type"), frame.get("id")
-                if (
-                    kind in starts
-                    and isinstance(operation_id, str)
-                    and is_answer_subscription(frame.get("payload"), self._parse)
-                ):
-                    if drain.closing:
+                if kind in starts and isinstance(operation_id, str):
+                    drained = is_drained_operation(frame.get("payload"), self._parse)
+                    if drained and drain.closing:
                         await send({"type": "websocket.send", "text": _refusal(kind, operation_id)})
                         continue
-                    if operation_id not in tracked:  # a reused id is refused (4409), not run
-                        tracked.add(operation_id)
-                        drain.started()
+                    # graphql-transport-ws refuses a reused id (4409) rather than run it.
+                    if kind == "start" or operation_id not in running:
+                        running.setdefault(operation_id, []).append(drained)
+                        if drained:
+                            drain.started()
                 elif kind in _CLIENT_STOPS:
-                    end(operation_id)
+                    ended(operation_id, every=True)
                 return message
 
         async def sending(message: Message) -> None:
@@ -218,17 +257,21 @@ class DrainingWebSockets:
             if message["type"] == "websocket.accept":
                 start = _START_OF_PROTOCOL.get(str(message.get("subprotocol")))
                 starts = frozenset({start}) if start else _CLIENT_STARTS
-            if tracked and message["type"] == "websocket.send":
+            text = message.get("text")
+            # Only frames that can be an end are parsed (not every streamed token).
+            if running and isinstance(text, str) and ("complete" in text or "error" in text):
                 frame = _frame(message)
                 if frame is not None and frame.get("type") in _SERVER_ENDS:
-                    end(frame.get("id"))
+                    ended(frame.get("id"), every=False)
 
         try:
             await self._app(scope, receiving, sending)
         finally:
-            for _ in range(len(tracked)):
-                drain.finished()
-            tracked.clear()
+            for pending in running.values():
+                for drained in pending:
+                    if drained:
+                        drain.finished()
+            running.clear()
 
 
 class _Stopped(Exception):

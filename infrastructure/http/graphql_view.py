@@ -10,7 +10,7 @@ from datetime import timedelta
 import strawberry
 from cross_web import AsyncHTTPRequestAdapter, FormData, HTTPException, StarletteRequestAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -90,6 +90,9 @@ class FoundryGraphQL(GraphQL[Context, None]):
             ),
             multipart_uploads_enabled=True,
             max_subscriptions_per_connection=settings.ws_max_subscriptions_per_connection,
+            # Browsers send Origin on the handshake; strawberry refuses a cross-origin one
+            # not listed, so the origins CORS lets query may subscribe too.
+            allowed_origins=settings.cors_allow_origins,
         )
         self._container = container
         self.graphql_transport_ws_handler_class = TransportWsHandler
@@ -185,6 +188,8 @@ class FoundryGraphQL(GraphQL[Context, None]):
                 response = None  # an operation stopped because its client left
         except HTTPException as error:
             response = http_error(error)
+        except ClientDisconnect:
+            response = None  # the client hung up while sending its body (JSON or a form)
         finally:
             if watcher is not None:
                 watcher.cancel()

@@ -44,6 +44,11 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
 )
 
 from domain.errors import ErrorCode, RateLimited
+from infrastructure.http.socket_frames import (
+    INVALID_FRAME,
+    legacy_ws_problem,
+    transport_ws_problem,
+)
 from schema.context import Context
 
 TOO_MANY_CONNECTIONS = 4429
@@ -88,6 +93,13 @@ class SocketRateLimited(Exception):
 
 
 class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    async def handle_message(self, message: TransportWsMessage) -> None:
+        problem = transport_ws_problem(message)
+        if problem is not None:
+            await self.handle_invalid_message(problem)  # closes with 4400
+            return
+        await super().handle_message(message)
+
     async def send_message(self, message: TransportWsMessage) -> None:
         if message["type"] == "error":
             for error in message["payload"]:
@@ -159,6 +171,13 @@ class LegacyWsHandler(BaseGraphQLWSHandler[Context, None]):
             timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await timer
+
+    async def handle_message(self, message: LegacyWsMessage) -> None:
+        problem = legacy_ws_problem(message)
+        if problem is not None:
+            await self.websocket.close(INVALID_FRAME, problem)
+            return
+        await super().handle_message(message)
 
     async def _close_unless_initialised(self) -> None:
         await asyncio.sleep(self.view.connection_init_wait_timeout.total_seconds())

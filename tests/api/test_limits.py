@@ -51,6 +51,19 @@ async def test_an_over_long_operation_text_is_refused_before_it_is_parsed(
     assert await api.data("{ __typename" + " " * 7_000 + "}") == {"__typename": "Query"}
 
 
+async def test_an_over_long_named_operation_is_refused_with_its_limit(
+    http: httpx.AsyncClient,
+) -> None:
+    """Clients name their operations: the refusal must not depend on the name."""
+    for text in (
+        "query Named { __typename" + " " * 8_000 + "}",
+        "mutation Named { __typename" + " " * 8_000 + "}",
+    ):
+        response = await http.post("/graphql", json={"query": text, "operationName": "Named"})
+        error = response.json()["errors"][0]
+        assert error["extensions"] == {"code": "REQUEST_TOO_LARGE", "maxChars": 8_000}
+
+
 async def test_syntax_errors_have_a_code(api: GraphQLClient) -> None:
     assert await api.error_code("{ me { ") == "GRAPHQL_PARSE_FAILED"
     assert await api.error_code("{ nope }") == "GRAPHQL_VALIDATION_FAILED"

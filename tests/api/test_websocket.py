@@ -6,12 +6,13 @@ import asyncio
 import json
 from typing import Any, cast
 
+import httpx
 import pytest
 import websockets
 from gql import Client, gql
 from gql.transport.websockets import WebsocketsTransport
-from websockets.exceptions import ConnectionClosed
-from websockets.typing import Subprotocol
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Origin, Subprotocol
 
 from infrastructure.container import BackendUrls
 from infrastructure.settings import Settings
@@ -223,23 +224,49 @@ async def test_legacy_graphql_ws_protocol_refuses_a_second_connection_init(
             await ws.recv()
 
 
+async def _first_reply(server: ServerThread, token: str, payload: object) -> dict[str, Any]:
+    """The first frame answering a graphql-transport-ws subscribe with ``payload``."""
+    protocols = [Subprotocol("graphql-transport-ws")]
+    async with websockets.connect(ws_url(server), subprotocols=protocols) as ws:
+        init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+        await ws.send(json.dumps(init))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(json.dumps({"type": "subscribe", "id": "1", "payload": payload}))
+        reply = cast(dict[str, Any], json.loads(await ws.recv()))
+    assert reply["id"] == "1"
+    return reply
+
+
 async def test_an_over_long_operation_over_websocket_gets_a_code(
     server: ServerThread, api: GraphQLClient
 ) -> None:
     account = await api.sign_up()
-    protocols = [Subprotocol("graphql-transport-ws")]
-    async with websockets.connect(ws_url(server), subprotocols=protocols) as ws:
-        init = {
-            "type": "connection_init",
-            "payload": {"authorization": f"Bearer {account.access_token}"},
-        }
-        await ws.send(json.dumps(init))
-        assert json.loads(await ws.recv())["type"] == "connection_ack"
-        query = "subscription { documentEvents { progress" + " " * 8_000 + "} }"
-        await ws.send(json.dumps({"type": "subscribe", "id": "1", "payload": {"query": query}}))
-        reply = json.loads(await ws.recv())
-    assert reply["type"] == "error" and reply["id"] == "1"
+    query = "subscription { documentEvents { progress" + " " * 8_000 + "} }"
+    reply = await _first_reply(server, account.access_token, {"query": query})
+    assert reply["type"] == "error"
     assert reply["payload"][0]["extensions"]["code"] == "REQUEST_TOO_LARGE"
+    named = "subscription Events { documentEvents { progress" + " " * 8_000 + "} }"
+    payload = {"query": named, "operationName": "Events"}
+    reply = await _first_reply(server, account.access_token, payload)
+    assert reply["type"] == "error"
+    assert reply["payload"][0]["extensions"] == {"code": "REQUEST_TOO_LARGE", "maxChars": 8_000}
+
+
+async def test_operations_that_name_nothing_to_run_are_bad_requests_over_websocket(
+    server: ServerThread, api: GraphQLClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unknown operationName or no query at all is the client's mistake: BAD_REQUEST,
+    not a masked INTERNAL logged as a server error."""
+    account = await api.sign_up()
+    payloads: list[object] = [
+        {"query": "query Known { __typename }", "operationName": "Unknown"},
+        {"query": None},
+    ]
+    for payload in payloads:
+        reply = await _first_reply(server, account.access_token, payload)
+        assert reply["type"] == "error", payload
+        assert reply["payload"][0]["extensions"] == {"code": "BAD_REQUEST"}, payload
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
 
 
 async def _subscribe_beyond_the_limit(
@@ -280,3 +307,97 @@ async def test_operations_over_the_per_socket_limit_are_refused_with_a_code(
         "message": "Subscription limit reached",
         "extensions": {"code": "TOO_MANY_OPERATIONS"},
     }
+
+
+async def _handshake(server: ServerThread, origin: str, token: str) -> str:
+    """The first frame a graphql-transport-ws socket opened from ``origin`` receives."""
+    protocols = [Subprotocol("graphql-transport-ws")]
+    async with websockets.connect(
+        ws_url(server), subprotocols=protocols, origin=Origin(origin)
+    ) as ws:
+        init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+        await ws.send(json.dumps(init))
+        return str(json.loads(await ws.recv())["type"])
+
+
+async def test_sockets_from_the_allowed_cors_origins_are_accepted(
+    settings: Settings, urls: BackendUrls, api: GraphQLClient
+) -> None:
+    """A browser app on an origin in FOUNDRY_CORS_ALLOW_ORIGINS subscribes as it queries;
+    a page on any other origin is still refused at the handshake."""
+    account = await api.sign_up()
+    allowed = "https://app.example.com"
+    cross = ServerThread(settings.model_copy(update={"cors_allow_origins": [allowed]}), urls)
+    cross.start()
+    try:
+        assert await _handshake(cross, allowed, account.access_token) == "connection_ack"
+        with pytest.raises(InvalidStatus) as refused:
+            await _handshake(cross, "https://evil.example.com", account.access_token)
+        assert refused.value.response.status_code == 403
+        # Apollo Client's own headers pass the preflight of its queries and mutations.
+        async with httpx.AsyncClient(base_url=cross.base_url) as http:
+            preflight = await http.options(
+                "/graphql",
+                headers={
+                    "origin": allowed,
+                    "access-control-request-method": "POST",
+                    "access-control-request-headers": (
+                        "apollographql-client-name, apollographql-client-version"
+                    ),
+                },
+            )
+        assert preflight.status_code == 200
+    finally:
+        cross.stop()
+
+
+async def _close_after(
+    server: ServerThread, protocol: str, token: str | None, frame: object
+) -> int:
+    """The close code of a socket sent ``frame`` (after a connection_init with ``token``)."""
+    async with websockets.connect(ws_url(server), subprotocols=[Subprotocol(protocol)]) as ws:
+        if token is not None:
+            init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+            await ws.send(json.dumps(init))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(json.dumps(frame))
+        async with asyncio.timeout(10):
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await ws.recv()  # keep-alives until the close
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code
+
+
+async def test_malformed_frames_close_the_socket_with_4400(
+    server: ServerThread, api: GraphQLClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A frame of the wrong shape is the client's error (4400, as the protocol says), not
+    a crash of the connection's handler (1006 and a traceback), signed in or not."""
+    token = (await api.sign_up()).access_token
+    malformed: list[tuple[str, str | None, object]] = [
+        ("graphql-transport-ws", None, []),
+        ("graphql-transport-ws", None, 1),
+        ("graphql-transport-ws", None, {"type": "complete", "id": ["x"]}),
+        ("graphql-transport-ws", token, {"type": "subscribe", "id": "9", "payload": "x"}),
+        ("graphql-transport-ws", token, {"type": "subscribe", "id": 9, "payload": {}}),
+        (
+            "graphql-transport-ws",
+            token,
+            {
+                "type": "subscribe",
+                "id": "9",
+                "payload": {"query": "{ me { id } }", "variables": []},
+            },
+        ),
+        ("graphql-ws", None, {}),
+        ("graphql-ws", None, []),
+        ("graphql-ws", None, {"type": "stop"}),
+        ("graphql-ws", token, {"type": "start", "id": "1", "payload": "x"}),
+        ("graphql-ws", token, {"type": "start", "id": "1", "payload": {}}),
+        ("graphql-ws", token, {"type": "start", "id": "1"}),
+    ]
+    for protocol, signed_in, frame in malformed:
+        assert await _close_after(server, protocol, signed_in, frame) == 4400, (protocol, frame)
+    crashes = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert not crashes, crashes[0].getMessage()

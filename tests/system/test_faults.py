@@ -24,6 +24,7 @@ from typing import cast
 import httpx
 import pytest
 from gql import Client, gql
+from gql.transport.exceptions import TransportQueryError
 from sqlalchemy import select
 
 from infrastructure.database.engine import create_engine
@@ -449,3 +450,62 @@ async def _refuses_connections(api: ApiProcess) -> bool:
             return True
         await asyncio.sleep(0.05)
     return False
+
+
+async def test_sigterm_lets_an_ask_over_a_websocket_finish_and_refuses_new_asks(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    """gql's WebsocketsTransport (as urql and graphql-ws clients can) sends the `ask`
+    mutation over the socket: a SIGTERM mid-answer lets it finish and be stored, and a
+    new ask on the open socket is refused with SERVICE_UNAVAILABLE meanwhile."""
+    api = GraphQLClient(http)
+    account = await api.sign_up()
+    token = account.access_token
+    [outcome] = await upload_outcomes(
+        http, token, [("lighthouse.md", LIGHTHOUSE.encode(), "text/markdown")]
+    )
+    document_id = str(cast(JSON, outcome["document"])["id"])
+    assert (await wait_for_document(api, token, document_id))["status"] == "READY"
+    chat_id = str(cast(JSON, (await api.data(CREATE_CHAT, None, token))["createChat"])["id"])
+    question = "Who kept the Skerry Point lighthouse?"
+
+    stopping = ApiProcess(stack.env, stack.root / f"sigterm-ask-{uuid.uuid4().hex[:8]}.log")
+    try:
+        stopping.wait_ready()
+        pieces = [f"Piece {n} of a slow answer [1]. " for n in range(10)]
+        stack.standin.reset()
+        stack.standin.script(Reply.ok(*pieces, delay_seconds=0.4))
+        request = gql(ASK)
+        request.variable_values = {"c": chat_id, "q": question}
+        async with Client(transport=transport(stopping.ws_url, token)) as session:
+            asking = asyncio.create_task(session.execute(request))
+            for _ in range(300):  # until the answer is being generated
+                if any(r.method == "streamGenerateContent" for r in stack.standin.requests):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the ask never reached the model")
+            assert not asking.done()
+            stopping.terminate()  # SIGTERM with the answer mid-way
+            for _ in range(300):  # until the server drains
+                if "shutdown.draining_answers" in stopping.log_text():
+                    break
+                await asyncio.sleep(0.05)
+            again = gql(ASK)
+            again.variable_values = {"c": chat_id, "q": "And who built it?"}
+            with pytest.raises(TransportQueryError) as refused:
+                await session.execute(again)
+            result = await asking
+        exit_code = stopping.process.wait(timeout=60)
+    finally:
+        stopping.stop()
+
+    assert refused.value.errors is not None
+    assert refused.value.errors[0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+    answer = cast(JSON, result["ask"])
+    assert answer["content"] == "".join(pieces)
+    assert exit_code == 0
+    data = await api.data(MESSAGES, {"id": chat_id}, token)
+    edges = cast(list[JSON], cast(JSON, cast(JSON, data["chat"])["messages"])["edges"])
+    stored = [(cast(JSON, e["node"])["role"], cast(JSON, e["node"])["content"]) for e in edges]
+    assert stored == [("USER", question), ("ASSISTANT", "".join(pieces))]

@@ -5,15 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 
+import pytest
 from graphql import parse
 from starlette.types import Message, Receive, Scope, Send
 
-from infrastructure.http.draining import AnswerDrain, DrainingWebSockets, is_answer_subscription
+from infrastructure.http.draining import (
+    AnswerDrain,
+    DrainingWebSockets,
+    is_answer_subscription,
+    is_drained_operation,
+)
 from schema.build import SchemaLimits
 
 ANSWER = 'subscription A($c: ID!) { answer(chatId: $c, question: "q") { __typename } }'
 EVENTS = "subscription { documentEvents { progress } }"
+ASK = 'mutation Ask { ask(chatId: "c", question: "q") { id } }'
 
 
 LIMITS = SchemaLimits(max_tokens=100, max_chars=1_000)
@@ -219,3 +227,111 @@ async def test_a_dropped_connection_releases_its_answers() -> None:
         await draining(app, drain)({"type": "websocket"}, incoming.get, send)
     assert drain.in_flight == 0
     assert await drain.wait_idle(0) is True
+
+
+def test_mutations_are_drained_as_answers_are() -> None:
+    """`ask` answers over a socket too (gql's WebsocketsTransport, urql, graphql-ws)."""
+    assert is_drained_operation({"query": ANSWER}, parse)
+    assert is_drained_operation({"query": ASK}, parse)
+    assert is_drained_operation({"query": 'mutation { createChat(title: "t") { id } }'}, parse)
+    assert not is_drained_operation({"query": EVENTS}, parse)
+    assert not is_drained_operation({"query": "query { me { id } }"}, parse)
+    both = f"{ASK} query Me {{ me {{ id }} }}"
+    assert is_drained_operation({"query": both, "operationName": "Ask"}, parse)
+    assert not is_drained_operation({"query": both, "operationName": "Me"}, parse)
+    assert not is_drained_operation({"query": None}, parse)
+
+
+async def test_an_ask_over_a_socket_is_waited_for_and_refused_while_closing() -> None:
+    drain = AnswerDrain()
+    inner = FakeGraphQLSocket()
+    incoming: asyncio.Queue[Message] = asyncio.Queue()
+    sent: list[dict[str, object]] = []
+    refused = asyncio.Event()
+
+    async def send(message: Message) -> None:
+        sent.append(json.loads(message["text"]))
+        refused.set()
+
+    connection = asyncio.create_task(
+        draining(inner, drain)({"type": "websocket"}, incoming.get, send)
+    )
+    await incoming.put(frame("subscribe", "0", "query { me { id } }"))
+    await incoming.put(frame("subscribe", "1", ASK))
+    await asyncio.wait_for(inner.both_seen.wait(), 10)
+    assert drain.in_flight == 1  # the ask, not the query
+
+    drain.closing = True
+    waiting = asyncio.create_task(drain.wait_idle(30))
+    await incoming.put(frame("subscribe", "2", ASK))  # refused, never reaches the app
+    await asyncio.wait_for(refused.wait(), 10)
+    assert sent[0]["id"] == "2" and sent[0]["type"] == "error"
+    assert not waiting.done()
+    inner.finish.set()  # the ask's answer is stored and sent
+    assert await asyncio.wait_for(waiting, 10) is True
+    await incoming.put({"type": "websocket.disconnect", "code": 1000})
+    await connection
+    assert inner.seen == ["subscribe:0", "subscribe:1"]
+
+
+class FakeLegacySocket:
+    """Like strawberry's graphql-ws handler: a start reusing the id of a running operation
+    cancels it (which sends its complete) and runs the new one; "finish" completes it."""
+
+    def __init__(self) -> None:
+        self.starts = 0
+        self.restarted = asyncio.Event()
+        self.finish = asyncio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "websocket.accept", "subprotocol": "graphql-ws"})
+
+        async def complete(operation_id: str) -> None:
+            text = json.dumps({"type": "complete", "id": operation_id})
+            await send({"type": "websocket.send", "text": text})
+
+        running: asyncio.Task[None] | None = None
+        while (message := await receive())["type"] != "websocket.disconnect":
+            body = json.loads(message["text"])
+            if body["type"] != "start":
+                continue
+            self.starts += 1
+            if running is not None:  # the same id again: the old one stops
+                running.cancel()
+                await complete(body["id"])
+            running = asyncio.create_task(self._run(body["id"], complete))
+            if self.starts == 2:
+                self.restarted.set()
+        if running is not None:
+            await running
+
+    async def _run(self, operation_id: str, complete: Callable[[str], Awaitable[None]]) -> None:
+        await self.finish.wait()
+        await complete(operation_id)
+
+
+@pytest.mark.parametrize("first", [ANSWER, EVENTS], ids=["answer", "events"])
+async def test_an_answer_restarted_under_its_id_on_graphql_ws_is_still_drained(
+    first: str,
+) -> None:
+    """graphql-ws lets a start reuse a running operation's id: the old operation (an
+    answer or not) stops, its complete comes, and the new answer runs: waited for too."""
+    drain = AnswerDrain()
+    inner = FakeLegacySocket()
+    incoming: asyncio.Queue[Message] = asyncio.Queue()
+
+    async def sent(message: Message) -> None:
+        return None
+
+    connection = asyncio.create_task(
+        draining(inner, drain)({"type": "websocket"}, incoming.get, sent)
+    )
+    await incoming.put(frame("start", "1", first))
+    await incoming.put(frame("start", "1", ANSWER))
+    await asyncio.wait_for(inner.restarted.wait(), 10)
+    assert drain.in_flight == 1  # the new answer, after the old one's complete
+    inner.finish.set()
+    assert await drain.wait_idle(10) is True
+    await incoming.put({"type": "websocket.disconnect", "code": 1000})
+    await connection
+    assert drain.in_flight == 0
