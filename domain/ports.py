@@ -325,6 +325,7 @@ class Budget(StrEnum):
     LOGIN_EMAIL = "login_email"
     SIGNUP_IP = "signup_ip"
     SIGNUP_EMAIL = "signup_email"
+    SESSION_IP = "session_ip"
     UPLOAD_ORGANIZATION = "upload_org"
     ASK_USER = "ask_user"
     SEARCH_USER = "search_user"

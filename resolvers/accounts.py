@@ -50,6 +50,7 @@ def normalized_email(email: str) -> str:
 
 async def refresh_session(info: Info, refresh_token: str) -> AuthPayload:
     ctx = info.context
+    await ctx.rate_limiter.hit(Budget.SESSION_IP, client_address_key(ctx.client_ip))
     return AuthPayload.from_domain(await ctx.services.accounts.refresh(refresh_token, ctx.origin))
 
 
@@ -57,6 +58,7 @@ async def switch_organization(
     info: Info, refresh_token: str, organization_id: strawberry.ID
 ) -> AuthPayload:
     ctx = info.context
+    await ctx.rate_limiter.hit(Budget.SESSION_IP, client_address_key(ctx.client_ip))
     session = await ctx.services.accounts.switch_organization(
         refresh_token, parse_id(organization_id, "organization"), ctx.origin
     )
@@ -65,6 +67,7 @@ async def switch_organization(
 
 async def log_out(info: Info, refresh_token: str) -> bool:
     ctx = info.context
+    await ctx.rate_limiter.hit(Budget.SESSION_IP, client_address_key(ctx.client_ip))
     return await ctx.services.accounts.log_out(refresh_token, ctx.origin)
 
 

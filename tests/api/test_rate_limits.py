@@ -33,6 +33,7 @@ from tests.helpers import (
     JSON,
     LOG_IN,
     PASSWORD,
+    REFRESH,
     SIGN_UP,
     Account,
     GraphQLClient,
@@ -47,6 +48,7 @@ LIMITS = {
     "login_email": "3/60",
     "signup_ip": "4/60",
     "signup_email": "2/60",
+    "session_ip": "3/60",
     "upload_org": "4/60",
     "ask_user": "1/60",
     "ask_user:admin": "3/60",  # everyone here is the admin of their own organisation
@@ -241,6 +243,33 @@ async def test_sign_ups_are_limited_per_email(clients: ClientFactory) -> None:
     assert error_of(taken)["code"] == "EMAIL_TAKEN"
     refused = await (await clients.new()).execute(SIGN_UP, variables)
     assert_rate_limited(error_of(refused), at_most=1_800)
+
+
+async def test_refreshes_switches_and_log_outs_share_a_budget_per_ip(
+    clients: ClientFactory,
+) -> None:
+    """Tokens cannot be guessed, but each try costs a database lookup: an address gets
+    a budget for the three mutations that take a refresh token, and others keep theirs."""
+    account = await clients.account()
+    client = await clients.new()
+    other = str(uuid.uuid4())
+    calls = [
+        client.execute(REFRESH, {"token": "not-a-token"}),
+        client.execute(
+            "mutation($t: String!, $o: ID!) { switchOrganization(refreshToken: $t, "
+            "organizationId: $o) { accessToken } }",
+            {"t": "not-a-token", "o": other},
+        ),
+        client.execute("mutation($t: String!) { logOut(refreshToken: $t) }", {"t": "x"}),
+        client.execute(REFRESH, {"token": "not-a-token"}),
+    ]
+    seen = [await call for call in calls]  # in order: the last one is over the budget
+    assert [error_of(b)["code"] for b in seen[:2]] == ["INVALID_REFRESH_TOKEN"] * 2, seen
+    assert "errors" not in seen[2], seen[2]  # an unknown token logs nothing out
+    assert_rate_limited(error_of(seen[3]), at_most=60)
+    # Another address still refreshes.
+    refreshed = await (await clients.new()).execute(REFRESH, {"token": account.refresh_token})
+    assert "errors" not in refreshed, refreshed
 
 
 def text_file(i: int) -> tuple[str, bytes, str]:
