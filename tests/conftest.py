@@ -30,6 +30,7 @@ from infrastructure.http.app import create_app
 from infrastructure.http.server_config import uvicorn_config
 from infrastructure.observability.logging import configure_logging
 from infrastructure.settings import Settings
+from tests.gemini_standin import GeminiStandIn, running_standin
 from tests.helpers import GraphQLClient, admin_dsn_for
 
 TEST_JWT_SECRET = "test-secret-" + "x7Kp2mQ9vR4sT8wZ" * 4
@@ -279,3 +280,18 @@ async def container(settings: Settings, urls: BackendUrls) -> AsyncIterator[Cont
     built = Container(settings, urls)
     yield built
     await built.aclose()
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[GeminiStandIn]:
+    """A Gemini stand-in server for the module's tests (tests/gemini_standin.py)."""
+    with running_standin() as server:
+        yield server
+
+
+@pytest.fixture
+def gemini(standin: GeminiStandIn) -> Iterator[GeminiStandIn]:
+    """The module's stand-in, with no scripted replies or recorded requests left over."""
+    standin.reset()
+    yield standin
+    standin.reset()

@@ -17,15 +17,9 @@ from infrastructure.settings import Settings
 from tests.api.test_answers_api import ASK, new_chat
 from tests.api.test_gemini_answers_api import QUESTION, on_standin, stored_roles
 from tests.conftest import ServerThread
-from tests.gemini_standin import GeminiStandIn, Reply, running_standin
+from tests.gemini_standin import GeminiStandIn, Reply
 from tests.helpers import GraphQLClient
 from tests.knowledge import Corpus
-
-
-@pytest.fixture(scope="module")
-def standin() -> Iterator[GeminiStandIn]:
-    with running_standin() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from infrastructure.observability.answer_metrics import (
 from infrastructure.settings import Settings
 from tests.api.test_answers_api import ANSWER, ASK, MESSAGES, ask, events_of, new_chat, transport
 from tests.conftest import ServerThread
-from tests.gemini_standin import GeminiStandIn, Reply, running_standin
+from tests.gemini_standin import GeminiStandIn, Reply
 from tests.helpers import JSON, GraphQLClient
 from tests.knowledge import Corpus
 
@@ -43,19 +43,6 @@ def first_tokens_of(generator: str) -> float:
         "foundry_answer_first_token_seconds_count", {"generator": generator}
     )
     return count or 0.0
-
-
-@pytest.fixture(scope="module")
-def standin() -> Iterator[GeminiStandIn]:
-    with running_standin() as server:
-        yield server
-
-
-@pytest.fixture
-def gemini(standin: GeminiStandIn) -> Iterator[GeminiStandIn]:
-    standin.reset()
-    yield standin
-    standin.reset()
 
 
 @contextlib.asynccontextmanager

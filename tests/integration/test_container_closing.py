@@ -5,27 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
 import psutil
-import pytest
 from pydantic import SecretStr
 
 from domain.chats.entities import MessageRole
 from infrastructure.container import BackendUrls, Container
 from infrastructure.embeddings.gemini import GeminiEmbedder
 from infrastructure.settings import Settings
-from tests.gemini_standin import DEFAULT_PIECES, GeminiStandIn, fake_vector, running_standin
+from tests.gemini_standin import DEFAULT_PIECES, GeminiStandIn, fake_vector
 from tests.integration.test_chunk_search import DIMENSIONS, document_with_chunks, member
 from tests.integration.test_gemini_ingestion import _document, _embedder, _row
 
 QUESTION = "When does the northern harbour ferry leave?"
-
-
-@pytest.fixture(scope="module")
-def standin() -> Iterator[GeminiStandIn]:
-    with running_standin() as server:
-        yield server
 
 
 def on_gemini(settings: Settings, standin: GeminiStandIn) -> Settings:

@@ -9,7 +9,7 @@ import re
 import time
 import types
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Protocol
@@ -42,7 +42,6 @@ from tests.gemini_standin import (
     GeminiStandIn,
     Reply,
     completion_token_count,
-    running_standin,
 )
 from tests.unit.test_circuit_breaker import FakeClock
 
@@ -75,18 +74,6 @@ class Outcome:
     deltas: list[str]
     finished: GenerationFinished | None
     error: GenerationFailed | None
-
-
-@pytest.fixture(scope="module")
-def standin() -> Iterator[GeminiStandIn]:
-    with running_standin() as server:
-        yield server
-
-
-@pytest.fixture
-def gemini(standin: GeminiStandIn) -> GeminiStandIn:
-    standin.reset()
-    return standin
 
 
 def state_of(breaker: CircuitBreaker) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 import pytest
@@ -20,7 +20,7 @@ from infrastructure.embeddings.gemini import (
 )
 from infrastructure.settings import Settings
 from tests.conftest import free_port
-from tests.gemini_standin import GeminiStandIn, Reply, fake_vector, running_standin
+from tests.gemini_standin import GeminiStandIn, Reply, fake_vector
 
 API_KEY = "test-gemini-key-Zq81"
 ENDPOINT_SUFFIX = "/models/gemini-embedding-001:batchEmbedContents"
@@ -37,18 +37,6 @@ class MakeEmbedder(Protocol):
         query_max_attempts: int = 2,
         query_deadline_seconds: float = 5.0,
     ) -> GeminiEmbedder: ...
-
-
-@pytest.fixture(scope="module")
-def standin() -> Iterator[GeminiStandIn]:
-    with running_standin() as server:
-        yield server
-
-
-@pytest.fixture
-def gemini(standin: GeminiStandIn) -> GeminiStandIn:
-    standin.reset()
-    return standin
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import select
@@ -19,15 +19,9 @@ from infrastructure.container import BackendUrls, Container
 from infrastructure.database.models import ChunkRow, DocumentRow
 from infrastructure.embeddings.gemini import GeminiEmbedder
 from infrastructure.settings import Settings
-from tests.gemini_standin import GeminiStandIn, Reply, running_standin
+from tests.gemini_standin import GeminiStandIn, Reply
 from tests.helpers import PASSWORD, unique_email
 from tests.integration.test_worker_recovery import _incoming
-
-
-@pytest.fixture(scope="module")
-def standin() -> Iterator[GeminiStandIn]:
-    with running_standin() as server:
-        yield server
 
 
 @pytest.fixture

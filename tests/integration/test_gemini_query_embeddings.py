@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from pydantic import SecretStr
@@ -16,26 +16,13 @@ from pydantic import SecretStr
 from domain.errors import EmbeddingUnavailable, ErrorCode
 from infrastructure.container import BackendUrls, Container
 from infrastructure.settings import Settings
-from tests.gemini_standin import GeminiStandIn, Reply, fake_vector, running_standin
+from tests.gemini_standin import GeminiStandIn, Reply, fake_vector
 from tests.integration.test_chunk_search import member
 
 # A hang guard only, far below the minute a hung Gemini call may take: a question that
 # waits this long was held up by something other than its own deadline.
 GUARD_SECONDS = 15
 HUNG_SECONDS = 120
-
-
-@pytest.fixture(scope="module")
-def standin() -> Iterator[GeminiStandIn]:
-    with running_standin() as server:
-        yield server
-
-
-@pytest.fixture
-def gemini(standin: GeminiStandIn) -> Iterator[GeminiStandIn]:
-    standin.reset()
-    yield standin
-    standin.reset()
 
 
 @contextlib.asynccontextmanager
