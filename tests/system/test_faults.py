@@ -371,18 +371,24 @@ async def _final_status(stack: Stack, document_id: str) -> tuple[str, str | None
         await engine.dispose()
 
 
-async def test_sigterm_lets_the_answer_in_flight_finish_and_refuses_new_connections(
-    stack: Stack, http: httpx.AsyncClient
-) -> None:
-    api = GraphQLClient(http)
-    account = await api.sign_up()
-    token = account.access_token
+async def _chat_over_lighthouse(api: GraphQLClient, http: httpx.AsyncClient) -> tuple[str, str]:
+    """A new account whose organisation holds the lighthouse document, READY, and a chat:
+    its access token and the chat's id."""
+    token = (await api.sign_up()).access_token
     [outcome] = await upload_outcomes(
         http, token, [("lighthouse.md", LIGHTHOUSE.encode(), "text/markdown")]
     )
     document_id = str(cast(JSON, outcome["document"])["id"])
     assert (await wait_for_document(api, token, document_id))["status"] == "READY"
     chat_id = str(cast(JSON, (await api.data(CREATE_CHAT, None, token))["createChat"])["id"])
+    return token, chat_id
+
+
+async def test_sigterm_lets_the_answer_in_flight_finish_and_refuses_new_connections(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    api = GraphQLClient(http)
+    token, chat_id = await _chat_over_lighthouse(api, http)
 
     # An API process of its own on the stack's Redis and PostgreSQL: the module's stays
     # up for the other tests, whichever order they run in.
@@ -459,14 +465,7 @@ async def test_sigterm_lets_an_ask_over_a_websocket_finish_and_refuses_new_asks(
     mutation over the socket: a SIGTERM mid-answer lets it finish and be stored, and a
     new ask on the open socket is refused with SERVICE_UNAVAILABLE meanwhile."""
     api = GraphQLClient(http)
-    account = await api.sign_up()
-    token = account.access_token
-    [outcome] = await upload_outcomes(
-        http, token, [("lighthouse.md", LIGHTHOUSE.encode(), "text/markdown")]
-    )
-    document_id = str(cast(JSON, outcome["document"])["id"])
-    assert (await wait_for_document(api, token, document_id))["status"] == "READY"
-    chat_id = str(cast(JSON, (await api.data(CREATE_CHAT, None, token))["createChat"])["id"])
+    token, chat_id = await _chat_over_lighthouse(api, http)
     question = "Who kept the Skerry Point lighthouse?"
 
     stopping = ApiProcess(stack.env, stack.root / f"sigterm-ask-{uuid.uuid4().hex[:8]}.log")
