@@ -80,7 +80,9 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=10, ge=1, le=200)
     database_statement_timeout_ms: int = Field(default=15_000, ge=100)
     redis_url: SecretStr | None = None
-    redis_key_prefix: str = "foundry:"
+    # Plain characters only: document events are subscribed to by pattern
+    # (PSUBSCRIBE "<prefix>documents:*"), where [ ] ? * and \ would be glob syntax.
+    redis_key_prefix: str = Field(default="foundry:", pattern=r"^[A-Za-z0-9_:.\-]{0,100}$")
 
     # Authentication.
     jwt_secret: SecretStr | None = None
@@ -144,7 +146,8 @@ class Settings(BaseSettings):
     embed_group_size: int = Field(default=128, ge=1, le=10_000)
     chunk_size_tokens: int = Field(default=240, ge=16, le=8_192)
     chunk_overlap_tokens: int = Field(default=32, ge=0)
-    upload_max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    # At most what GraphQL's Int (Document.sizeBytes) can carry.
+    upload_max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1, le=2**31 - 1)
     upload_max_files: int = Field(default=20, ge=1, le=1_000)
     pdf_max_pages: int = Field(default=2_000, ge=1)
     document_max_chars: int = Field(default=5_000_000, ge=1_000)

@@ -73,3 +73,19 @@ def test_a_search_maximum_below_the_schemas_default_limit_is_refused() -> None:
     with pytest.raises(ValidationError, match="greater than or equal to 8"):
         Settings(_env_file=None, search_max_limit=5)
     assert Settings(_env_file=None, search_max_limit=8).search_max_limit == 8
+
+
+def test_a_redis_key_prefix_with_glob_characters_is_refused() -> None:
+    """Document events are subscribed to by pattern: a prefix such as "kf[prod]:" would
+    match none of the channels they are published on, silently."""
+    for prefix in ("kf[prod]:", "kf*:", "kf?:", "kf\\:"):
+        with pytest.raises(ValidationError, match="redis_key_prefix"):
+            Settings(_env_file=None, redis_key_prefix=prefix)
+    assert Settings(_env_file=None, redis_key_prefix="kf-prod.2:").redis_key_prefix == "kf-prod.2:"
+
+
+def test_files_larger_than_graphqls_int_are_refused() -> None:
+    """Document.sizeBytes is an Int: a larger file would fail every listing it is in."""
+    with pytest.raises(ValidationError, match="upload_max_file_bytes"):
+        Settings(_env_file=None, upload_max_file_bytes=2**31)
+    assert Settings(_env_file=None, upload_max_file_bytes=2**31 - 1).upload_max_file_bytes
