@@ -1,16 +1,22 @@
-import { useEffect, useRef } from "react";
+import { useEffect, useRef, useState } from "react";
 import { useApp } from "./context";
 import { navigate, useRoute, type Route } from "./router";
 import { DocumentsScreen } from "./documents/DocumentsScreen";
 import { ChatScreen } from "./chat/ChatScreen";
 import { MembersScreen } from "./members/MembersScreen";
 import { OrganizationSwitcher } from "./auth/OrganizationSwitcher";
+import { UploadQueue, UploadQueueContext } from "./documents/uploadQueue";
 
 export function Shell() {
   const { session, info } = useApp();
   const route = useRoute();
   const main = useRef<HTMLElement>(null);
   const admin = info.organization.role === "ADMIN";
+  // Uploads outlive the screens: going to the chat and back keeps them queued and sending.
+  // The Shell is mounted per session and organisation (App keys it), so a log-out or a
+  // switch unmounts it, which cancels them.
+  const [uploads] = useState(() => new UploadQueue(session, info.organization.id));
+  useEffect(() => uploads.attach(), [uploads]);
 
   useEffect(() => {
     if (window.location.pathname === "/" || (route.name === "members" && !admin)) {
@@ -57,9 +63,11 @@ export function Shell() {
         </div>
       </header>
       <main id="main" ref={main} className="content">
-        {route.name === "documents" && <DocumentsScreen />}
-        {route.name === "chat" && <ChatScreen chatId={route.chatId} />}
-        {route.name === "members" && admin && <MembersScreen />}
+        <UploadQueueContext.Provider value={uploads}>
+          {route.name === "documents" && <DocumentsScreen />}
+          {route.name === "chat" && <ChatScreen chatId={route.chatId} />}
+          {route.name === "members" && admin && <MembersScreen />}
+        </UploadQueueContext.Provider>
       </main>
     </div>
   );

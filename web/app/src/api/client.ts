@@ -5,23 +5,27 @@ import { GRAPHQL_PATH, isAuthFailure } from "./http";
 import { SocketPool, reconnecting, single } from "./sockets";
 
 /** fetch with the access token; on UNAUTHENTICATED/TOKEN_EXPIRED refresh once and retry.
+ * Only a refusal of the token still current refreshes: a response to a request sent with a
+ * token since replaced (several were in flight when it changed) is sent again with the
+ * current one, not answered with yet another rotation.
  * Bound to one organisation: once the session is in another, nothing more is sent (a
  * request of the old organisation's screens must never go out with the new one's token). */
 export function authenticatedFetch(session: Session, organizationId: string | null = null): typeof fetch {
   const moved = () => organizationId !== null && session.info?.organization.id !== organizationId;
   return async (input, init) => {
+    let sent: string | null = null;
     const send = async (): Promise<Response> => {
       const headers = new Headers(init?.headers);
       const token = await session.validAccessToken();
       // After the wait: a refresh in flight may have been a switch.
       if (moved()) throw new TypeError("the session moved to another organisation");
+      sent = token;
       if (token) headers.set("authorization", `Bearer ${token}`);
       return fetch(input, { ...init, headers });
     };
     const response = await send();
-    if ((await isAuthFailure(response)) && session.canResume && (await session.refresh())) {
-      return send();
-    }
+    if (!(await isAuthFailure(response)) || !session.canResume) return response;
+    if (sent !== session.accessToken || (await session.refresh())) return send();
     return response;
   };
 }

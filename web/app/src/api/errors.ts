@@ -87,6 +87,12 @@ function retryAfterOf(value: unknown): number | null {
   return typeof value === "number" && Number.isFinite(value) && value >= 0 ? Math.ceil(value) : null;
 }
 
+/** One GraphQL error as an AppError: its code, its message and the server's retryAfter
+ * (seconds, given with RATE_LIMITED). */
+export function graphQLError(error: GraphQLErrorLike): AppError {
+  return new AppError(codeOf(error), error.message, retryAfterOf(error.extensions?.["retryAfter"]));
+}
+
 /**
  * The server's code in a WebSocket close, when it gave one: it closes a socket over its
  * connections budget with 4429 and the reason `{"code":"RATE_LIMITED","retryAfter":n}`
@@ -115,7 +121,7 @@ export function toAppError(error: unknown): AppError {
   if (typeof error === "object" && error !== null) {
     const combined = error as { graphQLErrors?: GraphQLErrorLike[]; networkError?: unknown };
     const first = combined.graphQLErrors?.[0];
-    if (first) return new AppError(codeOf(first), first.message, retryAfterOf(first.extensions?.["retryAfter"]));
+    if (first) return graphQLError(first);
     const network = combined.networkError;
     if (network) {
       // A subscription's failure is what its socket ended with: our own refusal (an

@@ -1,6 +1,6 @@
 import { print } from "graphql";
 import type { TypedDocumentNode } from "@graphql-typed-document-node/core";
-import { AppError, codeOf } from "./errors";
+import { AppError, codeOf, graphQLError } from "./errors";
 
 export const GRAPHQL_PATH = "/graphql";
 /** Sign-up and log-in give up after this long. Never a refresh or switch: one the server
@@ -43,7 +43,7 @@ export async function postGraphQL<T, V>(
     throw new AppError(response.status >= 500 ? "SERVICE_UNAVAILABLE" : "INTERNAL");
   }
   const first = body.errors?.[0];
-  if (first) throw new AppError(codeOf(first), first.message);
+  if (first) throw graphQLError(first);
   if (!body.data) throw new AppError("INTERNAL");
   return body.data;
 }

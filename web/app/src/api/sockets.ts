@@ -1,4 +1,4 @@
-import { createClient, type Client as WsClient, type Sink, type SubscribePayload } from "graphql-ws";
+import { createClient, type Client as WsClient, type ClientOptions, type Sink, type SubscribePayload } from "graphql-ws";
 import type { Session } from "../auth/session";
 import { AppError } from "./errors";
 import { websocketUrl } from "./http";
@@ -43,13 +43,64 @@ export function saysUnauthenticated(value: unknown): boolean {
   );
 }
 
+/** How often a connection pings the server (graphql-transport-ws Ping), in milliseconds. */
+export const KEEP_ALIVE_MS = 15_000;
+/** How long a ping waits for its pong before the connection is taken for dead. */
+export const PONG_WAIT_MS = 10_000;
+const OPEN = 1;
+
+/**
+ * A client whose connection pings the server every KEEP_ALIVE_MS and is terminated when a
+ * pong does not come within PONG_WAIT_MS (graphql-ws's own ping/pong recipe). Without it a
+ * socket left half-open (a laptop that slept, a network that changed) is never noticed:
+ * its streams wait for ever. Terminating closes it at once (4499, not waiting for a close
+ * handshake a dead peer never answers), so what the client does on a drop happens: a
+ * reconnecting client reconnects, a single one fails its streams.
+ */
+export function watchedClient(options: ClientOptions): WsClient {
+  const on = options.on ?? {};
+  let socket: unknown = null;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const client: WsClient = createClient({
+    ...options,
+    keepAlive: KEEP_ALIVE_MS,
+    on: {
+      ...on,
+      opened: (opened) => {
+        socket = opened;
+        on.opened?.(opened);
+      },
+      ping: (received, payload) => {
+        if (!received) {
+          const pinged = socket;
+          clearTimeout(timer);
+          timer = setTimeout(() => {
+            if (pinged === socket && (pinged as { readyState?: number } | null)?.readyState === OPEN) client.terminate();
+          }, PONG_WAIT_MS);
+        }
+        on.ping?.(received, payload);
+      },
+      pong: (received, payload) => {
+        if (received) clearTimeout(timer);
+        on.pong?.(received, payload);
+      },
+      closed: (event) => {
+        clearTimeout(timer);
+        socket = null;
+        on.closed?.(event);
+      },
+    },
+  });
+  return client;
+}
+
 /**
  * Subscriptions that survive a dropped connection: graphql-ws reconnects (waits grow to
  * MAX_RETRY_SECONDS, never longer) and subscribes them again. Right for streams that only
  * listen, such as document events; wrong for `answer`, which would ask its question twice.
  */
 export const reconnecting: Factory = (connectionParams) =>
-  createClient({
+  watchedClient({
     url: websocketUrl(),
     connectionParams,
     lazy: true,
@@ -67,9 +118,9 @@ export const reconnecting: Factory = (connectionParams) =>
     },
   });
 
-/** Subscriptions that end with an error when their connection drops. */
+/** Subscriptions that end with an error when their connection drops (or is found dead). */
 export const single: Factory = (connectionParams) =>
-  createClient({ url: websocketUrl(), connectionParams, lazy: true, retryAttempts: 0 });
+  watchedClient({ url: websocketUrl(), connectionParams, lazy: true, retryAttempts: 0 });
 
 /**
  * graphql-ws connections keyed by access token. The server checks a socket's

@@ -1,7 +1,7 @@
 import { print } from "graphql";
 import { UploadDocumentsDocument, type DocumentFieldsFragment } from "../generated/graphql";
 import type { Session } from "../auth/session";
-import { AppError, codeOf } from "./errors";
+import { AppError, graphQLError } from "./errors";
 import { GRAPHQL_PATH } from "./http";
 
 export type UploadResult =
@@ -73,10 +73,12 @@ export async function uploadFile(
   const token = await session.validAccessToken();
   if (session.info?.organization.id !== organizationId) return { ok: false, error: new AppError("CANCELLED") };
   let reply = await send(file, token, onProgress, signal);
+  // Refresh only when the refused token is still the current one; one replaced meanwhile
+  // (another request's refusal refreshed it) is simply sent again with the new token.
   if (
     reply.status === 401 &&
     session.canResume &&
-    (await session.refresh()) &&
+    (token !== session.accessToken || (await session.refresh())) &&
     session.info?.organization.id === organizationId
   ) {
     onProgress(0);
@@ -85,7 +87,7 @@ export async function uploadFile(
   if (reply.status === -1) return { ok: false, error: new AppError("CANCELLED") };
   if (reply.status === 0) return { ok: false, error: new AppError("NETWORK_ERROR") };
   const first = reply.body?.errors?.[0];
-  if (first) return { ok: false, error: new AppError(codeOf(first), first.message) };
+  if (first) return { ok: false, error: graphQLError(first) };
   const outcome = reply.body?.data?.uploadDocuments[0];
   if (outcome?.document) return { ok: true, document: outcome.document };
   if (outcome?.error) return { ok: false, error: new AppError(outcome.error.code, outcome.error.message) };

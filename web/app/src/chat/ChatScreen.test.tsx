@@ -75,6 +75,32 @@ describe("ChatScreen", () => {
     expect(screen.getByRole("button", { name: "Ask" })).toBeTruthy();
   });
 
+  it("shows a stopped or failed question once when the chat's messages hold it (reloaded)", async () => {
+    // The server stored the question before answering; a reload (a rename, coming back) brings it.
+    const fake = fakeClient({}, page([message("m1", "USER", "Who built it?")], null));
+    render(<ChatScreen chatId="c1" />, { wrapper: wrap(fake.client) });
+    await screen.findByText("Who built it?");
+    fireEvent.change(screen.getByLabelText("Your question"), { target: { value: "Who built it?" } });
+    fireEvent.click(screen.getByRole("button", { name: "Ask" }));
+    fake.send({ __typename: "AnswerToken", text: "Marisol" });
+    const messages = () => screen.getByRole("list", { name: "Messages" });
+    const questions = () => Array.from(messages().querySelectorAll(".message.user")).map((li) => li.textContent);
+    expect(questions()).toEqual(["Who built it?"]);
+
+    fireEvent.click(screen.getByRole("button", { name: "Stop" }));
+    expect(screen.getByText(/Stopped. The partial answer is not saved./)).toBeTruthy();
+    expect(questions()).toEqual(["Who built it?"]);
+
+    fireEvent.change(screen.getByLabelText("Your question"), { target: { value: "Who built it?" } });
+    fireEvent.click(screen.getByRole("button", { name: "Ask" }));
+    const error = { graphQLErrors: [{ message: "Unexpected error.", extensions: { code: "INTERNAL" } }] };
+    fake.emitRaw({ error: error as never });
+    expect((await screen.findByRole("alert")).textContent).toContain("(INTERNAL)");
+    expect(questions()).toEqual(["Who built it?"]);
+    // The partial answer stays after its question.
+    expect(messages().lastElementChild?.textContent).not.toContain("Who built it?");
+  });
+
   it("notes a degraded answer", async () => {
     const fake = fakeClient();
     render(<ChatScreen chatId="c1" />, { wrapper: wrap(fake.client) });

@@ -110,8 +110,11 @@ export function ChatScreen({ chatId }: { chatId: string | null }) {
   const stored = current.message && messages.some((m) => m.id === current.message?.id);
   const showStream = current.status !== "idle" && !stored;
   const busy = current.status === "waiting" || current.status === "streaming";
-  // The question of a running answer is stored already; show it once.
-  const visible = showStream && busy ? messages.filter((m, i) => !(i === messages.length - 1 && m.role === "USER" && m.content === current.question)) : messages;
+  // The server stores the question before answering: once the messages are reloaded (a
+  // rename, coming back) the last one is the question of the answer shown, running, stopped
+  // or failed. Show it once: stored, with the answer's block after it.
+  const last = messages[messages.length - 1];
+  const questionStored = showStream && last?.role === "USER" && last.content === current.question;
 
   return (
     <div className={source ? "chat with-source" : "chat"}>
@@ -124,20 +127,22 @@ export function ChatScreen({ chatId }: { chatId: string | null }) {
         {chatId && fetching && !loaded && <Spinner label="Loading messages…" />}
         {chatId && error && <ErrorNote error={toAppError(error)} onRetry={() => refetch({ requestPolicy: "network-only" })} />}
         {chatId && loaded && chat === null && <ErrorNote error={{ code: "NOT_FOUND", message: "This chat does not exist." }} />}
-        {!showStream && visible.length === 0 && (!chatId || chat) && (
+        {!showStream && messages.length === 0 && (!chatId || chat) && (
           <Empty title="Ask a question about your documents.">
             <p>Answers quote your documents and cite them with numbers like [1]; select a number to see the passage.</p>
           </Empty>
         )}
         <ol className="messages" aria-label="Messages">
-          {visible.map((message) => (
+          {messages.map((message) => (
             <MessageItem key={message.id} message={message} onCite={setSource} />
           ))}
           {showStream && (
             <>
-              <li className="message user">
-                <p className="bubble">{current.question}</p>
-              </li>
+              {!questionStored && (
+                <li className="message user">
+                  <p className="bubble">{current.question}</p>
+                </li>
+              )}
               <li className="message assistant">
                 <div className="bubble" aria-live="polite" data-testid="streaming-answer">
                   {current.status === "waiting" && <Spinner label="Finding relevant passages…" />}

@@ -1,77 +1,37 @@
-import { useEffect, useRef, useState, type DragEvent } from "react";
-import { AppError } from "../api/errors";
-import { uploadFile } from "../api/upload";
+import { useContext, useEffect, useRef, useState, useSyncExternalStore, type DragEvent } from "react";
 import { useApp } from "../context";
 import type { DocumentFieldsFragment } from "../generated/graphql";
-import { ACCEPT, hasSupportedName } from "./filetypes";
+import { ACCEPT } from "./filetypes";
 import { formatBytes } from "./format";
-
-interface Upload {
-  key: string;
-  name: string;
-  size: number;
-  progress: number;
-  state: "queued" | "uploading" | "done" | "failed";
-  error: AppError | null;
-}
-
-const PARALLEL = 2;
+import { UploadQueue, UploadQueueContext } from "./uploadQueue";
 
 export function UploadZone({ onUploaded }: { onUploaded: (document: DocumentFieldsFragment) => void }) {
   const { session, info } = useApp();
-  const [uploads, setUploads] = useState<Upload[]>([]);
+  // The Shell's queue outlives this zone (leaving for the chat keeps uploads going); it is
+  // cancelled with the session or the organisation. Without one, the zone keeps its own,
+  // cancelled when the zone goes away.
+  const shared = useContext(UploadQueueContext);
+  const [own] = useState(() => (shared ? null : new UploadQueue(session, info.organization.id)));
+  const queue = shared ?? own!;
+  useEffect(() => own?.attach(), [own]);
+  const uploads = useSyncExternalStore(
+    (listener) => queue.subscribe(listener),
+    () => queue.uploads,
+  );
   const [dragging, setDragging] = useState(false);
   const input = useRef<HTMLInputElement>(null);
-  // Leaving the page or the session (which unmounts this) cancels what is queued or sending.
-  const cancel = useRef(new AbortController());
+  const uploaded = useRef(onUploaded);
   useEffect(() => {
-    const controller = new AbortController();
-    cancel.current = controller;
-    return () => controller.abort();
-  }, []);
+    uploaded.current = onUploaded;
+  });
+  useEffect(() => queue.onUploaded((document) => uploaded.current(document)), [queue]);
 
-  const update = (key: string, change: Partial<Upload>) =>
-    setUploads((all) => all.map((item) => (item.key === key ? { ...item, ...change } : item)));
-
-  async function start(files: File[]) {
-    if (files.length === 0) return;
-    const batch = files.map((file, i) => {
-      // A dropped file of a type the server refuses fails here, without being sent.
-      const supported = hasSupportedName(file.name);
-      const item: Upload = {
-        key: `${Date.now()}-${i}-${file.name}`,
-        name: file.name,
-        size: file.size,
-        progress: 0,
-        state: supported ? "queued" : "failed",
-        error: supported ? null : new AppError("UNSUPPORTED_FILE_TYPE"),
-      };
-      return { file, item };
-    });
-    setUploads((all) => [...batch.map((b) => b.item), ...all]);
-    const queue = batch.filter((b) => b.item.state === "queued");
-    const signal = cancel.current.signal;
-    const organizationId = info.organization.id;
-    const worker = async () => {
-      for (let next = queue.shift(); next && !signal.aborted; next = queue.shift()) {
-        const { file, item } = next;
-        update(item.key, { state: "uploading" });
-        const result = await uploadFile(session, file, (progress) => update(item.key, { progress }), signal, organizationId);
-        if (result.ok) {
-          update(item.key, { state: "done", progress: 1 });
-          onUploaded(result.document);
-        } else {
-          update(item.key, { state: "failed", error: result.error });
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(PARALLEL, queue.length) }, worker));
-  }
+  const start = (files: File[]) => queue.add(files);
 
   function drop(event: DragEvent) {
     event.preventDefault();
     setDragging(false);
-    void start(Array.from(event.dataTransfer.files));
+    start(Array.from(event.dataTransfer.files));
   }
 
   const finished = uploads.filter((u) => u.state === "done" || u.state === "failed");
@@ -98,7 +58,7 @@ export function UploadZone({ onUploaded }: { onUploaded: (document: DocumentFiel
             className="visually-hidden"
             accept={ACCEPT}
             onChange={(event) => {
-              void start(Array.from(event.target.files ?? []));
+              start(Array.from(event.target.files ?? []));
               event.target.value = "";
             }}
           />
@@ -135,7 +95,7 @@ export function UploadZone({ onUploaded }: { onUploaded: (document: DocumentFiel
             <button
               type="button"
               className="link"
-              onClick={() => setUploads((all) => all.filter((u) => u.state === "queued" || u.state === "uploading"))}
+              onClick={() => queue.clearFinished()}
             >
               Clear finished uploads
             </button>
