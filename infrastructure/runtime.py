@@ -7,8 +7,11 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from infrastructure.cli_errors import CommandFailed
 from infrastructure.container import BackendUrls
+from infrastructure.database.engine import create_engine
 from infrastructure.database.migrate import upgrade_to_head
+from infrastructure.database.pgvector_version import migration_version, version_problem
 from infrastructure.embedded import EmbeddedPostgres, EmbeddedRedis
 from infrastructure.settings import Settings
 
@@ -53,5 +56,19 @@ class Backends:
 
 
 def migrate(settings: Settings, urls: BackendUrls) -> None:
+    """Apply the migrations, after refusing a pgvector this code cannot run on (in one
+    line, as every refusal of `foundry migrate`)."""
+    problem = version_problem(asyncio.run(_pgvector_version(settings, urls)))
+    if problem is not None:
+        raise CommandFailed(f"Cannot migrate the database: {problem}.")
     upgrade_to_head(urls.database_url, settings.database_app_role)
     log.info("migrations.applied")
+
+
+async def _pgvector_version(settings: Settings, urls: BackendUrls) -> str | None:
+    engine = create_engine(urls.database_url, 1, settings.database_statement_timeout_ms)
+    try:
+        async with engine.connect() as conn:
+            return await migration_version(conn)
+    finally:
+        await engine.dispose()

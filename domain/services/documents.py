@@ -158,31 +158,58 @@ class DocumentService:
                 updated_at=now,
                 processed_at=None,
             )
-            async with self._uow_factory.tenant(principal) as uow:
-                await self._refuse_duplicate(uow, staged.sha256)
-                try:
-                    await uow.documents.add(document)
-                except DuplicateDocument:
-                    # Lost a race with an identical upload: name the winner.
+            uow = self._uow_factory.tenant(principal)
+            stored = False
+            try:
+                async with uow:
                     await self._refuse_duplicate(uow, staged.sha256)
-                    raise
-                await uow.audit.record(
-                    document_audit("document.uploaded", principal, document, ip), now
-                )
-                # PENDING reaches listeners before a worker can report PROCESSING.
-                uow.on_commit(lambda: self._events.publish(DocumentEvent(document, 0.0)))
-                uow.on_commit(lambda: self._queue.enqueue_ingest(document.id))
-                await self._blobs.commit(staged, document.storage_key)
-                try:
+                    try:
+                        await uow.documents.add(document)
+                    except DuplicateDocument:
+                        # Lost a race with an identical upload: name the winner.
+                        await self._refuse_duplicate(uow, staged.sha256)
+                        raise
+                    await uow.audit.record(
+                        document_audit("document.uploaded", principal, document, ip), now
+                    )
+                    # PENDING reaches listeners before a worker can report PROCESSING.
+                    uow.on_commit(lambda: self._events.publish(DocumentEvent(document, 0.0)))
+                    uow.on_commit(lambda: self._queue.enqueue_ingest(document.id))
+                    await self._blobs.commit(staged, document.storage_key)
+                    stored = True
                     await uow.commit()
-                except BaseException:
-                    if not uow.committed:
-                        # Nothing half-written: no row, so no blob either.
-                        await self._blobs.delete(document.storage_key)
-                    raise
+            except BaseException as failure:
+                if stored and not uow.committed:
+                    await self._forget_blob(principal, document, failure)
+                raise
             return document
         finally:
             await self._blobs.discard(staged)
+
+    async def _forget_blob(
+        self, principal: Principal, document: Document, failure: BaseException
+    ) -> None:
+        """Delete the blob of a row whose commit failed, once it is sure there is no row.
+
+        A commit that raised may have committed all the same: the connection dropped
+        after the server committed, before its reply arrived. Deleting the blob of such
+        a row would leave a PENDING document whose file is missing, and every upload of
+        the same file a duplicate of it. So a fresh transaction looks for the row first;
+        when that cannot be told (the check fails too, or the upload was cancelled), the
+        blob stays: an orphan is harmless, and `foundry storage-check` removes it.
+        """
+        if not isinstance(failure, Exception):  # cancelled: no waiting for the database now
+            return
+        try:
+            async with self._uow_factory.tenant(principal) as check:
+                row = await check.documents.get(document.id)
+        except Exception:
+            log.warning("upload.commit_unknown_blob_kept key=%s", document.storage_key)
+            return
+        if row is None:  # nothing half-written: no row, so no blob either
+            await self._blobs.delete(document.storage_key)
+        else:
+            log.warning("upload.committed_despite_error document_id=%s", document.id)
 
     async def _refuse_duplicate(self, uow: UnitOfWork, sha256: str) -> None:
         existing = await uow.documents.find_live_by_sha256(sha256)

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from infrastructure.database.engine import unavailable_state
+from infrastructure.database.engine import retryable_state, unavailable_state
 
 # Where a repository gets its asyncpg connection: a session's (driver_connection) or
 # a read-only transaction's (reader.py).
@@ -49,9 +49,11 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
 
 def driver_unavailable(exc: BaseException) -> bool:
     """True for an asyncpg error meaning the database cannot serve requests right now:
-    the ones SQLAlchemy would have reported as unavailable (see ``uow.is_unavailable``)."""
+    the ones the unit of work reports as unavailable (see ``uow.is_unavailable``), a
+    statement that timed out, waited too long for a lock or deadlocked included."""
     if isinstance(exc, asyncpg.InterfaceError):  # e.g. the connection is closed
         return True
-    return isinstance(exc, asyncpg.PostgresError) and unavailable_state(
-        getattr(exc, "sqlstate", None)
-    )
+    if not isinstance(exc, asyncpg.PostgresError):
+        return False
+    sqlstate = getattr(exc, "sqlstate", None)
+    return unavailable_state(sqlstate) or retryable_state(sqlstate)

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from infrastructure.database.migrate import head_revision, known_revisions
+from infrastructure.database.pgvector_version import installed_version, version_problem
 
 CONNECT_TIMEOUT_SECONDS = 5
 # SQLSTATEs that mean "this server cannot serve you right now": connection exceptions
@@ -29,10 +30,25 @@ CONNECT_TIMEOUT_SECONDS = 5
 _UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
 
 
+# SQLSTATEs of a statement the server gave up on, on a connection that stays usable,
+# which succeeds when tried again once the load or the lock holder has gone: a statement
+# timeout (or an administrator's cancel), a lock wait timeout, a deadlock. A client's own
+# cancellation never arrives as one: the driver raises CancelledError in the cancelled
+# task instead.
+_RETRYABLE_STATES = frozenset({"57014", "55P03", "40P01"})
+
+
 def unavailable_state(sqlstate: object) -> bool:
     return isinstance(sqlstate, str) and (
         sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_STATES
     )
+
+
+def retryable_state(sqlstate: object) -> bool:
+    """True for the SQLSTATEs of a statement the server could not serve this time (a
+    timeout, a lock wait, a deadlock): unavailable for now, not a bug (unlike
+    :func:`unavailable_state`, the connection is fine)."""
+    return isinstance(sqlstate, str) and sqlstate in _RETRYABLE_STATES
 
 
 def _connecting(
@@ -131,12 +147,18 @@ async def schema_readiness(engine: AsyncEngine) -> str:
     A revision this code does not know was applied by a newer release: ready, so
     during a rolling upgrade the old replicas keep serving once the new release has
     migrated (migrations only add, so old code keeps working on the new schema).
+    Nor is a pgvector older than this code needs ready (``pgvector_version.py``).
     """
+    vector = None
     try:
         async with engine.connect() as conn:
+            vector = await installed_version(conn)  # first: the next may fail the transaction
             current = await conn.scalar(text("SELECT version_num FROM alembic_version"))
     except ProgrammingError:  # no alembic_version table at all
         current = None
+    problem = version_problem(vector)
+    if problem is not None:
+        return problem
     head, known = known_revisions()
     if current == head:
         return "ok"

@@ -30,6 +30,7 @@ from domain.ports import (
 from domain.retrieval.ports import ChunkSearch
 from infrastructure.database.chat_turns import SqlChatTurn
 from infrastructure.database.driver import driver_connection, driver_unavailable
+from infrastructure.database.engine import retryable_state
 from infrastructure.database.reader import ReaderPool, SqlTenantReader
 from infrastructure.database.repositories.api_keys import SqlApiKeyRepository
 from infrastructure.database.repositories.audit import SqlAuditLog
@@ -55,11 +56,15 @@ _ENTER_TENANT = text(set_config_select([f":v{index}" for index in range(len(NAME
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    """True for failures that mean the database cannot be reached right now (or every
-    pooled connection stayed busy for the pool's whole timeout)."""
+    """True for failures that mean the database cannot serve right now: it cannot be
+    reached, every pooled connection stayed busy for the pool's whole timeout, or a
+    statement timed out, waited too long for a lock or deadlocked (SQLAlchemy reports
+    those as a plain DBAPIError)."""
     if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
         return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    if isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or retryable_state(getattr(exc.orig, "sqlstate", None))
+    ):
         return True
     return isinstance(exc, ConnectionError | TimeoutError) or driver_unavailable(exc)
 

@@ -1,6 +1,7 @@
 """Storing a blob: the whole file under its key, private, in a private folder of its
 organisation, and nothing left in staging (the commit syncs the file and its folder to
-the disk before the database row that names it commits)."""
+the disk before the database row that names it commits); and when the row's commit
+fails, the blob goes only once it is sure the row did not commit after all."""
 
 from __future__ import annotations
 
@@ -8,10 +9,19 @@ import hashlib
 import os
 import stat
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+from domain.entities import Document, DocumentEvent, Principal, Role
+from domain.errors import ServiceUnavailable
 from domain.ingestion.ports import IncomingFile
+from domain.services.accounts import RequestOrigin
+from domain.services.documents import DocumentService, UploadLimits, UploadResult
+from infrastructure.clock import SystemClock
+from infrastructure.container import Container
+from infrastructure.database.uow import SqlUnitOfWork, SqlUnitOfWorkFactory, UnitOfWorkOptions
 from infrastructure.storage.local_blobs import READ_SIZE, LocalBlobStore
+from tests.helpers import PASSWORD, unique_email
 
 
 def _incoming(data: bytes) -> IncomingFile:
@@ -53,3 +63,111 @@ async def test_a_committed_blob_is_complete_private_and_leaves_no_staging_file(
         [str(document_id), other.split("/")[1]]
     )
     assert list((tmp_path / "staging").iterdir()) == []
+
+
+# When the upload's commit fails, its blob goes only once it is sure the row did not commit.
+
+
+class _Recorded:
+    """The job queue and event bus of these uploads: nothing leaves the test."""
+
+    async def enqueue_ingest(self, document_id: uuid.UUID) -> None:
+        pass
+
+    async def publish(self, event: DocumentEvent) -> None:
+        pass
+
+    def subscribe(self, organization_id: uuid.UUID) -> AsyncIterator[DocumentEvent]:
+        raise NotImplementedError
+
+
+class _CommitFails(SqlUnitOfWorkFactory):
+    """Tenant transactions whose commit loses the connection: after the server committed
+    (``server_commits``: the reply was lost) or before the COMMIT reached it; with
+    ``then_down``, no transaction can begin after that any more."""
+
+    def __init__(self, container: Container, *, server_commits: bool, then_down: bool) -> None:
+        options = UnitOfWorkOptions(app_role=container.settings.database_app_role)
+        super().__init__(container.session_factory, options, container.readers)
+        self.server_commits = server_commits
+        self._then_down = then_down
+        self.commit_attempted = False
+
+    def tenant(self, principal: Principal) -> SqlUnitOfWork:
+        if self.commit_attempted and self._then_down:
+            raise ServiceUnavailable("The database is unavailable; try again shortly.")
+        return _FailingCommit(self, principal)
+
+
+class _FailingCommit(SqlUnitOfWork):
+    def __init__(self, factory: _CommitFails, principal: Principal) -> None:
+        super().__init__(
+            factory._sessions, principal.organization_id, principal.user_id, factory._options
+        )
+        self._factory = factory
+
+    async def commit(self) -> None:
+        self._factory.commit_attempted = True
+        if self._factory.server_commits:
+            await self.session.commit()  # what the real commit does first
+        raise ConnectionResetError("connection lost before the commit's reply")
+
+
+async def _upload_with(
+    container: Container, factory: _CommitFails, storage: Path
+) -> tuple[UploadResult, Document | None, LocalBlobStore]:
+    """Upload one file through ``factory``; the result, the row (if any) and the store."""
+    session = await container.services.accounts.sign_up(
+        unique_email("blob"), PASSWORD, None, RequestOrigin()
+    )
+    principal = Principal(session.user.id, session.organization.id, Role.ADMIN, uuid.uuid4())
+    blobs = LocalBlobStore(storage)
+    recorded = _Recorded()
+    service = DocumentService(
+        uow_factory=factory,
+        blobs=blobs,
+        queue=recorded,
+        events=recorded,
+        clock=SystemClock(),
+        limits=UploadLimits(max_file_bytes=1_000, max_files=1),
+    )
+    data = uuid.uuid4().bytes * 4
+    [result] = await service.upload(principal, [_incoming(data)], None)
+    async with container.uow_factory.tenant(principal) as uow:
+        row = await uow.documents.find_live_by_sha256(hashlib.sha256(data).hexdigest())
+    return result, row, blobs
+
+
+def _stored_blobs(storage: Path) -> list[Path]:
+    return [path for path in (storage / "blobs").rglob("*") if path.is_file()]
+
+
+async def test_a_commit_whose_reply_was_lost_keeps_the_blob_of_the_committed_row(
+    container: Container, tmp_path: Path
+) -> None:
+    factory = _CommitFails(container, server_commits=True, then_down=False)
+    result, row, blobs = await _upload_with(container, factory, tmp_path)
+    assert isinstance(result.error, ServiceUnavailable)
+    assert row is not None  # committed after all: a worker will ingest it (watchdog)
+    assert blobs.exists(row.storage_key)
+
+
+async def test_a_commit_that_never_reached_the_server_leaves_no_blob(
+    container: Container, tmp_path: Path
+) -> None:
+    factory = _CommitFails(container, server_commits=False, then_down=False)
+    result, row, _ = await _upload_with(container, factory, tmp_path)
+    assert isinstance(result.error, ServiceUnavailable)
+    assert row is None
+    assert _stored_blobs(tmp_path) == []
+
+
+async def test_a_blob_whose_row_cannot_be_looked_for_is_kept(
+    container: Container, tmp_path: Path
+) -> None:
+    """Not knowing, keep it: an orphan is harmless, and storage-check removes it."""
+    factory = _CommitFails(container, server_commits=False, then_down=True)
+    result, row, _ = await _upload_with(container, factory, tmp_path)
+    assert isinstance(result.error, ServiceUnavailable)
+    assert row is None
+    assert len(_stored_blobs(tmp_path)) == 1
