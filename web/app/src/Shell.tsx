@@ -1,4 +1,5 @@
 import { useEffect, useRef, useState } from "react";
+import { useClient } from "urql";
 import { useApp } from "./context";
 import { navigate, useRoute, type Route } from "./router";
 import { DocumentsScreen } from "./documents/DocumentsScreen";
@@ -6,17 +7,22 @@ import { ChatScreen } from "./chat/ChatScreen";
 import { MembersScreen } from "./members/MembersScreen";
 import { OrganizationSwitcher } from "./auth/OrganizationSwitcher";
 import { UploadQueue, UploadQueueContext } from "./documents/uploadQueue";
+import { AnswerStreams, AnswerStreamsContext } from "./chat/answerStreams";
 
 export function Shell() {
   const { session, info } = useApp();
   const route = useRoute();
   const main = useRef<HTMLElement>(null);
   const admin = info.organization.role === "ADMIN";
-  // Uploads outlive the screens: going to the chat and back keeps them queued and sending.
-  // The Shell is mounted per session and organisation (App keys it), so a log-out or a
-  // switch unmounts it, which cancels them.
+  // Uploads and the answer being written outlive the screens: going to the chat and back
+  // keeps uploads queued and sending, going to the documents and back keeps the answer
+  // being written. The Shell is mounted per session and organisation (App keys it), so a
+  // log-out or a switch unmounts it, which cancels them.
+  const client = useClient();
   const [uploads] = useState(() => new UploadQueue(session, info.organization.id));
   useEffect(() => uploads.attach(), [uploads]);
+  const [answers] = useState(() => new AnswerStreams(client));
+  useEffect(() => answers.attach(), [answers]);
 
   useEffect(() => {
     if (window.location.pathname === "/" || (route.name === "members" && !admin)) {
@@ -64,9 +70,11 @@ export function Shell() {
       </header>
       <main id="main" ref={main} className="content">
         <UploadQueueContext.Provider value={uploads}>
-          {route.name === "documents" && <DocumentsScreen />}
-          {route.name === "chat" && <ChatScreen chatId={route.chatId} />}
-          {route.name === "members" && admin && <MembersScreen />}
+          <AnswerStreamsContext.Provider value={answers}>
+            {route.name === "documents" && <DocumentsScreen />}
+            {route.name === "chat" && <ChatScreen chatId={route.chatId} />}
+            {route.name === "members" && admin && <MembersScreen />}
+          </AnswerStreamsContext.Provider>
         </UploadQueueContext.Provider>
       </main>
     </div>

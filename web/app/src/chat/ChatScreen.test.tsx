@@ -4,6 +4,7 @@ import { Provider, type Client, type OperationResult } from "urql";
 import { fromValue, never } from "wonka";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { AnswerSubscription } from "../generated/graphql";
+import { AnswerStreams, AnswerStreamsContext } from "./answerStreams";
 import { ChatScreen } from "./ChatScreen";
 
 afterEach(cleanup);
@@ -30,9 +31,11 @@ function fakeClient(laterPages: Record<string, ReturnType<typeof page>> = {}, fi
     },
     ChatMessages: firstPage,
   };
+  const reloads: string[] = []; // the queries asked for again from the server (network-only)
   const client = {
-    executeQuery: (operation: Operation) => {
+    executeQuery: (operation: Operation, context?: { requestPolicy?: string }) => {
       const name = operation.query.definitions[0]?.name?.value ?? "";
+      if (context?.requestPolicy === "network-only") reloads.push(name);
       return name in data ? fromValue({ operation, data: data[name], stale: false, hasNext: false }) : never;
     },
     query: vi.fn((_: unknown, variables: { after?: string }) => ({
@@ -46,12 +49,27 @@ function fakeClient(laterPages: Record<string, ReturnType<typeof page>> = {}, fi
       },
     })),
   };
+  const setFirstPage = (next: ReturnType<typeof page>) => {
+    data.ChatMessages = next;
+  };
   const send = (answer: AnswerSubscription["answer"]) => act(() => emit?.({ data: { answer } }));
   const emitRaw = (result: Partial<OperationResult<AnswerSubscription>>) => act(() => emit?.(result));
-  return { client: client as unknown as Client, unsubscribe, send, emitRaw, subscription: client.subscription, query: client.query };
+  return { client: client as unknown as Client, unsubscribe, send, emitRaw, subscription: client.subscription, query: client.query, setFirstPage, reloads };
 }
 
 const wrap = (client: Client) => ({ children }: { children: ReactNode }) => <Provider value={client}>{children}</Provider>;
+
+/** As the Shell provides it: an answer stream that outlives the chat screen. */
+const wrapShared = (client: Client, answers: AnswerStreams) => ({ children }: { children: ReactNode }) => (
+  <Provider value={client}>
+    <AnswerStreamsContext.Provider value={answers}>{children}</AnswerStreamsContext.Provider>
+  </Provider>
+);
+
+function ask(question: string) {
+  fireEvent.change(screen.getByLabelText("Your question"), { target: { value: question } });
+  fireEvent.click(screen.getByRole("button", { name: "Ask" }));
+}
 
 describe("ChatScreen", () => {
   it("streams tokens into a polite live region and Stop cancels the subscription", async () => {
@@ -111,6 +129,8 @@ describe("ChatScreen", () => {
       message: { id: "m2", role: "ASSISTANT", content: "Answer [1].", degraded: true, createdAt: "2026-01-01T00:00:00Z", sources: [] },
     });
     expect(screen.getByText(/AI model was unavailable/)).toBeTruthy();
+    // The stored answer is read back, and the chats (an untitled chat is named after its question).
+    await waitFor(() => expect(fake.reloads).toEqual(expect.arrayContaining(["ChatMessages", "Chats"])));
   });
 
   it("ends the answer on a mid-stream error without repeating the last token", async () => {
@@ -186,5 +206,93 @@ describe("ChatScreen", () => {
       "Third question?",
       "The newest answer.",
     ]);
+  });
+
+  it("keeps writing the answer while another screen is shown, and shows it stored on return", async () => {
+    const fake = fakeClient();
+    const answers = new AnswerStreams(fake.client);
+    const wrapper = wrapShared(fake.client, answers);
+    const first = render(<ChatScreen chatId="c1" />, { wrapper });
+    ask("Who built it?");
+    fake.send({ __typename: "AnswerToken", text: "Marisol " });
+    first.unmount(); // the user goes to the documents
+    expect(fake.unsubscribe).not.toHaveBeenCalled();
+    fake.send({ __typename: "AnswerToken", text: "Teague" });
+
+    const second = render(<ChatScreen chatId="c1" />, { wrapper });
+    expect(screen.getByTestId("streaming-answer").textContent).toContain("Marisol Teague");
+    expect(screen.getByRole("button", { name: "Stop" })).toBeTruthy();
+    second.unmount();
+
+    const stored = message("m2", "ASSISTANT", "Marisol Teague.");
+    fake.send({ __typename: "AnswerDone", message: stored });
+    fake.setFirstPage(page([message("m1", "USER", "Who built it?"), stored], null));
+    render(<ChatScreen chatId="c1" />, { wrapper });
+    const messages = screen.getByRole("list", { name: "Messages" });
+    await waitFor(() =>
+      expect(Array.from(messages.querySelectorAll("li"), (item) => item.textContent)).toEqual(["Who built it?", "Marisol Teague."]),
+    );
+    expect(screen.queryByTestId("streaming-answer")).toBeNull();
+    expect(screen.getByRole("button", { name: "Ask" })).toBeTruthy();
+    expect(fake.unsubscribe).not.toHaveBeenCalled();
+  });
+
+  it("reloads the messages when the answer finished while the screen was away", async () => {
+    const fake = fakeClient();
+    const answers = new AnswerStreams(fake.client);
+    const wrapper = wrapShared(fake.client, answers);
+    const first = render(<ChatScreen chatId="c1" />, { wrapper });
+    ask("Who built it?");
+    first.unmount();
+    const stored = message("m2", "ASSISTANT", "Marisol Teague.");
+    fake.send({ __typename: "AnswerDone", message: stored });
+    expect(fake.reloads).toEqual([]);
+    // Coming back, the chat's messages are first read as they were (before the question).
+    render(<ChatScreen chatId="c1" />, { wrapper });
+    expect(screen.getByTestId("streaming-answer").textContent).toBe("Marisol Teague.");
+    fake.setFirstPage(page([message("m1", "USER", "Who built it?"), stored], null));
+    // Both the messages and the chats (the chat is named after its first question).
+    await waitFor(() => expect(fake.reloads).toContain("ChatMessages"));
+    await waitFor(() => expect(fake.reloads).toContain("Chats"));
+    const messages = screen.getByRole("list", { name: "Messages" });
+    await waitFor(() =>
+      expect(Array.from(messages.querySelectorAll("li"), (item) => item.textContent)).toEqual(["Who built it?", "Marisol Teague."]),
+    );
+  });
+
+  it("stops the Shell's answer when the Shell goes (a log-out, a switch of organisation)", () => {
+    const fake = fakeClient();
+    const answers = new AnswerStreams(fake.client);
+    const detach = answers.attach();
+    render(<ChatScreen chatId="c1" />, { wrapper: wrapShared(fake.client, answers) });
+    ask("Who built it?");
+    fake.send({ __typename: "AnswerToken", text: "Marisol" });
+    act(() => detach());
+    expect(fake.unsubscribe).toHaveBeenCalled();
+    expect(screen.getByText(/Stopped. The partial answer is not saved./)).toBeTruthy();
+  });
+
+  it("stops the answer when the screen goes without the Shell's stream", () => {
+    const fake = fakeClient();
+    const view = render(<ChatScreen chatId="c1" />, { wrapper: wrap(fake.client) });
+    ask("Who built it?");
+    view.unmount();
+    expect(fake.unsubscribe).toHaveBeenCalled();
+  });
+
+  it("says an answer is being written in another chat, and links to it", () => {
+    const fake = fakeClient();
+    const answers = new AnswerStreams(fake.client);
+    const wrapper = wrapShared(fake.client, answers);
+    const view = render(<ChatScreen chatId="c1" />, { wrapper });
+    ask("Who built it?");
+    view.rerender(<ChatScreen chatId="c2" />);
+    expect(screen.getByRole("status").textContent).toContain("An answer is still being written in another chat");
+    expect(screen.getByRole("link", { name: "another chat" }).getAttribute("href")).toBe("/chat/c1");
+    fireEvent.change(screen.getByLabelText("Your question"), { target: { value: "And when?" } });
+    expect((screen.getByRole("button", { name: "Ask" }) as HTMLButtonElement).disabled).toBe(true);
+    fake.send({ __typename: "AnswerDone", message: message("m2", "ASSISTANT", "Marisol.") });
+    expect(screen.queryByRole("status")).toBeNull();
+    expect((screen.getByRole("button", { name: "Ask" }) as HTMLButtonElement).disabled).toBe(false);
   });
 });

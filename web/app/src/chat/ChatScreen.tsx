@@ -1,10 +1,8 @@
-import { useEffect, useRef, useState, type FormEvent } from "react";
+import { useContext, useEffect, useRef, useState, useSyncExternalStore, type FormEvent } from "react";
 import { useClient, useMutation } from "urql";
 import { describeError, toAppError, type AppError } from "../api/errors";
-import { saysUnauthenticated } from "../api/sockets";
 import { Empty, ErrorNote, Spinner } from "../components/Feedback";
 import {
-  AnswerDocument,
   CreateChatDocument,
   type MessageFieldsFragment,
   type SourceFieldsFragment,
@@ -13,10 +11,9 @@ import { navigate } from "../router";
 import { AnswerText } from "./AnswerText";
 import { ChatList } from "./ChatList";
 import { SourcePanel } from "./SourcePanel";
-import { applyAnswerEvent, failStream, idleStream, startStream, stopStream, type AnswerStream } from "./stream";
+import { AnswerStreams, AnswerStreamsContext } from "./answerStreams";
+import { idleStream, type AnswerStream } from "./stream";
 import { useChatMessages } from "./useChatMessages";
-
-const AUTH_CODES = new Set(["UNAUTHENTICATED", "TOKEN_EXPIRED"]);
 
 const DEGRADED_NOTE =
   "The AI model was unavailable, so this answer quotes the most relevant passages directly.";
@@ -24,69 +21,29 @@ const DEGRADED_NOTE =
 export function ChatScreen({ chatId }: { chatId: string | null }) {
   const client = useClient();
   const [, createChat] = useMutation(CreateChatDocument);
-  const [stream, setStream] = useState<{ chatId: string; state: AnswerStream } | null>(null);
+  // The Shell's answer stream outlives this screen (leaving for the documents keeps the
+  // answer being written); it is stopped with the session or the organisation. Without one,
+  // the screen keeps its own, stopped when the screen goes away.
+  const shared = useContext(AnswerStreamsContext);
+  const [own] = useState(() => (shared ? null : new AnswerStreams(client)));
+  const answers = shared ?? own!;
+  useEffect(() => own?.attach(), [own]);
+  const stream = useSyncExternalStore(
+    (listener) => answers.subscribe(listener),
+    () => answers.current,
+  );
   const [source, setSource] = useState<SourceFieldsFragment | null>(null);
   const [failure, setFailure] = useState<AppError | null>(null);
   const [chatsVersion, setChatsVersion] = useState(0);
-  const subscription = useRef<{ unsubscribe: () => void } | null>(null);
   const { chat, loaded, messages, fetching, error, refetch } = useChatMessages(chatId);
 
-  useEffect(() => () => subscription.current?.unsubscribe(), []);
   useEffect(() => setSource(null), [chatId]);
-
-  function ask(targetChatId: string, question: string, retried = false) {
-    subscription.current?.unsubscribe();
-    if (!retried) setStream({ chatId: targetChatId, state: startStream(question) });
-    const update = (change: (state: AnswerStream) => AnswerStream) =>
-      setStream((current) => (current && current.chatId === targetChatId ? { ...current, state: change(current.state) } : current));
-    let last: unknown = null;
-    let over = false;
-    const handle = client
-      .subscription(AnswerDocument, { chatId: targetChatId, question })
-      .subscribe((result) => {
-        if (over) return;
-        // urql keeps the previous data beside a later error, and repeats the last result
-        // when the stream completes: each event is applied once, and an error wins.
-        if (result.error) {
-          const appError = toAppError(result.error);
-          // A refused token arrives as the socket's close (4403, a network error to urql)
-          // or, when the session ends between connecting and asking, as the answer's error.
-          if (!retried && (AUTH_CODES.has(appError.code) || saysUnauthenticated(result.error.networkError))) {
-            // The server refused the socket's token before it stored anything: the
-            // connection pool is refreshing it, and the question is asked again once
-            // (unless it was stopped or replaced meanwhile).
-            over = true;
-            setTimeout(() => {
-              if (subscription.current === handle) ask(targetChatId, question, true);
-            }, 0);
-            return;
-          }
-          update((state) => failStream(state, appError.code, appError.message));
-          return;
-        }
-        if (!result.data || result.data === last) return;
-        last = result.data;
-        const event = result.data.answer;
-        update((state) => applyAnswerEvent(state, event));
-        if (event.__typename === "AnswerDone") {
-          refetch({ requestPolicy: "network-only" });
-          setChatsVersion((v) => v + 1); // an untitled chat is named after its first question
-        }
-      });
-    subscription.current = handle;
-  }
-
-  function stop() {
-    subscription.current?.unsubscribe();
-    subscription.current = null;
-    setStream((current) => (current ? { ...current, state: stopStream(current.state) } : current));
-  }
 
   /** False when the question was not asked (the chat could not be created). */
   async function submit(question: string): Promise<boolean> {
     setFailure(null);
     if (chatId) {
-      ask(chatId, question);
+      answers.ask(chatId, question);
       return true;
     }
     const created = await createChat({ title: null });
@@ -97,7 +54,7 @@ export function ChatScreen({ chatId }: { chatId: string | null }) {
     const id = created.data.createChat.id;
     setChatsVersion((v) => v + 1);
     navigate({ name: "chat", chatId: id });
-    ask(id, question);
+    answers.ask(id, question);
     return true;
   }
 
@@ -110,6 +67,20 @@ export function ChatScreen({ chatId }: { chatId: string | null }) {
   const stored = current.message && messages.some((m) => m.id === current.message?.id);
   const showStream = current.status !== "idle" && !stored;
   const busy = current.status === "waiting" || current.status === "streaming";
+  // A finished answer is stored, and an untitled chat is named after its first question:
+  // the chats are reloaded once per answer, by the screen shown when it finished or the next
+  // one (it may have finished while another screen was shown).
+  useEffect(() => {
+    if (stream && answers.claimFinished(stream.state)) setChatsVersion((v) => v + 1);
+  }, [stream, answers]);
+  // The chat's messages are reloaded whenever a finished answer shown is not among them
+  // (once per answer on each screen: if it still is not, the streamed one stays shown).
+  const reloadedFor = useRef<AnswerStream | null>(null);
+  useEffect(() => {
+    if (current.status !== "done" || !loaded || stored || reloadedFor.current === current) return;
+    reloadedFor.current = current;
+    refetch({ requestPolicy: "network-only" });
+  }, [current, loaded, stored, refetch]);
   // The server stores the question before answering: once the messages are reloaded (a
   // rename, coming back) the last one is the question of the answer shown, running, stopped
   // or failed. Show it once: stored, with the answer's block after it.
@@ -174,7 +145,7 @@ export function ChatScreen({ chatId }: { chatId: string | null }) {
             . Ask here once it is done, or stop it there.
           </p>
         )}
-        <QuestionForm busy={busy} blocked={elsewhere !== null} onAsk={submit} onStop={stop} />
+        <QuestionForm busy={busy} blocked={elsewhere !== null} onAsk={submit} onStop={() => answers.stop()} />
       </section>
       {source && <SourcePanel source={source} onClose={() => setSource(null)} />}
     </div>
