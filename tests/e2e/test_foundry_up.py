@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from infrastructure.embedded import postmaster_pid
+from infrastructure.embedded import postmaster_pid, redis_server_pid
 from tests.conftest import free_port
 from tests.helpers import LOG_IN, ME, PASSWORD, SIGN_UP, unique_email
 
@@ -297,19 +297,31 @@ def _exited(pid: int) -> bool:
     return state in ("Z", "X")
 
 
-def test_the_worker_stops_when_up_is_killed_outright(state_dir: Path) -> None:
+def test_the_worker_and_the_embedded_servers_stop_when_up_is_killed_outright(
+    state_dir: Path,
+) -> None:
     """SIGKILL (the OOM killer, `kill -9`) runs no cleanup in `up`: its worker must not
-    live on, orphaned, taking jobs for an API that is gone."""
+    live on, orphaned, taking jobs for an API that is gone, nor its embedded PostgreSQL
+    and Redis, holding memory and the state directory until the next run."""
     up = FoundryProcess(state_dir)
     worker = None
     try:
         up.wait_ready()
         worker = _worker_of(up.process)
+        postgres = postmaster_pid(state_dir / "postgres")
+        redis = redis_server_pid(state_dir)
+        assert postgres is not None and redis is not None
         up.kill()
         deadline = time.monotonic() + 90  # the worker's graceful stop, on a busy machine
         while not _exited(worker) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert _exited(worker), up.log.read_text()
+        # Then the keeper stops the servers (once the worker, which uses them, is gone).
+        deadline = time.monotonic() + 60
+        while not (_exited(postgres) and _exited(redis)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _exited(postgres) and _exited(redis), up.log.read_text()
+        assert _servers_of(state_dir / "postgres") == []
     finally:
         up.kill()
         if worker is not None and not _exited(worker):
