@@ -1,4 +1,4 @@
-"""A circuit breaker for a language-model provider: fail fast while it is down.
+"""A circuit breaker for a model provider (answers, questions' embeddings): fail fast when down.
 
 Closed, calls go through and consecutive failures are counted; at
 ``failure_threshold`` it opens and refuses every call for ``reset_seconds``.

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from domain.ingestion.ports import Embedder
+from infrastructure.answers.circuit_breaker import CircuitBreaker
 from infrastructure.embeddings.gemini import GeminiEmbedder
 from infrastructure.embeddings.local import LocalEmbedder
 from infrastructure.settings import Settings
@@ -20,6 +21,11 @@ def build_embedder(settings: Settings) -> Embedder:
             max_attempts=settings.gemini_max_attempts,
             query_max_attempts=settings.gemini_query_max_attempts,
             query_deadline_seconds=settings.gemini_query_deadline_seconds,
+            query_breaker=CircuitBreaker(
+                "gemini-embeddings",
+                failure_threshold=settings.llm_breaker_failure_threshold,
+                reset_seconds=settings.llm_breaker_reset_seconds,
+            ),
         )
     else:
         embedder = build_local_embedder(settings)

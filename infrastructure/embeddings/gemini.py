@@ -39,6 +39,7 @@ from tenacity import (
 )
 
 from domain.errors import EmbeddingRejected, TransientFailure
+from infrastructure.answers.circuit_breaker import CircuitBreaker
 from infrastructure.gemini_faults import (
     TRANSIENT_ERRORS,
     httpx_client,
@@ -116,6 +117,7 @@ class GeminiEmbedder:
         batch_size: int = MAX_BATCH,
         query_max_attempts: int = 2,
         query_deadline_seconds: float = 5.0,
+        query_breaker: CircuitBreaker | None = None,
     ) -> None:
         if not api_key.strip():
             raise GeminiConfigurationError(
@@ -137,6 +139,7 @@ class GeminiEmbedder:
             query_attempts, min(timeout_seconds, query_deadline_seconds / query_attempts)
         )
         self._query_deadline_seconds = query_deadline_seconds
+        self._query_breaker = query_breaker
         self._wait = wait_exponential_jitter(
             initial=backoff_initial_seconds,
             max=backoff_max_seconds,
@@ -175,7 +178,29 @@ class GeminiEmbedder:
         return (await self._embed_live([text], QUERY_TASK))[0]
 
     async def _embed_live(self, texts: Sequence[str], task_type: str) -> list[list[float]]:
-        """Texts someone is waiting for: the query policy, within its deadline."""
+        """Texts someone is waiting for: the query policy, within its deadline, through
+        the circuit breaker (while it is open, at once TransientFailure: every search and
+        answer would otherwise wait out its deadline while Gemini is down)."""
+        breaker = self._query_breaker
+        if breaker is None:
+            return await self._embed_within_deadline(texts, task_type)
+        permit = breaker.allow(self._query_deadline_seconds)
+        if permit is None:
+            raise TransientFailure("Gemini embeddings are failing; the breaker is open for now.")
+        try:
+            vectors = await self._embed_within_deadline(texts, task_type)
+        except TransientFailure:
+            permit.failure()
+            raise
+        except BaseException:  # a refusal (Gemini is up), a cancellation: no verdict
+            permit.release()
+            raise
+        permit.success()
+        return vectors
+
+    async def _embed_within_deadline(
+        self, texts: Sequence[str], task_type: str
+    ) -> list[list[float]]:
         deadline = self._query_deadline_seconds
         try:
             async with asyncio.timeout(deadline):

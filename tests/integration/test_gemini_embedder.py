@@ -12,6 +12,7 @@ from google.genai import _api_client as genai_api_client
 from pydantic import SecretStr
 
 from domain.errors import TransientFailure
+from infrastructure.answers.circuit_breaker import CircuitBreaker
 from infrastructure.embeddings.factory import build_embedder
 from infrastructure.embeddings.gemini import (
     ApproximateTokenizer,
@@ -179,6 +180,45 @@ async def test_questions_and_sentences_get_fewer_attempts_than_documents(
     with pytest.raises(TransientFailure, match="after 1 attempts"):
         await make_embedder(max_attempts=1, query_max_attempts=2).embed_queries(["anyone?"])
     assert len(gemini.requests) == 1
+
+
+async def test_questions_fail_fast_while_the_breaker_is_open_and_documents_still_try(
+    gemini: GeminiStandIn,
+) -> None:
+    """Two questions failing in a row open the breaker: the third fails at once, with no
+    request to Gemini (a search would otherwise wait out its deadline each time);
+    documents, which can wait, keep their own retries. Once the breaker's reset time has
+    passed, one question goes through as its trial, and its success closes it."""
+    now = [0.0]
+    breaker = CircuitBreaker(
+        "gemini-embeddings-test", failure_threshold=2, reset_seconds=30, clock=lambda: now[0]
+    )
+    embedder = GeminiEmbedder(
+        API_KEY,
+        dimensions=384,
+        base_url=gemini.base_url,
+        query_max_attempts=1,
+        query_breaker=breaker,
+        backoff_initial_seconds=0.01,
+        backoff_max_seconds=0.02,
+        backoff_jitter_seconds=0.0,
+    )
+    try:
+        gemini.script(Reply.error(503), Reply.error(503))
+        for _ in range(2):
+            with pytest.raises(TransientFailure, match="after 1 attempts"):
+                await embedder.embed_query("anyone?")
+        assert breaker.state == "open"
+        with pytest.raises(TransientFailure, match="breaker is open"):
+            await embedder.embed_query("anyone?")
+        assert len(gemini.requests) == 2
+        [vector] = await embedder.embed_documents(["no hurry"])  # not behind the breaker
+        assert len(vector) == 384
+        now[0] = 31.0
+        assert len(await embedder.embed_query("back?")) == 384  # the trial
+        assert breaker.state == "closed"
+    finally:
+        await embedder.aclose()
 
 
 async def test_a_slow_gemini_fails_a_question_at_its_deadline_but_not_a_document(
