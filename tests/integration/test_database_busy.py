@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from dataclasses import replace
 
 import asyncpg
 import pytest
@@ -22,6 +22,7 @@ from infrastructure.database.driver import driver_connection
 from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.settings import Settings
 from tests.helpers import PASSWORD, admin_dsn_for, isolated_container, unique_email
+from tests.integration.test_document_repository import _document as stored_document
 
 STATEMENT_TIMEOUT_MS = 200
 
@@ -31,25 +32,11 @@ async def _document(container: Container) -> tuple[Principal, Document]:
         unique_email(), PASSWORD, None, RequestOrigin()
     )
     principal = Principal(session.user.id, session.organization.id, Role.ADMIN, uuid.uuid4())
-    now = datetime.now(UTC)
-    document_id = uuid.uuid4()
-    document = Document(
-        id=document_id,
-        organization_id=principal.organization_id,
-        uploaded_by=principal.user_id,
+    document = replace(
+        stored_document(principal, uuid.uuid4().hex * 2),
         filename="busy.txt",
-        mime_type="text/plain",
-        size_bytes=1,
-        sha256=uuid.uuid4().hex * 2,
-        storage_key=f"{principal.organization_id}/{document_id}",
         status=DocumentStatus.PROCESSING,
-        error_code=None,
-        page_count=None,
-        chunk_count=0,
         attempts=1,
-        created_at=now,
-        updated_at=now,
-        processed_at=None,
     )
     async with container.uow_factory.tenant(principal) as uow:
         await uow.documents.add(document)
