@@ -131,7 +131,7 @@ async def _upload_with(
         clock=SystemClock(),
         limits=UploadLimits(max_file_bytes=1_000, max_files=1),
     )
-    data = uuid.uuid4().bytes * 4
+    data = f"Tide tables for the harbour, {uuid.uuid4()}.".encode()  # text, and unique
     [result] = await service.upload(principal, [_incoming(data)], None)
     async with container.uow_factory.tenant(principal) as uow:
         row = await uow.documents.find_live_by_sha256(hashlib.sha256(data).hexdigest())
