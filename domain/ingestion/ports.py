@@ -93,9 +93,20 @@ class EventBus(Protocol):
         ...
 
 
+class ParseAbandoned(Exception):
+    """A parse given up because its run no longer needs it (the document was deleted or
+    reprocessed meanwhile): nothing is known about the file, so it never fails one."""
+
+
 class DocumentParser(Protocol):
-    def parse(self, path: Path, kind: FileKind) -> ParsedDocument:
-        """Text per page; raises an IngestionFailed subclass for bad files (blocking)."""
+    def parse(
+        self, path: Path, kind: FileKind, abandoned: Callable[[], bool] | None = None
+    ) -> ParsedDocument:
+        """Text per page; raises an IngestionFailed subclass for bad files (blocking).
+
+        ``abandoned`` (called from the parsing thread, so thread-safe) tells a parser that
+        can stop a parse in progress when its result is no longer wanted: it then stops
+        soon and raises ParseAbandoned. A parser that cannot stop may ignore it."""
         ...
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -27,7 +28,14 @@ from domain.errors import (
 )
 from domain.ingestion.chunking import ChunkingOptions, chunk_document
 from domain.ingestion.filetypes import FileKind
-from domain.ingestion.ports import BlobStore, DocumentParser, Embedder, EventBus, JobQueue
+from domain.ingestion.ports import (
+    BlobStore,
+    DocumentParser,
+    Embedder,
+    EventBus,
+    JobQueue,
+    ParseAbandoned,
+)
 from domain.ports import Clock, UnitOfWorkFactory
 
 _KIND_BY_MIME = {kind.mime_type: kind for kind in FileKind}
@@ -159,19 +167,23 @@ class IngestionService:
         # The heartbeat task, created inside, inherits the run's log context.
         with self._observer.run(document):
             done = asyncio.Event()
+            # Set by the heartbeat when the claim is lost; read by the parser's thread.
+            superseded = threading.Event()
             heartbeat = asyncio.create_task(
-                self._heartbeat(document, done), name=f"heartbeat-{document.id}"
+                self._heartbeat(document, done, superseded), name=f"heartbeat-{document.id}"
             )
             try:
-                return await self._process(document)
+                return await self._process(document, superseded)
             finally:
                 done.set()  # not cancelled: a beat in progress ends its transaction first
                 await heartbeat
                 del self._in_flight[run]
 
-    async def _heartbeat(self, claimed: Document, done: asyncio.Event) -> None:
+    async def _heartbeat(
+        self, claimed: Document, done: asyncio.Event, superseded: threading.Event
+    ) -> None:
         """Tell the watchdog this run is alive until it is done or its claim is no longer
-        current."""
+        current; then set ``superseded``, which abandons a parse in progress."""
         interval = self._options.heartbeat_interval.total_seconds()
         while True:
             try:
@@ -187,12 +199,13 @@ class IngestionService:
                 log.warning("ingest.heartbeat_failed document_id=%s", claimed.id, exc_info=True)
                 continue
             if not current:  # deleted, reprocessed or recovered meanwhile
+                superseded.set()
                 return
 
-    async def _process(self, document: Document) -> Document | None:
+    async def _process(self, document: Document, superseded: threading.Event) -> Document | None:
         try:
             await self._events.publish(DocumentEvent(document, 0.0))
-            parsed, drafts = await self._parse_and_chunk(document)
+            parsed, drafts = await self._parse_and_chunk(document, superseded)
             embeddings = await self._embed(document, drafts)
             return await self._store(document, parsed, drafts, embeddings)
         except _Superseded:
@@ -256,7 +269,9 @@ class IngestionService:
             await uow.commit()
         return document
 
-    async def _parse_and_chunk(self, document: Document) -> tuple[ParsedDocument, list[ChunkDraft]]:
+    async def _parse_and_chunk(
+        self, document: Document, superseded: threading.Event
+    ) -> tuple[ParsedDocument, list[ChunkDraft]]:
         kind = _KIND_BY_MIME[document.mime_type]
         path = self._blobs.local_path(document.storage_key)
         # Checked here: in the parse sandbox a missing file is just another crash of the
@@ -266,9 +281,13 @@ class IngestionService:
             raise _StoredFileMissing(f"stored file {document.storage_key} is missing")
         started = time.perf_counter()
         try:
-            parsed = await asyncio.to_thread(self._parser.parse, path, kind)
+            # A parse can take minutes: once the heartbeat finds the claim lost, a parser
+            # that can stop (the sandbox) gives its slot back at once, not at its timeout.
+            parsed = await asyncio.to_thread(self._parser.parse, path, kind, superseded.is_set)
         except (IngestionFailed, ServiceUnavailable):  # a bad file; a parser that is down
             raise
+        except ParseAbandoned as exc:  # the heartbeat found the claim lost
+            raise _Superseded() from exc
         except FileNotFoundError as exc:  # gone since the check (an in-process parser)
             raise _StoredFileMissing(f"stored file {document.storage_key} is missing") from exc
         except Exception as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from domain.entities import Page, ParsedDocument
@@ -28,7 +29,11 @@ class FileParser:
     def __init__(self, limits: ParseLimits) -> None:
         self._limits = limits
 
-    def parse(self, path: Path, kind: FileKind) -> ParsedDocument:
+    def parse(
+        self, path: Path, kind: FileKind, abandoned: Callable[[], bool] | None = None
+    ) -> ParsedDocument:
+        """In this thread. ``abandoned`` is ignored: a parse in progress here cannot be
+        stopped (the sandbox, which runs this in a child it can kill, honours it)."""
         if kind is FileKind.PDF:
             parsed = parse_pdf(path, self._limits)
         elif kind is FileKind.DOCX:

@@ -5,12 +5,14 @@ likes, or inflate a small stream into gigabytes; in a worker thread neither coul
 stopped, and every organisation's uploads would wait behind it. So each parse runs in
 a child forked by the parse server (parse_server.py, one per worker process, started on
 first use). The child limits its own address space and CPU time; the worker kills it
-when the wall-clock budget runs out.
+when the wall-clock budget runs out, or as soon as the run that asked for the parse
+abandons it (its document deleted or reprocessed meanwhile): a superseded parse does not
+keep a parse slot busy until its budget ends.
 
 Outcomes: the parsed text; the parser's own IngestionFailed (by code); PARSE_TIMEOUT;
 DOCUMENT_TOO_LARGE when the memory budget ran out; ParserCrashed when the child died
 without a word (a signal, a crash in native code), which the pipeline reports as
-PARSE_FAILED.
+PARSE_FAILED; ParseAbandoned when the caller gave it up.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Client, Connection
 from pathlib import Path
 
@@ -39,6 +42,7 @@ from domain.errors import (
     ServiceUnavailable,
 )
 from domain.ingestion.filetypes import FileKind
+from domain.ingestion.ports import ParseAbandoned
 from infrastructure.parsing.limits import ParseLimits
 from infrastructure.parsing.parse_server import Outcome
 
@@ -46,6 +50,9 @@ log = logging.getLogger("foundry.parsing")
 
 START_TIMEOUT_SECONDS = 60.0  # the server imports the parsers first
 PID_TIMEOUT_SECONDS = 30.0  # a fork, under load
+# How often a parse that can be abandoned asks whether it is: how long an abandoned
+# child may run on.
+ABANDON_CHECK_SECONDS = 0.25
 _FAILURES: dict[str, type[IngestionFailed]] = {
     failure.code.value: failure
     for failure in (ParseFailed, EncryptedPdf, EmptyDocument, DocumentTooLarge)
@@ -74,7 +81,13 @@ class SandboxedParser:
         self._authkey = b""
         self._directory: tempfile.TemporaryDirectory[str] | None = None
 
-    def parse(self, path: Path, kind: FileKind) -> ParsedDocument:
+    def parse(
+        self, path: Path, kind: FileKind, abandoned: Callable[[], bool] | None = None
+    ) -> ParsedDocument:
+        """Parse in a child within the budgets; when ``abandoned`` returns True, kill the
+        child and raise ParseAbandoned (it is asked a few times a second)."""
+        if abandoned is not None and abandoned():
+            raise ParseAbandoned()
         conn = self._connect()
         pid = 0
         try:
@@ -82,7 +95,7 @@ class SandboxedParser:
             if not conn.poll(PID_TIMEOUT_SECONDS):
                 raise ParseServerUnavailable("the parse server did not start a child in time")
             _, pid = conn.recv()
-            if not conn.poll(self._timeout):
+            if not _answered(conn, pid, self._timeout, abandoned):
                 _kill(pid)
                 raise ParseTimeout(f"Reading the document took longer than {self._timeout:g} s.")
             outcome: Outcome = conn.recv()
@@ -149,6 +162,25 @@ class SandboxedParser:
         if self._directory is not None:
             self._directory.cleanup()
             self._directory = None
+
+
+def _answered(
+    conn: Connection, pid: int, timeout: float, abandoned: Callable[[], bool] | None
+) -> bool:
+    """Whether the child answers within ``timeout`` seconds; ParseAbandoned, the child
+    killed, as soon as ``abandoned`` says the answer is no longer wanted."""
+    if abandoned is None:
+        return conn.poll(timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if conn.poll(max(0.0, min(ABANDON_CHECK_SECONDS, remaining))):
+            return True
+        if abandoned():
+            _kill(pid)
+            raise ParseAbandoned()
+        if remaining <= ABANDON_CHECK_SECONDS:
+            return False
 
 
 def _kill(pid: int) -> None:
