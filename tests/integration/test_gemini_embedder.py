@@ -22,6 +22,7 @@ from infrastructure.embeddings.gemini import (
 from infrastructure.settings import Settings
 from tests.conftest import free_port
 from tests.gemini_standin import GeminiStandIn, Reply, fake_vector
+from tests.integration.test_gemini_answerer import state_of
 
 API_KEY = "test-gemini-key-Zq81"
 ENDPOINT_SUFFIX = "/models/gemini-embedding-001:batchEmbedContents"
@@ -216,7 +217,7 @@ async def test_questions_fail_fast_while_the_breaker_is_open_and_documents_still
         assert len(vector) == 384
         now[0] = 31.0
         assert len(await embedder.embed_query("back?")) == 384  # the trial
-        assert breaker.state == "closed"
+        assert state_of(breaker) == "closed"
     finally:
         await embedder.aclose()
 
