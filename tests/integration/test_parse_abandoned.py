@@ -10,25 +10,22 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Literal
 
 import pytest
 
-from domain.entities import Principal, Role
 from domain.ingestion.filetypes import FileKind
 from domain.ingestion.ports import ParseAbandoned
-from domain.services.accounts import RequestOrigin
 from infrastructure.container import BackendUrls, Container
 from infrastructure.embedded import EmbeddedPostgres
 from infrastructure.parsing.limits import ParseLimits
 from infrastructure.parsing.sandbox import SandboxedParser
 from infrastructure.settings import Settings
-from tests.helpers import PASSWORD, isolated_container, unique_email
-from tests.integration.test_parse_sandbox import _children, _until_no_children
-from tests.integration.test_worker_recovery import _incoming, _status
+from tests.helpers import isolated_container
+from tests.integration.test_parse_sandbox import _children, _until_no_children, hanging_document
+from tests.integration.test_worker_recovery import _status
 
 # Budgets far beyond what these tests take with the fix: without it, each parse runs
 # until its budget kills it, and the run ends as a timeout, not superseded.
@@ -130,18 +127,7 @@ async def test_a_run_superseded_during_a_slow_parse_ends_at_once_and_kills_its_c
     meanwhile: Literal["reprocess", "delete"],
 ) -> None:
     container = quick_heartbeat
-    session = await container.services.accounts.sign_up(
-        unique_email(), PASSWORD, None, RequestOrigin()
-    )
-    principal = Principal(session.user.id, session.organization.id, Role.EDITOR, uuid.uuid4())
-    [result] = await container.services.documents.upload(
-        principal, [_incoming("slow.txt", b"Replaced by a pipe nobody writes to.")], ip=None
-    )
-    document = result.document
-    assert document is not None
-    stored = container.blobs.local_path(document.storage_key)
-    stored.unlink()
-    os.mkfifo(stored)  # the parse hangs until its budget ends
+    principal, document, _ = await hanging_document(container, "slow.txt")
     ingestion = container.build_ingestion()
     parser = ingestion._parser
     assert isinstance(parser, SandboxedParser)

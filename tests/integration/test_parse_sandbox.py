@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from domain.entities import Principal, Role
+from domain.entities import Document, Principal, Role
 from domain.errors import (
     DocumentTooLarge,
     EmptyDocument,
@@ -167,22 +167,29 @@ async def short_budget(
     await container.aclose()
 
 
-async def test_a_document_whose_parse_runs_out_of_time_fails_with_parse_timeout(
-    short_budget: Container,
-) -> None:
-    container = short_budget
+async def hanging_document(container: Container, filename: str) -> tuple[Principal, Document, Path]:
+    """An editor's uploaded document whose stored file is a pipe nobody writes to: its
+    parse hangs until its budget ends. The editor, the document and the pipe."""
     session = await container.services.accounts.sign_up(
         unique_email(), PASSWORD, None, RequestOrigin()
     )
     principal = Principal(session.user.id, session.organization.id, Role.EDITOR, uuid.uuid4())
     [result] = await container.services.documents.upload(
-        principal, [_incoming("stuck.txt", b"Replaced by a pipe nobody writes to.")], ip=None
+        principal, [_incoming(filename, b"Replaced by a pipe nobody writes to.")], ip=None
     )
     document = result.document
     assert document is not None
     stored = container.blobs.local_path(document.storage_key)
     stored.unlink()
     os.mkfifo(stored)
+    return principal, document, stored
+
+
+async def test_a_document_whose_parse_runs_out_of_time_fails_with_parse_timeout(
+    short_budget: Container,
+) -> None:
+    container = short_budget
+    _, document, _ = await hanging_document(container, "stuck.txt")
     await container.build_ingestion().ingest(document.id)  # its parser stops with container
     async with container.session_factory() as db:
         status, code = (
