@@ -102,11 +102,21 @@ class UserRepository(Protocol):
 
     async def get_many(self, user_ids: Sequence[UUID]) -> list[User]: ...
 
-    async def find_credentials(self, email: str) -> UserCredentials | None: ...
+    async def find_credentials(self, email: str, *, lock: bool = False) -> UserCredentials | None:
+        """``lock``: the user's row is locked until the transaction ends (a log-in's last
+        look: a password change waits for it, or it waits for the change)."""
+        ...
 
     async def find_by_email(self, email: str) -> User | None: ...
 
     async def set_password_hash(self, user_id: UUID, password_hash: str) -> None: ...
+
+    async def find_credentials_by_id(self, user_id: UUID) -> UserCredentials | None: ...
+
+    async def replace_password_hash(self, user_id: UUID, expected_hash: str, new_hash: str) -> bool:
+        """Set the hash only if it is still ``expected_hash`` (compare-and-set; the row
+        stays locked until commit); False when it changed meanwhile."""
+        ...
 
 
 class OrganizationRepository(Protocol):
@@ -186,6 +196,14 @@ class RefreshTokenRepository(Protocol):
         was issued after ``active_since`` (with an access token that may still be
         valid). Either bound left out does not count; both left out: every session
         whose newest token is unused and unrevoked, however long ago it expired."""
+        ...
+
+    async def revoke_for_user(
+        self, user_id: UUID, at: datetime, *, active_since: datetime, keep_family: UUID
+    ) -> list[UUID]:
+        """Revoke the user's sessions in every organisation that can still act (as
+        ``revoke_for_member`` finds them in one), except the session ``keep_family``,
+        including tokens a refresh committed while this ran; returns their family ids."""
         ...
 
     async def delete_ended(

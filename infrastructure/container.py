@@ -168,6 +168,7 @@ class Container:
                 clock=self.clock,
                 refresh_token_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
                 session_max_age=timedelta(seconds=settings.session_max_age_seconds),
+                access_token_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
             ),
             organizations=OrganizationService(
                 uow_factory,

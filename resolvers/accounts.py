@@ -1,4 +1,5 @@
-"""Sign-up, log-in, refresh, organisation switch, log-out and the caller's own user."""
+"""Sign-up, log-in, refresh, organisation switch, log-out, password change and the
+caller's own user."""
 
 from __future__ import annotations
 
@@ -69,6 +70,20 @@ async def log_out(info: Info, refresh_token: str) -> bool:
     ctx = info.context
     await ctx.rate_limiter.hit(Budget.SESSION_IP, client_address_key(ctx.client_ip))
     return await ctx.services.accounts.log_out(refresh_token, ctx.origin)
+
+
+async def change_password(info: Info, current_password: str, new_password: str) -> bool:
+    ctx = info.context
+    principal = ctx.require_principal()
+    user = await ctx.loaders.user.load(principal.user_id)
+    if user is None:
+        raise NotFound("Your account no longer exists.")
+    # Before the password is verified: guesses made here spend the log-in budget.
+    await ctx.rate_limiter.hit(Budget.LOGIN_EMAIL, normalized_email(user.email))
+    await ctx.services.accounts.change_password(
+        principal, current_password, new_password, ctx.origin
+    )
+    return True
 
 
 async def me(info: Info) -> User:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import strawberry
 
 from resolvers import accounts
+from schema.permissions import IsUser
 from schema.types.auth import AuthPayload
 
 
@@ -30,4 +31,13 @@ class AccountMutations:
     log_out: bool = strawberry.mutation(
         resolver=accounts.log_out,
         description="End the session the refresh token belongs to; false if it was unknown.",
+    )
+    change_password: bool = strawberry.mutation(
+        resolver=accounts.change_password,
+        permission_classes=[IsUser],
+        description=(
+            "Replace your password (`currentPassword` must be right; it spends the log-in "
+            "budget of your email) and end every other session of yours, in every "
+            "organisation; this session goes on."
+        ),
     )

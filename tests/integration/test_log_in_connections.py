@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
+import asyncpg
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.pool import QueuePool
@@ -104,3 +105,40 @@ async def test_a_password_changed_while_verifying_is_verified_again(
         await task
     # The new one works.
     await container.services.accounts.log_in(email, new_password, None, RequestOrigin())
+
+
+async def test_a_log_in_finishing_while_the_password_changes_waits_and_is_refused(
+    container: Container, admin_dsn: str
+) -> None:
+    """A password change and a log-in with the old password at the same moment: the
+    log-in's last look at the user waits for the change, then sees the new hash and is
+    refused (it does not open a session the change's revocation never saw)."""
+    email = unique_email()
+    session = await container.services.accounts.sign_up(email, PASSWORD, None, RequestOrigin())
+    new_hash = await Argon2PasswordHasher(1, 1024, 1).hash("an entirely new passphrase 7")
+    changing = await asyncpg.connect(admin_dsn)
+    # Asked on a connection of its own: inside a transaction, pg_stat_activity stays as
+    # first read.
+    watching = await asyncpg.connect(admin_dsn)
+    try:
+        await changing.execute("BEGIN")
+        await changing.execute(  # the change's UPDATE, not committed yet
+            "UPDATE users SET password_hash = $1 WHERE id = $2", new_hash, session.user.id
+        )
+        log_in = asyncio.create_task(
+            container.services.accounts.log_in(email, PASSWORD, None, RequestOrigin())
+        )
+        for _ in range(600):  # until the log-in waits for the row (after its verify)
+            waiting = await watching.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND pid <> pg_backend_pid() AND query ILIKE '%FROM users%'"
+            )
+            if waiting or log_in.done():
+                break
+            await asyncio.sleep(0.05)
+        await changing.execute("COMMIT")
+        with pytest.raises(InvalidCredentials):
+            await log_in
+    finally:
+        await changing.close()
+        await watching.close()

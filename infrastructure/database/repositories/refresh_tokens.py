@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, delete, or_, select, text, update
+from sqlalchemy import ColumnElement, delete, exists, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.entities import RefreshTokenRecord
@@ -127,6 +127,31 @@ class SqlRefreshTokenRepository:
         )
         return list(rows)
 
+    async def revoke_for_user(
+        self, user_id: UUID, at: datetime, *, active_since: datetime, keep_family: UUID
+    ) -> list[UUID]:
+        live = [
+            *_live_tips(user_id, None, at, active_since),
+            RefreshTokenRow.family_id != keep_family,
+        ]
+        # A refresh that locked a tip before this update reached it commits its new tip
+        # unseen by the update, which then skips the old (now used) one: go round again
+        # until an update changes nothing and no live tip is left to see.
+        families: set[UUID] = set()
+        for _ in range(_MAX_REVOKE_ROUNDS):
+            revoked = list(
+                await self._session.scalars(
+                    update(RefreshTokenRow)
+                    .where(*live)
+                    .values(revoked_at=at)
+                    .returning(RefreshTokenRow.family_id)
+                )
+            )
+            families.update(revoked)
+            if not revoked and not await self._session.scalar(select(exists().where(*live))):
+                break
+        return sorted(families)
+
     async def delete_ended(
         self, started_before: datetime, expired_before: datetime, limit: int
     ) -> int:
@@ -151,18 +176,23 @@ class SqlRefreshTokenRepository:
 
 
 def _live_tips(
-    user_id: UUID, organization_id: UUID, now: datetime | None, active_since: datetime | None
+    user_id: UUID,
+    organization_id: UUID | None,
+    now: datetime | None,
+    active_since: datetime | None,
 ) -> list[ColumnElement[bool]]:
     """A member's unused, unrevoked tokens (each session's newest) that still let it act:
     redeemable after ``now``, or issued after ``active_since`` with an access token that
     may still be valid. A used token's session either has a newer token (a refresh) or
-    was revoked in Redis when it was traded (a switch)."""
+    was revoked in Redis when it was traded (a switch). No ``organization_id``: in
+    every organisation."""
     conditions: list[ColumnElement[bool]] = [
         RefreshTokenRow.user_id == user_id,
-        RefreshTokenRow.organization_id == organization_id,
         RefreshTokenRow.used_at.is_(None),
         RefreshTokenRow.revoked_at.is_(None),
     ]
+    if organization_id is not None:
+        conditions.append(RefreshTokenRow.organization_id == organization_id)
     acting: list[ColumnElement[bool]] = []
     if now is not None:
         acting.append(RefreshTokenRow.expires_at > now)

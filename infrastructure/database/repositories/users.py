@@ -51,8 +51,11 @@ class SqlUserRepository:
         rows = await self._session.scalars(select(UserRow).where(UserRow.id.in_(set(user_ids))))
         return [to_user(row) for row in rows]
 
-    async def find_credentials(self, email: str) -> UserCredentials | None:
-        row = await self._session.scalar(select(UserRow).where(UserRow.email == email))
+    async def find_credentials(self, email: str, *, lock: bool = False) -> UserCredentials | None:
+        query = select(UserRow).where(UserRow.email == email)
+        # FOR UPDATE, not FOR SHARE: two log-ins that both rehash would deadlock upgrading
+        # a shared lock; a user's log-ins are rarely concurrent, so they take turns.
+        row = await self._session.scalar(query.with_for_update() if lock else query)
         return UserCredentials(to_user(row), row.password_hash) if row else None
 
     async def find_by_email(self, email: str) -> User | None:
@@ -65,3 +68,18 @@ class SqlUserRepository:
             .where(UserRow.id == user_id)
             .values(password_hash=password_hash, updated_at=datetime.now(UTC))
         )
+
+    async def find_credentials_by_id(self, user_id: UUID) -> UserCredentials | None:
+        row = await self._session.scalar(select(UserRow).where(UserRow.id == user_id))
+        return UserCredentials(to_user(row), row.password_hash) if row else None
+
+    async def replace_password_hash(self, user_id: UUID, expected_hash: str, new_hash: str) -> bool:
+        # One statement: a concurrent change (a log-in's rehash, another password change)
+        # either committed first, and the WHERE no longer matches, or waits for this one.
+        replaced = await self._session.scalar(
+            update(UserRow)
+            .where(UserRow.id == user_id, UserRow.password_hash == expected_hash)
+            .values(password_hash=new_hash, updated_at=datetime.now(UTC))
+            .returning(UserRow.id)
+        )
+        return replaced is not None
