@@ -23,6 +23,7 @@ from domain.services.chats import ChatService
 from domain.services.documents import DocumentService, UploadLimits
 from domain.services.ingestion import IngestionOptions, IngestionService
 from domain.services.organizations import OrganizationService
+from domain.services.passwords import PasswordService
 from domain.services.search import SearchOptions, SearchService
 from infrastructure.answers.factory import build_answerers
 from infrastructure.auth.jwt_secret import resolve_jwt_secret
@@ -168,6 +169,12 @@ class Container:
                 clock=self.clock,
                 refresh_token_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
                 session_max_age=timedelta(seconds=settings.session_max_age_seconds),
+            ),
+            passwords=PasswordService(
+                uow_factory=uow_factory,
+                hasher=hasher,
+                revocations=revocations,
+                clock=self.clock,
                 access_token_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
             ),
             organizations=OrganizationService(

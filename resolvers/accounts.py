@@ -80,9 +80,7 @@ async def change_password(info: Info, current_password: str, new_password: str) 
         raise NotFound("Your account no longer exists.")
     # Before the password is verified: guesses made here spend the log-in budget.
     await ctx.rate_limiter.hit(Budget.LOGIN_EMAIL, normalized_email(user.email))
-    await ctx.services.accounts.change_password(
-        principal, current_password, new_password, ctx.origin
-    )
+    await ctx.services.passwords.change(principal, current_password, new_password, ctx.origin)
     return True
 
 

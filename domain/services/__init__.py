@@ -12,6 +12,7 @@ from domain.services.audit import AuditService
 from domain.services.chats import ChatService
 from domain.services.documents import DocumentService
 from domain.services.organizations import OrganizationService
+from domain.services.passwords import PasswordService
 from domain.services.search import SearchService
 
 
@@ -20,6 +21,7 @@ class Services:
     """The domain services resolvers may call, built by the composition root."""
 
     accounts: AccountService
+    passwords: PasswordService
     organizations: OrganizationService
     documents: DocumentService
     search: SearchService

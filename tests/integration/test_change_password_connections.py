@@ -50,7 +50,7 @@ async def test_the_current_password_is_verified_with_no_connection_checked_out(
     held = HeldVerification(monkeypatch)
     pool = cast(QueuePool, container.engine.pool)
     task = asyncio.create_task(
-        container.services.accounts.change_password(
+        container.services.passwords.change(
             session.principal, PASSWORD, NEW_PASSWORD, RequestOrigin()
         )
     )
@@ -67,7 +67,7 @@ async def test_a_wrong_current_password_is_verified_with_no_connection_checked_o
     held = HeldVerification(monkeypatch)
     pool = cast(QueuePool, container.engine.pool)
     task = asyncio.create_task(
-        container.services.accounts.change_password(
+        container.services.passwords.change(
             session.principal, "not my password!", NEW_PASSWORD, RequestOrigin()
         )
     )
@@ -86,7 +86,7 @@ async def test_a_password_changed_while_verifying_is_not_overwritten(
     elsewhere_hash = await Argon2PasswordHasher(1, 8, 1).hash(elsewhere)
     held = HeldVerification(monkeypatch)
     task = asyncio.create_task(
-        container.services.accounts.change_password(
+        container.services.passwords.change(
             session.principal, PASSWORD, NEW_PASSWORD, RequestOrigin()
         )
     )
@@ -131,7 +131,7 @@ async def test_a_session_refreshed_while_the_change_revokes_it_is_revoked_too(
             )
         ).one()
         task = asyncio.create_task(
-            container.services.accounts.change_password(
+            container.services.passwords.change(
                 session.principal, PASSWORD, NEW_PASSWORD, RequestOrigin()
             )
         )

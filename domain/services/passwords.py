@@ -1,0 +1,114 @@
+"""Changing a password: the caller's, and every other session of theirs ended with it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import NoReturn
+
+from domain.entities import AuditEntry, Principal
+from domain.errors import InvalidCredentials, NotFound, ValidationFailed
+from domain.ports import Clock, PasswordHasher, SessionRevocations, UnitOfWork, UnitOfWorkFactory
+from domain.services.accounts import RequestOrigin
+from domain.services.api_keys import require_user
+from domain.services.refresh_token_retention import (
+    LONGEST_ACCESS_TOKEN_TTL,
+    access_tokens_issued_since,
+)
+from domain.validation import check_password_policy
+
+
+class PasswordService:
+    def __init__(
+        self,
+        *,
+        uow_factory: UnitOfWorkFactory,
+        hasher: PasswordHasher,
+        revocations: SessionRevocations,
+        clock: Clock,
+        access_token_ttl: timedelta = LONGEST_ACCESS_TOKEN_TTL,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._hasher = hasher
+        self._revocations = revocations
+        self._clock = clock
+        # Sessions whose last access token was issued longer ago than this cannot act:
+        # a password change leaves them alone (see refresh_token_retention).
+        self._access_token_ttl = access_token_ttl
+
+    async def change(
+        self,
+        principal: Principal,
+        current_password: str,
+        new_password: str,
+        origin: RequestOrigin,
+    ) -> None:
+        """Replace the caller's password and end every other session of theirs, in every
+        organisation; the caller's own session goes on.
+
+        As in log_in, argon2 runs with no connection held: the hash is read in one
+        transaction, verified outside any, and replaced in another only if it is still
+        the one verified (a change meanwhile is refused as INVALID_CREDENTIALS)."""
+        require_user(principal, "change a password")
+        async with self._uow_factory.system() as uow:
+            credentials = await uow.users.find_credentials_by_id(principal.user_id)
+        if credentials is None:
+            raise NotFound("Your account no longer exists.")
+        # Checked before argon2 runs: a refused new password costs no hashing.
+        check_password_policy(new_password, credentials.user.email)
+        if new_password == current_password:
+            raise ValidationFailed(
+                "The new password must differ from the current one.", field="newPassword"
+            )
+        if not await self._hasher.verify(credentials.password_hash, current_password):
+            async with self._uow_factory.system() as uow:
+                await self._refuse_password_change(uow, principal, origin)
+        new_hash = await self._hasher.hash(new_password)
+        now = self._clock.now()
+        async with self._uow_factory.system() as uow:
+            if not await uow.users.replace_password_hash(
+                principal.user_id, credentials.password_hash, new_hash
+            ):
+                await self._refuse_password_change(uow, principal, origin)
+            # Held, as a log-in or refresh holds them: a removal or role change in one of
+            # the user's organisations either committed first or waits for this.
+            memberships = await uow.memberships.list_for_user(principal.user_id)
+            for organization_id in sorted({m.organization.id for m in memberships}):
+                await uow.organizations.hold(organization_id)
+            families = await uow.refresh_tokens.revoke_for_user(
+                principal.user_id,
+                now,
+                active_since=access_tokens_issued_since(now, self._access_token_ttl),
+                keep_family=principal.session_id,
+            )
+            await uow.audit.record(
+                AuditEntry(
+                    "auth.password_changed",
+                    principal.organization_id,
+                    principal.user_id,
+                    target=f"user:{principal.user_id}",
+                    ip=origin.ip,
+                    details={"sessions_ended": str(len(families))},
+                ),
+                now,
+            )
+            # Redis first, as remove_member does: if it cannot be told, nothing is
+            # committed (the password stays as it was), and a retry does it all.
+            if families:
+                await self._revocations.revoke(families)
+            await uow.commit()
+
+    async def _refuse_password_change(
+        self, uow: UnitOfWork, principal: Principal, origin: RequestOrigin
+    ) -> NoReturn:
+        await uow.audit.record(
+            AuditEntry(
+                "auth.password_change_failed",
+                principal.organization_id,
+                principal.user_id,
+                target=f"user:{principal.user_id}",
+                ip=origin.ip,
+            ),
+            self._clock.now(),
+        )
+        await uow.commit()
+        raise InvalidCredentials("The current password is incorrect.")
