@@ -3,14 +3,17 @@ caller's own user."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import strawberry
 
-from domain.errors import NotFound, ValidationFailed
+from domain.errors import InvalidRefreshToken, NotFound, RefreshTokenReused, ValidationFailed
 from domain.ports import Budget
 from domain.rate_limit_keys import client_address_key
 from domain.validation import normalize_email
 from resolvers.ids import parse_id
-from schema.context import Info
+from schema.context import Context, Info
 from schema.types.auth import AuthPayload, LogInInput, SignUpInput
 from schema.types.user import User
 
@@ -49,26 +52,39 @@ def normalized_email(email: str) -> str:
         return email.strip().lower()
 
 
+@contextlib.asynccontextmanager
+async def _refused_tokens_counted(ctx: Context) -> AsyncIterator[None]:
+    """A refused refresh token spends its address's budget (session_ip); a good one spends
+    nothing, so a client sending junk cannot starve the others behind the same address
+    (an office, a carrier's NAT) of their refreshes."""
+    try:
+        yield
+    except (InvalidRefreshToken, RefreshTokenReused):
+        await ctx.rate_limiter.hit(Budget.SESSION_IP, client_address_key(ctx.client_ip))
+        raise
+
+
 async def refresh_session(info: Info, refresh_token: str) -> AuthPayload:
     ctx = info.context
-    await ctx.rate_limiter.hit(Budget.SESSION_IP, client_address_key(ctx.client_ip))
-    return AuthPayload.from_domain(await ctx.services.accounts.refresh(refresh_token, ctx.origin))
+    async with _refused_tokens_counted(ctx):
+        session = await ctx.services.accounts.refresh(refresh_token, ctx.origin)
+    return AuthPayload.from_domain(session)
 
 
 async def switch_organization(
     info: Info, refresh_token: str, organization_id: strawberry.ID
 ) -> AuthPayload:
     ctx = info.context
-    await ctx.rate_limiter.hit(Budget.SESSION_IP, client_address_key(ctx.client_ip))
-    session = await ctx.services.accounts.switch_organization(
-        refresh_token, parse_id(organization_id, "organization"), ctx.origin
-    )
+    async with _refused_tokens_counted(ctx):
+        session = await ctx.services.accounts.switch_organization(
+            refresh_token, parse_id(organization_id, "organization"), ctx.origin
+        )
     return AuthPayload.from_domain(session)
 
 
 async def log_out(info: Info, refresh_token: str) -> bool:
     ctx = info.context
-    await ctx.rate_limiter.hit(Budget.SESSION_IP, client_address_key(ctx.client_ip))
+    # No budget: a log-out refused for someone else's junk would leave a session live.
     return await ctx.services.accounts.log_out(refresh_token, ctx.origin)
 
 

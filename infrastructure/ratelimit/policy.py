@@ -26,8 +26,8 @@ DEFAULT_LIMITS: Mapping[Budget, str] = {
     Budget.LOGIN_EMAIL: "10/300",
     Budget.SIGNUP_IP: "300/3600",
     Budget.SIGNUP_EMAIL: "10/3600",
-    # A client refreshes about every access-token lifetime (15 minutes) per tab: a
-    # whole office behind one address stays far below this.
+    # Refused refresh tokens only (a good one spends nothing): far more than clients
+    # whose session just ended make, behind however many users share an address.
     Budget.SESSION_IP: "300/300",
     Budget.UPLOAD_ORGANIZATION: "600/3600",
     Budget.ASK_USER: "120/600",
