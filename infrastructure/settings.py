@@ -227,6 +227,20 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _bare_origins(cls, origins: list[str]) -> list[str]:
+        """Each an origin as browsers send it (scheme, host, optional port; "*" for any),
+        normalised as strawberry compares WebSocket handshakes, so HTTP's CORS and the
+        WebSocket's check read one list the same way."""
+        from strawberry.http.websocket_origin import normalize_allowed_origins
+
+        try:
+            normalize_allowed_origins(origins)  # refuses what is more than an origin
+        except ValueError as error:
+            raise ValueError(str(error).replace(" in allowed_origins", "")) from None
+        return [normalize_allowed_origin(origin) for origin in origins]
+
     @field_validator("forwarded_allow_ips")
     @classmethod
     def _valid_proxies(cls, value: str) -> str:
@@ -337,3 +351,10 @@ class Settings(BaseSettings):
     @property
     def embedded_redis(self) -> bool:
         return self.redis_url is None
+
+
+def normalize_allowed_origin(origin: str) -> str:
+    """One already-checked origin as strawberry normalises it ("*" stays "*")."""
+    from strawberry.http.websocket_origin import normalize_origin
+
+    return "*" if origin == "*" else normalize_origin(origin) or origin

@@ -89,3 +89,14 @@ def test_files_larger_than_graphqls_int_are_refused() -> None:
     with pytest.raises(ValidationError, match="upload_max_file_bytes"):
         Settings(_env_file=None, upload_max_file_bytes=2**31)
     assert Settings(_env_file=None, upload_max_file_bytes=2**31 - 1).upload_max_file_bytes
+
+
+def test_cors_origins_must_be_origins_and_are_read_as_browsers_send_them() -> None:
+    """Both HTTP's CORS and the WebSocket handshake check read this one list: something
+    more than an origin would stop the server only once it had started (strawberry's
+    check), and a trailing slash or capital would match one of the two and not the other."""
+    for wrong in ("app.example.com", "https://app.example.com/app", "null"):
+        with pytest.raises(ValidationError, match="Invalid origin"):
+            Settings(_env_file=None, cors_allow_origins=wrong)
+    read = Settings(_env_file=None, cors_allow_origins="https://App.example.com/, *")
+    assert read.cors_allow_origins == ["https://app.example.com", "*"]
