@@ -27,6 +27,7 @@ from infrastructure.cli_worker import stop_when_stdin_closes, worker_process
 from infrastructure.container import BackendUrls
 from infrastructure.database.engine import create_engine, schema_readiness
 from infrastructure.database.migrate import head_revision
+from infrastructure.database.pgvector_version import is_version_problem
 from infrastructure.embedded import EmbeddedServerError
 from infrastructure.http.app import create_app
 from infrastructure.http.draining import DrainingServer, answer_drain_of
@@ -124,7 +125,9 @@ def _warn_if_schema_behind(settings: Settings, urls: BackendUrls) -> None:
     except (OSError, SQLAlchemyError) as error:  # /readyz reports it as well
         log.warning("startup.schema_unchecked", error=root_cause(error))
         return
-    if schema != "ok":
+    if is_version_problem(schema):
+        log.warning("startup.pgvector_too_old", problem=schema)
+    elif schema != "ok":
         log.warning("startup.schema_behind", schema=schema, fix="run foundry migrate")
 
 
@@ -169,10 +172,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     try:
         return run_worker(settings, start_backends(backends))
     except SchemaBehind as behind:
-        # Exit 2, as for a setting: restarting it changes nothing until someone migrates.
-        print(
-            f"Cannot start the worker: the database schema is behind ({behind}).", file=sys.stderr
-        )
+        # Exit 2, as for a setting: restarting it changes nothing until someone migrates
+        # (or upgrades pgvector).
+        problem = str(behind)
+        if not is_version_problem(problem):
+            problem = f"the database schema is behind ({problem})"
+        print(f"Cannot start the worker: {problem}.", file=sys.stderr)
         return 2
     finally:
         STOP_SIGNALS.stopping()

@@ -61,6 +61,12 @@ def version_problem(version: str | None) -> str | None:
     )
 
 
+def is_version_problem(readiness: str) -> bool:
+    """Whether a schema readiness text is :func:`version_problem`'s (whose fix is an
+    upgrade of pgvector, not a migration)."""
+    return readiness.startswith("pgvector ") and "too old" in readiness
+
+
 async def installed_version(conn: AsyncConnection) -> str | None:
     """The installed extension's version; None when the database has none yet."""
     version = await conn.scalar(_INSTALLED)

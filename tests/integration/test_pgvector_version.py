@@ -6,6 +6,9 @@ the extension, which is what the checks read."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -15,6 +18,7 @@ from infrastructure.cli_errors import CommandFailed
 from infrastructure.container import BackendUrls, Container
 from infrastructure.database.migrate import upgrade_to_head
 from infrastructure.settings import Settings
+from tests.e2e.test_foundry_up import clean_env
 from tests.helpers import admin_dsn_for, scratch_database
 
 TOO_OLD = (
@@ -67,3 +71,23 @@ async def test_migrate_refuses_a_pgvector_older_than_0_8_in_one_line(
         assert await conn.fetchval("SELECT to_regclass('alembic_version')") is None
     finally:
         await conn.close()
+
+
+async def test_a_worker_on_a_pgvector_older_than_0_8_names_the_upgrade_not_a_migration(
+    settings: Settings, urls: BackendUrls, tmp_path: Path
+) -> None:
+    url = await scratch_database(urls, "foundry_old_vector_worker")
+    await asyncio.to_thread(upgrade_to_head, url, settings.database_app_role)
+    await _pretend_pgvector(url, "0.7.4")
+    worker = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "infrastructure.cli", "worker", "--state-dir", str(tmp_path)],
+        env=clean_env(FOUNDRY_DATABASE_URL=url, FOUNDRY_REDIS_URL=urls.redis_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert worker.returncode == 2, worker.stderr
+    assert f"Cannot start the worker: {TOO_OLD}." in worker.stderr
+    assert "schema is behind" not in worker.stderr
