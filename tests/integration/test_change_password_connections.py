@@ -6,11 +6,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
-from typing import cast
 
 import pytest
 from sqlalchemy import insert, select, text, update
-from sqlalchemy.pool import QueuePool
 
 from domain.errors import InvalidCredentials
 from domain.services.accounts import IssuedSession, RequestOrigin
@@ -18,7 +16,7 @@ from infrastructure.auth.passwords import Argon2PasswordHasher
 from infrastructure.container import Container
 from infrastructure.database.models import AuditLogRow, RefreshTokenRow, UserRow
 from tests.helpers import PASSWORD, unique_email
-from tests.integration.test_log_in_connections import HeldVerification
+from tests.integration.test_log_in_connections import HeldVerification, verified_unpooled
 
 NEW_PASSWORD = "a brand new passphrase, never leaked"
 
@@ -47,15 +45,13 @@ async def test_the_current_password_is_verified_with_no_connection_checked_out(
     container: Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     email, session = await sign_up(container)
-    held = HeldVerification(monkeypatch)
-    pool = cast(QueuePool, container.engine.pool)
-    task = asyncio.create_task(
+    await verified_unpooled(
+        container,
+        monkeypatch,
         container.services.passwords.change(
             session.principal, PASSWORD, NEW_PASSWORD, RequestOrigin()
-        )
+        ),
     )
-    assert await held.checked_out(pool) == 0
-    await task
     await container.services.accounts.log_in(email, NEW_PASSWORD, None, RequestOrigin())
     assert await actions_on(container, session) == ["auth.password_changed"]
 
@@ -64,16 +60,14 @@ async def test_a_wrong_current_password_is_verified_with_no_connection_checked_o
     container: Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     email, session = await sign_up(container)
-    held = HeldVerification(monkeypatch)
-    pool = cast(QueuePool, container.engine.pool)
-    task = asyncio.create_task(
-        container.services.passwords.change(
-            session.principal, "not my password!", NEW_PASSWORD, RequestOrigin()
-        )
-    )
-    assert await held.checked_out(pool) == 0
     with pytest.raises(InvalidCredentials):
-        await task
+        await verified_unpooled(
+            container,
+            monkeypatch,
+            container.services.passwords.change(
+                session.principal, "not my password!", NEW_PASSWORD, RequestOrigin()
+            ),
+        )
     await container.services.accounts.log_in(email, PASSWORD, None, RequestOrigin())
     assert await actions_on(container, session) == ["auth.password_change_failed"]
 

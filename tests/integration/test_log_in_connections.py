@@ -6,7 +6,8 @@ starts."""
 from __future__ import annotations
 
 import asyncio
-from typing import cast
+from collections.abc import Coroutine
+from typing import TypeVar, cast
 
 import asyncpg
 import pytest
@@ -19,6 +20,8 @@ from infrastructure.auth.passwords import Argon2PasswordHasher
 from infrastructure.container import Container
 from infrastructure.database.models import AuditLogRow, UserRow
 from tests.helpers import PASSWORD, unique_email
+
+T = TypeVar("T")
 
 
 class HeldVerification:
@@ -46,19 +49,28 @@ class HeldVerification:
             self.release.set()
 
 
+async def verified_unpooled(
+    container: Container, monkeypatch: pytest.MonkeyPatch, work: Coroutine[object, object, T]
+) -> T:
+    """Run ``work`` with argon2 held until no pooled connection is seen checked out
+    meanwhile (asserted); then its result, or what it raises."""
+    held = HeldVerification(monkeypatch)
+    task = asyncio.ensure_future(work)
+    assert await held.checked_out(cast(QueuePool, container.engine.pool)) == 0
+    return await task
+
+
 async def test_a_wrong_password_is_verified_with_no_connection_checked_out(
     container: Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     email = unique_email()
     await container.services.accounts.sign_up(email, PASSWORD, None, RequestOrigin())
-    held = HeldVerification(monkeypatch)
-    pool = cast(QueuePool, container.engine.pool)
-    task = asyncio.create_task(
-        container.services.accounts.log_in(email, "wrong password!!", None, RequestOrigin())
-    )
-    assert await held.checked_out(pool) == 0
     with pytest.raises(InvalidCredentials):
-        await task
+        await verified_unpooled(
+            container,
+            monkeypatch,
+            container.services.accounts.log_in(email, "wrong password!!", None, RequestOrigin()),
+        )
     async with container.engine.connect() as conn:
         actions = list(
             await conn.scalars(
@@ -73,13 +85,11 @@ async def test_a_right_password_is_verified_with_no_connection_checked_out(
 ) -> None:
     email = unique_email()
     await container.services.accounts.sign_up(email, PASSWORD, None, RequestOrigin())
-    held = HeldVerification(monkeypatch)
-    pool = cast(QueuePool, container.engine.pool)
-    task = asyncio.create_task(
-        container.services.accounts.log_in(email, PASSWORD, None, RequestOrigin())
+    session = await verified_unpooled(
+        container,
+        monkeypatch,
+        container.services.accounts.log_in(email, PASSWORD, None, RequestOrigin()),
     )
-    assert await held.checked_out(pool) == 0
-    session = await task
     assert session.user.email == email
 
 
