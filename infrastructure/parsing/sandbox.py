@@ -99,7 +99,7 @@ class SandboxedParser:
                 _kill(pid)
                 raise ParseTimeout(f"Reading the document took longer than {self._timeout:g} s.")
             outcome: Outcome = conn.recv()
-        except EOFError as exc:
+        except (EOFError, ConnectionResetError) as exc:  # closed, or reset with unread data
             raise ParserCrashed("the parser process died without an answer") from exc
         finally:
             conn.close()
