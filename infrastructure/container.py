@@ -274,7 +274,11 @@ class Container:
         )
 
     async def queue_depth(self) -> int:
-        return int(await self.redis.llen(f"{self.broker.namespace}:documents"))
+        """Ingestion jobs waiting, in every lane (not those delayed for a retry)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in self.queue.lane_keys():
+                pipe.llen(key)
+            return sum(int(length) for length in await pipe.execute())
 
     async def readiness(self) -> dict[str, str]:
         """'ok' or a short reason per dependency; never raises."""

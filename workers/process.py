@@ -22,7 +22,7 @@ from infrastructure.database.embedding_column import column_dimensions
 from infrastructure.database.engine import create_engine, schema_readiness
 from infrastructure.observability.ingestion_metrics import QUEUE_DEPTH, WATCHDOG_RECOVERED
 from infrastructure.queue.broker import create_broker
-from infrastructure.queue.jobs import DOCUMENTS_QUEUE
+from infrastructure.queue.jobs import LANE_QUEUES
 from infrastructure.settings import Settings
 from workers import runtime
 from workers.token_pruning import prune_now_and_then
@@ -111,6 +111,9 @@ def run_worker(settings: Settings, urls: BackendUrls) -> int:
     dramatiq.set_broker(broker)
     import workers.actors  # noqa: F401  # declares the actors on this broker
 
+    for lane in LANE_QUEUES:  # the actor declared the first; jobs arrive in all of them
+        broker.declare_queue(lane)
+
     ingestion.warm_up()
     runtime.install(runtime.WorkerRuntime(ingestion=ingestion))
     if settings.worker_metrics_port:
@@ -121,7 +124,7 @@ def run_worker(settings: Settings, urls: BackendUrls) -> int:
         signal.signal(signum, lambda *_: stop.set())
 
     worker = dramatiq.Worker(
-        broker, queues={DOCUMENTS_QUEUE}, worker_threads=settings.worker_threads
+        broker, queues=set(LANE_QUEUES), worker_threads=settings.worker_threads
     )
     worker.start()
     loop_thread = get_event_loop_thread()

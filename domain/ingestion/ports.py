@@ -82,7 +82,10 @@ class BlobStore(Protocol):
 
 
 class JobQueue(Protocol):
-    async def enqueue_ingest(self, document_id: UUID) -> None: ...
+    async def enqueue_ingest(self, document_id: UUID, organization_id: UUID) -> None:
+        """Queue the document's ingestion; the organisation picks its lane, so one
+        organisation's backlog does not hold up the others' uploads."""
+        ...
 
 
 class EventBus(Protocol):

@@ -174,7 +174,9 @@ class DocumentService:
                     )
                     # PENDING reaches listeners before a worker can report PROCESSING.
                     uow.on_commit(lambda: self._events.publish(DocumentEvent(document, 0.0)))
-                    uow.on_commit(lambda: self._queue.enqueue_ingest(document.id))
+                    uow.on_commit(
+                        lambda: self._queue.enqueue_ingest(document.id, document.organization_id)
+                    )
                     await self._blobs.commit(staged, document.storage_key)
                     stored = True
                     await uow.commit()
@@ -282,6 +284,6 @@ class DocumentService:
                 document_audit("document.reprocessed", principal, document, ip), now
             )
             uow.on_commit(lambda: self._events.publish(DocumentEvent(document, 0.0)))
-            uow.on_commit(lambda: self._queue.enqueue_ingest(document.id))
+            uow.on_commit(lambda: self._queue.enqueue_ingest(document.id, document.organization_id))
             await uow.commit()
         return document

@@ -137,7 +137,9 @@ class IngestionService:
                     uow.on_commit(partial(self._events.publish, DocumentEvent(reset, 0.0)))
                 if current is not None and current.status is DocumentStatus.PENDING:
                     # The old message may come back too: claiming is idempotent.
-                    uow.on_commit(partial(self._queue.enqueue_ingest, claimed.id))
+                    uow.on_commit(
+                        partial(self._queue.enqueue_ingest, claimed.id, claimed.organization_id)
+                    )
                 await uow.commit()
             released += reset is not None
         return released
@@ -388,17 +390,21 @@ class IngestionService:
     async def enqueue(self, document_ids: Sequence[UUID]) -> int:
         """Queue these documents (reset in bulk with the vector column's rebuild, by
         ``foundry reembed``) for ingestion, once their state (PENDING) is announced on
-        documentEvents: listeners see it before a worker reports PROCESSING."""
-        await self._announce(document_ids)
-        for document_id in document_ids:
-            await self._queue.enqueue_ingest(document_id)
-        return len(document_ids)
+        documentEvents: listeners see it before a worker reports PROCESSING. Returns how
+        many were queued (a document deleted meanwhile is not)."""
+        queued = 0
+        for organization_id, ids in (await self._announce(document_ids)).items():
+            for document_id in ids:
+                await self._queue.enqueue_ingest(document_id, organization_id)
+            queued += len(ids)
+        return queued
 
-    async def _announce(self, document_ids: Sequence[UUID]) -> None:
+    async def _announce(self, document_ids: Sequence[UUID]) -> dict[UUID, list[UUID]]:
         """Publish the current state of these documents, of any organisation: one event
-        each, as the queue gets one job each, the documents read a page at a time."""
+        each, as the queue gets one job each, the documents read a page at a time.
+        Returns the live ones by organisation."""
         if not document_ids:
-            return
+            return {}
         wanted = set(document_ids)
         by_organization: dict[UUID, list[UUID]] = defaultdict(list)
         # Every live document by id, a page at a time: one query per page, not per id
@@ -417,6 +423,7 @@ class IngestionService:
                     documents = await uow.documents.get_many(ids[start : start + _PAGE])
                 for document in documents:
                     await self._events.publish(DocumentEvent(document, None))  # never raises
+        return by_organization
 
     async def recover_stuck(self, limit: int = 100) -> int:
         """Watchdog: re-queue documents stuck in processing (too long, or their worker's
@@ -465,7 +472,7 @@ class IngestionService:
                     # for the next pass, instead of pending with no job until the pending
                     # timeout. A worker that takes the job at once waits for the commit
                     # (a claim first locks the row, which this UPDATE holds), then claims.
-                    await self._queue.enqueue_ingest(document.id)
+                    await self._queue.enqueue_ingest(document.id, document.organization_id)
             await uow.commit()
         return changed
 

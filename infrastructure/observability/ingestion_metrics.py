@@ -35,7 +35,9 @@ SKIPPED = Counter(
     "Ingest jobs dropped because their document was not pending (a duplicate job, or "
     "the document was deleted, finished or claimed meanwhile).",
 )
-QUEUE_DEPTH = Gauge("foundry_ingest_queue_depth", "Messages waiting in the documents queue.")
+QUEUE_DEPTH = Gauge(
+    "foundry_ingest_queue_depth", "Ingestion jobs waiting in the documents queues (every lane)."
+)
 WATCHDOG_RECOVERED = Counter(
     "foundry_ingest_watchdog_recovered_total",
     "Stuck documents re-queued or failed by the watchdog.",

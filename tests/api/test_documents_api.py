@@ -170,7 +170,9 @@ async def test_reprocess_gives_the_same_rows_and_duplicate_jobs_change_nothing(
             select(DocumentRow.updated_at).where(DocumentRow.id == uuid.UUID(document_id))
         )
     skipped = _skips(worker, document_id)
-    await container.queue.enqueue_ingest(uuid.UUID(document_id))  # a duplicate message
+    await container.queue.enqueue_ingest(  # a duplicate message
+        uuid.UUID(document_id), uuid.UUID(account.organization_id)
+    )
     # Until the worker has run it and dropped it (its "ingest.skipped" line), not merely
     # taken it off the queue: only then has it had every chance to change something.
     for _ in range(300):

@@ -71,7 +71,7 @@ async def test_a_committed_blob_is_complete_private_and_leaves_no_staging_file(
 class _Recorded:
     """The job queue and event bus of these uploads: nothing leaves the test."""
 
-    async def enqueue_ingest(self, document_id: uuid.UUID) -> None:
+    async def enqueue_ingest(self, document_id: uuid.UUID, organization_id: uuid.UUID) -> None:
         pass
 
     async def publish(self, event: DocumentEvent) -> None:

@@ -56,4 +56,4 @@ async def test_an_enqueue_to_a_redis_that_never_answers_fails_instead_of_hanging
     # A bound, not a timing: without timeouts the call never returns.
     async with asyncio.timeout(60):
         with pytest.raises(ServiceUnavailable):
-            await queue.enqueue_ingest(uuid.uuid4())
+            await queue.enqueue_ingest(uuid.uuid4(), uuid.uuid4())

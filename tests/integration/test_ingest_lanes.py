@@ -1,0 +1,107 @@
+"""Fair ingestion: an organisation's backlog does not hold up another organisation's
+upload. Documents are queued with no worker running, then one worker with one thread
+takes them: the other organisation's document, queued last, is among the first done.
+Runs on its own queue namespace, so the session's worker takes none of them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from domain.entities import Document, Principal, Role
+from domain.ingestion.ports import IncomingFile
+from domain.services.accounts import RequestOrigin
+from infrastructure.container import BackendUrls, Container
+from infrastructure.database.models import DocumentRow
+from infrastructure.queue.jobs import lane_of
+from infrastructure.settings import Settings
+from tests.conftest import WorkerProcess, worker_env
+from tests.helpers import PASSWORD, unique_email
+
+BACKLOG = 10
+
+
+@pytest.fixture
+async def isolated(settings: Settings, urls: BackendUrls) -> AsyncIterator[Container]:
+    own = settings.model_copy(update={"redis_key_prefix": f"lanes-{uuid.uuid4().hex[:8]}:"})
+    container = Container(own, urls)
+    yield container
+    await container.aclose()
+
+
+async def _editor(container: Container) -> Principal:
+    session = await container.services.accounts.sign_up(
+        unique_email(), PASSWORD, None, RequestOrigin()
+    )
+    return Principal(session.user.id, session.organization.id, Role.ADMIN, uuid.uuid4())
+
+
+def _incoming(name: str, text: str) -> IncomingFile:
+    remaining = [text.encode()]
+
+    async def read(_: int) -> bytes:
+        return remaining.pop() if remaining else b""
+
+    return IncomingFile(filename=name, content_type="text/plain", read=read)
+
+
+async def _upload(container: Container, principal: Principal, count: int) -> list[uuid.UUID]:
+    files = [
+        _incoming(f"notes-{i}.txt", f"Harbour log {i}: ship {uuid.uuid4()} arrived at dawn.")
+        for i in range(count)
+    ]
+    results = await container.services.documents.upload(principal, files, ip=None)
+    documents = [result.document for result in results]
+    assert all(isinstance(document, Document) for document in documents)
+    return [document.id for document in documents if document is not None]
+
+
+async def _processed_order(container: Container, ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """The documents by the time they became READY, once all of them are (or a deadline
+    passed: then the assertion on their statuses says so)."""
+    deadline = time.monotonic() + 120
+    while True:
+        async with container.session_factory() as session:
+            rows = (
+                await session.execute(
+                    select(DocumentRow.id, DocumentRow.status, DocumentRow.processed_at).where(
+                        DocumentRow.id.in_(ids)
+                    )
+                )
+            ).all()
+        if all(row.status == "ready" for row in rows) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert sorted(row.status for row in rows) == ["ready"] * len(ids)
+    return [row.id for row in sorted(rows, key=lambda row: row.processed_at)]
+
+
+async def test_another_organisations_upload_overtakes_a_backlog(
+    isolated: Container, tmp_path: Path
+) -> None:
+    busy = await _editor(isolated)
+    other = await _editor(isolated)
+    while lane_of(other.organization_id) == lane_of(busy.organization_id):
+        other = await _editor(isolated)  # one in eight pairs shares a lane
+    backlog = await _upload(isolated, busy, BACKLOG)
+    [late] = await _upload(isolated, other, 1)
+    assert await isolated.queue_depth() == BACKLOG + 1
+
+    worker = WorkerProcess(
+        worker_env(isolated.settings, FOUNDRY_WORKER_THREADS="1"), tmp_path / "worker.log"
+    )
+    try:
+        worker.wait_started()
+        order = await _processed_order(isolated, [*backlog, late])
+    finally:
+        worker.stop()
+    # With one queue it would be last. With lanes, the worker prefetched two of the
+    # backlog's messages (two per thread) before or with it, and serves them in the
+    # order fetched.
+    assert order.index(late) <= 2, order.index(late)
