@@ -5,6 +5,7 @@ import { navigate, useRoute, type Route } from "./router";
 import { DocumentsScreen } from "./documents/DocumentsScreen";
 import { ChatScreen } from "./chat/ChatScreen";
 import { MembersScreen } from "./members/MembersScreen";
+import { AccountScreen } from "./account/AccountScreen";
 import { OrganizationSwitcher } from "./auth/OrganizationSwitcher";
 import { UploadQueue, UploadQueueContext } from "./documents/uploadQueue";
 import { AnswerStreams, AnswerStreamsContext } from "./chat/answerStreams";
@@ -63,6 +64,7 @@ export function Shell() {
         </nav>
         <div className="account">
           <OrganizationSwitcher />
+          {link({ name: "account" }, "Account")}
           <button type="button" className="button secondary small" onClick={() => void session.logOut()}>
             Log out
           </button>
@@ -74,6 +76,7 @@ export function Shell() {
             {route.name === "documents" && <DocumentsScreen />}
             {route.name === "chat" && <ChatScreen chatId={route.chatId} />}
             {route.name === "members" && admin && <MembersScreen />}
+            {route.name === "account" && <AccountScreen />}
           </AnswerStreamsContext.Provider>
         </UploadQueueContext.Provider>
       </main>

@@ -19,6 +19,13 @@ describe("router", () => {
     expect(parseRoute(pathOf({ name: "chat", chatId: "x y" }))).toEqual({ name: "chat", chatId: "x y" });
   });
 
+  it("reads the account address, and only that one", () => {
+    expect(parseRoute("/account")).toEqual({ name: "account" });
+    expect(parseRoute("/account/")).toEqual({ name: "account" });
+    expect(parseRoute(pathOf({ name: "account" }))).toEqual({ name: "account" });
+    expect(parseRoute("/accounts")).toEqual({ name: "documents" });
+  });
+
   it("opens the chat screen without a chat for an address that is not valid encoding", () => {
     expect(parseRoute("/chat/abc%")).toEqual({ name: "chat", chatId: null });
     expect(parseRoute("/chat/%E0%A4%A")).toEqual({ name: "chat", chatId: null });

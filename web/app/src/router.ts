@@ -3,7 +3,8 @@ import { useEffect, useState } from "react";
 export type Route =
   | { name: "documents" }
   | { name: "chat"; chatId: string | null }
-  | { name: "members" };
+  | { name: "members" }
+  | { name: "account" };
 
 /** A path segment decoded, or null when it is not valid percent-encoding (`abc%`). */
 function decodeSegment(segment: string): string | null {
@@ -19,6 +20,7 @@ export function parseRoute(path: string): Route {
   // A mangled chat address opens the chat screen without a chat rather than failing.
   if (chat) return { name: "chat", chatId: chat[1] ? decodeSegment(chat[1]) : null };
   if (path.startsWith("/members")) return { name: "members" };
+  if (/^\/account\/?$/.test(path)) return { name: "account" };
   return { name: "documents" };
 }
 
