@@ -87,6 +87,11 @@ class JobQueue(Protocol):
         organisation's backlog does not hold up the others' uploads."""
         ...
 
+    async def waiting(self) -> set[UUID]:
+        """The documents whose ingestion job is still in the queue (waiting, delayed for a
+        retry, or taken and not finished). Raises ServiceUnavailable."""
+        ...
+
 
 class EventBus(Protocol):
     async def publish(self, event: DocumentEvent) -> None: ...

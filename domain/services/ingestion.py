@@ -437,9 +437,13 @@ class IngestionService:
                 now - self._options.pending_timeout,
                 limit,
             )
+        queued = await self._still_queued(stuck)
         touched = 0
         for document in stuck:
             try:
+                if document.id in queued:
+                    await self._restart_pending_clock(document, now)
+                    continue
                 changed = await self._recover(document, now)
             except Exception:
                 # The queue or the database is down: the row was left as it was (see
@@ -450,6 +454,27 @@ class IngestionService:
                 touched += 1
                 await self._events.publish(DocumentEvent(changed, None))
         return touched
+
+    async def _still_queued(self, stuck: Sequence[Document]) -> set[UUID]:
+        """Which of these pending documents still have their job in the queue: waiting
+        behind a backlog longer than the pending timeout, not lost. (Processing ones are
+        recovered whatever the queue holds: their worker stopped.)"""
+        pending = {d.id for d in stuck if d.status is DocumentStatus.PENDING}
+        if not pending:
+            return set()
+        try:
+            return pending & await self._queue.waiting()
+        except ServiceUnavailable:
+            # Re-queueing them fails the same way, each logged, and a later pass retries.
+            log.warning("watchdog.queue_unreadable", exc_info=True)
+            return set()
+
+    async def _restart_pending_clock(self, document: Document, now: datetime) -> None:
+        """A pending document whose job is still queued: looked at again after another
+        pending timeout rather than on every pass."""
+        async with self._uow_factory.organization(document.organization_id) as uow:
+            await uow.documents.requeue_if_unchanged(document, now)  # still pending, later
+            await uow.commit()
 
     async def _recover(self, document: Document, now: datetime) -> Document | None:
         """Re-queue or fail one stuck document, if nothing happened to it since the

@@ -16,6 +16,7 @@ from uuid import UUID
 
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import dq_name
 
 from domain.errors import ServiceUnavailable
 
@@ -25,6 +26,8 @@ DOCUMENTS_QUEUE = "documents"
 # consumes. Each lane costs a worker two consumer threads (the lane and its delay
 # queue), each polling Redis about once a second while idle.
 INGEST_LANES = 8
+# Messages read per HSCAN call when listing the jobs waiting.
+_SCAN_COUNT = 500
 # Lane 0 is the queue used before there were lanes: messages already waiting there
 # when a deployment upgrades are still consumed.
 LANE_QUEUES = (DOCUMENTS_QUEUE, *(f"{DOCUMENTS_QUEUE}-{lane}" for lane in range(1, INGEST_LANES)))
@@ -57,3 +60,25 @@ class DramatiqJobQueue:
     def lane_keys(self) -> list[str]:
         """The Redis lists holding the messages waiting in each lane."""
         return [f"{self._broker.namespace}:{queue}" for queue in LANE_QUEUES]
+
+    async def waiting(self) -> set[UUID]:
+        """The documents with an ingestion job in the queue: waiting in a lane, delayed
+        for a retry, or taken by a worker and not finished (Dramatiq keeps a message's
+        body until it is acknowledged). Reads every job waiting, so the watchdog asks
+        only when it has overdue pending documents."""
+        try:
+            return await asyncio.to_thread(self._waiting)
+        except Exception as exc:
+            raise ServiceUnavailable("The job queue is unavailable.") from exc
+
+    def _waiting(self) -> set[UUID]:
+        client = self._broker.client
+        found: set[UUID] = set()
+        for queue in LANE_QUEUES:
+            for name in (queue, dq_name(queue)):
+                key = f"{self._broker.namespace}:{name}.msgs"
+                for _, data in client.hscan_iter(key, count=_SCAN_COUNT):
+                    message: Message[None] = Message.decode(data)
+                    if message.actor_name == INGEST_ACTOR and message.args:
+                        found.add(UUID(str(message.args[0])))
+        return found

@@ -74,6 +74,9 @@ class _Recorded:
     async def enqueue_ingest(self, document_id: uuid.UUID, organization_id: uuid.UUID) -> None:
         pass
 
+    async def waiting(self) -> set[uuid.UUID]:
+        return set()
+
     async def publish(self, event: DocumentEvent) -> None:
         pass
 

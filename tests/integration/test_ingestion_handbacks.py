@@ -94,6 +94,38 @@ async def _claim(container: Container, document: Document, at: datetime) -> Docu
     return claimed
 
 
+async def test_a_queue_the_watchdog_cannot_read_leaves_overdue_pending_documents_as_they_were(
+    own_database: Container, caplog: pytest.LogCaptureFixture
+) -> None:
+    principal = await _editor(own_database)
+    [document] = await _upload(own_database, principal)
+    long_ago = datetime.now(UTC) - OVERDUE
+    async with own_database.session_factory() as session:
+        await session.execute(
+            text("UPDATE documents SET updated_at = :at WHERE id = :id"),
+            {"at": long_ago, "id": document.id},
+        )
+        await session.commit()
+    assert own_database.settings.database_url is not None
+    refusing = Container(
+        own_database.settings,
+        BackendUrls(own_database.settings.database_url.get_secret_value(), REFUSING_REDIS),
+    )
+    try:
+        with caplog.at_level(logging.WARNING, logger="foundry.ingestion"):
+            assert await refusing.build_ingestion().recover_stuck() == 0
+    finally:
+        await refusing.aclose()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("watchdog.queue_unreadable" in m for m in messages)
+    assert any(f"watchdog.recover_failed document_id={document.id}" in m for m in messages)
+    async with own_database.session_factory() as session:
+        updated = await session.scalar(
+            text("SELECT updated_at FROM documents WHERE id = :id"), {"id": document.id}
+        )
+    assert updated == long_ago  # still overdue: the next pass, its queue back, decides
+
+
 async def test_a_refused_job_neither_ends_the_watchdogs_pass_nor_loses_its_document(
     own_database: Container, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import cast
 
 import pytest
+from dramatiq import Message
 from sqlalchemy import select, update
 
 from domain.entities import Document, DocumentEvent, DocumentStatus, Principal, Role
@@ -21,6 +22,7 @@ from domain.ingestion.ports import IncomingFile
 from domain.services.accounts import RequestOrigin
 from infrastructure.container import BackendUrls, Container
 from infrastructure.database.models import DocumentRow
+from infrastructure.queue.jobs import LANE_QUEUES
 from infrastructure.settings import Settings
 from tests.conftest import WorkerProcess, worker_env
 from tests.helpers import PASSWORD, unique_email
@@ -238,6 +240,7 @@ async def test_watchdog_fails_documents_after_the_last_attempt_and_requeues_lost
             update(DocumentRow).where(DocumentRow.id == lost.id).values(updated_at=long_ago)
         )
         await session.commit()
+    assert await _drop_job(isolated, lost.id)  # the message lost: Redis restarted empty
     queued_before = await isolated.queue_depth()
 
     # Other tests' unprocessed documents may be overdue too: look at all of them.
@@ -252,6 +255,82 @@ async def test_watchdog_fails_documents_after_the_last_attempt_and_requeues_lost
     assert code == "PROCESSING_TIMEOUT"
     assert (await _status(isolated, lost.id))[0] == "pending"
     assert await isolated.queue_depth() >= queued_before + 1
+
+
+async def test_watchdog_leaves_pending_documents_whose_job_is_still_queued(
+    isolated: Container,
+) -> None:
+    """A backlog longer than the pending timeout is not a lost message: the document is
+    not queued twice, and its pending clock restarts so later passes look at others."""
+    principal = await _editor(isolated)
+    uploads = [
+        _incoming(f"{name}.txt", f"{name} {uuid.uuid4()}".encode()) for name in ("waits", "lost")
+    ]
+    results = await isolated.services.documents.upload(principal, uploads, ip=None)
+    waits, lost = (r.document for r in results)
+    assert isinstance(waits, Document) and isinstance(lost, Document)
+    long_ago = datetime.now(UTC) - OVERDUE
+    async with isolated.session_factory() as session:
+        await session.execute(
+            update(DocumentRow)
+            .where(DocumentRow.id.in_([waits.id, lost.id]))
+            .values(updated_at=long_ago)
+        )
+        await session.commit()
+    assert await _drop_job(isolated, lost.id)
+    assert {waits.id} <= await isolated.queue.waiting()
+    queued_before = await isolated.queue_depth()
+    started = datetime.now(UTC)
+
+    await isolated.build_ingestion().recover_stuck(limit=100_000)
+
+    assert lost.id in await isolated.queue.waiting()  # queued again
+    async with isolated.session_factory() as session:
+        rows = {
+            row.id: row
+            for row in await session.execute(
+                select(DocumentRow.id, DocumentRow.status, DocumentRow.updated_at).where(
+                    DocumentRow.id.in_([waits.id, lost.id])
+                )
+            )
+        }
+    assert rows[waits.id].status == rows[lost.id].status == "pending"
+    assert rows[waits.id].updated_at >= started  # not overdue any more
+    # Exactly one message for each: the waiting one was not queued a second time.
+    assert await _jobs_for(isolated, waits.id) == 1
+    assert await _jobs_for(isolated, lost.id) == 1
+    assert await isolated.queue_depth() >= queued_before + 1
+
+
+async def _messages(container: Container) -> list[tuple[str, str, uuid.UUID]]:
+    """Every ingestion job in the container's queues: (queue, Redis message id, document)."""
+    found = []
+    for queue in LANE_QUEUES:
+        key = f"{container.broker.namespace}:{queue}.msgs"
+        for message_id, data in (await container.redis.hgetall(key)).items():
+            message: Message[None] = Message.decode(_text(data).encode())
+            found.append((queue, _text(message_id), uuid.UUID(str(message.args[0]))))
+    return found
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def _jobs_for(container: Container, document_id: uuid.UUID) -> int:
+    return sum(1 for _, _, document in await _messages(container) if document == document_id)
+
+
+async def _drop_job(container: Container, document_id: uuid.UUID) -> bool:
+    """Remove the document's queued job, as a Redis that lost its data would have."""
+    dropped = False
+    for queue, message_id, document in await _messages(container):
+        if document == document_id:
+            key = f"{container.broker.namespace}:{queue}"
+            await container.redis.lrem(key, 0, message_id)
+            await container.redis.hdel(f"{key}.msgs", message_id)
+            dropped = True
+    return dropped
 
 
 async def test_a_worker_stopped_mid_document_hands_it_back(
