@@ -25,6 +25,7 @@ from infrastructure.queue.broker import create_broker
 from infrastructure.queue.jobs import LANE_QUEUES
 from infrastructure.settings import Settings
 from workers import runtime
+from workers.fetch_gate import LaneFetchGate
 from workers.token_pruning import prune_now_and_then
 
 log = structlog.get_logger("foundry.worker")
@@ -126,6 +127,8 @@ def run_worker(settings: Settings, urls: BackendUrls) -> int:
     worker = dramatiq.Worker(
         broker, queues=set(LANE_QUEUES), worker_threads=settings.worker_threads
     )
+    # Before it starts: no consumer fetches ungated.
+    broker.fetch_gate = LaneFetchGate(worker, LANE_QUEUES, held=2 * settings.worker_threads)
     worker.start()
     loop_thread = get_event_loop_thread()
     if loop_thread is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -87,9 +87,9 @@ class JobQueue(Protocol):
         organisation's backlog does not hold up the others' uploads."""
         ...
 
-    async def waiting(self) -> set[UUID]:
-        """The documents whose ingestion job is still in the queue (waiting, delayed for a
-        retry, or taken and not finished). Raises ServiceUnavailable."""
+    async def waiting(self, document_ids: Collection[UUID]) -> set[UUID]:
+        """Which of these documents have an ingestion job in the queue that no worker has
+        taken yet (waiting, or delayed for a retry). Raises ServiceUnavailable."""
         ...
 
 

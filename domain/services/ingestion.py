@@ -463,7 +463,7 @@ class IngestionService:
         if not pending:
             return set()
         try:
-            return pending & await self._queue.waiting()
+            return await self._queue.waiting(pending)
         except ServiceUnavailable:
             # Re-queueing them fails the same way, each logged, and a later pass retries.
             log.warning("watchdog.queue_unreadable", exc_info=True)

@@ -94,6 +94,7 @@ def test_sign_up_upload_ask_and_open_a_citation_in_a_browser(tmp_path: Path) -> 
         "member_added",
         "logged_out",
         "organization_switched",
+        "password_changed",
     ]
     # A refused file shows its own error, in plain words and with its code.
     assert "not supported" in seen["uploadErrorText"]
@@ -118,6 +119,8 @@ def test_sign_up_upload_ask_and_open_a_citation_in_a_browser(tmp_path: Path) -> 
     )
     assert seen["switchedTo"] is True
     assert seen["switchedBack"] is True
+    # The Account screen changed the password; logging in with the new one worked.
+    assert "signed out on your other devices" in seen["passwordChangedText"]
 
     SCREENSHOT_COPY.mkdir(parents=True, exist_ok=True)
     names = []

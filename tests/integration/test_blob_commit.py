@@ -9,7 +9,7 @@ import hashlib
 import os
 import stat
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 
 from domain.entities import Document, DocumentEvent, Principal, Role
@@ -74,7 +74,7 @@ class _Recorded:
     async def enqueue_ingest(self, document_id: uuid.UUID, organization_id: uuid.UUID) -> None:
         pass
 
-    async def waiting(self) -> set[uuid.UUID]:
+    async def waiting(self, document_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
         return set()
 
     async def publish(self, event: DocumentEvent) -> None:

@@ -105,3 +105,50 @@ async def test_another_organisations_upload_overtakes_a_backlog(
     # backlog's messages (two per thread) before or with it, and serves them in the
     # order fetched.
     assert order.index(late) <= 2, order.index(late)
+
+
+async def _distinct_lanes(container: Container, count: int) -> list[Principal]:
+    editors: dict[str, Principal] = {}
+    while len(editors) < count:
+        editor = await _editor(container)
+        editors.setdefault(lane_of(editor.organization_id), editor)
+    return list(editors.values())
+
+
+async def test_a_worker_does_not_hoard_jobs_from_every_lane(
+    isolated: Container, tmp_path: Path
+) -> None:
+    """One thread may hold two jobs (Dramatiq's two per thread), plus one for each other
+    lane with work: three lanes of four documents never have more than four taken and
+    unfinished at once (Dramatiq's consumers alone would take six at the start)."""
+    editors = await _distinct_lanes(isolated, 3)
+    ids = [document for editor in editors for document in await _upload(isolated, editor, 4)]
+    lanes = [f"{isolated.broker.namespace}:{lane_of(e.organization_id)}" for e in editors]
+    worker = WorkerProcess(
+        worker_env(isolated.settings, FOUNDRY_WORKER_THREADS="1"), tmp_path / "worker.log"
+    )
+    most_held = 0
+    try:
+        worker.wait_started()
+        deadline = time.monotonic() + 120
+        done = 0
+        while done < len(ids) and time.monotonic() < deadline:
+            # Done is read after the lists: a job finishing in between only lowers the
+            # figure, so the bound is never exceeded by a slip of the sampling.
+            waiting = sum([int(await isolated.redis.llen(lane)) for lane in lanes])
+            async with isolated.session_factory() as session:
+                done = len(
+                    (
+                        await session.execute(
+                            select(DocumentRow.id).where(
+                                DocumentRow.id.in_(ids), DocumentRow.status == "ready"
+                            )
+                        )
+                    ).all()
+                )
+            most_held = max(most_held, len(ids) - waiting - done)
+            await asyncio.sleep(0.01)
+    finally:
+        worker.stop()
+    assert done == len(ids)
+    assert 1 <= most_held <= 4, most_held

@@ -278,13 +278,13 @@ async def test_watchdog_leaves_pending_documents_whose_job_is_still_queued(
         )
         await session.commit()
     assert await _drop_job(isolated, lost.id)
-    assert {waits.id} <= await isolated.queue.waiting()
+    assert await isolated.queue.waiting([waits.id, lost.id]) == {waits.id}
     queued_before = await isolated.queue_depth()
     started = datetime.now(UTC)
 
     await isolated.build_ingestion().recover_stuck(limit=100_000)
 
-    assert lost.id in await isolated.queue.waiting()  # queued again
+    assert await isolated.queue.waiting([lost.id]) == {lost.id}  # queued again
     async with isolated.session_factory() as session:
         rows = {
             row.id: row

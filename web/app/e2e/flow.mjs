@@ -1,7 +1,8 @@
 // End-to-end flow in headless Chromium (Debian's package, never a downloaded browser)
 // against a running `foundry up`: sign up, upload, see READY, ask, see tokens stream,
 // open a citation, add a colleague, log out; the colleague logs in and switches to the
-// shared organisation. Prints one JSON line with what it saw; exits 1 on failure.
+// shared organisation, changes their password on the Account screen and logs in with
+// the new one. Prints one JSON line with what it saw; exits 1 on failure.
 //
 // Environment: FOUNDRY_URL (required), E2E_DOCUMENT (file to upload), E2E_QUESTION,
 // E2E_EXPECT (text the cited snippet must contain), E2E_SCREENSHOTS (directory),
@@ -178,6 +179,24 @@ try {
   await switcher.selectOption(own);
   await page.getByText("No documents yet.").waitFor();
   step("organization_switched", { organizationChoices: choices, switchedTo, switchedBack: (await switcher.inputValue()) === own });
+
+  // The colleague changes their password on the Account screen, then logs in with it.
+  const newPassword = "a brand new staple for the battery horse";
+  await page.getByRole("link", { name: "Account", exact: true }).click();
+  await page.getByRole("heading", { name: "Change password" }).waitFor();
+  await page.getByLabel("Current password", { exact: true }).fill(password);
+  await page.getByLabel("New password", { exact: true }).fill(newPassword);
+  await page.getByLabel("Confirm new password", { exact: true }).fill(newPassword);
+  await page.getByRole("button", { name: "Change password" }).click();
+  const changed = await page.getByRole("status").filter({ hasText: "Your password has been changed" }).innerText();
+  await shoot("account");
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.getByRole("heading", { name: "Log in" }).waitFor();
+  await page.getByLabel("Email").fill(colleague);
+  await page.getByLabel("Password").fill(newPassword);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.getByRole("navigation", { name: "Main" }).waitFor();
+  step("password_changed", { passwordChangedText: changed });
   await context.close();
 } catch (error) {
   failed = error;
