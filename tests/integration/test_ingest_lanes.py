@@ -14,15 +14,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from domain.entities import Document, Principal, Role
-from domain.ingestion.ports import IncomingFile
-from domain.services.accounts import RequestOrigin
+from domain.entities import Document, Principal
 from infrastructure.container import BackendUrls, Container
 from infrastructure.database.models import DocumentRow
 from infrastructure.queue.jobs import lane_of
 from infrastructure.settings import Settings
 from tests.conftest import WorkerProcess, worker_env
-from tests.helpers import PASSWORD, unique_email
+from tests.integration.test_worker_recovery import _editor, _incoming
 
 BACKLOG = 10
 
@@ -35,25 +33,9 @@ async def isolated(settings: Settings, urls: BackendUrls) -> AsyncIterator[Conta
     await container.aclose()
 
 
-async def _editor(container: Container) -> Principal:
-    session = await container.services.accounts.sign_up(
-        unique_email(), PASSWORD, None, RequestOrigin()
-    )
-    return Principal(session.user.id, session.organization.id, Role.ADMIN, uuid.uuid4())
-
-
-def _incoming(name: str, text: str) -> IncomingFile:
-    remaining = [text.encode()]
-
-    async def read(_: int) -> bytes:
-        return remaining.pop() if remaining else b""
-
-    return IncomingFile(filename=name, content_type="text/plain", read=read)
-
-
 async def _upload(container: Container, principal: Principal, count: int) -> list[uuid.UUID]:
     files = [
-        _incoming(f"notes-{i}.txt", f"Harbour log {i}: ship {uuid.uuid4()} arrived at dawn.")
+        _incoming(f"notes-{i}.txt", f"Harbour log {i}: ship {uuid.uuid4()} arrived.".encode())
         for i in range(count)
     ]
     results = await container.services.documents.upload(principal, files, ip=None)

@@ -94,6 +94,23 @@ async def _claim(container: Container, document: Document, at: datetime) -> Docu
     return claimed
 
 
+async def _watchdog_pass_with_redis_down(
+    container: Container, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A watchdog pass over the container's database while its Redis refuses
+    connections: it recovers nothing (what it logs is in ``caplog``)."""
+    assert container.settings.database_url is not None
+    refusing = Container(
+        container.settings,
+        BackendUrls(container.settings.database_url.get_secret_value(), REFUSING_REDIS),
+    )
+    try:
+        with caplog.at_level(logging.WARNING, logger="foundry.ingestion"):
+            assert await refusing.build_ingestion().recover_stuck() == 0
+    finally:
+        await refusing.aclose()
+
+
 async def test_a_queue_the_watchdog_cannot_read_leaves_overdue_pending_documents_as_they_were(
     own_database: Container, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -106,16 +123,7 @@ async def test_a_queue_the_watchdog_cannot_read_leaves_overdue_pending_documents
             {"at": long_ago, "id": document.id},
         )
         await session.commit()
-    assert own_database.settings.database_url is not None
-    refusing = Container(
-        own_database.settings,
-        BackendUrls(own_database.settings.database_url.get_secret_value(), REFUSING_REDIS),
-    )
-    try:
-        with caplog.at_level(logging.WARNING, logger="foundry.ingestion"):
-            assert await refusing.build_ingestion().recover_stuck() == 0
-    finally:
-        await refusing.aclose()
+    await _watchdog_pass_with_redis_down(own_database, caplog)
     messages = [r.getMessage() for r in caplog.records]
     assert any("watchdog.queue_unreadable" in m for m in messages)
     assert any(f"watchdog.recover_failed document_id={document.id}" in m for m in messages)
@@ -134,16 +142,7 @@ async def test_a_refused_job_neither_ends_the_watchdogs_pass_nor_loses_its_docum
     # Their workers died long ago: no heartbeat since.
     for document in documents:
         await _claim(own_database, document, datetime.now(UTC) - OVERDUE)
-    assert own_database.settings.database_url is not None
-    refusing = Container(
-        own_database.settings,
-        BackendUrls(own_database.settings.database_url.get_secret_value(), REFUSING_REDIS),
-    )
-    try:
-        with caplog.at_level(logging.WARNING, logger="foundry.ingestion"):
-            assert await refusing.build_ingestion().recover_stuck() == 0
-    finally:
-        await refusing.aclose()
+    await _watchdog_pass_with_redis_down(own_database, caplog)
     failures = [r for r in caplog.records if "watchdog.recover_failed" in r.getMessage()]
     assert len(failures) == 3  # every document tried, each refusal logged
     # Left as they were: stuck, so the next pass (its queue back) re-queues them all.

@@ -219,16 +219,23 @@ async def test_a_live_worker_slower_than_the_heartbeat_timeout_keeps_its_documen
     assert await _processing_seconds(isolated, document_id) > 3 * heartbeat_timeout
 
 
+async def _two_uploads(container: Container, first: str, second: str) -> tuple[Document, Document]:
+    """Two small text documents of a new organisation, queued (no worker takes them here:
+    the container's queue namespace is its own)."""
+    principal = await _editor(container)
+    uploads = [
+        _incoming(f"{name}.txt", f"{name} {uuid.uuid4()}".encode()) for name in (first, second)
+    ]
+    results = await container.services.documents.upload(principal, uploads, ip=None)
+    one, two = (r.document for r in results)
+    assert isinstance(one, Document) and isinstance(two, Document)
+    return one, two
+
+
 async def test_watchdog_fails_documents_after_the_last_attempt_and_requeues_lost_ones(
     isolated: Container,
 ) -> None:
-    principal = await _editor(isolated)
-    uploads = [
-        _incoming(f"{name}.txt", f"{name} {uuid.uuid4()}".encode()) for name in ("stuck", "lost")
-    ]
-    results = await isolated.services.documents.upload(principal, uploads, ip=None)
-    stuck, lost = (r.document for r in results)
-    assert isinstance(stuck, Document) and isinstance(lost, Document)
+    stuck, lost = await _two_uploads(isolated, "stuck", "lost")
     long_ago = datetime.now(UTC) - OVERDUE
     async with isolated.session_factory() as session:
         await session.execute(
@@ -262,13 +269,7 @@ async def test_watchdog_leaves_pending_documents_whose_job_is_still_queued(
 ) -> None:
     """A backlog longer than the pending timeout is not a lost message: the document is
     not queued twice, and its pending clock restarts so later passes look at others."""
-    principal = await _editor(isolated)
-    uploads = [
-        _incoming(f"{name}.txt", f"{name} {uuid.uuid4()}".encode()) for name in ("waits", "lost")
-    ]
-    results = await isolated.services.documents.upload(principal, uploads, ip=None)
-    waits, lost = (r.document for r in results)
-    assert isinstance(waits, Document) and isinstance(lost, Document)
+    waits, lost = await _two_uploads(isolated, "waits", "lost")
     long_ago = datetime.now(UTC) - OVERDUE
     async with isolated.session_factory() as session:
         await session.execute(
