@@ -18,6 +18,8 @@ INDEX = "ix_chunks_embedding_hnsw"
 # waits, every new query on chunks queues behind it, so it gives up rather than stall
 # the service; nothing has changed then (see resize_and_reset).
 LOCK_TIMEOUT_MS = 10_000
+# How long the resize's transaction may sit between statements before the server ends it.
+IDLE_IN_RESIZE_MS = 60_000
 _LOCK_NOT_AVAILABLE = "55P03"
 
 
@@ -88,6 +90,14 @@ async def _resize(conn: AsyncConnection, dimensions: int) -> None:
     # Waiting for the table's lock is what must stay short instead.
     await conn.execute(text("SET LOCAL statement_timeout = 0"))
     await conn.execute(text(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS:d}"))
+    # The engine ends a transaction left idle for 4 statement timeouts; between this
+    # transaction's statements the command's own pauses (a busy machine) are not a
+    # client gone (a test with a 100 ms statement timeout lost its connection so under
+    # CI load). A client that does hang still frees the table, which it holds
+    # exclusively, within a minute.
+    await conn.execute(
+        text(f"SET LOCAL idle_in_transaction_session_timeout = {IDLE_IN_RESIZE_MS:d}")
+    )
     # Dropped first, so the rewrite below does not rebuild an index of NULLs.
     await conn.execute(text(f"DROP INDEX IF EXISTS {INDEX}"))
     await conn.execute(

@@ -3,6 +3,7 @@ Runs on a database of its own, since it changes the chunks table."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -152,6 +153,33 @@ async def test_the_resize_is_not_cut_by_the_statement_timeout_of_requests(
     try:
         assert await reembed(tight, 768) == 1
         assert await column_dimensions(tight.engine) == 768
+    finally:
+        await tight.aclose()
+    assert await _statuses(own_database, ids) == {"pending"}
+
+
+async def test_a_pause_between_the_resize_statements_does_not_end_its_transaction(
+    urls: BackendUrls, own_database: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine ends transactions idle for 4 statement timeouts (400 ms here); the
+    resize's own pauses on a busy machine are not a client gone (a CI run lost its
+    connection so). Here the pause comes before the documents are reset."""
+    ids = await _ready_documents(own_database, 1)
+    reset_all = SqlMaintenanceRepository.reset_all_to_pending
+
+    async def after_a_pause(self: SqlMaintenanceRepository, at: datetime) -> list[uuid.UUID]:
+        await asyncio.sleep(0.6)
+        return await reset_all(self, at)
+
+    monkeypatch.setattr(SqlMaintenanceRepository, "reset_all_to_pending", after_a_pause)
+    own = own_database.settings
+    assert own.database_url is not None
+    tight = Container(
+        own.model_copy(update={"database_statement_timeout_ms": 100}),
+        BackendUrls(own.database_url.get_secret_value(), urls.redis_url),
+    )
+    try:
+        assert await reembed(tight, 768) == 1
     finally:
         await tight.aclose()
     assert await _statuses(own_database, ids) == {"pending"}
