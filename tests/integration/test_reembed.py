@@ -7,6 +7,7 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 
 import pytest
@@ -126,6 +127,22 @@ async def test_a_reembed_cut_short_changes_nothing_and_a_second_run_does_it_all(
     assert await own_database.queue_depth() == before + 2
 
 
+@asynccontextmanager
+async def _tight(container: Container, urls: BackendUrls) -> AsyncIterator[Container]:
+    """The container's database with a 100 ms statement timeout (so 400 ms idle in a
+    transaction), as a command run with such settings would have."""
+    own = container.settings
+    assert own.database_url is not None
+    tight = Container(
+        own.model_copy(update={"database_statement_timeout_ms": 100}),
+        BackendUrls(own.database_url.get_secret_value(), urls.redis_url),
+    )
+    try:
+        yield tight
+    finally:
+        await tight.aclose()
+
+
 async def test_the_resize_is_not_cut_by_the_statement_timeout_of_requests(
     urls: BackendUrls, own_database: Container
 ) -> None:
@@ -144,17 +161,9 @@ async def test_the_resize_is_not_cut_by_the_statement_timeout_of_requests(
             ),
             {"id": ids[0]},
         )
-    own = own_database.settings
-    assert own.database_url is not None
-    tight = Container(
-        own.model_copy(update={"database_statement_timeout_ms": 100}),
-        BackendUrls(own.database_url.get_secret_value(), urls.redis_url),
-    )
-    try:
+    async with _tight(own_database, urls) as tight:
         assert await reembed(tight, 768) == 1
         assert await column_dimensions(tight.engine) == 768
-    finally:
-        await tight.aclose()
     assert await _statuses(own_database, ids) == {"pending"}
 
 
@@ -172,16 +181,8 @@ async def test_a_pause_between_the_resize_statements_does_not_end_its_transactio
         return await reset_all(self, at)
 
     monkeypatch.setattr(SqlMaintenanceRepository, "reset_all_to_pending", after_a_pause)
-    own = own_database.settings
-    assert own.database_url is not None
-    tight = Container(
-        own.model_copy(update={"database_statement_timeout_ms": 100}),
-        BackendUrls(own.database_url.get_secret_value(), urls.redis_url),
-    )
-    try:
+    async with _tight(own_database, urls) as tight:
         assert await reembed(tight, 768) == 1
-    finally:
-        await tight.aclose()
     assert await _statuses(own_database, ids) == {"pending"}
 
 
