@@ -62,7 +62,7 @@ async def watchdog_loop(container: Container, ingestion: IngestionService, inter
     while True:
         try:
             if await container.redis.set(lock_key, owner, nx=True, px=int(interval * 900)):
-                recovered = await ingestion.recover_stuck()
+                recovered = await ingestion.recover_stuck(budget_seconds=interval / 2)
                 if recovered:
                     WATCHDOG_RECOVERED.inc(recovered)
                     log.warning("watchdog.recovered", documents=recovered)

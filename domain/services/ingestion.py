@@ -41,6 +41,8 @@ from domain.ports import Clock, UnitOfWorkFactory
 _KIND_BY_MIME = {kind.mime_type: kind for kind in FileKind}
 # Documents read (and events published) per query when announcing a bulk reset.
 _PAGE = 500
+# Overdue documents the watchdog reads (and looks for in the queue) at a time.
+_WATCHDOG_PAGE = 500
 log = logging.getLogger("foundry.ingestion")
 
 
@@ -425,18 +427,42 @@ class IngestionService:
                     await self._events.publish(DocumentEvent(document, None))  # never raises
         return by_organization
 
-    async def recover_stuck(self, limit: int = 100) -> int:
+    async def recover_stuck(
+        self, page: int = _WATCHDOG_PAGE, budget_seconds: float | None = None
+    ) -> int:
         """Watchdog: re-queue documents stuck in processing (too long, or their worker's
         heartbeat stopped) or never picked up, and fail those that used up their
-        attempts. Returns how many documents it touched."""
-        now = self._clock.now()
-        async with self._uow_factory.system() as lookup:
-            stuck = await lookup.maintenance.stuck(
-                now - self._options.processing_timeout,
-                now - self._options.heartbeat_timeout,
-                now - self._options.pending_timeout,
-                limit,
-            )
+        attempts. Returns how many documents it touched.
+
+        Overdue documents are read ``page`` at a time, the longest overdue first, until
+        none is left or ``budget_seconds`` have passed (the next pass goes on from there):
+        behind a backlog of thousands whose jobs are only waiting, a lost job is found in
+        one pass, not after the clocks of every waiting document before it restarted. A
+        document this pass could not handle (the queue or the database failed) is not
+        tried again in the same pass, and the pass stops once a page holds nothing else.
+        """
+        started = time.monotonic()
+        tried: set[UUID] = set()
+        touched = 0
+        while True:
+            now = self._clock.now()
+            async with self._uow_factory.system() as lookup:
+                overdue = await lookup.maintenance.stuck(
+                    now - self._options.processing_timeout,
+                    now - self._options.heartbeat_timeout,
+                    now - self._options.pending_timeout,
+                    page,
+                )
+            fresh = [document for document in overdue if document.id not in tried]
+            tried.update(document.id for document in fresh)
+            touched += await self._recover_page(fresh, now)
+            if not fresh or len(overdue) < page:
+                return touched
+            if budget_seconds is not None and time.monotonic() - started >= budget_seconds:
+                log.info("watchdog.budget_spent documents=%d", len(tried))
+                return touched
+
+    async def _recover_page(self, stuck: Sequence[Document], now: datetime) -> int:
         queued = await self._still_queued(stuck)
         touched = 0
         for document in stuck:

@@ -15,7 +15,7 @@ from typing import cast
 
 import pytest
 from dramatiq import Message
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from domain.entities import Document, DocumentEvent, DocumentStatus, Principal, Role
 from domain.ingestion.ports import IncomingFile
@@ -250,8 +250,8 @@ async def test_watchdog_fails_documents_after_the_last_attempt_and_requeues_lost
     assert await _drop_job(isolated, lost.id)  # the message lost: Redis restarted empty
     queued_before = await isolated.queue_depth()
 
-    # Other tests' unprocessed documents may be overdue too: look at all of them.
-    recovered = await isolated.build_ingestion().recover_stuck(limit=100_000)
+    # Other tests' unprocessed documents may be overdue too: a pass looks at all of them.
+    recovered = await isolated.build_ingestion().recover_stuck()
 
     assert recovered >= 2
     assert await _status(isolated, stuck.id) == (DocumentStatus.FAILED.value, 3)
@@ -283,7 +283,7 @@ async def test_watchdog_leaves_pending_documents_whose_job_is_still_queued(
     queued_before = await isolated.queue_depth()
     started = datetime.now(UTC)
 
-    await isolated.build_ingestion().recover_stuck(limit=100_000)
+    await isolated.build_ingestion().recover_stuck()
 
     assert await isolated.queue.waiting([lost.id]) == {lost.id}  # queued again
     async with isolated.session_factory() as session:
@@ -301,6 +301,47 @@ async def test_watchdog_leaves_pending_documents_whose_job_is_still_queued(
     assert await _jobs_for(isolated, waits.id) == 1
     assert await _jobs_for(isolated, lost.id) == 1
     assert await isolated.queue_depth() >= queued_before + 1
+
+
+async def test_one_watchdog_pass_finds_a_lost_job_behind_more_waiting_ones_than_a_page(
+    isolated: Container,
+) -> None:
+    """A backlog of overdue documents whose jobs only wait, longer than a page, and one
+    lost job behind them (overdue the least): one pass reads page after page and queues
+    the lost one again, instead of only restarting the first page's clocks."""
+    waiting: list[Document] = []
+    for _ in range(3):
+        waiting.extend(await _two_uploads(isolated, "waits", "waits-too"))
+    [lost] = [d for d in await _two_uploads(isolated, "lost", "spare") if d.filename == "lost.txt"]
+    long_ago = datetime.now(UTC) - OVERDUE
+    async with isolated.session_factory() as session:
+        for age, document in enumerate(waiting, start=1):
+            await session.execute(
+                update(DocumentRow)
+                .where(DocumentRow.id == document.id)
+                .values(updated_at=long_ago - timedelta(minutes=age))
+            )
+        await session.execute(
+            update(DocumentRow).where(DocumentRow.id == lost.id).values(updated_at=long_ago)
+        )
+        await session.commit()
+    assert await _drop_job(isolated, lost.id)
+
+    await isolated.build_ingestion().recover_stuck(page=2)
+
+    assert await isolated.queue.waiting([lost.id]) == {lost.id}  # queued again
+    for document in waiting:
+        assert await _jobs_for(isolated, document.id) == 1  # not queued twice
+    async with isolated.session_factory() as session:
+        overdue = await session.scalar(
+            select(func.count())
+            .select_from(DocumentRow)
+            .where(
+                DocumentRow.id.in_([d.id for d in [*waiting, lost]]),
+                DocumentRow.updated_at < long_ago + timedelta(seconds=1),
+            )
+        )
+    assert overdue == 0  # every one of them looked at in this pass
 
 
 async def _messages(container: Container) -> list[tuple[str, str, uuid.UUID]]:
