@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
+from collections.abc import Coroutine
 from typing import cast
 
 from strawberry.schema.base import BaseSchema
@@ -157,6 +159,7 @@ class EveryOperation:
 
 class LegacyWsHandler(BaseGraphQLWSHandler[Context, None]):
     init_received = False
+    socket_ended = False
 
     async def handle(self) -> None:
         if not isinstance(self.schema, EveryOperation):
@@ -178,6 +181,27 @@ class LegacyWsHandler(BaseGraphQLWSHandler[Context, None]):
             await self.websocket.close(INVALID_FRAME, problem)
             return
         await super().handle_message(message)
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        """Stop the operation, and say it ended even if it never began. strawberry's task
+        sends "complete" when cancelled, but a task cancelled before its first step (a
+        "stop", or a "start" reusing the id, read together with its "start") never runs
+        that code, so the client, and the shutdown drain counting the socket's operations,
+        would never hear that it ended."""
+        task = self.tasks.get(operation_id)
+        unstarted = (
+            task is not None
+            and inspect.getcoroutinestate(cast(Coroutine[object, object, None], task.get_coro()))
+            == inspect.CORO_CREATED
+        )
+        await super().cleanup_operation(operation_id)
+        if unstarted and not self.socket_ended:
+            await self.send_message({"type": "complete", "id": operation_id})
+
+    async def cleanup(self) -> None:
+        """The socket ended: its operations are stopped, with nobody left to tell."""
+        self.socket_ended = True
+        await super().cleanup()
 
     async def _close_unless_initialised(self) -> None:
         await asyncio.sleep(self.view.connection_init_wait_timeout.total_seconds())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Any, cast
 
 import httpx
@@ -11,10 +12,12 @@ import pytest
 import websockets
 from gql import Client, gql
 from gql.transport.websockets import WebsocketsTransport
+from starlette.applications import Starlette
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Origin, Subprotocol
 
 from infrastructure.container import BackendUrls
+from infrastructure.http.draining import answer_drain_of
 from infrastructure.settings import Settings
 from tests.conftest import ServerThread, free_port
 from tests.helpers import GraphQLClient
@@ -83,6 +86,60 @@ async def test_legacy_graphql_ws_protocol_runs_queries_and_mutations(
                 assert data == {"me": {"email": account.email}}
             else:
                 assert data == {"createChat": {"title": "over graphql-ws"}}
+
+
+def _masked_text_frame(text: str) -> bytes:
+    """One client text frame (RFC 6455: masked), short enough for a one-byte length."""
+    payload = text.encode()
+    assert len(payload) < 126
+    mask = os.urandom(4)
+    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    return bytes([0x81, 0x80 | len(payload)]) + mask + masked
+
+
+async def test_a_graphql_ws_operation_replaced_before_it_ran_still_ends(
+    server: ServerThread, api: GraphQLClient
+) -> None:
+    """Two starts under one id in one write: strawberry cancels the first before it ran,
+    which alone sends no "complete", so the client never heard of its end and the
+    shutdown drain kept counting it until the socket closed."""
+    account = await api.sign_up()
+    drain = answer_drain_of(cast(Starlette, server.server.config.app))
+    async with websockets.connect(ws_url(server), subprotocols=[Subprotocol("graphql-ws")]) as ws:
+        init = {
+            "type": "connection_init",
+            "payload": {"authorization": f"Bearer {account.access_token}"},
+        }
+        await ws.send(json.dumps(init))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        frames = [
+            json.dumps(
+                {
+                    "type": "start",
+                    "id": "1",
+                    "payload": {"query": f'mutation{{createChat(title:"{t}"){{title}}}}'},
+                },
+                separators=(",", ":"),
+            )
+            for t in ("a", "b")
+        ]
+        ws.transport.write(b"".join(_masked_text_frame(frame) for frame in frames))
+        received: list[dict[str, Any]] = []
+        while [m["type"] for m in received].count("complete") < 2:
+            message = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+            if message["type"] != "ka":
+                received.append(message)
+        assert [(m["type"], m["id"]) for m in received] == [
+            ("complete", "1"),  # the first, stopped before it began
+            ("data", "1"),
+            ("complete", "1"),
+        ]
+        assert received[1]["payload"]["data"] == {"createChat": {"title": "b"}}
+        for _ in range(100):  # the socket is still open: nothing of it is in flight
+            if drain.in_flight == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert drain.in_flight == 0
 
 
 async def test_legacy_graphql_ws_protocol_refuses_a_missing_token(server: ServerThread) -> None:
