@@ -98,6 +98,10 @@ class Context:
         may find (a changed role, which wants a refresh; the token expiring meanwhile;
         Redis down) lets the answer finish: it was allowed when it began, and takes a
         minute or two at most."""
+        if self.principal is None and isinstance(self.auth_error, Unauthenticated):
+            # Another operation on the socket checked it since the notice and found the
+            # session gone: that check moved authenticated_at past the notice.
+            raise Unauthenticated("The session ended while the answer was being written.")
         accounts = self.services.accounts
         if not accounts.session_changed_since(principal.session_id, self.authenticated_at):
             return

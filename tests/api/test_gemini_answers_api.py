@@ -16,6 +16,7 @@ from typing import cast
 import httpx
 import pytest
 from gql import Client, gql
+from gql.transport.exceptions import TransportQueryError
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
@@ -231,6 +232,43 @@ async def test_an_answer_ends_when_its_session_is_logged_out_meanwhile(
     assert "AnswerDone" not in seen
     assert seen.count("AnswerToken") < 50
     # Chats belong to the user, not the session: the owner's other session reads it.
+    assert await stored_roles(gemini_api, owner.access_token, chat_id) == ["USER"]
+
+
+async def test_an_answer_ends_at_a_log_out_another_operation_on_its_socket_saw_first(
+    gemini_server: ServerThread, gemini_api: GraphQLClient, gemini: GeminiStandIn, corpus: Corpus
+) -> None:
+    """A query on the same socket after the log-out checks the session first and finds
+    it gone; the answer must end too, not carry on because that check already consumed
+    the notice."""
+    owner = corpus.owner
+    session = await gemini_api.log_in(owner.email, organization_id=owner.organization_id)
+    chat_id = await new_chat(gemini_api, session.access_token)
+    gemini.script(Reply.ok(*["slowly "] * 12, delay_seconds=0.5))
+    request = gql(ANSWER)
+    request.variable_values = {"c": chat_id, "q": QUESTION}
+
+    seen: list[str] = []
+    code = None
+    async with Client(transport=transport(gemini_server, session.access_token)) as ws:
+        async for result in ws.subscribe(request):
+            event = cast(JSON, result["answer"])
+            seen.append(str(event["__typename"]))
+            if seen == ["AnswerSources", "AnswerToken"]:
+                await gemini_api.data(
+                    "mutation($t: String!) { logOut(refreshToken: $t) }",
+                    {"t": session.refresh_token},
+                )
+                await asyncio.sleep(0.05)  # the notice reaches the API process
+                with pytest.raises(TransportQueryError) as refused:
+                    await ws.execute(gql("{ chats(first: 1) { edges { cursor } } }"))
+                [error] = cast(list[JSON], refused.value.errors)
+                assert cast(JSON, error["extensions"])["code"] == "UNAUTHENTICATED"
+            if event["__typename"] in ("AnswerError", "AnswerDone"):
+                code = event.get("code")
+                break
+
+    assert code == "UNAUTHENTICATED", seen
     assert await stored_roles(gemini_api, owner.access_token, chat_id) == ["USER"]
 
 
