@@ -14,6 +14,7 @@ from domain.entities import (
     AuthSession,
     Membership,
     Organization,
+    OrganizationMembership,
     Principal,
     RefreshTokenRecord,
     Role,
@@ -22,7 +23,6 @@ from domain.entities import (
 )
 from domain.errors import (
     EmailTaken,
-    Forbidden,
     InvalidCredentials,
     InvalidRefreshToken,
     NotFound,
@@ -73,6 +73,38 @@ class RequestOrigin:
     ip: str | None = None
 
 
+def _personal_organization_name(email: str, organization_name: str | None) -> str:
+    """The name asked for, or the default: "<local part of the email>'s organisation"."""
+    return clean_name(
+        organization_name
+        if organization_name is not None
+        else f"{email.split('@', maxsplit=1)[0]}'s organisation",
+        "organizationName",
+    )
+
+
+async def _found_organization(
+    uow: UnitOfWork,
+    user: User,
+    name: str,
+    *,
+    action: str,
+    origin: RequestOrigin,
+    now: datetime,
+) -> Organization:
+    """A new organisation named ``name`` with ``user`` as its admin, audited in it as
+    ``action`` (``auth.sign_up``, or ``auth.organization_created`` for a log-in of a
+    user left in no organisation); in ``uow``, not committed."""
+    organization = Organization(id=uuid4(), name=name, created_at=now)
+    await uow.organizations.add(organization)
+    await uow.memberships.add(Membership(user.id, organization.id, Role.ADMIN, now))
+    await uow.audit.record(
+        AuditEntry(action, organization.id, user.id, target=f"user:{user.id}", ip=origin.ip),
+        now,
+    )
+    return organization
+
+
 class AccountService:
     """Accounts and sessions; the only place that issues tokens."""
 
@@ -100,29 +132,18 @@ class AccountService:
     ) -> IssuedSession:
         email = normalize_email(email)
         check_password_policy(password, email)
-        name = clean_name(
-            organization_name
-            if organization_name is not None
-            else f"{email.split('@')[0]}'s organisation",
-            "organizationName",
-        )
+        name = _personal_organization_name(email, organization_name)
         password_hash = await self._hasher.hash(password)
         now = self._clock.now()
         user = User(id=uuid4(), email=email, created_at=now)
-        organization = Organization(id=uuid4(), name=name, created_at=now)
         async with self._uow_factory.system() as uow:
             if await uow.users.find_by_email(email) is not None:
                 raise EmailTaken()
             await uow.users.add(user, password_hash)
-            await uow.organizations.add(organization)
-            await uow.memberships.add(Membership(user.id, organization.id, Role.ADMIN, now))
-            session = await self._start_session(uow, user, organization, Role.ADMIN, uuid4(), now)
-            await uow.audit.record(
-                AuditEntry(
-                    "auth.sign_up", organization.id, user.id, target=f"user:{user.id}", ip=origin.ip
-                ),
-                now,
+            organization = await _found_organization(
+                uow, user, name, action="auth.sign_up", origin=origin, now=now
             )
+            session = await self._start_session(uow, user, organization, Role.ADMIN, uuid4(), now)
             await uow.commit()
         return session
 
@@ -203,28 +224,30 @@ class AccountService:
         organization_id: UUID | None,
         origin: RequestOrigin,
     ) -> IssuedSession:
-        """The log-in's session, in ``uow``, committed."""
+        """The log-in's session, in ``uow`` (which holds the user's row locked), committed.
+
+        Without ``organization_id``, a user who is no member of any organisation any more
+        (removed from the last one) gets a personal organisation, as at sign-up, and the
+        session starts there. The user's row lock makes a user's log-ins take turns, so
+        the second of two at once sees the first's organisation and makes none. A named
+        organisation the user is not in stays NOT_FOUND: the caller asked for that one."""
         if new_hash is not None:
             await uow.users.set_password_hash(user.id, new_hash)
-        memberships = await uow.memberships.list_for_user(user.id)
-        if organization_id is None:
-            chosen = memberships[0] if memberships else None
-        else:
-            chosen = next((m for m in memberships if m.organization.id == organization_id), None)
-        role: Role | None = None
-        if chosen is not None:
-            # Read again under the organisation's hold: a removal or role change
-            # committed meanwhile is seen here, and one not yet begun waits for this
-            # session, then revokes or refreshes it with the others.
-            await uow.organizations.hold(chosen.organization.id)
-            membership = await uow.memberships.get(user.id, chosen.organization.id)
-            role = membership.role if membership is not None else None
-        if chosen is None or role is None:
+        chosen = await self._current_membership(uow, user.id, organization_id)
+        if chosen is None:
             if organization_id is not None:
                 raise NotFound("No such organization.")
-            raise Forbidden("You are not a member of any organisation.")
+            organization = await _found_organization(
+                uow,
+                user,
+                _personal_organization_name(user.email, None),
+                action="auth.organization_created",
+                origin=origin,
+                now=self._clock.now(),
+            )
+            chosen = OrganizationMembership(organization, Role.ADMIN)
         session = await self._start_session(
-            uow, user, chosen.organization, role, uuid4(), self._clock.now()
+            uow, user, chosen.organization, chosen.role, uuid4(), self._clock.now()
         )
         await uow.audit.record(
             AuditEntry(
@@ -238,6 +261,26 @@ class AccountService:
         )
         await uow.commit()
         return session
+
+    @staticmethod
+    async def _current_membership(
+        uow: UnitOfWork, user_id: UUID, organization_id: UUID | None
+    ) -> OrganizationMembership | None:
+        """The user's membership to start a session in (in ``organization_id``, or their
+        oldest), held; None when there is none."""
+        memberships = await uow.memberships.list_for_user(user_id)
+        for candidate in memberships:
+            if organization_id is not None and candidate.organization.id != organization_id:
+                continue
+            # Read again under the organisation's hold: a removal or role change
+            # committed meanwhile is seen here (and the next membership is tried), and
+            # one not yet begun waits for this session, then revokes or refreshes it
+            # with the others.
+            await uow.organizations.hold(candidate.organization.id)
+            membership = await uow.memberships.get(user_id, candidate.organization.id)
+            if membership is not None:
+                return OrganizationMembership(candidate.organization, membership.role)
+        return None
 
     async def refresh(self, refresh_token: str, origin: RequestOrigin) -> IssuedSession:
         if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
