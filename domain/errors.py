@@ -43,6 +43,7 @@ class ErrorCode(StrEnum):
     PARSE_TIMEOUT = "PARSE_TIMEOUT"
     ENCRYPTED_PDF = "ENCRYPTED_PDF"
     EMPTY_DOCUMENT = "EMPTY_DOCUMENT"
+    NO_TEXT_LAYER = "NO_TEXT_LAYER"  # a PDF with pages but no text (scans): OCR needed
     DOCUMENT_TOO_LARGE = "DOCUMENT_TOO_LARGE"
     PROCESSING_TIMEOUT = "PROCESSING_TIMEOUT"
     PROCESSING_FAILED = "PROCESSING_FAILED"
@@ -178,6 +179,16 @@ class EncryptedPdf(IngestionFailed):
 class EmptyDocument(IngestionFailed):
     code = ErrorCode.EMPTY_DOCUMENT
     default_message = "The document contains no text."
+
+
+class NoTextLayer(IngestionFailed):
+    """A PDF whose pages hold no extractable text, only images (a scan): distinct from
+    EMPTY_DOCUMENT so that users know to run OCR before uploading it again."""
+
+    code = ErrorCode.NO_TEXT_LAYER
+    default_message = (
+        "The PDF has pages but no text layer (scanned images?); this server does not run OCR."
+    )
 
 
 class DocumentTooLarge(IngestionFailed):

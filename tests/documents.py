@@ -7,6 +7,7 @@ import zipfile
 
 import docx
 from fpdf import FPDF
+from PIL import Image, ImageDraw
 from pypdf import PdfReader, PdfWriter
 
 PARAGRAPHS = [
@@ -112,3 +113,24 @@ HTML = (
     "<p>Moor only at the eastern quay.</p><p>Fees are paid at the office.</p></body></html>"
 )
 LATIN1_TEXT = "Café crème at the quay: été opening hours are 8 to 18.\n".encode("latin-1")
+
+
+def blank_pdf_bytes(pages: int = 2) -> bytes:
+    """``pages`` blank pages, as a PDF tool writes them: no text and no images."""
+    document = FPDF()
+    for _ in range(pages):
+        document.add_page()
+    return bytes(document.output())
+
+
+def scanned_pdf_bytes(pages: int = 2) -> bytes:
+    """Pages that are each one picture of printed words, as a scanner without OCR makes."""
+    document = FPDF()
+    for number in range(1, pages + 1):
+        picture = Image.new("L", (850, 1100), color=255)
+        draw = ImageDraw.Draw(picture)
+        for line in range(20):
+            draw.text((60, 60 + 48 * line), f"Page {number}: the keeper's log, line {line}", 0)
+        document.add_page()
+        document.image(picture, x=0, y=0, w=document.w, h=document.h)
+    return bytes(document.output())

@@ -1,4 +1,5 @@
-"""The DocumentParser adapter: picks the format's parser; empty text is EMPTY_DOCUMENT."""
+"""The DocumentParser adapter: picks the format's parser. No text at all is
+EMPTY_DOCUMENT, except for a PDF that has pages: that is NO_TEXT_LAYER (a scan)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from domain.entities import Page, ParsedDocument
-from domain.errors import EmptyDocument
+from domain.errors import EmptyDocument, NoTextLayer
 from domain.ingestion.filetypes import FileKind
 from infrastructure.parsing.docx import parse_docx
 from infrastructure.parsing.html import html_to_text
@@ -44,5 +45,9 @@ class FileParser:
             parsed = ParsedDocument([Page(None, read_text(path, self._limits))], None)
         pages = [Page(page.number, storable(page.text)) for page in parsed.pages]
         if not any(page.text.strip() for page in pages):
+            # Only a PDF counts its pages: pages without text are images (a scan), which
+            # the user can fix with OCR; a file with nothing in it is another matter.
+            if parsed.page_count:
+                raise NoTextLayer()
             raise EmptyDocument()
         return ParsedDocument(pages, parsed.page_count)

@@ -9,7 +9,8 @@ when the wall-clock budget runs out, or as soon as the run that asked for the pa
 abandons it (its document deleted or reprocessed meanwhile): a superseded parse does not
 keep a parse slot busy until its budget ends.
 
-Outcomes: the parsed text; the parser's own IngestionFailed (by code); PARSE_TIMEOUT;
+Outcomes: the parsed text; the parser's own IngestionFailed (by code: each one the
+parser raises must be in _FAILURES, or it comes back as PARSE_FAILED); PARSE_TIMEOUT;
 DOCUMENT_TOO_LARGE when the memory budget ran out; ParserCrashed when the child died
 without a word (a signal, a crash in native code), which the pipeline reports as
 PARSE_FAILED; ParseAbandoned when the caller gave it up.
@@ -37,6 +38,7 @@ from domain.errors import (
     EmptyDocument,
     EncryptedPdf,
     IngestionFailed,
+    NoTextLayer,
     ParseFailed,
     ParseTimeout,
     ServiceUnavailable,
@@ -55,7 +57,7 @@ PID_TIMEOUT_SECONDS = 30.0  # a fork, under load
 ABANDON_CHECK_SECONDS = 0.25
 _FAILURES: dict[str, type[IngestionFailed]] = {
     failure.code.value: failure
-    for failure in (ParseFailed, EncryptedPdf, EmptyDocument, DocumentTooLarge)
+    for failure in (ParseFailed, EncryptedPdf, EmptyDocument, NoTextLayer, DocumentTooLarge)
 }
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

@@ -271,7 +271,7 @@ async def test_bad_documents_fail_with_codes_and_no_chunks(
         ("FAILED", "PARSE_FAILED"),
         ("FAILED", "ENCRYPTED_PDF"),
         ("FAILED", "DOCUMENT_TOO_LARGE"),
-        ("FAILED", "EMPTY_DOCUMENT"),
+        ("FAILED", "NO_TEXT_LAYER"),  # a blank page: pages, but no text
     ]
     async with container.session_factory() as session:
         chunks = await session.scalar(

@@ -21,6 +21,7 @@ from domain.errors import (
     EmptyDocument,
     EncryptedPdf,
     IngestionFailed,
+    NoTextLayer,
     ParseFailed,
     ParseTimeout,
 )
@@ -38,6 +39,7 @@ from tests.documents import (
     docx_zip_bomb_bytes,
     encrypted_pdf_bytes,
     pdf_bytes,
+    scanned_pdf_bytes,
     truncated_pdf_bytes,
 )
 from tests.helpers import PASSWORD, isolated_container, unique_email
@@ -88,6 +90,7 @@ def test_results_and_error_codes_match_parsing_in_thread(
         "locked.pdf": (encrypted_pdf_bytes(), FileKind.PDF, EncryptedPdf),
         "cut.pdf": (truncated_pdf_bytes(), FileKind.PDF, ParseFailed),
         "blank.txt": (b"  \n ", FileKind.TEXT, EmptyDocument),
+        "scan.pdf": (scanned_pdf_bytes(2), FileKind.PDF, NoTextLayer),
         "bomb.docx": (docx_zip_bomb_bytes(), FileKind.DOCX, DocumentTooLarge),
     }
     for name, (content, kind, error) in failures.items():

@@ -33,6 +33,7 @@ const SERVER_CODES = [
   "PARSE_TIMEOUT",
   "ENCRYPTED_PDF",
   "EMPTY_DOCUMENT",
+  "NO_TEXT_LAYER",
   "DOCUMENT_TOO_LARGE",
   "PROCESSING_TIMEOUT",
   "PROCESSING_FAILED",
@@ -108,6 +109,11 @@ describe("error messages", () => {
       if (specific.has(code)) continue;
       expect(describeError(code, "raw server text"), code).not.toBe("raw server text");
     }
+  });
+
+  it("tells a scan without text from an empty file", () => {
+    expect(describeError("NO_TEXT_LAYER")).toMatch(/OCR/);
+    expect(describeError("NO_TEXT_LAYER")).not.toBe(describeError("EMPTY_DOCUMENT"));
   });
 
   it("tells the user to reload when the server no longer understands the app", () => {

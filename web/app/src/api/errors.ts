@@ -23,6 +23,7 @@ const MESSAGES: Record<string, string> = {
   PARSE_TIMEOUT: "Reading the document took too long. It may be damaged or unusually complex.",
   ENCRYPTED_PDF: "The PDF is password-protected. Upload a copy without a password.",
   EMPTY_DOCUMENT: "The document contains no text.",
+  NO_TEXT_LAYER: "This PDF has pages but no text: it looks like a scan. This server does not run OCR (text recognition); run OCR on the PDF first, then upload the result.",
   DOCUMENT_TOO_LARGE: "The document is too long to process.",
   PROCESSING_TIMEOUT: "Processing took too long. Try reprocessing it.",
   PROCESSING_FAILED: "The document could not be processed. Try reprocessing it later.",
