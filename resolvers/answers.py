@@ -6,13 +6,16 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 import strawberry
+import structlog
 
 from domain.answers.events import AnswerCompleted
-from domain.errors import DomainError
+from domain.errors import DomainError, ErrorCode
 from domain.ports import Budget
 from resolvers.ids import parse_id
 from schema.context import Info
 from schema.types.answer import AnswerDone, AnswerError, AnswerSources, AnswerToken, answer_event
+
+log = structlog.get_logger("foundry.answers")
 
 
 async def answer(
@@ -39,3 +42,11 @@ async def answer(
                     yield answer_event(event)
         except DomainError as error:
             yield AnswerError.from_domain(error)
+        except Exception:
+            # A bug, not the client's doing: the stream still ends as the contract says,
+            # with an AnswerError, and the request id finds the traceback in the logs.
+            log.exception("answer.unexpected_error", request_id=ctx.request_id)
+            yield AnswerError(
+                code=ErrorCode.INTERNAL.value,
+                message=f"Unexpected error (request {ctx.request_id}).",
+            )
