@@ -1,10 +1,11 @@
 """Rewriting a follow-up question to stand alone, without a language model.
 
 "How do I install it?" after "What is pgvector?" retrieves nothing useful on
-its own. When a question refers back (a pronoun or a demonstrative) or is very
-short, the subject words of the previous question that it lacks are added in
-brackets: "How do I install it? (pgvector)". When the previous question referred
-back too, its own subject is carried on: "Does it need root?" next becomes
+its own. When a question refers back (a pronoun or a demonstrative), opens as a
+continuation ("And ...", "What about ...") or is a word or two, the subject words
+of the previous question that it lacks are added in brackets: "How do I install
+it? (pgvector)". When the previous question referred back too, its own subject is
+carried on: "Does it need root?" next becomes
 "Does it need root? (install pgvector)", as the previous question was rewritten.
 Generative answerers ask their model instead and use this when the model is
 unavailable.
@@ -21,6 +22,21 @@ from domain.chats.entities import MessageRole
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_ADDED_TERMS = 12
 SHORT_QUESTION_WORDS = 4
+# Questions of at most this many words are taken as follow-ups by the offline rewrite.
+FOLLOW_ON_MAX_WORDS = 2
+# Openings of a question that continues the previous one.
+CONTINUATIONS = frozenset(
+    [
+        ("and",),
+        ("or",),
+        ("but",),
+        ("also",),
+        ("so",),
+        ("then",),
+        ("what", "about"),
+        ("how", "about"),
+    ]
+)
 # Earlier questions a follow-up's subject is looked for in, latest first.
 MAX_SUBJECT_QUESTIONS = 3
 
@@ -219,8 +235,24 @@ def _subject(history: Sequence[Turn]) -> list[str]:
     return subject
 
 
+def follows_on(question: str) -> bool:
+    """Whether a question takes its subject from the conversation, as far as words tell:
+    it refers back or names nothing ("Why?"), opens as a continuation ("And on Windows?",
+    "What about the price?"), or is a word or two ("Windows?"). A short question with a
+    subject of its own ("When are employees paid?", "What is pgvector?") does not: the
+    previous subject's words would pull retrieval and the answer back to that subject.
+    Stricter than needs_context, which only decides whether a model is asked."""
+    found = words(question)
+    return (
+        refers_back(question)
+        or len(found) <= FOLLOW_ON_MAX_WORDS
+        or tuple(found[:1]) in CONTINUATIONS
+        or tuple(found[:2]) in CONTINUATIONS
+    )
+
+
 def condense_locally(history: Sequence[Turn], question: str) -> str:
-    if not needs_context(question):
+    if not follows_on(question):
         return question
     present = set(words(question))
     added = [word for word in _subject(history) if word not in present]

@@ -9,6 +9,12 @@ share of the question's content words they contain; only the best candidates by
 word overlap are embedded, which keeps the first token fast. When the embedding
 provider is down (after its own retries) the answer ends with
 EMBEDDING_UNAVAILABLE, as a search does: nothing can be quoted without it.
+
+Markdown structure is not quoted: a heading shares its section's words and would
+win on overlap, so headings (``# ...``, and the text above a ``===`` or ``---``
+line), rules and table delimiter rows are left out of the candidates, and a
+sentence needs ``min_words`` words with a letter or digit (a ``#``, a dash or a
+list marker is no word).
 """
 
 from __future__ import annotations
@@ -37,6 +43,14 @@ from domain.retrieval.embedding_faults import embedding_for_a_caller
 NAME = "extractive"
 _BLOCK = re.compile(r"\n\s*\n")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*•+]|\d{1,3}[.)])\s+")
+# CommonMark: one to six #s then a space or the end ("#1 priority" is text), and a
+# setext underline of = or - turns the paragraph lines above it into a heading.
+_ATX_HEADING = re.compile(r"^ {0,3}#{1,6}(?:[ \t]|$)")
+_SETEXT_UNDERLINE = re.compile(r"^ {0,3}(?:=+|-+)[ \t]*$")
+_THEMATIC_BREAK = re.compile(r"^ {0,3}(?:(?:\*[ \t]*){3,}|(?:-[ \t]*){3,}|(?:_[ \t]*){3,})$")
+_TABLE_DELIMITER = re.compile(r"^(?=[^|]*\|)(?=[^-]*-)[ \t|:-]+$")  # |:---|---:|
+_TABLE_ROW = re.compile(r"^\s*\|")
+_WORD_CHARACTER = re.compile(r"[^\W_]")  # a letter or a digit
 # Up to two closing quotes/brackets may follow the stop, and stay with their sentence
 # (only the space is cut: quotes are verbatim); an opening one may precede the next
 # capital.
@@ -95,10 +109,7 @@ def split_sentences(text: str) -> list[str]:
     """Sentences and list items of a passage, whitespace collapsed, in order."""
     units: list[str] = []
     for block in _BLOCK.split(text):
-        lines = [line for line in block.split("\n") if line.strip()]
-        is_list = any(_LIST_ITEM.match(line) for line in lines)
-        paragraphs = lines if is_list else [" ".join(lines)]
-        for paragraph in paragraphs:
+        for paragraph in _paragraphs(block):
             start = len(units)  # an abbreviation never joins the previous paragraph
             for piece in _SENTENCE_END.split(" ".join(paragraph.split())):
                 if (
@@ -110,6 +121,46 @@ def split_sentences(text: str) -> list[str]:
                 else:
                     units.append(piece)
     return [unit.strip() for unit in units if unit.strip()]
+
+
+def _paragraphs(block: str) -> list[str]:
+    """The block's lines to split into sentences: runs of prose lines joined, list items
+    and table rows each alone (all lines alone in a list); Markdown headings, rules and
+    table delimiter rows left out. Text without Markdown (PDF, DOCX) is joined as is."""
+    lines = [line for line in block.split("\n") if line.strip()]
+    is_list = any(_LIST_ITEM.match(line) for line in lines)
+    is_table = any(_TABLE_DELIMITER.match(line) for line in lines)
+    runs: list[list[str]] = []
+    after_prose = False  # the last run is prose, with nothing left out since
+    for line in lines:
+        if _SETEXT_UNDERLINE.match(line) and after_prose:
+            runs.pop()  # its lines were a heading's
+        if any(
+            pattern.match(line)
+            for pattern in (_ATX_HEADING, _SETEXT_UNDERLINE, _THEMATIC_BREAK, _TABLE_DELIMITER)
+        ):
+            after_prose = False
+            continue
+        item = bool(_LIST_ITEM.match(line) or _TABLE_ROW.match(line)) or (is_table and "|" in line)
+        if after_prose and not is_list and not item:
+            runs[-1].append(line)
+        else:
+            runs.append([line])
+        after_prose = not item
+    return [" ".join(run) for run in runs]
+
+
+def _without_headings(text: str) -> str:
+    """``text`` whitespace collapsed, without its headings and rules."""
+    kept = (paragraph for block in _BLOCK.split(text) for paragraph in _paragraphs(block))
+    return " ".join(" ".join(kept).split())
+
+
+def _words(text: str) -> int:
+    """Words with a letter or a digit, a list item's marker aside."""
+    return sum(
+        1 for word in _LIST_ITEM.sub("", text, count=1).split() if _WORD_CHARACTER.search(word)
+    )
 
 
 class ExtractiveAnswerer:
@@ -169,10 +220,12 @@ class ExtractiveAnswerer:
         """The whole answer: chosen sentences in order of merit, each with its citation."""
         chosen = await self.choose(request.question, request.question_embedding, request.sources)
         if not chosen and request.sources:
-            # No passage splits into quotable sentences (lists, tables): quote the best one.
+            # No passage splits into quotable sentences (lists, tables): quote the best one,
+            # without its headings unless it is nothing else.
             first = request.sources[0]
+            text = _without_headings(first.text) or " ".join(first.text.split())
             room = self._options.max_chars - len(f" [{first.index}]")
-            return f"{_fit(' '.join(first.text.split()), room)} [{first.index}]"
+            return f"{_fit(text, room)} [{first.index}]"
         return " ".join(f"{sentence.text} [{sentence.source}]" for sentence in chosen)
 
     async def choose(
@@ -238,7 +291,7 @@ class ExtractiveAnswerer:
         found: list[Sentence] = []
         for source in sources:
             for position, text in enumerate(split_sentences(source.text)):
-                if len(text.split()) < options.min_words or len(text) > options.max_sentence_chars:
+                if _words(text) < options.min_words or len(text) > options.max_sentence_chars:
                     continue
                 if sum(map(str.isalpha, text)) < len(text) / 2:
                     continue  # code, tables, numbers

@@ -98,6 +98,7 @@ async def test_ask_returns_a_grounded_cited_answer(api: GraphQLClient, corpus: C
     message = await ask(api, token, chat_id, "Who built the Skerry Point lighthouse?")
     content = str(message["content"])
     assert "Margaret Vance" in content
+    assert "#" not in content  # the document's heading is no answer sentence
     sources = cast(list[JSON], message["sources"])
     assert sources and cast(JSON, sources[0]["document"])["filename"] == "lighthouse.md"
     cited = {int(n) for n in CITATION.findall(content)}
@@ -148,6 +149,21 @@ async def test_a_follow_up_is_understood_with_the_chat_history(
     await ask(api, token, chat_id, "Tell me about the Skerry Point lighthouse.")
     follow_up = await ask(api, token, chat_id, "How far is its lamp visible?")
     assert "22 nautical miles" in str(follow_up["content"])
+
+
+async def test_a_short_new_question_in_a_chat_is_not_pulled_back_to_the_last_subject(
+    api: GraphQLClient, corpus: Corpus
+) -> None:
+    """Short, but a subject of its own: offline, the lighthouse question's words are not
+    added to it, so it is answered from the payroll policy as in a new chat."""
+    token = corpus.owner.access_token
+    chat_id = await new_chat(api, token)
+    await ask(api, token, chat_id, "Who built the Skerry Point lighthouse?")
+    answer = await ask(api, token, chat_id, "When are employees paid?")
+    assert "last working day" in str(answer["content"])
+    assert "lighthouse" not in str(answer["content"]).lower()
+    sources = cast(list[JSON], answer["sources"])
+    assert cast(JSON, sources[0]["document"])["filename"] != "lighthouse.md"
 
 
 async def test_a_question_the_documents_cannot_answer_says_so_without_sources(
