@@ -1,5 +1,5 @@
 """`foundry` command line: up, serve, migrate, worker, ingest, reembed, storage-check,
-schema export."""
+reset-password, schema export."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from infrastructure import security_gate
 from infrastructure.cli_backends import running_backends, settings_from, start_backends
 from infrastructure.cli_errors import CommandFailed, root_cause, settings_problems, unreachable
 from infrastructure.cli_maintenance import cmd_reembed, cmd_schema_export, cmd_storage_check
+from infrastructure.cli_reset_password import add_reset_password_parser
 from infrastructure.cli_signals import STOP_SIGNALS, StopRequested
 from infrastructure.cli_worker import stop_when_stdin_closes, worker_process
 from infrastructure.container import BackendUrls
@@ -253,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=3600, help="seconds to wait (default 3600)"
     )
     ingest.set_defaults(func=cmd_ingest)
+    add_reset_password_parser(commands)
     schema = commands.add_parser("schema", help="the GraphQL schema").add_subparsers(
         dest="schema_command", required=True
     )

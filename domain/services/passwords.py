@@ -1,9 +1,12 @@
-"""Changing a password: the caller's, and every other session of theirs ended with it."""
+"""Changing a password: the caller's, and every other session of theirs ended with it; and
+an operator's reset of a forgotten one, which ends every session of the account."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import NoReturn
+from uuid import UUID, uuid4
 
 from domain.entities import AuditEntry, Principal
 from domain.errors import InvalidCredentials, NotFound, ValidationFailed
@@ -14,7 +17,16 @@ from domain.services.refresh_token_retention import (
     LONGEST_ACCESS_TOKEN_TTL,
     access_tokens_issued_since,
 )
-from domain.validation import check_password_policy
+from domain.validation import check_password_policy, normalize_email
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordReset:
+    """What an operator's reset did: whose password, and how many sessions it ended."""
+
+    user_id: UUID
+    email: str
+    sessions_ended: int
 
 
 class PasswordService:
@@ -96,6 +108,67 @@ class PasswordService:
             if families:
                 await self._revocations.revoke(families)
             await uow.commit()
+
+    async def reset(self, email: str, new_password: str) -> PasswordReset:
+        """An operator sets the password of the account using ``email`` (for someone who
+        forgot theirs) and every session of that account ends, in every organisation:
+        refresh tokens are refused and access tokens stop working. The new password
+        follows the sign-up policy (WeakPassword); an unknown email is NotFound, and
+        either refusal changes nothing.
+
+        Audited as ``auth.password_reset`` with no actor (the operator is not a user), in
+        each of the user's organisations so their admins see it. As in change, argon2
+        runs with no connection held."""
+        try:
+            email = normalize_email(email)
+        except ValidationFailed:
+            raise NotFound(f"No account uses {email.strip()!r}.") from None
+        async with self._uow_factory.system() as uow:
+            credentials = await uow.users.find_credentials(email)
+        if credentials is None:
+            raise NotFound(f"No account uses {email}.")
+        # Checked before argon2 runs: a refused password costs no hashing.
+        check_password_policy(new_password, credentials.user.email)
+        new_hash = await self._hasher.hash(new_password)
+        now = self._clock.now()
+        async with self._uow_factory.system() as uow:
+            # Locked until commit: a log-in finishing now either committed its session
+            # first (and it is ended below) or waits and then sees the new hash.
+            current = await uow.users.find_credentials(email, lock=True)
+            if current is None:
+                raise NotFound(f"No account uses {email}.")
+            user_id = current.user.id
+            await uow.users.set_password_hash(user_id, new_hash)
+            memberships = await uow.memberships.list_for_user(user_id)
+            organization_ids = sorted({m.organization.id for m in memberships})
+            for organization_id in organization_ids:
+                await uow.organizations.hold(organization_id)
+            families = await uow.refresh_tokens.revoke_for_user(
+                user_id,
+                now,
+                active_since=access_tokens_issued_since(now, self._access_token_ttl),
+                # It spares one session: a fresh id is none of the user's.
+                keep_family=uuid4(),
+            )
+            details = {"sessions_ended": str(len(families))}
+            # An account in no organisation (every membership removed) is still audited.
+            audited_in: list[UUID | None] = [*organization_ids] or [None]
+            for audit_organization_id in audited_in:
+                await uow.audit.record(
+                    AuditEntry(
+                        "auth.password_reset",
+                        audit_organization_id,
+                        None,
+                        target=f"user:{user_id}",
+                        details=details,
+                    ),
+                    now,
+                )
+            # Redis first, as change does: if it cannot be told, nothing is committed.
+            if families:
+                await self._revocations.revoke(families)
+            await uow.commit()
+        return PasswordReset(user_id, email, len(families))
 
     async def _refuse_password_change(
         self, uow: UnitOfWork, principal: Principal, origin: RequestOrigin

@@ -1,0 +1,241 @@
+"""`foundry reset-password`, run as an operator runs it (a child process on the test
+server's database and Redis): the new password works and the old one does not, every
+session of the account ends at once, the reset is audited, and a refusal changes nothing.
+The password comes from stdin with --password-stdin, or is typed twice at a terminal (a
+pseudo-terminal here)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from typing import cast
+
+from sqlalchemy import func
+from sqlalchemy import select as sql_select
+
+from infrastructure.container import Container
+from infrastructure.database.models import AuditLogRow
+from infrastructure.settings import Settings
+from tests.api.test_rate_limits import log_in
+from tests.conftest import worker_env
+from tests.helpers import JSON, LOG_IN, ME, PASSWORD, REFRESH, Account, GraphQLClient, unique_email
+
+NEW_PASSWORD = "a passphrase the operator set"
+COMMAND = [sys.executable, "-m", "infrastructure.cli", "reset-password"]
+AUDIT = """
+query($a: String!) {
+  auditLog(first: 20, action: $a) {
+    edges { node { action target actor { userId email apiKeyId } details { key value } } }
+  }
+}
+"""
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    # The test server's hashing cost, so its log-ins with the new password stay quick.
+    return worker_env(
+        settings,
+        FOUNDRY_ARGON2_TIME_COST=str(settings.argon2_time_cost),
+        FOUNDRY_ARGON2_MEMORY_COST_KIB=str(settings.argon2_memory_cost_kib),
+        FOUNDRY_ARGON2_PARALLELISM=str(settings.argon2_parallelism),
+    )
+
+
+async def _reset(
+    settings: Settings, email: str, stdin: str | None
+) -> subprocess.CompletedProcess[str]:
+    """The command with --password-stdin and ``stdin`` as its input, or (None) without
+    that option and with no terminal."""
+    args = [*COMMAND, "--email", email, *(["--password-stdin"] if stdin is not None else [])]
+    return await asyncio.to_thread(
+        subprocess.run,
+        args,
+        input=stdin if stdin is not None else "",
+        env=_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def _audit(api: GraphQLClient, token: str) -> list[JSON]:
+    data = await api.data(AUDIT, {"a": "auth.password_reset"}, token=token)
+    edges = cast(list[JSON], cast(JSON, data["auditLog"])["edges"])
+    return [cast(JSON, edge["node"]) for edge in edges]
+
+
+async def _resets_recorded(container: Container) -> int:
+    async with container.session_factory() as db:
+        count = await db.scalar(
+            sql_select(func.count())
+            .select_from(AuditLogRow)
+            .where(AuditLogRow.action == "auth.password_reset")
+        )
+    return int(count or 0)
+
+
+async def _still_works(api: GraphQLClient, session: Account) -> None:
+    """The session's access token is accepted and its refresh token redeemed, and the
+    account's old password logs in."""
+    await api.data(ME, token=session.access_token)
+    await api.data(REFRESH, {"token": session.refresh_token})
+    await api.data(LOG_IN, log_in(session.email, PASSWORD))
+
+
+async def test_a_reset_ends_every_session_and_only_the_new_password_logs_in(
+    api: GraphQLClient, settings: Settings
+) -> None:
+    account = await api.sign_up()  # the only admin of its organisation
+    other_admin = await api.sign_up()
+    await api.add_member(other_admin, account.email)
+    elsewhere = await api.log_in(account.email, organization_id=other_admin.organization_id)
+
+    reset = await _reset(settings, account.email.upper(), f"{NEW_PASSWORD}\n")
+
+    assert reset.returncode == 0, reset.stderr
+    assert reset.stdout.splitlines() == [
+        f"Password reset for {account.email}; 2 sessions ended (they must log in again)."
+    ]
+    assert NEW_PASSWORD not in reset.stdout + reset.stderr
+    for session in (account, elsewhere):
+        code = await api.error_code(ME, token=session.access_token)
+        assert code in {"UNAUTHENTICATED", "TOKEN_EXPIRED"}, code
+        refused = await api.error_code(REFRESH, {"token": session.refresh_token})
+        assert refused == "INVALID_REFRESH_TOKEN"
+    assert await api.error_code(LOG_IN, log_in(account.email)) == "INVALID_CREDENTIALS"
+    # The trailing newline was not part of the password.
+    assert (
+        await api.error_code(LOG_IN, log_in(account.email, f"{NEW_PASSWORD}\n"))
+        == "INVALID_CREDENTIALS"
+    )
+    data = await api.data(LOG_IN, log_in(account.email, NEW_PASSWORD))
+    admin_again = cast(str, cast(JSON, data["logIn"])["accessToken"])
+    await api.data(ME, token=admin_again)
+    # Audited in each of the account's organisations, by no user (the operator).
+    entry = {
+        "action": "auth.password_reset",
+        "target": f"user:{account.user_id}",
+        "actor": {"userId": None, "email": None, "apiKeyId": None},
+        "details": [{"key": "sessions_ended", "value": "2"}],
+    }
+    assert await _audit(api, admin_again) == [entry]
+    assert await _audit(api, other_admin.access_token) == [entry]
+    await _still_works(api, other_admin)  # other accounts keep their sessions
+
+
+async def test_an_unknown_email_exits_1_and_changes_nothing(
+    api: GraphQLClient, settings: Settings, container: Container
+) -> None:
+    bystander = await api.sign_up()
+    before = await _resets_recorded(container)
+    missing = unique_email("nobody")
+
+    reset = await _reset(settings, missing, f"{NEW_PASSWORD}\n")
+
+    assert reset.returncode == 1, reset.stderr
+    assert f"No account uses {missing}. Nothing changed." in reset.stderr
+    assert reset.stdout == ""
+    assert await _resets_recorded(container) == before
+    await _still_works(api, bystander)
+
+
+async def test_a_password_the_policy_refuses_exits_2_and_changes_nothing(
+    api: GraphQLClient, settings: Settings, container: Container
+) -> None:
+    account = await api.sign_up()
+    before = await _resets_recorded(container)
+
+    for weak, why in (
+        ("short\n", "Passwords need at least 10 characters."),
+        (f"{account.email}\n", "The password must not be your email address."),
+        ("\n", "Passwords need at least 10 characters."),
+    ):
+        reset = await _reset(settings, account.email, weak)
+        assert reset.returncode == 2, reset.stderr
+        assert f"Password refused (WEAK_PASSWORD): {why} Nothing changed." in reset.stderr
+        assert reset.stdout == ""
+
+    assert await _resets_recorded(container) == before
+    await _still_works(api, account)
+
+
+async def test_without_a_terminal_it_asks_for_password_stdin(
+    api: GraphQLClient, settings: Settings
+) -> None:
+    account = await api.sign_up()
+    reset = await _reset(settings, account.email, None)
+    assert reset.returncode == 2
+    assert "stdin is not a terminal" in reset.stderr and "--password-stdin" in reset.stderr
+    nothing = await _reset(settings, account.email, "")  # --password-stdin, no line
+    assert nothing.returncode == 2
+    assert "No password on stdin" in nothing.stderr
+    await _still_works(api, account)
+
+
+def _at_a_terminal(settings: Settings, email: str, answers: list[str]) -> tuple[int, str]:
+    """The command at a (pseudo-)terminal, each answer typed after a prompt: its exit
+    code and everything it wrote there."""
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [*COMMAND, "--email", email],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=_env(settings),
+        start_new_session=True,  # no controlling terminal: getpass prompts on stdin's
+    )
+    os.close(terminal)
+    seen = b""
+    deadline = time.monotonic() + 120
+    try:
+        for typed, answer in enumerate(answers, start=1):
+            while seen.count(b"New password") < typed:
+                if not (chunk := _read(controller, deadline)):
+                    raise AssertionError(f"ended before prompt {typed}: {seen.decode()}")
+                seen += chunk
+            os.write(controller, f"{answer}\n".encode())
+        while chunk := _read(controller, deadline):
+            seen += chunk
+        return process.wait(timeout=max(deadline - time.monotonic(), 1)), seen.decode()
+    finally:
+        os.close(controller)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _read(controller: int, deadline: float) -> bytes:
+    """What the terminal shows next; b"" once the command has closed it."""
+    ready, _, _ = select.select([controller], [], [], max(deadline - time.monotonic(), 0))
+    assert ready, "the command neither prompted nor ended in time"
+    try:
+        return os.read(controller, 4096)
+    except OSError:  # EIO: every process holding the terminal has ended
+        return b""
+
+
+async def test_at_a_terminal_the_password_is_typed_twice(
+    api: GraphQLClient, settings: Settings
+) -> None:
+    account = await api.sign_up()
+
+    code, shown = await asyncio.to_thread(
+        _at_a_terminal, settings, account.email, [NEW_PASSWORD, "not the same one at all"]
+    )
+    assert code == 2, shown
+    assert "The two passwords differ: nothing changed." in shown
+    await _still_works(api, account)
+
+    code, shown = await asyncio.to_thread(
+        _at_a_terminal, settings, account.email, [NEW_PASSWORD, NEW_PASSWORD]
+    )
+    assert code == 0, shown
+    assert f"Password reset for {account.email}; 2 sessions ended" in shown
+    assert NEW_PASSWORD not in shown  # not echoed
+    await api.data(LOG_IN, log_in(account.email, NEW_PASSWORD))
+    assert await api.error_code(LOG_IN, log_in(account.email)) == "INVALID_CREDENTIALS"
