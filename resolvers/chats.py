@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
+from domain.errors import NotFound
 from domain.ports import Budget
 from domain.services.cursors import encode_cursor
 from resolvers.ids import parse_id
@@ -30,9 +31,12 @@ async def chats(
 
 
 async def chat(info: Info, id: strawberry.ID) -> Chat | None:
+    """The chat, or null with NOT_FOUND (unknown, malformed or someone else's id alike)."""
     ctx = info.context
     found = await ctx.services.chats.get(ctx.require_principal(), parse_id(id, "chat"))
-    return Chat.from_domain(found) if found else None
+    if found is None:
+        raise NotFound("No such chat.")
+    return Chat.from_domain(found)
 
 
 # Creating, renaming and deleting share one budget: nothing else bounds how many chat rows

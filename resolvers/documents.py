@@ -11,7 +11,7 @@ from strawberry.file_uploads import Upload
 
 from domain.entities import DocumentStatus as DomainStatus
 from domain.entities import Principal, Role
-from domain.errors import ValidationFailed
+from domain.errors import NotFound, ValidationFailed
 from domain.ingestion.ports import IncomingFile
 from domain.ports import Budget
 from domain.services.roles import require_role
@@ -119,9 +119,13 @@ async def documents(
 
 
 async def document(info: Info, id: strawberry.ID) -> Document | None:
+    """The document, or null with NOT_FOUND (unknown, malformed, deleted or another
+    organisation's id alike)."""
     ctx = info.context
     found = await ctx.services.documents.get(ctx.require_principal(), parse_id(id, "document"))
-    return Document.from_domain(found) if found else None
+    if found is None:
+        raise NotFound("No such document.")
+    return Document.from_domain(found)
 
 
 async def delete_document(info: Info, id: strawberry.ID) -> bool:

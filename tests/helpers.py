@@ -102,6 +102,16 @@ class GraphQLClient:
         assert errors, body
         return cast(str, cast(JSON, errors[0]["extensions"])["code"])
 
+    async def assert_not_found(
+        self, query: str, variables: JSON, token: str | None, field: str
+    ) -> None:
+        """A lookup of an id the caller may not see (unknown, malformed, deleted or
+        another organisation's): ``field`` is null, with NOT_FOUND, as for a real miss."""
+        body = await self.execute(query, variables, token)
+        assert cast(JSON, body["data"])[field] is None, body
+        errors = cast(list[JSON], body.get("errors"))
+        assert errors and cast(JSON, errors[0]["extensions"])["code"] == "NOT_FOUND", body
+
     async def sign_up(
         self, email: str | None = None, organization_name: str | None = None
     ) -> Account:

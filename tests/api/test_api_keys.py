@@ -296,8 +296,9 @@ async def test_a_key_sees_only_its_own_organisation(
         for e in cast(list[JSON], cast(JSON, listed["documents"])["edges"])
     ]
     assert ids == [mine_id]
-    found = await api.data("query($id: ID!) { document(id: $id) { id } }", {"id": theirs_id}, key_a)
-    assert found["document"] is None
+    await api.assert_not_found(
+        "query($id: ID!) { document(id: $id) { id } }", {"id": theirs_id}, key_a, "document"
+    )
     for mutation in (
         "mutation($id: ID!) { deleteDocument(id: $id) }",
         "mutation($id: ID!) { reprocessDocument(id: $id) { id } }",

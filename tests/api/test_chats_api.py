@@ -56,7 +56,7 @@ async def test_create_rename_list_and_delete(api: GraphQLClient) -> None:
     assert await chat_ids(api, token) == [untitled["id"], named["id"]]
     assert (await api.data(DELETE, {"id": named["id"]}, token))["deleteChat"] is True
     assert await chat_ids(api, token) == [untitled["id"]]
-    assert (await api.data(GET, {"id": named["id"]}, token))["chat"] is None
+    await api.assert_not_found(GET, {"id": named["id"]}, token, "chat")
     assert await api.error_code(DELETE, {"id": named["id"]}, token) == "NOT_FOUND"
 
 
@@ -104,7 +104,7 @@ async def test_a_chat_is_invisible_to_other_members_and_other_organisations(
 
     for intruder in (colleague_in_org, stranger):
         token = intruder.access_token
-        assert (await api.data(GET, {"id": chat["id"]}, token))["chat"] is None
+        await api.assert_not_found(GET, {"id": chat["id"]}, token, "chat")
         assert chat["id"] not in await chat_ids(api, token)
         for mutation, variables in [
             (RENAME, {"id": chat["id"], "t": "mine now"}),

@@ -82,7 +82,7 @@ async def test_other_organizations_cannot_read_delete_or_reprocess(
     owner = await api.sign_up()
     stranger = await api.sign_up()
     [document_id] = await _upload_texts(http, owner.access_token, 1)
-    assert (await api.data(GET, {"id": document_id}, stranger.access_token))["document"] is None
+    await api.assert_not_found(GET, {"id": document_id}, stranger.access_token, "document")
     assert await api.error_code(DELETE, {"id": document_id}, stranger.access_token) == "NOT_FOUND"
     assert (
         await api.error_code(REPROCESS, {"id": document_id}, stranger.access_token) == "NOT_FOUND"
@@ -112,7 +112,7 @@ async def test_delete_removes_blob_chunks_and_vectors_with_an_audit_row(
         "deleteDocument"
     ] is True
     assert not blob.exists()
-    assert (await api.data(GET, {"id": document_id}, account.access_token))["document"] is None
+    await api.assert_not_found(GET, {"id": document_id}, account.access_token, "document")
     async with container.session_factory() as session:
         chunks = await session.scalar(
             select(func.count())

@@ -91,8 +91,8 @@ async def test_a_member_removed_from_their_last_organisation_logs_in_to_a_new_on
     documents = cast(JSON, (await api.data(DOCUMENTS, token=token))["documents"])
     assert documents == {"totalCount": 0, "edges": []}
     assert cast(JSON, (await api.data(CHATS, token=token))["chats"])["edges"] == []
-    assert (await api.data(DOCUMENT, {"id": removed.document_id}, token))["document"] is None
-    assert (await api.data(CHAT, {"id": removed.chat_id}, token))["chat"] is None
+    await api.assert_not_found(DOCUMENT, {"id": removed.document_id}, token, "document")
+    await api.assert_not_found(CHAT, {"id": removed.chat_id}, token, "chat")
     switch: JSON = {"token": fresh.refresh_token, "org": old.organization_id}
     assert await api.error_code(SWITCH, switch) == "NOT_FOUND"
     # ... which still has them, for its remaining admin.

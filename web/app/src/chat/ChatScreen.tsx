@@ -36,6 +36,10 @@ export function ChatScreen({ chatId }: { chatId: string | null }) {
   const [failure, setFailure] = useState<AppError | null>(null);
   const [chatsVersion, setChatsVersion] = useState(0);
   const { chat, loaded, messages, fetching, error, refetch } = useChatMessages(chatId);
+  const loadError = chatId && error ? toAppError(error) : null;
+  // The server answers an unknown (or deleted, or someone else's) chat with null and
+  // NOT_FOUND: said once, with nothing to retry.
+  const missing = Boolean(chatId) && (loadError?.code === "NOT_FOUND" || (loaded && chat === null && !loadError));
 
   useEffect(() => setSource(null), [chatId]);
 
@@ -96,8 +100,8 @@ export function ChatScreen({ chatId }: { chatId: string | null }) {
         </h1>
         {failure && <ErrorNote error={failure} />}
         {chatId && fetching && !loaded && <Spinner label="Loading messages…" />}
-        {chatId && error && <ErrorNote error={toAppError(error)} onRetry={() => refetch({ requestPolicy: "network-only" })} />}
-        {chatId && loaded && chat === null && <ErrorNote error={{ code: "NOT_FOUND", message: "This chat does not exist." }} />}
+        {loadError && !missing && <ErrorNote error={loadError} onRetry={() => refetch({ requestPolicy: "network-only" })} />}
+        {missing && <ErrorNote error={{ code: "NOT_FOUND", message: "This chat does not exist." }} />}
         {!showStream && messages.length === 0 && (!chatId || chat) && (
           <Empty title="Ask a question about your documents.">
             <p>Answers quote your documents and cite them with numbers like [1]; select a number to see the passage.</p>
