@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from infrastructure import security_gate
 from infrastructure.container import BackendUrls, Container
-from infrastructure.http.draining import AnswerDrain, DrainingWebSockets
+from infrastructure.http.draining import AnswerDrain, DrainingHTTP, DrainingWebSockets
 from infrastructure.http.graphiql import STATIC_PREFIX, build_graphiql_page
 from infrastructure.http.graphql_view import FoundryGraphQL
 from infrastructure.http.health import healthz, metrics, readyz
@@ -143,12 +143,13 @@ def create_app(settings: Settings, urls: BackendUrls) -> Starlette:
             max_upload_bytes=settings.upload_max_request_bytes,
         )
     )
-    # In-flight `answer` streams, which a graceful shutdown lets finish (see draining.py).
+    # In-flight answers and GraphQL requests, which a graceful shutdown lets finish (see
+    # draining.py).
     drain = AnswerDrain()
     app = Starlette(
         debug=settings.debug,
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/graphql", DrainingHTTP(graphql, drain), methods=["GET", "POST"]),
             WebSocketRoute("/graphql", DrainingWebSockets(graphql, drain, limits, documents)),
             Route(STATIC_PREFIX + "{path:path}", graphiql.serve_asset, methods=["GET"]),
             Route("/healthz", healthz),

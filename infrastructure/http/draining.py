@@ -2,11 +2,12 @@
 
 uvicorn's own shutdown closes every open WebSocket at once (code 1012), which
 would cut an answer mid-stream and lose it. :class:`DrainingServer` first stops
-accepting connections, then waits (up to the grace period) for the `answer`
-subscriptions and the mutations (`ask` among them) in flight over WebSockets, which
-:class:`DrainingWebSockets` tracks by watching the GraphQL-over-WebSocket frames; only
-then does uvicorn close the rest (idle `documentEvents` subscriptions, whose clients
-reconnect to another replica).
+accepting connections and closes the idle HTTP keep-alive ones, then waits (up to the
+grace period) for the `answer` subscriptions and the mutations (`ask` among them) in
+flight over WebSockets, which :class:`DrainingWebSockets` tracks by watching the
+GraphQL-over-WebSocket frames, and for the GraphQL requests in flight over HTTP, which
+:class:`DrainingHTTP` counts; only then does uvicorn close the rest (idle
+`documentEvents` subscriptions, whose clients reconnect to another replica).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain.errors import ErrorCode
+from infrastructure.http.middleware import error_body
 from schema.build import SchemaLimits
 from schema.operation_cache import DocumentCache
 
@@ -56,8 +58,8 @@ REFUSED_MESSAGE = "The server is shutting down; connect again and ask again."
 
 
 class AnswerDrain:
-    """Counts `answer` streams (and mutations over WebSockets) in flight; once closing,
-    no new one starts."""
+    """Counts `answer` streams, mutations over WebSockets and GraphQL requests over HTTP
+    in flight; once closing, no new one starts."""
 
     def __init__(self) -> None:
         self.closing = False
@@ -274,6 +276,56 @@ class DrainingWebSockets:
             running.clear()
 
 
+class DrainingHTTP:
+    """ASGI wrapper of the GraphQL HTTP endpoint: a request running when the shutdown
+    begins is counted, so the shutdown waits for it (an `ask` is a whole answer); one
+    that arrives while closing is refused at once.
+
+    The server closes the keep-alive connections when the drain begins (an idle one at
+    once, a busy one after its response), so what still arrives is a request read just
+    then or pipelined behind one running. Every GraphQL request counts and every new one
+    is refused, queries too: telling a mutation from a query means reading the body
+    (a whole upload) first, a query in flight is short and would be waited for anyway,
+    and a client refused here retries on another replica, as `/readyz` already sends
+    new clients there.
+    """
+
+    def __init__(self, app: ASGIApp, drain: AnswerDrain) -> None:
+        self._app = app
+        self._drain = drain
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        drain = self._drain
+        if drain.closing:
+            await _refuse_http(send)
+            return
+        drain.started()
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            drain.finished()
+
+
+async def _refuse_http(send: Send) -> None:
+    """503 with the WebSocket refusal's error; the connection closes after it."""
+    body = error_body(REFUSED_MESSAGE, ErrorCode.SERVICE_UNAVAILABLE)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 class _Stopped(Exception):
     """SIGTERM, re-raised by uvicorn once its graceful shutdown is over."""
 
@@ -310,6 +362,15 @@ class DrainingServer(uvicorn.Server):
         for sock in sockets or []:
             sock.close()
         self._drain.closing = True
+        # ...and take no new request on the HTTP connections open: uvicorn's shutdown of
+        # each closes an idle one now and a busy one once its response is sent (whatever
+        # still reaches the app is refused: DrainingHTTP). uvicorn would only do it after
+        # the drain, leaving them open for new requests (a whole `ask`) meanwhile, cut
+        # when the grace ran out. WebSockets stay open: the drain waits for their answers.
+        http = self.config.http_protocol_class
+        for connection in list(self.server_state.connections):
+            if isinstance(connection, http):
+                connection.shutdown()
         if self._drain.in_flight:
             log.info("shutdown.draining_answers", in_flight=self._drain.in_flight)
             # ...let the answers being streamed finish and be stored...

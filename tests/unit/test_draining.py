@@ -1,4 +1,5 @@
-"""Graceful shutdown bookkeeping: which operations are answers, counting them, refusing new ones."""
+"""Graceful shutdown bookkeeping: which operations are answers, counting them (and GraphQL
+requests over HTTP), refusing new ones."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from infrastructure.http.draining import (
     AnswerDrain,
+    DrainingHTTP,
     DrainingWebSockets,
     is_answer_subscription,
     is_drained_operation,
@@ -334,4 +336,64 @@ async def test_an_answer_restarted_under_its_id_on_graphql_ws_is_still_drained(
     assert await drain.wait_idle(10) is True
     await incoming.put({"type": "websocket.disconnect", "code": 1000})
     await connection
+    assert drain.in_flight == 0
+
+
+async def _receive_nothing() -> Message:
+    raise AssertionError("the body is not read")
+
+
+async def test_an_http_request_is_counted_while_it_runs() -> None:
+    """An `ask` over HTTP running when the shutdown begins is waited for, however it ends."""
+    drain = AnswerDrain()
+    release = asyncio.Event()
+    running = asyncio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        running.set()
+        await release.wait()
+        raise ConnectionResetError  # ended by an error: still released
+
+    request = asyncio.create_task(
+        DrainingHTTP(app, drain)({"type": "http"}, _receive_nothing, send_nothing)
+    )
+    await asyncio.wait_for(running.wait(), 10)
+    assert drain.in_flight == 1
+    drain.closing = True
+    waiting = asyncio.create_task(drain.wait_idle(30))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    release.set()
+    with pytest.raises(ConnectionResetError):
+        await request
+    assert await asyncio.wait_for(waiting, 10) is True
+    assert drain.in_flight == 0
+
+
+async def test_a_new_http_request_is_refused_while_closing() -> None:
+    drain = AnswerDrain()
+    drain.closing = True
+    sent: list[Message] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("a refused request never reaches the app")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await DrainingHTTP(app, drain)({"type": "http"}, _receive_nothing, send)
+    start, body = sent
+    assert start["status"] == 503
+    headers = dict(start["headers"])
+    assert headers[b"connection"] == b"close"  # the client takes its next one elsewhere
+    assert headers[b"content-type"] == b"application/json"
+    assert int(headers[b"content-length"]) == len(body["body"])
+    assert json.loads(body["body"]) == {
+        "errors": [
+            {
+                "message": "The server is shutting down; connect again and ask again.",
+                "extensions": {"code": "SERVICE_UNAVAILABLE"},
+            }
+        ]
+    }
     assert drain.in_flight == 0
