@@ -34,7 +34,10 @@ class Query:
         description="Your organisation's documents, newest first (first <= 100; null means 20).",
     )
     document: Document | None = strawberry.field(
-        resolver=document_resolvers.document, permission_classes=[IsAuthenticated]
+        resolver=document_resolvers.document,
+        permission_classes=[IsAuthenticated],
+        description="One of your organisation's documents; null with NOT_FOUND for an id you "
+        "cannot see (unknown, malformed, deleted or another organisation's).",
     )
     search: list[SearchHit] = strawberry.field(
         resolver=search_resolvers.search,
@@ -47,7 +50,12 @@ class Query:
         permission_classes=[IsUser],
         description="Your chats, most recently active first (first <= 100; null means 20).",
     )
-    chat: Chat | None = strawberry.field(resolver=chat_resolvers.chat, permission_classes=[IsUser])
+    chat: Chat | None = strawberry.field(
+        resolver=chat_resolvers.chat,
+        permission_classes=[IsUser],
+        description="One of your chats; null with NOT_FOUND for an id you cannot see "
+        "(unknown, malformed, deleted or someone else's).",
+    )
     api_keys: ApiKeyConnection = strawberry.field(
         resolver=api_key_resolvers.api_keys,
         permission_classes=[IsAdmin],

@@ -1,4 +1,5 @@
-"""The Starlette application: /graphql (HTTP + WebSocket), health, readiness and metrics."""
+"""The Starlette application: /graphql (HTTP + WebSocket), document downloads, health,
+readiness and metrics."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from infrastructure import security_gate
 from infrastructure.container import BackendUrls, Container
+from infrastructure.http.document_files import DocumentFiles
 from infrastructure.http.draining import AnswerDrain, DrainingHTTP, DrainingWebSockets
 from infrastructure.http.graphiql import STATIC_PREFIX, build_graphiql_page
 from infrastructure.http.graphql_view import FoundryGraphQL
@@ -27,6 +29,7 @@ from infrastructure.http.operation_metrics import OperationMetrics
 from infrastructure.http.web_app import WebApp
 from infrastructure.settings import Settings
 from schema.build import SchemaLimits, build_schema
+from schema.types.document import DOWNLOAD_PATH
 
 log = structlog.get_logger("foundry.app")
 
@@ -132,6 +135,8 @@ def create_app(settings: Settings, urls: BackendUrls) -> Starlette:
                     "apollographql-client-name",
                     "apollographql-client-version",
                 ],
+                # A cross-origin client reads a download's filename from it.
+                expose_headers=["content-disposition"],
                 allow_credentials=False,
                 max_age=600,
             )
@@ -155,6 +160,7 @@ def create_app(settings: Settings, urls: BackendUrls) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
+            Route(DOWNLOAD_PATH, DocumentFiles(), methods=["GET"]),
             # Last: the web client and its SPA fallback never shadow the routes above.
             Route("/{path:path}", web_app.serve, methods=["GET", "HEAD"]),
         ],

@@ -34,6 +34,8 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 def route_label(path: str) -> str:
     if path.startswith("/graphiql/static/"):
         return "/graphiql/static"
+    if path.startswith("/documents/") and path.endswith("/file"):
+        return "/documents/{id}/file"  # one label, whichever document
     return path if path in KNOWN_ROUTES else "other"
 
 

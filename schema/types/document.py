@@ -11,6 +11,13 @@ from domain.services.cursors import encode_cursor
 from domain.services.documents import UploadResult
 from schema.types.page_info import PageInfo
 
+DOWNLOAD_PATH = "/documents/{id}/file"
+"""Where a document's original file is served (a route template: ``{id}`` is its id)."""
+
+
+def document_file_path(document_id: str) -> str:
+    return DOWNLOAD_PATH.format(id=document_id)
+
 
 @strawberry.enum(description="Where a document is in the ingestion pipeline.")
 class DocumentStatus(Enum):
@@ -36,6 +43,13 @@ class Document:
     chunk_count: int
     created_at: datetime
     processed_at: datetime | None
+
+    @strawberry.field(
+        description="Where to GET the uploaded original file, relative to the server "
+        "(send the same Authorization header as for /graphql)."
+    )
+    def download_path(self) -> str:
+        return document_file_path(self.id)
 
     @classmethod
     def from_domain(cls, document: DomainDocument) -> Document:
