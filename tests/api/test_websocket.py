@@ -13,6 +13,7 @@ import websockets
 from gql import Client, gql
 from gql.transport.websockets import WebsocketsTransport
 from starlette.applications import Starlette
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Origin, Subprotocol
 
@@ -25,6 +26,13 @@ from tests.helpers import GraphQLClient
 
 def ws_url(server: ServerThread) -> str:
     return server.base_url.replace("http://", "ws://") + "/graphql"
+
+
+async def _legacy_ack(ws: ClientConnection, token: str) -> None:
+    """connection_init on a graphql-ws socket, and its acknowledgement."""
+    init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+    await ws.send(json.dumps(init))
+    assert json.loads(await ws.recv())["type"] == "connection_ack"
 
 
 async def test_valid_token_in_connection_init(server: ServerThread, api: GraphQLClient) -> None:
@@ -45,12 +53,7 @@ async def test_legacy_graphql_ws_protocol_acknowledges_a_valid_token(
     account = await api.sign_up()
     async with websockets.connect(ws_url(server), subprotocols=[Subprotocol("graphql-ws")]) as ws:
         assert ws.subprotocol == "graphql-ws"
-        init = {
-            "type": "connection_init",
-            "payload": {"authorization": f"Bearer {account.access_token}"},
-        }
-        await ws.send(json.dumps(init))
-        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await _legacy_ack(ws, account.access_token)
 
 
 async def test_legacy_graphql_ws_protocol_runs_queries_and_mutations(
@@ -60,12 +63,7 @@ async def test_legacy_graphql_ws_protocol_runs_queries_and_mutations(
     # socket: each gets its data, then complete (strawberry alone answered INTERNAL).
     account = await api.sign_up()
     async with websockets.connect(ws_url(server), subprotocols=[Subprotocol("graphql-ws")]) as ws:
-        init = {
-            "type": "connection_init",
-            "payload": {"authorization": f"Bearer {account.access_token}"},
-        }
-        await ws.send(json.dumps(init))
-        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await _legacy_ack(ws, account.access_token)
         operations = {
             "q": "{ me { email } }",
             "m": 'mutation { createChat(title: "over graphql-ws") { title } }',
@@ -106,12 +104,7 @@ async def test_a_graphql_ws_operation_replaced_before_it_ran_still_ends(
     account = await api.sign_up()
     drain = answer_drain_of(cast(Starlette, server.server.config.app))
     async with websockets.connect(ws_url(server), subprotocols=[Subprotocol("graphql-ws")]) as ws:
-        init = {
-            "type": "connection_init",
-            "payload": {"authorization": f"Bearer {account.access_token}"},
-        }
-        await ws.send(json.dumps(init))
-        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await _legacy_ack(ws, account.access_token)
         frames = [
             json.dumps(
                 {
