@@ -7,6 +7,7 @@ import strawberry
 from domain.errors import NotFound
 from domain.ports import Budget
 from domain.services.cursors import encode_cursor
+from resolvers.answers import DocumentScope, document_scope
 from resolvers.ids import parse_id
 from schema.context import Info
 from schema.types.chat import Chat, ChatConnection, ChatEdge, Message
@@ -57,11 +58,15 @@ async def delete_chat(info: Info, id: strawberry.ID) -> bool:
     return await info.context.services.chats.delete(principal, parse_id(id, "chat"))
 
 
-async def ask(info: Info, chat_id: strawberry.ID, question: str) -> Message:
+async def ask(
+    info: Info, chat_id: strawberry.ID, question: str, document_ids: DocumentScope = None
+) -> Message:
     ctx = info.context
     principal = await ctx.charge_user(Budget.ASK_USER)
     # A client that hangs up stops its answer, as one that leaves an answer subscription.
     completed = await ctx.unless_client_leaves(
-        ctx.services.answers.ask(principal, parse_id(chat_id, "chat"), question)
+        ctx.services.answers.ask(
+            principal, parse_id(chat_id, "chat"), question, document_scope(document_ids)
+        )
     )
     return Message.from_domain(completed.message, completed.documents)

@@ -6,6 +6,7 @@ from contextlib import aclosing
 import strawberry
 
 from resolvers import answers, documents
+from resolvers.answers import DocumentScope
 from schema.context import Info
 from schema.permissions import IsAuthenticated, IsUser
 from schema.types.answer import AnswerEventType
@@ -32,9 +33,13 @@ class Subscription:
         "early stops the answer.",
     )
     async def answer(
-        self, info: Info, chat_id: strawberry.ID, question: str
+        self,
+        info: Info,
+        chat_id: strawberry.ID,
+        question: str,
+        document_ids: DocumentScope = None,
     ) -> AsyncGenerator[AnswerEventType, None]:
         # As above; here the cleanup also stops generation and frees the answer's slot.
-        async with aclosing(answers.answer(info, chat_id, question)) as events:
+        async with aclosing(answers.answer(info, chat_id, question, document_ids)) as events:
             async for event in events:
                 yield event

@@ -145,26 +145,52 @@ class AnswerService:
         self._clock = clock
         self._options = options
 
-    async def ask(self, principal: Principal, chat_id: UUID, question: str) -> AnswerCompleted:
-        """The whole answer at once (a provider failure midway falls back, unseen)."""
-        async with aclosing(self._answer(principal, chat_id, question, buffered=True)) as events:
+    async def ask(
+        self,
+        principal: Principal,
+        chat_id: UUID,
+        question: str,
+        document_ids: Sequence[UUID] | None = None,
+    ) -> AnswerCompleted:
+        """The whole answer at once (a provider failure midway falls back, unseen).
+
+        ``document_ids`` limits retrieval to those documents as search's ``documentIds``
+        does (None: the whole organisation; ids the caller cannot see match nothing).
+        """
+        answering = self._answer(principal, chat_id, question, document_ids, buffered=True)
+        async with aclosing(answering) as events:
             async for event in events:
                 if isinstance(event, AnswerCompleted):
                     return event
         raise RuntimeError("the answer stream ended without completing")
 
     def stream(
-        self, principal: Principal, chat_id: UUID, question: str
+        self,
+        principal: Principal,
+        chat_id: UUID,
+        question: str,
+        document_ids: Sequence[UUID] | None = None,
     ) -> AsyncGenerator[AnswerEvent, None]:
-        """SourcesFound, AnswerDelta*, AnswerCompleted; raises a DomainError on failure."""
-        return self._answer(principal, chat_id, question, buffered=False)
+        """SourcesFound, AnswerDelta*, AnswerCompleted; raises a DomainError on failure.
+
+        ``document_ids`` as for :meth:`ask`.
+        """
+        return self._answer(principal, chat_id, question, document_ids, buffered=False)
 
     async def _answer(
-        self, principal: Principal, chat_id: UUID, question: str, *, buffered: bool
+        self,
+        principal: Principal,
+        chat_id: UUID,
+        question: str,
+        document_ids: Sequence[UUID] | None,
+        *,
+        buffered: bool,
     ) -> AsyncGenerator[AnswerEvent, None]:
         outcome = "cancelled"
         try:
             question = clean_question(question, self._options.max_question_chars, "question")
+            # Before the question is stored: a refused ask leaves nothing behind.
+            self._search.check_document_ids(document_ids)
             started = time.perf_counter()
             standalone, corpus, early = await self._prepare(principal, chat_id, question)
             # The cache is shared by the whole organisation, so only a question that
@@ -177,11 +203,15 @@ class AnswerService:
             # sure to hold nothing from the history; the answer itself is built from
             # the question and the organisation's documents only.
             shareable = standalone == question
+            # An answer limited to chosen documents is drawn from them alone: cached, it
+            # would answer the question asked of the whole organisation or of other
+            # documents. A scoped question neither enters nor leaves the cache.
+            cacheable = shareable and document_ids is None
             retrieval_started = time.perf_counter()
             cached, embedding = (
                 await self._cached(principal, corpus, standalone, early)
-                if shareable
-                else (None, None)
+                if cacheable
+                else (None, early)
             )
             if cached is not None and cached.answer is not None:
                 cited = cached
@@ -190,7 +220,11 @@ class AnswerService:
                 )
             else:
                 retrieval = await self._search.retrieve(
-                    principal, standalone, self._options.max_sources, embedding=embedding
+                    principal,
+                    standalone,
+                    self._options.max_sources,
+                    document_ids,
+                    embedding=embedding,
                 )
                 relevant = self._relevant(retrieval.hits)
                 cited = _Cited(
@@ -232,7 +266,7 @@ class AnswerService:
                 # operators, who can tell a model that does it often.
                 self._observer.unknown_citations(usage.model, unknown, len(sources))
             message = await self._record_answer(principal, chat_id, content, sources, usage)
-            if shareable and cached is None and embedding is not None and written.cacheable:
+            if cacheable and cached is None and embedding is not None and written.cacheable:
                 await self._remember(principal, corpus, embedding, standalone, message)
             self._observer.finished(
                 usage.model,

@@ -67,12 +67,16 @@ class SearchService:
             raise ValidationFailed(
                 f"limit must be between 1 and {self._options.max_limit}.", field="limit"
             )
+        self.check_document_ids(document_ids)
+        return (await self.retrieve(principal, query, limit, document_ids)).hits
+
+    def check_document_ids(self, document_ids: Sequence[UUID] | None) -> None:
+        """Refuses more ids than ``documentIds`` takes (search, ask and answer alike)."""
         if document_ids is not None and len(document_ids) > self._options.max_document_ids:
             raise ValidationFailed(
                 f"Pass at most {self._options.max_document_ids} document ids.",
                 field="documentIds",
             )
-        return (await self.retrieve(principal, query, limit, document_ids)).hits
 
     async def embed(self, query: str) -> list[float]:
         """The query's embedding, as :meth:`retrieve` computes it."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from uuid import UUID
 
@@ -23,10 +23,15 @@ async def test_an_unexpected_failure_mid_answer_ends_with_an_internal_answer_err
     original = AnswerService.stream
 
     def failing(
-        self: AnswerService, principal: Principal, chat_id: UUID, question: str
+        self: AnswerService,
+        principal: Principal,
+        chat_id: UUID,
+        question: str,
+        document_ids: Sequence[UUID] | None = None,
     ) -> AsyncGenerator[AnswerEvent, None]:
         async def events() -> AsyncGenerator[AnswerEvent, None]:
-            async with aclosing(original(self, principal, chat_id, question)) as answer:
+            answering = original(self, principal, chat_id, question, document_ids)
+            async with aclosing(answering) as answer:
                 async for event in answer:
                     yield event
                     raise RuntimeError("a bug after the sources")
