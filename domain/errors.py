@@ -19,6 +19,7 @@ class ErrorCode(StrEnum):
     VALIDATION_FAILED = "VALIDATION_FAILED"
     INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
     EMAIL_TAKEN = "EMAIL_TAKEN"
+    SIGNUP_CLOSED = "SIGNUP_CLOSED"  # the operator closed sign-up (FOUNDRY_SIGNUP=closed)
     WEAK_PASSWORD = "WEAK_PASSWORD"
     TOKEN_EXPIRED = "TOKEN_EXPIRED"
     INVALID_REFRESH_TOKEN = "INVALID_REFRESH_TOKEN"
@@ -39,6 +40,7 @@ class ErrorCode(StrEnum):
     FILE_TOO_LARGE = "FILE_TOO_LARGE"
     DUPLICATE_DOCUMENT = "DUPLICATE_DOCUMENT"
     TOO_MANY_FILES = "TOO_MANY_FILES"
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"  # the organisation's storage or document quota
     PARSE_FAILED = "PARSE_FAILED"
     PARSE_TIMEOUT = "PARSE_TIMEOUT"
     ENCRYPTED_PDF = "ENCRYPTED_PDF"
@@ -105,6 +107,16 @@ class EmailTaken(DomainError):
     default_message = "An account with this email already exists."
 
 
+class SignUpClosed(DomainError):
+    """The operator closed sign-up (FOUNDRY_SIGNUP=closed): only existing accounts log in."""
+
+    code = ErrorCode.SIGNUP_CLOSED
+    default_message = (
+        "Sign-up is closed on this server; ask an admin of your organisation to arrange "
+        "an account for you."
+    )
+
+
 class WeakPassword(DomainError):
     code = ErrorCode.WEAK_PASSWORD
     default_message = "The password does not meet the password policy."
@@ -153,6 +165,14 @@ class DuplicateDocument(DomainError):
 class TooManyFiles(DomainError):
     code = ErrorCode.TOO_MANY_FILES
     default_message = "Too many files in one request."
+
+
+class QuotaExceeded(DomainError):
+    """Storing the file would take the organisation past its quota of stored bytes or of
+    documents (deleted documents do not count)."""
+
+    code = ErrorCode.QUOTA_EXCEEDED
+    default_message = "Your organisation has reached its storage limit."
 
 
 class IngestionFailed(DomainError):

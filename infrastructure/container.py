@@ -169,6 +169,7 @@ class Container:
                 clock=self.clock,
                 refresh_token_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
                 session_max_age=timedelta(seconds=settings.session_max_age_seconds),
+                signup_open=settings.signup == "open",
             ),
             passwords=PasswordService(
                 uow_factory=uow_factory,
@@ -192,6 +193,8 @@ class Container:
                 limits=UploadLimits(
                     max_file_bytes=settings.upload_max_file_bytes,
                     max_files=settings.upload_max_files,
+                    max_organization_bytes=settings.org_storage_max_bytes,
+                    max_organization_documents=settings.org_documents_max,
                 ),
             ),
             search=search,

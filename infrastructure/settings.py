@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_cost_kib: int = Field(default=65_536, ge=8)
     argon2_parallelism: int = Field(default=4, ge=1)
+    # "closed": signUp answers SIGNUP_CLOSED and writes nothing; existing accounts still
+    # log in, and admins still add them to their organisations (addMember).
+    signup: Literal["open", "closed"] = "open"
 
     # HTTP and GraphQL.
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -149,6 +152,10 @@ class Settings(BaseSettings):
     # At most what GraphQL's Int (Document.sizeBytes) can carry.
     upload_max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1, le=2**31 - 1)
     upload_max_files: int = Field(default=20, ge=1, le=1_000)
+    # Per organisation, over its live (not deleted) documents: the bytes of their original
+    # files, and their number; a file past either is refused (QUOTA_EXCEEDED). 0: no limit.
+    org_storage_max_bytes: int = Field(default=0, ge=0)
+    org_documents_max: int = Field(default=0, ge=0)
     pdf_max_pages: int = Field(default=2_000, ge=1)
     document_max_chars: int = Field(default=5_000_000, ge=1_000)
     # Each parse runs in a child process with these budgets (PARSE_TIMEOUT, and

@@ -147,6 +147,15 @@ class Embedder(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class StorageUsage:
+    """What an organisation's live (not deleted) documents take: their number and the
+    bytes of their original files."""
+
+    documents: int
+    bytes: int
+
+
 class DocumentRepository(Protocol):
     async def add(self, document: Document) -> None:
         """Raises DuplicateDocument when the organisation already has this content."""
@@ -159,6 +168,12 @@ class DocumentRepository(Protocol):
         ...
 
     async def find_live_by_sha256(self, sha256: str) -> Document | None: ...
+
+    async def live_usage(self, *, lock: bool = False) -> StorageUsage:
+        """The organisation's live documents' count and total size. ``lock``: first take
+        the organisation's upload lock, held until the transaction ends, so uploads that
+        check a quota take turns and each sees the documents of those before it."""
+        ...
 
     async def list(
         self,

@@ -27,6 +27,7 @@ from domain.errors import (
     InvalidRefreshToken,
     NotFound,
     RefreshTokenReused,
+    SignUpClosed,
     ValidationFailed,
 )
 from domain.ports import (
@@ -118,6 +119,7 @@ class AccountService:
         clock: Clock,
         refresh_token_ttl: timedelta,
         session_max_age: timedelta,
+        signup_open: bool = True,
     ) -> None:
         self._uow_factory = uow_factory
         self._hasher = hasher
@@ -126,10 +128,18 @@ class AccountService:
         self._clock = clock
         self._refresh_ttl = refresh_token_ttl
         self._session_max_age = session_max_age
+        self._signup_open = signup_open
 
     async def sign_up(
         self, email: str, password: str, organization_name: str | None, origin: RequestOrigin
     ) -> IssuedSession:
+        """A new account, as the admin of a new organisation, with a session in it.
+
+        Closed sign-up (FOUNDRY_SIGNUP=closed) refuses every request the same way, before
+        anything is read or hashed: nothing is written, and it tells nobody whether an
+        email has an account."""
+        if not self._signup_open:
+            raise SignUpClosed()
         email = normalize_email(email)
         check_password_policy(password, email)
         name = _personal_organization_name(email, organization_name)

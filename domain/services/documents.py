@@ -21,6 +21,7 @@ from domain.errors import (
     DuplicateDocument,
     EmptyDocument,
     NotFound,
+    QuotaExceeded,
     StorageUnavailable,
     TooManyFiles,
     ValidationFailed,
@@ -42,6 +43,13 @@ log = logging.getLogger("foundry.documents")
 class UploadLimits:
     max_file_bytes: int = 50 * 1024 * 1024
     max_files: int = 20
+    # Quotas of one organisation's live (not deleted) documents; 0: none.
+    max_organization_bytes: int = 0
+    max_organization_documents: int = 0
+
+    @property
+    def has_quota(self) -> bool:
+        return self.max_organization_bytes > 0 or self.max_organization_documents > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +73,18 @@ def document_audit(
         ip=ip,
         details=details,
     )
+
+
+def readable_size(size: int) -> str:
+    """Bytes as people read them: ``900 bytes``, ``1.5 KiB``, ``50.0 MiB``, ``2.0 GiB``."""
+    if size < 1024:
+        return f"{size} bytes"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{value:.1f} {unit}"
 
 
 def filename_filter(raw: str | None) -> str | None:
@@ -163,6 +183,7 @@ class DocumentService:
             try:
                 async with uow:
                     await self._refuse_duplicate(uow, staged.sha256)
+                    await self._refuse_over_quota(uow, staged.size)
                     try:
                         await uow.documents.add(document)
                     except DuplicateDocument:
@@ -212,6 +233,34 @@ class DocumentService:
             await self._blobs.delete(document.storage_key)
         else:
             log.warning("upload.committed_despite_error document_id=%s", document.id)
+
+    async def _refuse_over_quota(self, uow: UnitOfWork, size: int) -> None:
+        """QuotaExceeded when a file of ``size`` bytes would take the organisation past a
+        quota. The usage is read under the organisation's upload lock, held until this
+        transaction (which adds the document) ends: two uploads racing for the last bytes
+        take turns, and the second sees the first's document."""
+        limits = self._limits
+        if not limits.has_quota:
+            return
+        usage = await uow.documents.live_usage(lock=True)
+        most = limits.max_organization_documents
+        if most and usage.documents >= most:
+            raise QuotaExceeded(
+                f"Your organisation already has {usage.documents} documents, the most it "
+                "may have. Delete documents it no longer needs, or ask whoever runs this "
+                "server to raise the limit.",
+                maxDocuments=most,
+            )
+        limit = limits.max_organization_bytes
+        if limit and usage.bytes + size > limit:
+            raise QuotaExceeded(
+                f"This file ({readable_size(size)}) does not fit in your organisation's "
+                f"storage limit of {readable_size(limit)}, of which "
+                f"{readable_size(usage.bytes)} is in use. Delete documents it no longer "
+                "needs, or ask whoever runs this server to raise the limit.",
+                limitBytes=limit,
+                usedBytes=usage.bytes,
+            )
 
     async def _refuse_duplicate(self, uow: UnitOfWork, sha256: str) -> None:
         existing = await uow.documents.find_live_by_sha256(sha256)

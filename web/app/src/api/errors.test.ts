@@ -9,6 +9,7 @@ const SERVER_CODES = [
   "VALIDATION_FAILED",
   "INVALID_CREDENTIALS",
   "EMAIL_TAKEN",
+  "SIGNUP_CLOSED",
   "WEAK_PASSWORD",
   "TOKEN_EXPIRED",
   "INVALID_REFRESH_TOKEN",
@@ -29,6 +30,7 @@ const SERVER_CODES = [
   "FILE_TOO_LARGE",
   "DUPLICATE_DOCUMENT",
   "TOO_MANY_FILES",
+  "QUOTA_EXCEEDED",
   "PARSE_FAILED",
   "PARSE_TIMEOUT",
   "ENCRYPTED_PDF",
@@ -104,11 +106,22 @@ describe("error messages", () => {
   });
 
   it("has plain words for every code the server can send, not its raw text", () => {
-    const specific = new Set(["WEAK_PASSWORD", "VALIDATION_FAILED", "DUPLICATE_DOCUMENT", "QUESTION_TOO_LONG"]);
+    const specific = new Set(["WEAK_PASSWORD", "VALIDATION_FAILED", "DUPLICATE_DOCUMENT", "QUESTION_TOO_LONG", "QUOTA_EXCEEDED"]);
     for (const code of SERVER_CODES) {
       if (specific.has(code)) continue;
       expect(describeError(code, "raw server text"), code).not.toBe("raw server text");
     }
+  });
+
+  it("sends people whom closed sign-up refuses to an admin", () => {
+    expect(describeError("SIGNUP_CLOSED", "Sign-up is closed on this server")).toMatch(/Ask an admin of your organisation/);
+  });
+
+  it("says which quota a refused upload met, or that storage is full when the server does not", () => {
+    const server = "This file (3.0 MiB) does not fit in your organisation's storage limit of 1.0 GiB, of which 1022.0 MiB is in use.";
+    expect(describeError("QUOTA_EXCEEDED", server)).toBe(server);
+    expect(describeError("QUOTA_EXCEEDED")).toMatch(/limit for stored documents.*Delete documents/);
+    expect(new AppError("QUOTA_EXCEEDED").message).not.toBe(describeError("FILE_TOO_LARGE"));
   });
 
   it("tells a scan without text from an empty file", () => {

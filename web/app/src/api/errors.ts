@@ -7,6 +7,7 @@ const MESSAGES: Record<string, string> = {
   VALIDATION_FAILED: "Some of the information entered is not valid.",
   INVALID_CREDENTIALS: "That email and password do not match an account.",
   EMAIL_TAKEN: "An account with this email already exists. Try logging in.",
+  SIGNUP_CLOSED: "New accounts cannot be created here. Ask an admin of your organisation to arrange an account for you.",
   WEAK_PASSWORD: "Choose a stronger password: at least 10 characters, not your email address.",
   INVALID_REFRESH_TOKEN: "Your session has ended. Please log in again.",
   REFRESH_TOKEN_REUSED: "For your safety this session was closed. Please log in again.",
@@ -19,6 +20,7 @@ const MESSAGES: Record<string, string> = {
   FILE_TOO_LARGE: "This file is larger than the upload limit.",
   DUPLICATE_DOCUMENT: "This file has already been uploaded.",
   TOO_MANY_FILES: "Too many files at once. Upload fewer files per batch.",
+  QUOTA_EXCEEDED: "Your organisation has reached its limit for stored documents. Delete documents you no longer need, or ask whoever runs this server to raise the limit.",
   PARSE_FAILED: "The document could not be read. It may be damaged.",
   PARSE_TIMEOUT: "Reading the document took too long. It may be damaged or unusually complex.",
   ENCRYPTED_PDF: "The PDF is password-protected. Upload a copy without a password.",
@@ -49,8 +51,9 @@ const MESSAGES: Record<string, string> = {
   INTERNAL: "Something went wrong on the server.",
 };
 
-/** Codes whose server message is already plain and more specific (which field, which file). */
-const SERVER_WORDS = new Set(["WEAK_PASSWORD", "VALIDATION_FAILED", "DUPLICATE_DOCUMENT", "QUESTION_TOO_LONG"]);
+/** Codes whose server message is already plain and more specific (which field, which file,
+ * which quota and how much of it is used). */
+const SERVER_WORDS = new Set(["WEAK_PASSWORD", "VALIDATION_FAILED", "DUPLICATE_DOCUMENT", "QUESTION_TOO_LONG", "QUOTA_EXCEEDED"]);
 
 export function describeError(code: string | null | undefined, fallback?: string): string {
   if (code && fallback && SERVER_WORDS.has(code)) return fallback;

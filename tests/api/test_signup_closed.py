@@ -1,0 +1,90 @@
+"""FOUNDRY_SIGNUP=closed: signUp is refused and writes nothing; existing accounts go on."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import cast
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from infrastructure.container import BackendUrls, Container
+from infrastructure.database.models import (
+    AuditLogRow,
+    MembershipRow,
+    OrganizationRow,
+    RefreshTokenRow,
+    UserRow,
+)
+from infrastructure.settings import Settings
+from tests.api.test_members import ADD
+from tests.conftest import ServerThread
+from tests.helpers import JSON, ME, PASSWORD, REFRESH, SIGN_UP, GraphQLClient, unique_email
+
+
+@pytest.fixture(scope="module")
+def closed_server(settings: Settings, urls: BackendUrls) -> Iterator[ServerThread]:
+    server = ServerThread(settings.model_copy(update={"signup": "closed"}), urls)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def closed_api(closed_server: ServerThread) -> AsyncIterator[GraphQLClient]:
+    async with httpx.AsyncClient(base_url=closed_server.base_url, timeout=30) as http:
+        yield GraphQLClient(http)
+
+
+async def _row_counts(container: Container) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    async with container.session_factory() as session:
+        for table in (UserRow, OrganizationRow, MembershipRow, RefreshTokenRow, AuditLogRow):
+            counts[table.__tablename__] = int(
+                await session.scalar(select(func.count()).select_from(table)) or 0
+            )
+    return counts
+
+
+def test_sign_up_is_open_unless_closed() -> None:
+    assert Settings(_env_file=None).signup == "open"
+    assert Settings(_env_file=None, signup="closed").signup == "closed"
+    with pytest.raises(ValueError, match="signup"):
+        Settings(_env_file=None, signup="invite-only")
+
+
+async def test_closed_sign_up_is_refused_and_writes_nothing(
+    closed_api: GraphQLClient, api: GraphQLClient, container: Container
+) -> None:
+    existing = await api.sign_up()  # through the open server
+    before = await _row_counts(container)
+    for email in (unique_email("closed"), existing.email):
+        body = await closed_api.execute(
+            SIGN_UP, {"input": {"email": email, "password": PASSWORD, "organizationName": None}}
+        )
+        assert body.get("errors"), body
+        [error] = cast(list[JSON], body["errors"])
+        # The same answer for a taken email: closed sign-up tells nobody who has an account.
+        assert cast(JSON, error["extensions"])["code"] == "SIGNUP_CLOSED", body
+        assert "ask an admin of your organisation" in str(error["message"]), body
+        assert body["data"] is None, body
+    assert await _row_counts(container) == before
+
+
+async def test_existing_accounts_log_in_refresh_and_join_organisations(
+    closed_api: GraphQLClient, api: GraphQLClient
+) -> None:
+    admin = await api.sign_up()
+    colleague = await api.sign_up()
+    session = await closed_api.log_in(admin.email)
+    me = await closed_api.data(ME, token=session.access_token)
+    assert cast(JSON, me["me"])["email"] == admin.email
+    refreshed = await closed_api.data(REFRESH, {"token": session.refresh_token})
+    assert cast(JSON, refreshed["refreshSession"])["accessToken"]
+    added = await closed_api.data(
+        ADD, {"e": colleague.email, "r": "EDITOR"}, token=session.access_token
+    )
+    assert cast(JSON, added["addMember"])["role"] == "EDITOR"
+    joined = await closed_api.log_in(colleague.email, admin.organization_id)
+    assert joined.organization_id == admin.organization_id
