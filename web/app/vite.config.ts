@@ -8,6 +8,12 @@ const api = process.env.FOUNDRY_API ?? "http://127.0.0.1:8000";
 export default defineConfig({
   plugins: [react()],
   build: { outDir: "dist", assetsDir: "assets", sourcemap: false },
-  server: { proxy: { "/graphql": { target: api, ws: true } } },
+  server: {
+    proxy: {
+      "/graphql": { target: api, ws: true },
+      // Downloads only: the screen's own /documents route stays the app's.
+      "^/documents/[^/]+/file$": { target: api },
+    },
+  },
   test: { environment: "jsdom", include: ["src/**/*.test.ts", "src/**/*.test.tsx"] },
 });

@@ -11,6 +11,7 @@ import {
   type DocumentFieldsFragment,
   type DocumentStatus,
 } from "../generated/graphql";
+import { downloadDocument } from "./download";
 import { STATUS_LABELS, formatBytes, formatDate } from "./format";
 import { UploadZone } from "./UploadZone";
 import { useDocumentEvents } from "./useDocumentEvents";
@@ -26,7 +27,7 @@ interface Live {
 }
 
 export function DocumentsScreen() {
-  const { info } = useApp();
+  const { session, info } = useApp();
   const canEdit = info.organization.role !== "VIEWER";
   const [filter, setFilter] = useState<DocumentStatus | "ALL">("ALL");
   const status = filter === "ALL" ? null : filter;
@@ -70,6 +71,14 @@ export function DocumentsScreen() {
   const [actionError, setActionError] = useState<ReturnType<typeof toAppError> | null>(null);
   const [, deleteDocument] = useMutation(DeleteDocumentDocument);
   const [, reprocessDocument] = useMutation(ReprocessDocumentDocument);
+  const [downloading, setDownloading] = useState<Set<string>>(new Set());
+  // Downloads still running when the screen goes away are cancelled (and saved nowhere).
+  const downloads = useRef<AbortController | null>(null);
+  useEffect(() => {
+    const controller = new AbortController();
+    downloads.current = controller;
+    return () => controller.abort();
+  }, []);
 
   const remember = useCallback(
     (document: DocumentFieldsFragment, progress: number | null = null) =>
@@ -131,6 +140,24 @@ export function DocumentsScreen() {
       cursor: next.pageInfo.endCursor,
       hasNext: next.pageInfo.hasNextPage,
     }));
+  }
+
+  async function download(document: DocumentFieldsFragment) {
+    const signal = downloads.current?.signal;
+    if (!signal || signal.aborted) return;
+    setActionError(null);
+    setDownloading((all) => new Set(all).add(document.id));
+    const result = await downloadDocument(session, document.downloadPath, document.filename, signal, info.organization.id);
+    if (signal.aborted) return;
+    setDownloading((all) => {
+      const rest = new Set(all);
+      rest.delete(document.id);
+      return rest;
+    });
+    if (result.ok || result.error.code === "CANCELLED") return;
+    setActionError(result.error);
+    // Deleted meanwhile (its event may not have arrived): the list no longer offers it.
+    if (result.error.code === "NOT_FOUND") refetch({ requestPolicy: "network-only" });
   }
 
   async function act() {
@@ -216,27 +243,38 @@ export function DocumentsScreen() {
                     {STATUS_LABELS[d.status]}
                     {d.status === "PROCESSING" && progress != null ? ` ${Math.round(progress * 100)}%` : ""}
                   </span>
-                  {canEdit && (
-                    <div className="row-actions">
-                      <button
-                        type="button"
-                        className="button secondary small"
-                        onClick={() => setConfirm({ kind: "reprocess", document: d })}
-                        disabled={d.status === "PENDING" || d.status === "PROCESSING"}
-                        aria-label={`Reprocess ${d.filename}`}
-                      >
-                        Reprocess
-                      </button>
-                      <button
-                        type="button"
-                        className="button danger small"
-                        onClick={() => setConfirm({ kind: "delete", document: d })}
-                        aria-label={`Delete ${d.filename}`}
-                      >
-                        Delete
-                      </button>
-                    </div>
-                  )}
+                  <div className="row-actions">
+                    <button
+                      type="button"
+                      className="button secondary small"
+                      onClick={() => void download(d)}
+                      disabled={downloading.has(d.id)}
+                      aria-label={`Download ${d.filename}`}
+                    >
+                      {downloading.has(d.id) ? "Downloading…" : "Download"}
+                    </button>
+                    {canEdit && (
+                      <>
+                        <button
+                          type="button"
+                          className="button secondary small"
+                          onClick={() => setConfirm({ kind: "reprocess", document: d })}
+                          disabled={d.status === "PENDING" || d.status === "PROCESSING"}
+                          aria-label={`Reprocess ${d.filename}`}
+                        >
+                          Reprocess
+                        </button>
+                        <button
+                          type="button"
+                          className="button danger small"
+                          onClick={() => setConfirm({ kind: "delete", document: d })}
+                          aria-label={`Delete ${d.filename}`}
+                        >
+                          Delete
+                        </button>
+                      </>
+                    )}
+                  </div>
                 </li>
               );
             })}
