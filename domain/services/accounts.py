@@ -23,6 +23,7 @@ from domain.entities import (
 )
 from domain.errors import (
     EmailTaken,
+    Forbidden,
     InvalidCredentials,
     InvalidRefreshToken,
     NotFound,
@@ -247,6 +248,12 @@ class AccountService:
         if chosen is None:
             if organization_id is not None:
                 raise NotFound("No such organization.")
+            if not self._signup_open:
+                # Closed sign-up makes no organisations: someone an admin removed does
+                # not get a workspace (and disk) of their own by logging in again.
+                raise Forbidden(
+                    "You are not a member of any organisation; ask an admin to add you."
+                )
             organization = await _found_organization(
                 uow,
                 user,

@@ -18,9 +18,19 @@ from infrastructure.database.models import (
     UserRow,
 )
 from infrastructure.settings import Settings
+from tests.api.test_login_after_removal import removed_from_their_only_organisation
 from tests.api.test_members import ADD
 from tests.conftest import ServerThread
-from tests.helpers import JSON, ME, PASSWORD, REFRESH, SIGN_UP, GraphQLClient, unique_email
+from tests.helpers import (
+    JSON,
+    LOG_IN,
+    ME,
+    PASSWORD,
+    REFRESH,
+    SIGN_UP,
+    GraphQLClient,
+    unique_email,
+)
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +98,21 @@ async def test_existing_accounts_log_in_refresh_and_join_organisations(
     assert cast(JSON, added["addMember"])["role"] == "EDITOR"
     joined = await closed_api.log_in(colleague.email, admin.organization_id)
     assert joined.organization_id == admin.organization_id
+
+
+async def test_closed_sign_up_gives_no_new_organisation_to_someone_removed_from_all(
+    closed_api: GraphQLClient, api: GraphQLClient, http: httpx.AsyncClient, container: Container
+) -> None:
+    """With sign-up open, such a log-in makes a personal organisation; closed, it is
+    refused and makes nothing: an admin's removal is not undone by logging in again."""
+    removed = await removed_from_their_only_organisation(api, http)
+    before = await _row_counts(container)
+    body = await closed_api.execute(
+        LOG_IN, {"input": {"email": removed.member.email, "password": PASSWORD}}
+    )
+    [error] = cast(list[JSON], body["errors"])
+    assert cast(JSON, error["extensions"])["code"] == "FORBIDDEN", body
+    assert "ask an admin to add you" in str(error["message"])
+    after = await _row_counts(container)
+    assert after["organizations"] == before["organizations"]
+    assert after["memberships"] == before["memberships"]
