@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from domain.errors import DomainError, NotFound
+from domain.errors import DomainError, NotFound, WeakPassword
 from domain.services.passwords import PasswordReset
 from infrastructure.cli_backends import running_backends, settings_from
 from infrastructure.container import BackendUrls, Container
@@ -85,12 +85,19 @@ def cmd_reset_password(args: argparse.Namespace) -> int:
         except NotFound as unknown:
             _say(f"{unknown.message} Nothing changed.", sys.stderr)
             return 1
-        except DomainError as refused:  # the password policy: WEAK_PASSWORD
+        except WeakPassword as refused:
             _say(
                 f"Password refused ({refused.code.value}): {refused.message} Nothing changed.",
                 sys.stderr,
             )
             return 2
+        except DomainError as failed:  # SERVICE_UNAVAILABLE: Redis or the database
+            _say(
+                f"Could not reset the password ({failed.code.value}): {failed.message} "
+                "Nothing changed; try again.",
+                sys.stderr,
+            )
+            return 1
     ended = "1 session" if reset.sessions_ended == 1 else f"{reset.sessions_ended} sessions"
     _say(f"Password reset for {reset.email}; {ended} ended (they must log in again).", sys.stdout)
     return 0

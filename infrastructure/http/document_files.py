@@ -106,6 +106,10 @@ class DocumentFiles:
                 open_stored, container.blobs, document.storage_key
             )
         except FileNotFoundError:
+            # Deleted since it was looked up (a delete removes the file after its commit):
+            # the same NOT_FOUND as any deleted id, not a lost file.
+            if await container.services.documents.get(principal, document_id) is None:
+                raise NotFound("No such document.") from None
             log.warning("download.stored_file_missing", document_id=str(document.id))
             raise StoredFileMissing() from None
         held.callback(os.close, opened.descriptor)

@@ -46,6 +46,11 @@ class LocalBlobStore:
                         head += chunk[: HEAD_BYTES - len(head)]
                     digest.update(chunk)
                     await asyncio.to_thread(handle.write, chunk)
+                # Its bytes on the disk now, before any transaction: the commit, which
+                # runs inside the upload's (under the organisation's quota lock, when a
+                # quota is set), then only renames and syncs folders.
+                await asyncio.to_thread(handle.flush)
+                await asyncio.to_thread(os.fsync, handle.fileno())
         except BaseException:
             path.unlink(missing_ok=True)
             raise
@@ -53,14 +58,14 @@ class LocalBlobStore:
 
     async def commit(self, staged: StagedBlob, key: str) -> None:
         """Durable before it returns: the database row that names the blob commits next,
-        and a crash must not leave that row pointing at an empty or missing file."""
+        and a crash must not leave that row pointing at an empty or missing file. (The
+        staged bytes were synced by :meth:`stage`; this syncs the new name.)"""
         await asyncio.to_thread(self._commit, self._staging / staged.token, self._path(key))
 
     def _commit(self, source: Path, target: Path) -> None:
         created = not target.parent.exists()
         target.parent.mkdir(mode=0o700, exist_ok=True)
-        _fsync(source)  # its bytes, before the name can point at them
-        os.replace(source, target)
+        os.replace(source, target)  # its bytes were synced when staged
         _fsync(target.parent)  # the new name
         if created:
             _fsync(self._blobs)  # the organisation's new folder

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -13,10 +14,13 @@ from urllib.parse import quote
 
 import httpx
 import jwt
+import pytest
 from fpdf import FPDF
 from PIL import Image
 
+from domain.ingestion.ports import BlobStore
 from infrastructure.container import BackendUrls
+from infrastructure.http import document_files
 from infrastructure.http.document_files import (
     CHUNK_BYTES,
     OpenedFile,
@@ -164,6 +168,31 @@ async def test_a_deleted_document_is_gone(http: httpx.AsyncClient, api: GraphQLC
     assert (await http.get(url, headers=_auth(account.access_token))).status_code == 200
     assert (await api.data(DELETE, {"id": document_id}, account.access_token))["deleteDocument"]
     response = await http.get(url, headers=_auth(account.access_token))
+    assert (response.status_code, response.json()) == (404, NOT_FOUND)
+
+
+async def test_a_document_deleted_while_its_download_starts_is_not_found(
+    http: httpx.AsyncClient, api: GraphQLClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Looked up, then deleted (its file removed) before the file is opened: the same
+    NOT_FOUND as any deleted id, not STORED_FILE_MISSING ("the row exists")."""
+    account = await api.sign_up()
+    document_id = await _upload(http, account.access_token, "gone.txt", b"gone", "text/plain")
+    opening, go_on = threading.Event(), threading.Event()
+    real_open = document_files.open_stored
+
+    def open_after_the_delete(blobs: BlobStore, key: str) -> document_files.OpenedFile:
+        opening.set()
+        go_on.wait(10)
+        return real_open(blobs, key)
+
+    monkeypatch.setattr(document_files, "open_stored", open_after_the_delete)
+    url = f"/documents/{document_id}/file"
+    download = asyncio.create_task(http.get(url, headers=_auth(account.access_token)))
+    assert await asyncio.to_thread(opening.wait, 10)
+    assert (await api.data(DELETE, {"id": document_id}, account.access_token))["deleteDocument"]
+    go_on.set()
+    response = await download
     assert (response.status_code, response.json()) == (404, NOT_FOUND)
 
 

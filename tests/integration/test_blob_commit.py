@@ -1,5 +1,5 @@
 """Storing a blob: the whole file under its key, private, in a private folder of its
-organisation, and nothing left in staging (the commit syncs the file and its folder to
+organisation, and nothing left in staging (staging syncs the file and the commit its folder to
 the disk before the database row that names it commits); and when the row's commit
 fails, the blob goes only once it is sure the row did not commit after all."""
 
@@ -11,6 +11,8 @@ import stat
 import uuid
 from collections.abc import AsyncIterator, Collection
 from pathlib import Path
+
+import pytest
 
 from domain.entities import Document, DocumentEvent, Principal, Role
 from domain.errors import ServiceUnavailable
@@ -174,3 +176,27 @@ async def test_a_blob_whose_row_cannot_be_looked_for_is_kept(
     assert isinstance(result.error, ServiceUnavailable)
     assert row is None
     assert len(_stored_blobs(tmp_path)) == 1
+
+
+async def test_a_files_bytes_are_synced_when_staged_so_the_commit_only_renames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit runs inside the upload's transaction, under the organisation's quota
+    lock when a quota is set: syncing a 50 MB file there would hold every other upload of
+    the organisation. So the bytes are synced while staging, and the commit syncs only
+    folders."""
+    blobs = LocalBlobStore(tmp_path)
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording(fd: int) -> None:
+        mode = os.fstat(fd).st_mode
+        synced.append("folder" if stat.S_ISDIR(mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    staged = await blobs.stage(_incoming(os.urandom(READ_SIZE + 1)), max_bytes=READ_SIZE + 1)
+    assert synced == ["file"]
+    synced.clear()
+    await blobs.commit(staged, f"{uuid.uuid4()}/{uuid.uuid4()}")
+    assert synced and set(synced) == {"folder"}

@@ -47,16 +47,16 @@ def _env(settings: Settings) -> dict[str, str]:
 
 
 async def _reset(
-    settings: Settings, email: str, stdin: str | None
+    settings: Settings, email: str, stdin: str | None, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """The command with --password-stdin and ``stdin`` as its input, or (None) without
-    that option and with no terminal."""
+    that option and with no terminal; ``env`` overrides settings."""
     args = [*COMMAND, "--email", email, *(["--password-stdin"] if stdin is not None else [])]
     return await asyncio.to_thread(
         subprocess.run,
         args,
         input=stdin if stdin is not None else "",
-        env=_env(settings),
+        env={**_env(settings), **env},
         capture_output=True,
         text=True,
         timeout=120,
@@ -239,3 +239,20 @@ async def test_at_a_terminal_the_password_is_typed_twice(
     assert NEW_PASSWORD not in shown  # not echoed
     await api.data(LOG_IN, log_in(account.email, NEW_PASSWORD))
     assert await api.error_code(LOG_IN, log_in(account.email)) == "INVALID_CREDENTIALS"
+
+
+async def test_sessions_that_cannot_be_ended_fail_the_reset_and_change_nothing(
+    api: GraphQLClient, settings: Settings
+) -> None:
+    """Redis refuses: the sessions could not be ended, so nothing is changed, and the
+    operator is told to try again (exit 1), not that the password was refused."""
+    account = await api.sign_up()
+
+    reset = await _reset(
+        settings, account.email, f"{NEW_PASSWORD}\n", FOUNDRY_REDIS_URL="redis://127.0.0.1:1/0"
+    )
+
+    assert reset.returncode == 1, reset.stderr
+    assert "Password refused" not in reset.stderr
+    assert "Nothing changed" in reset.stderr and "try again" in reset.stderr, reset.stderr
+    await _still_works(api, account)

@@ -29,7 +29,7 @@ const MESSAGES: Record<string, string> = {
   DOCUMENT_TOO_LARGE: "The document is too long to process.",
   PROCESSING_TIMEOUT: "Processing took too long. Try reprocessing it.",
   PROCESSING_FAILED: "The document could not be processed. Try reprocessing it later.",
-  STORED_FILE_MISSING: "The server lost the uploaded file. Upload it again.",
+  STORED_FILE_MISSING: "The server lost the uploaded file. Delete this document, then upload the file again.",
   EMBEDDING_UNAVAILABLE: "The indexing service was unavailable. Try reprocessing it later.",
   EMBEDDING_REJECTED: "The indexing service refused the document. Ask an admin to check the settings.",
   LLM_UNAVAILABLE: "The answering service is unavailable. Try again shortly.",
