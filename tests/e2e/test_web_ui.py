@@ -48,6 +48,7 @@ def test_sign_up_upload_ask_and_open_a_citation_in_a_browser(tmp_path: Path) -> 
     document = tmp_path / "lighthouse.md"
     document.write_text(DOCUMENT, encoding="utf-8")
     screenshots = tmp_path / "screenshots"
+    downloads = tmp_path / "downloads"
     server = FoundryProcess(tmp_path / "state")
     try:
         server.wait_ready(timeout=180)
@@ -62,6 +63,7 @@ def test_sign_up_upload_ask_and_open_a_citation_in_a_browser(tmp_path: Path) -> 
                 "E2E_QUESTION": "Who built the Zorblax lighthouse?",
                 "E2E_EXPECT": "Marisol Teague",
                 "E2E_SCREENSHOTS": str(screenshots),
+                "E2E_DOWNLOADS": str(downloads),
                 "CHROMIUM": chromium,
             },
             capture_output=True,
@@ -86,6 +88,7 @@ def test_sign_up_upload_ask_and_open_a_citation_in_a_browser(tmp_path: Path) -> 
         "empty_state_shown",
         "upload_error_shown",
         "document_ready",
+        "document_downloaded",
         "asked",
         "answer_streamed",
         "citation_opened",
@@ -99,6 +102,11 @@ def test_sign_up_upload_ask_and_open_a_citation_in_a_browser(tmp_path: Path) -> 
     # A refused file shows its own error, in plain words and with its code.
     assert "not supported" in seen["uploadErrorText"]
     assert "(UNSUPPORTED_FILE_TYPE)" in seen["uploadErrorText"]
+    # Its Download button gave the browser the original file: its name and its very bytes.
+    assert seen["downloadedFilename"] == "lighthouse.md"
+    downloaded = Path(seen["downloadedPath"])
+    assert downloaded.parent == downloads
+    assert downloaded.read_bytes() == document.read_bytes()
     # Tokens arrived one after another: the visible answer grew through several versions.
     partial = [text for text in seen["snapshots"] if not text.startswith("Finding")]
     assert len(partial) >= 2, seen["snapshots"]

@@ -1,14 +1,16 @@
 // End-to-end flow in headless Chromium (Debian's package, never a downloaded browser)
-// against a running `foundry up`: sign up, upload, see READY, ask, see tokens stream,
-// open a citation, add a colleague, log out; the colleague logs in and switches to the
-// shared organisation, changes their password on the Account screen and logs in with
-// the new one. Prints one JSON line with what it saw; exits 1 on failure.
+// against a running `foundry up`: sign up, upload, see READY, download the file back, ask,
+// see tokens stream, open a citation, add a colleague, log out; the colleague logs in and
+// switches to the shared organisation, changes their password on the Account screen and
+// logs in with the new one. Prints one JSON line with what it saw; exits 1 on failure.
 //
 // Environment: FOUNDRY_URL (required), E2E_DOCUMENT (file to upload), E2E_QUESTION,
 // E2E_EXPECT (text the cited snippet must contain), E2E_SCREENSHOTS (directory),
-// CHROMIUM (default /usr/bin/chromium).
+// E2E_DOWNLOADS (directory the downloaded file is saved in; default a new one under the
+// system's temporary directory), CHROMIUM (default /usr/bin/chromium).
 import { chromium } from "playwright-core";
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 
 const baseUrl = required("FOUNDRY_URL");
@@ -16,6 +18,7 @@ const documentPath = required("E2E_DOCUMENT");
 const question = required("E2E_QUESTION");
 const expected = required("E2E_EXPECT");
 const shots = process.env.E2E_SCREENSHOTS ?? "e2e-screenshots";
+const downloads = process.env.E2E_DOWNLOADS ?? mkdtempSync(join(tmpdir(), "foundry-e2e-downloads-"));
 const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const READY_TIMEOUT = Number(process.env.E2E_READY_TIMEOUT_MS ?? 240_000);
 const STEP_TIMEOUT = 60_000;
@@ -34,10 +37,12 @@ const step = (name, detail = {}) => {
 };
 
 mkdirSync(shots, { recursive: true });
+mkdirSync(downloads, { recursive: true });
 const browser = await chromium.launch({ executablePath, headless: true, args: ["--no-sandbox"] });
 let failed = null;
 try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  // acceptDownloads is Playwright's default; said here because the download step needs it.
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, acceptDownloads: true });
   const page = await context.newPage();
   page.setDefaultTimeout(STEP_TIMEOUT);
   page.on("console", (message) => {
@@ -63,17 +68,18 @@ try {
   await page.getByText("No documents yet.").waitFor();
   step("empty_state_shown");
 
-  // Drag and drop the real document onto the drop zone.
+  // Drag and drop the real document onto the drop zone: its bytes as they are on disk.
   const name = basename(documentPath);
-  const content = readFileSync(documentPath, "utf8");
+  const uploaded = readFileSync(documentPath);
   await page.getByTestId("dropzone").evaluate(
     (zone, file) => {
+      const bytes = Uint8Array.from(atob(file.base64), (c) => c.charCodeAt(0));
       const transfer = new DataTransfer();
-      transfer.items.add(new File([file.content], file.name, { type: "text/markdown" }));
+      transfer.items.add(new File([bytes], file.name, { type: "text/markdown" }));
       zone.dispatchEvent(new DragEvent("dragover", { bubbles: true, cancelable: true, dataTransfer: transfer }));
       zone.dispatchEvent(new DragEvent("drop", { bubbles: true, cancelable: true, dataTransfer: transfer }));
     },
-    { name, content },
+    { name, base64: uploaded.toString("base64") },
   );
   // And a file the server refuses, through the file picker: its error shows with its code.
   await page.locator('input[type="file"]').setInputFiles({
@@ -89,6 +95,25 @@ try {
   await row.locator(".badge", { hasText: "Ready" }).waitFor({ timeout: READY_TIMEOUT });
   step("document_ready");
   await shoot("documents");
+
+  // Its Download button saves the original file: the browser's own download, named as
+  // uploaded and byte for byte what was uploaded.
+  const downloadButton = row.getByRole("button", { name: `Download ${name}`, exact: true });
+  // Together, so a click that fails leaves no waiter to reject unhandled once the browser closes.
+  const [download] = await Promise.all([page.waitForEvent("download"), downloadButton.click()]);
+  const downloadedFilename = download.suggestedFilename();
+  if (downloadedFilename !== name) throw new Error(`downloaded as ${JSON.stringify(downloadedFilename)}, not ${JSON.stringify(name)}`);
+  const downloadFailure = await download.failure();
+  if (downloadFailure) throw new Error(`the download of ${name} failed: ${downloadFailure}`);
+  const downloadedPath = join(downloads, name);
+  await download.saveAs(downloadedPath);
+  const downloaded = readFileSync(downloadedPath);
+  if (!downloaded.equals(uploaded)) {
+    throw new Error(`the downloaded ${name} (${downloaded.length} bytes) differs from the uploaded one (${uploaded.length} bytes)`);
+  }
+  // The screen is done with it: the button is back from "Downloading…".
+  await downloadButton.and(page.locator(":enabled")).waitFor();
+  step("document_downloaded", { downloadedFilename, downloadedPath, downloadedBytes: downloaded.length });
 
   // Ask in a new chat; record every version of the streamed answer.
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Chat" }).click();
