@@ -4,18 +4,12 @@ a follow-up rewritten with its chat's history never enters or leaves the cache."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import cast
-
-import httpx
-import pytest
 
 from domain.answers.condense import condense_locally
 from domain.answers.ports import Turn
 from domain.chats.entities import MessageRole
-from infrastructure.container import BackendUrls
 from infrastructure.observability.answer_metrics import ANSWER_CACHE
-from infrastructure.settings import Settings
 from tests.api.test_answers_api import MESSAGES, ask, events_of, new_chat
 from tests.conftest import ServerThread, WorkerProcess
 from tests.helpers import JSON, GraphQLClient
@@ -40,20 +34,6 @@ def counted(before: dict[str, float], **expected: int) -> None:
     assert {key: after[key] - before[key] for key in after} == {
         key: expected.get(key, 0) for key in after
     }
-
-
-@pytest.fixture(scope="module")
-def cached_server(settings: Settings, urls: BackendUrls) -> Iterator[ServerThread]:
-    server = ServerThread(settings.model_copy(update={"answer_cache_enabled": True}), urls)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def cached_api(cached_server: ServerThread) -> AsyncIterator[GraphQLClient]:
-    async with httpx.AsyncClient(base_url=cached_server.base_url, timeout=60) as http:
-        yield GraphQLClient(http)
 
 
 async def test_repeated_and_similar_questions_are_answered_from_the_cache(

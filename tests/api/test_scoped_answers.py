@@ -5,16 +5,11 @@ mixes scoped and unscoped answers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import cast
 
-import httpx
-import pytest
 from gql import Client, gql
 
 from domain.answers.prompt import NO_ANSWER_TEXT
-from infrastructure.container import BackendUrls
-from infrastructure.settings import Settings
 from tests.api.test_answer_cache import counted, lookups
 from tests.api.test_answers_api import MESSAGE_FIELDS, MESSAGES, new_chat, transport
 from tests.conftest import ServerThread, WorkerProcess
@@ -154,20 +149,6 @@ async def test_too_many_document_ids_are_refused_as_search_refuses_them(
     assert cast(JSON, chat["messages"])["edges"] == []
     # As many as search takes are fine.
     assert (await ask(api, token, chat_id, QUESTION, ids[:100]))["content"] == NO_ANSWER_TEXT
-
-
-@pytest.fixture(scope="module")
-def cached_server(settings: Settings, urls: BackendUrls) -> Iterator[ServerThread]:
-    server = ServerThread(settings.model_copy(update={"answer_cache_enabled": True}), urls)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def cached_api(cached_server: ServerThread) -> AsyncIterator[GraphQLClient]:
-    async with httpx.AsyncClient(base_url=cached_server.base_url, timeout=60) as http:
-        yield GraphQLClient(http)
 
 
 async def test_the_answer_cache_never_mixes_scoped_and_unscoped_answers(
