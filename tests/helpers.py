@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -15,6 +16,8 @@ import httpx
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
+from domain.entities import DocumentEvent, Principal, Role
+from domain.services.accounts import RequestOrigin
 from infrastructure.container import BackendUrls, Container
 from infrastructure.database.migrate import upgrade_to_head
 from infrastructure.embedded import EmbeddedPostgres
@@ -267,3 +270,27 @@ async def terminate_backend(connection: asyncpg.Connection, admin_dsn: str) -> N
         if connection.is_closed():
             return
         await asyncio.sleep(0.01)
+
+
+class Silent:
+    """The job queue and event bus of a service a test builds itself: nothing leaves."""
+
+    async def enqueue_ingest(self, document_id: uuid.UUID, organization_id: uuid.UUID) -> None:
+        pass
+
+    async def waiting(self, document_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+        return set()
+
+    async def publish(self, event: DocumentEvent) -> None:
+        pass
+
+    def subscribe(self, organization_id: uuid.UUID) -> AsyncIterator[DocumentEvent]:
+        raise NotImplementedError
+
+
+async def new_admin(container: Container, label: str) -> Principal:
+    """The admin of a new organisation, signed up through the service."""
+    session = await container.services.accounts.sign_up(
+        unique_email(label), PASSWORD, None, RequestOrigin()
+    )
+    return Principal(session.user.id, session.organization.id, Role.ADMIN, uuid.uuid4())

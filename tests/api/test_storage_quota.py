@@ -6,24 +6,29 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Collection, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import cast
 
 import httpx
 import pytest
 
-from domain.entities import DocumentEvent, Principal, Role
+from domain.entities import Principal, Role
 from domain.errors import QuotaExceeded
 from domain.ingestion.ports import IncomingFile, StagedBlob, StorageUsage
-from domain.services.accounts import RequestOrigin
 from domain.services.documents import DocumentService, UploadLimits, readable_size
 from infrastructure.clock import SystemClock
 from infrastructure.container import BackendUrls, Container
 from infrastructure.settings import Settings
 from infrastructure.storage.local_blobs import LocalBlobStore
 from tests.conftest import ServerThread
-from tests.helpers import JSON, PASSWORD, GraphQLClient, unique_email, upload_outcomes
+from tests.helpers import (
+    JSON,
+    GraphQLClient,
+    Silent,
+    new_admin,
+    upload_outcomes,
+)
 
 MAX_BYTES = 1_000
 MAX_DOCUMENTS = 3
@@ -151,22 +156,6 @@ async def test_concurrent_requests_for_the_last_bytes_store_one_file(
 # row inserted, not committed) while the second checks the quota.
 
 
-class _Quiet:
-    """Job queue and event bus of these uploads: nothing leaves the test."""
-
-    async def enqueue_ingest(self, document_id: uuid.UUID, organization_id: uuid.UUID) -> None:
-        pass
-
-    async def waiting(self, document_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
-        return set()
-
-    async def publish(self, event: DocumentEvent) -> None:
-        pass
-
-    def subscribe(self, organization_id: uuid.UUID) -> AsyncIterator[DocumentEvent]:
-        raise NotImplementedError
-
-
 class _SlowFirstCommit(LocalBlobStore):
     """Its first commit (made inside the upload's transaction, after the row is inserted)
     says it started, then takes a second."""
@@ -198,12 +187,9 @@ def _incoming(size: int) -> IncomingFile:
 async def test_an_upload_waits_for_one_in_flight_and_sees_its_bytes(
     container: Container, tmp_path: Path
 ) -> None:
-    session = await container.services.accounts.sign_up(
-        unique_email("quota"), PASSWORD, None, RequestOrigin()
-    )
-    principal = Principal(session.user.id, session.organization.id, Role.ADMIN, uuid.uuid4())
+    principal = await new_admin(container, "quota")
     blobs = _SlowFirstCommit(tmp_path)
-    quiet = _Quiet()
+    quiet = Silent()
     service = DocumentService(
         uow_factory=container.uow_factory,
         blobs=blobs,
@@ -218,4 +204,4 @@ async def test_an_upload_waits_for_one_in_flight_and_sees_its_bytes(
     [won] = await first
     assert won.document is not None and won.error is None
     assert isinstance(second.error, QuotaExceeded), second
-    assert await _usage(container, str(session.organization.id)) == StorageUsage(1, 600)
+    assert await _usage(container, str(principal.organization_id)) == StorageUsage(1, 600)

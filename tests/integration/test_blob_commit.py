@@ -9,21 +9,19 @@ import hashlib
 import os
 import stat
 import uuid
-from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 
 import pytest
 
-from domain.entities import Document, DocumentEvent, Principal, Role
+from domain.entities import Document, Principal
 from domain.errors import ServiceUnavailable
 from domain.ingestion.ports import IncomingFile
-from domain.services.accounts import RequestOrigin
 from domain.services.documents import DocumentService, UploadLimits, UploadResult
 from infrastructure.clock import SystemClock
 from infrastructure.container import Container
 from infrastructure.database.uow import SqlUnitOfWork, SqlUnitOfWorkFactory, UnitOfWorkOptions
 from infrastructure.storage.local_blobs import READ_SIZE, LocalBlobStore
-from tests.helpers import PASSWORD, unique_email
+from tests.helpers import Silent, new_admin
 
 
 def _incoming(data: bytes) -> IncomingFile:
@@ -70,22 +68,6 @@ async def test_a_committed_blob_is_complete_private_and_leaves_no_staging_file(
 # When the upload's commit fails, its blob goes only once it is sure the row did not commit.
 
 
-class _Recorded:
-    """The job queue and event bus of these uploads: nothing leaves the test."""
-
-    async def enqueue_ingest(self, document_id: uuid.UUID, organization_id: uuid.UUID) -> None:
-        pass
-
-    async def waiting(self, document_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
-        return set()
-
-    async def publish(self, event: DocumentEvent) -> None:
-        pass
-
-    def subscribe(self, organization_id: uuid.UUID) -> AsyncIterator[DocumentEvent]:
-        raise NotImplementedError
-
-
 class _CommitFails(SqlUnitOfWorkFactory):
     """Tenant transactions whose commit loses the connection: after the server committed
     (``server_commits``: the reply was lost) or before the COMMIT reached it; with
@@ -122,12 +104,9 @@ async def _upload_with(
     container: Container, factory: _CommitFails, storage: Path
 ) -> tuple[UploadResult, Document | None, LocalBlobStore]:
     """Upload one file through ``factory``; the result, the row (if any) and the store."""
-    session = await container.services.accounts.sign_up(
-        unique_email("blob"), PASSWORD, None, RequestOrigin()
-    )
-    principal = Principal(session.user.id, session.organization.id, Role.ADMIN, uuid.uuid4())
+    principal = await new_admin(container, "blob")
     blobs = LocalBlobStore(storage)
-    recorded = _Recorded()
+    recorded = Silent()
     service = DocumentService(
         uow_factory=factory,
         blobs=blobs,
