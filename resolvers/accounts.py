@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from functools import partial
 
 import strawberry
 
@@ -37,7 +38,16 @@ async def log_in(info: Info, input: LogInInput) -> AuthPayload:
         parse_id(input.organization_id, "organization") if input.organization_id else None
     )
     session = await ctx.services.accounts.log_in(
-        input.email, input.password, organization_id, ctx.origin
+        input.email,
+        input.password,
+        organization_id,
+        ctx.origin,
+        # A log-in that makes a personal organisation (its user was removed from every
+        # one) spends the sign-up budget, as signUp does: otherwise being removed and
+        # logging in again would make organisations faster than sign-up allows.
+        charge_new_organization=partial(
+            ctx.rate_limiter.hit, Budget.SIGNUP_IP, client_address_key(ctx.client_ip)
+        ),
     )
     return AuthPayload.from_domain(session)
 

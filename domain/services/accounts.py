@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NoReturn
@@ -159,12 +160,22 @@ class AccountService:
         return session
 
     async def log_in(
-        self, email: str, password: str, organization_id: UUID | None, origin: RequestOrigin
+        self,
+        email: str,
+        password: str,
+        organization_id: UUID | None,
+        origin: RequestOrigin,
+        *,
+        charge_new_organization: Callable[[], Awaitable[None]] | None = None,
     ) -> IssuedSession:
         """Argon2 runs with no connection held: a burst of wrong passwords must not keep
         the pool's connections (and transactions) open while it hashes. The transaction
         that starts the session reads the hash again, and a hash changed meanwhile (a
-        concurrent log-in's rehash, a new password) is verified again."""
+        concurrent log-in's rehash, a new password) is verified again.
+
+        ``charge_new_organization`` runs before a log-in makes a personal organisation
+        (see _open_session), so that it costs what a sign-up does; what it raises
+        (RateLimited) refuses the log-in, and nothing is written."""
         try:
             email = normalize_email(email)
         except ValidationFailed:
@@ -180,7 +191,12 @@ class AccountService:
                 current = await uow.users.find_credentials(email, lock=True)
                 if current is not None and current.password_hash == verified.verified_hash:
                     return await self._open_session(
-                        uow, current.user, verified.new_hash, organization_id, origin
+                        uow,
+                        current.user,
+                        verified.new_hash,
+                        organization_id,
+                        origin,
+                        charge_new_organization=charge_new_organization,
                     )
             credentials = current
         async with self._uow_factory.system() as uow:
@@ -234,6 +250,8 @@ class AccountService:
         new_hash: str | None,
         organization_id: UUID | None,
         origin: RequestOrigin,
+        *,
+        charge_new_organization: Callable[[], Awaitable[None]] | None = None,
     ) -> IssuedSession:
         """The log-in's session, in ``uow`` (which holds the user's row locked), committed.
 
@@ -254,6 +272,8 @@ class AccountService:
                 raise Forbidden(
                     "You are not a member of any organisation; ask an admin to add you."
                 )
+            if charge_new_organization is not None:
+                await charge_new_organization()
             organization = await _found_organization(
                 uow,
                 user,

@@ -15,6 +15,8 @@ import httpx
 import pytest
 
 from infrastructure.container import BackendUrls
+from infrastructure.settings import Settings
+from tests.api.test_rate_limits import start_limited_server
 from tests.helpers import JSON, LOG_IN, PASSWORD, Account, GraphQLClient, upload_outcomes
 
 REMOVE = "mutation($u: ID!) { removeMember(userId: $u) }"
@@ -166,3 +168,39 @@ async def test_two_log_ins_at_once_make_one_organisation(
         "auth.organization_created",
     )
     assert created == 1
+
+
+async def test_a_log_in_that_makes_an_organisation_spends_the_sign_up_budget(
+    api: GraphQLClient,
+    http: httpx.AsyncClient,
+    settings: Settings,
+    urls: BackendUrls,
+    database: asyncpg.Connection,
+) -> None:
+    """Otherwise being removed and logging in again would make organisations faster than
+    signUp may: with one sign-up an hour per address, the second such log-in is refused
+    and makes nothing."""
+    first = await removed_from_their_only_organisation(api, http)
+    second = await removed_from_their_only_organisation(api, http)
+    limited = start_limited_server(settings, urls, {"signup_ip": "1/3600"})
+    try:
+        async with httpx.AsyncClient(base_url=limited.base_url, timeout=30) as client:
+            limited_api = GraphQLClient(client)
+            for removed in (first, second):
+                credentials = {"email": removed.member.email, "password": PASSWORD}
+                body = await limited_api.execute(LOG_IN, {"input": credentials})
+                outcomes = [
+                    cast(JSON, error["extensions"])["code"]
+                    for error in cast(list[JSON], body.get("errors") or [])
+                ]
+                if removed is first:
+                    assert outcomes == [], body
+                else:
+                    assert outcomes == ["RATE_LIMITED"], body
+    finally:
+        limited.stop()
+    # The refused one still has no organisation: nothing was made for it.
+    memberships = await database.fetchval(
+        "SELECT count(*) FROM memberships WHERE user_id = $1", uuid.UUID(second.member.user_id)
+    )
+    assert memberships == 0
