@@ -54,6 +54,10 @@ class _CloseContainer(Middleware):
                 thread.run_coroutine(self._container.aclose())
 
 
+# How often the main thread wakes to run a signal handler that no wait let in.
+STOP_POLL_SECONDS = 0.2
+
+
 async def watchdog_loop(container: Container, ingestion: IngestionService, interval: float) -> None:
     """Every interval, one worker (a Redis lock decides which) recovers stuck documents;
     now and then it prunes ended sessions' refresh tokens too."""
@@ -137,7 +141,12 @@ def run_worker(settings: Settings, urls: BackendUrls) -> int:
         watchdog_loop(container, ingestion, settings.watchdog_interval_seconds), loop_thread.loop
     )
     log.info("worker.started", threads=settings.worker_threads, embedder=settings.embedder)
-    stop.wait()
+    # Woken now and then: Python runs a signal's handler in the main thread only when that
+    # thread runs Python code, and a SIGTERM the kernel hands to another of the process's
+    # threads interrupts no wait here, so one endless wait could miss it for good (seen
+    # in CI: a worker still running 30 s after its SIGTERM, never logging worker.stopping).
+    while not stop.wait(STOP_POLL_SECONDS):
+        pass
     log.info("worker.stopping")
     watchdog.cancel()
     worker.stop(timeout=settings.shutdown_grace_seconds * 1000)
