@@ -163,7 +163,7 @@ class SqlDocumentRepository:
             await self._session.execute(
                 select(func.count(), func.coalesce(func.sum(DocumentRow.size_bytes), 0)).where(
                     DocumentRow.organization_id == organization_id,
-                    DocumentRow.status != DocumentStatus.DELETED.value,
+                    DocumentRow.status.in_([s.value for s in LIVE]),
                 )
             )
         ).one()
