@@ -350,6 +350,7 @@ class Budget(StrEnum):
     REPROCESS_ORGANIZATION = "reprocess_org"
     CHATS_USER = "chats_user"
     MEMBERS_USER = "members_user"
+    DOWNLOAD_USER = "download_user"
     # Concurrency limits: slots held while something stays open, not a rate.
     WEBSOCKETS_USER = "ws_connections_user"
     SUBSCRIPTIONS_USER = "subscriptions_user"

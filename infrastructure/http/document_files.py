@@ -90,6 +90,10 @@ class DocumentFiles:
         self, request: Request, container: Container, held: AsyncExitStack
     ) -> Response:
         principal = await authenticate(request, container.services)
+        # Every try counts, an unknown id too, like the other per-user budgets.
+        await container.rate_limiter.hit(
+            Budget.DOWNLOAD_USER, str(principal.user_id), principal.role
+        )
         # Each download holds one of the user's connection slots (ws_connections_user,
         # which uploads and WebSockets share) for as long as it streams.
         await held.enter_async_context(

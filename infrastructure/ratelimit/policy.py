@@ -41,6 +41,10 @@ DEFAULT_LIMITS: Mapping[Budget, str] = {
     # Onboarding a team fits in the burst; beyond it, one a minute keeps addMember's
     # account lookup from serving as a fast account-existence probe.
     Budget.MEMBERS_USER: "60/3600",
+    # Each download reads a whole original file from disk (up to UPLOAD_MAX_FILE_BYTES):
+    # a person opens a few, and a script fetching a whole library gets a burst, then one
+    # every 2 s, so one account cannot keep the disk and the network busy for everyone.
+    Budget.DOWNLOAD_USER: "300/600",
     Budget.WEBSOCKETS_USER: "20",
     Budget.SUBSCRIPTIONS_USER: "100",
 }

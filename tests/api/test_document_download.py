@@ -292,6 +292,43 @@ async def test_downloads_at_once_are_bounded_by_the_users_connection_slots(
         server.stop()
 
 
+async def test_downloads_spend_the_users_download_budget(
+    settings: Settings, urls: BackendUrls
+) -> None:
+    """download_user counts every try per user, an unknown id too; past it a download is
+    429 RATE_LIMITED with Retry-After, and other members still get their files."""
+    server = start_limited_server(settings, urls, {"download_user": "2/3600"})
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+            api = GraphQLClient(http)
+            owner = await api.sign_up()
+            data = f"soundings {uuid.uuid4()}".encode()
+            document_id = await _upload(http, owner.access_token, "s.txt", data, "text/plain")
+            url = f"/documents/{document_id}/file"
+            first = await http.get(url, headers=_auth(owner.access_token))
+            assert (first.status_code, first.content) == (200, data)
+            unknown = await http.get(
+                f"/documents/{uuid.uuid4()}/file", headers=_auth(owner.access_token)
+            )
+            assert unknown.status_code == 404
+            refused = await http.get(url, headers=_auth(owner.access_token))
+            assert refused.status_code == 429, refused.text
+            extensions = cast(JSON, _error(refused)["extensions"])
+            assert extensions["code"] == "RATE_LIMITED"
+            assert refused.headers["retry-after"] == str(extensions["retryAfter"])
+            # Another member, and an API key (a budget of its own, as for every
+            # per-user budget), still get the file.
+            colleague = await api.sign_up()
+            await api.add_member(owner, colleague.email, "VIEWER")
+            viewer = await api.log_in(colleague.email, owner.organization_id)
+            key, _ = await create_key(api, owner, role="VIEWER", name="mirror")
+            for token in (viewer.access_token, key):
+                other = await http.get(url, headers=_auth(token))
+                assert (other.status_code, other.content) == (200, data)
+    finally:
+        server.stop()
+
+
 async def test_a_cross_origin_client_can_read_the_filename(
     settings: Settings, urls: BackendUrls, http: httpx.AsyncClient, api: GraphQLClient
 ) -> None:
