@@ -1,5 +1,5 @@
 """`foundry` command line: up, serve, migrate, worker, ingest, reembed, storage-check,
-reset-password, schema export."""
+reset-password, create-account, schema export."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from infrastructure import security_gate
 from infrastructure.cli_backends import running_backends, settings_from, start_backends
+from infrastructure.cli_create_account import add_create_account_parser
 from infrastructure.cli_errors import CommandFailed, root_cause, settings_problems, unreachable
 from infrastructure.cli_maintenance import cmd_reembed, cmd_schema_export, cmd_storage_check
 from infrastructure.cli_reset_password import add_reset_password_parser
@@ -255,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.set_defaults(func=cmd_ingest)
     add_reset_password_parser(commands)
+    add_create_account_parser(commands)
     schema = commands.add_parser("schema", help="the GraphQL schema").add_subparsers(
         dest="schema_command", required=True
     )

@@ -70,6 +70,22 @@ class _Verified:
 
 
 @dataclass(frozen=True, slots=True)
+class CreatedAccount:
+    """What an operator's `foundry create-account` made: the account, and the
+    organisation (new, or the one named) it is a member of, with its role there."""
+
+    user_id: UUID
+    email: str
+    organization_id: UUID
+    organization_name: str
+    role: Role
+
+
+# Audit details of what an operator did from the command line (no user is the actor).
+_BY_OPERATOR = {"by": "operator"}
+
+
+@dataclass(frozen=True, slots=True)
 class RequestOrigin:
     """Where a request came from, for the audit log."""
 
@@ -86,6 +102,14 @@ def _personal_organization_name(email: str, organization_name: str | None) -> st
     )
 
 
+async def _add_account(uow: UnitOfWork, user: User, password_hash: str) -> None:
+    """``user``, new, in ``uow``, not committed; EmailTaken when its email is used (seen
+    here, or an account added meanwhile, which the unique email refuses)."""
+    if await uow.users.find_by_email(user.email) is not None:
+        raise EmailTaken()
+    await uow.users.add(user, password_hash)
+
+
 async def _found_organization(
     uow: UnitOfWork,
     user: User,
@@ -94,15 +118,25 @@ async def _found_organization(
     action: str,
     origin: RequestOrigin,
     now: datetime,
+    by_operator: bool = False,
 ) -> Organization:
     """A new organisation named ``name`` with ``user`` as its admin, audited in it as
     ``action`` (``auth.sign_up``, or ``auth.organization_created`` for a log-in of a
-    user left in no organisation); in ``uow``, not committed."""
+    user left in no organisation); in ``uow``, not committed. ``by_operator``: an
+    operator made the account (`foundry create-account`), so the entry has no actor
+    and says ``by: operator``."""
     organization = Organization(id=uuid4(), name=name, created_at=now)
     await uow.organizations.add(organization)
     await uow.memberships.add(Membership(user.id, organization.id, Role.ADMIN, now))
     await uow.audit.record(
-        AuditEntry(action, organization.id, user.id, target=f"user:{user.id}", ip=origin.ip),
+        AuditEntry(
+            action,
+            organization.id,
+            None if by_operator else user.id,
+            target=f"user:{user.id}",
+            ip=origin.ip,
+            details=dict(_BY_OPERATOR) if by_operator else None,
+        ),
         now,
     )
     return organization
@@ -149,15 +183,94 @@ class AccountService:
         now = self._clock.now()
         user = User(id=uuid4(), email=email, created_at=now)
         async with self._uow_factory.system() as uow:
-            if await uow.users.find_by_email(email) is not None:
-                raise EmailTaken()
-            await uow.users.add(user, password_hash)
+            await _add_account(uow, user, password_hash)
             organization = await _found_organization(
                 uow, user, name, action="auth.sign_up", origin=origin, now=now
             )
             session = await self._start_session(uow, user, organization, Role.ADMIN, uuid4(), now)
             await uow.commit()
         return session
+
+    async def create_by_operator(
+        self,
+        email: str,
+        password: str,
+        *,
+        organization_id: UUID | None = None,
+        role: Role | None = None,
+        organization_name: str | None = None,
+    ) -> CreatedAccount:
+        """An operator's new account (`foundry create-account`), whatever FOUNDRY_SIGNUP
+        says: closed sign-up leaves this as the way in. No session is issued.
+
+        Without ``organization_id``, what sign_up makes: the account and a new
+        organisation it administers (named as sign-up names it), audited in it as
+        ``auth.sign_up`` with no actor and ``by: operator``. With it, the account joins
+        that organisation with ``role`` (VIEWER unless given) and no organisation of its
+        own, so its log-in lands there; audited there as ``member.added`` with no actor,
+        as add_member records it, and ``by: operator``.
+
+        The email and password follow the sign-up rules (ValidationFailed,
+        WeakPassword); a used email is EmailTaken, an unknown organisation NotFound.
+        Every refusal writes nothing: it is one transaction."""
+        if organization_id is None and role is not None:
+            raise ValidationFailed("A role needs an organisation to hold it in.", field="role")
+        if organization_id is not None and organization_name is not None:
+            raise ValidationFailed(
+                "An existing organisation keeps its name.", field="organizationName"
+            )
+        email = normalize_email(email)
+        check_password_policy(password, email)
+        # The organisation to join, or the name of the one to found (checked before
+        # argon2 runs, as sign-up checks it).
+        joins: UUID | str = (
+            organization_id
+            if organization_id is not None
+            else _personal_organization_name(email, organization_name)
+        )
+        password_hash = await self._hasher.hash(password)
+        now = self._clock.now()
+        user = User(id=uuid4(), email=email, created_at=now)
+        async with self._uow_factory.system() as uow:
+            await _add_account(uow, user, password_hash)
+            if isinstance(joins, UUID):
+                role = role or Role.VIEWER
+                organization = await self._join(uow, user, joins, role)
+            else:
+                organization = await _found_organization(
+                    uow,
+                    user,
+                    joins,
+                    action="auth.sign_up",
+                    origin=RequestOrigin(),
+                    now=now,
+                    by_operator=True,
+                )
+                role = Role.ADMIN
+            await uow.commit()
+        return CreatedAccount(user.id, email, organization.id, organization.name, role)
+
+    @staticmethod
+    async def _join(uow: UnitOfWork, user: User, organization_id: UUID, role: Role) -> Organization:
+        """``user``, just added, made a member of the existing organisation with ``role``,
+        audited as add_member audits it but with no actor; in ``uow``, not committed."""
+        # Locked as add_member locks it: membership changes of the organisation take turns.
+        await uow.organizations.lock(organization_id)
+        organization = await uow.organizations.get(organization_id)
+        if organization is None:
+            raise NotFound(f"No organisation has the id {organization_id}.")
+        await uow.memberships.add(Membership(user.id, organization.id, role, user.created_at))
+        await uow.audit.record(
+            AuditEntry(
+                "member.added",
+                organization.id,
+                None,
+                target=f"user:{user.id}",
+                details={"role": role.value, **_BY_OPERATOR},
+            ),
+            user.created_at,
+        )
+        return organization
 
     async def log_in(
         self,
