@@ -31,6 +31,7 @@ from infrastructure.auth.passwords import Argon2PasswordHasher
 from infrastructure.auth.tokens import JwtAccessTokenCodec
 from infrastructure.cache.answer_cache import RedisAnswerCache
 from infrastructure.cache.document_events import RedisEventBus
+from infrastructure.cache.eviction_policy import EvictionCheck
 from infrastructure.cache.pubsub_listener import RedisListener
 from infrastructure.cache.redis_client import create_redis
 from infrastructure.cache.session_revocations import RedisSessionRevocations
@@ -86,6 +87,7 @@ class Container:
             urls.database_url, settings.database_pool_size, settings.database_statement_timeout_ms
         )
         self.redis: Redis = create_redis(urls.redis_url)
+        self._eviction = EvictionCheck(self.redis)
         self.broker: RedisBroker = create_broker(urls.redis_url, settings.redis_key_prefix)
         self.session_factory = create_session_factory(self.engine)
         options = UnitOfWorkOptions(
@@ -312,9 +314,10 @@ class Container:
         try:
             async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):
                 await self.redis.ping()
+                problem = await self._eviction.problem()
         except Exception as exc:
             return f"unreachable: {type(exc).__name__}"
-        return "ok"
+        return problem or "ok"
 
     async def aclose(self) -> None:
         for parser in self._parsers:

@@ -16,9 +16,11 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 class RedisServer:
     """A redis-server of the test's own, without persistence, that can be stopped."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *options: str) -> None:
+        """``options``: more redis-server arguments (``"--maxmemory", "4mb"``)."""
         self.port = free_port()
         self.directory = directory
+        self.options = options
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -39,6 +41,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.directory),
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -15,6 +15,7 @@ import pytest
 from gql import Client, gql
 from gql.transport.websockets import WebsocketsTransport
 from pydantic import SecretStr
+from redis.asyncio import Redis
 from sqlalchemy import text
 
 from infrastructure.container import BackendUrls, Container
@@ -26,6 +27,7 @@ from infrastructure.http.app import GIL_SWITCH_INTERVAL_SECONDS
 from infrastructure.settings import Settings
 from tests.conftest import ServerThread
 from tests.helpers import ME, GraphQLClient, scratch_database
+from tests.redis_server import RedisServer
 
 
 async def test_health_and_readiness(http: httpx.AsyncClient) -> None:
@@ -135,6 +137,58 @@ async def test_readiness_reports_unreachable_redis_and_unmigrated_database(
         await container.aclose()
     assert checks["database"] != "ok"
     assert checks["redis"].startswith("unreachable")
+
+
+async def test_readiness_refuses_a_redis_that_evicts_keys(
+    settings: Settings, urls: BackendUrls, tmp_path: Path
+) -> None:
+    """A memory limit with an evicting policy would drop session revocations and queued
+    jobs under the answer cache's pressure: /readyz says so (503) until the policy is
+    noeviction or the limit is gone, read again on every check."""
+    own = RedisServer(tmp_path)
+    own.start()
+    server: ServerThread | None = None
+    admin = Redis.from_url(own.url)
+    try:
+        await admin.config_set("maxmemory", "64mb")
+        await admin.config_set("maxmemory-policy", "volatile-lru")
+        server = ServerThread(settings, BackendUrls(urls.database_url, own.url))
+        server.start()
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+            refused = await http.get("/readyz")
+            assert refused.status_code == 503
+            assert refused.json()["checks"]["redis"] == (
+                "evicts keys (maxmemory 67108864 bytes, maxmemory-policy volatile-lru): "
+                "set maxmemory-policy noeviction, or no maxmemory"
+            )
+            await admin.config_set("maxmemory-policy", "noeviction")
+            assert (await http.get("/readyz")).json()["checks"]["redis"] == "ok"
+            await admin.config_set("maxmemory-policy", "allkeys-lru")
+            assert (await http.get("/readyz")).status_code == 503
+            await admin.config_set("maxmemory", "0")  # no limit: nothing is ever evicted
+            assert (await http.get("/readyz")).json()["checks"]["redis"] == "ok"
+    finally:
+        if server is not None:
+            server.stop()
+        await admin.aclose()
+        own.stop()
+
+
+async def test_readiness_trusts_a_redis_that_will_not_show_its_memory_policy(
+    settings: Settings, urls: BackendUrls, tmp_path: Path
+) -> None:
+    """Managed services may rename CONFIG: the policy cannot be read, which is logged,
+    and Redis still counts as ready (an unknown policy is no proof of eviction)."""
+    own = RedisServer(tmp_path, "--rename-command", "CONFIG", "")
+    own.start()
+    container = Container(settings, BackendUrls(urls.database_url, own.url))
+    try:
+        for _ in range(2):  # warned once, ready every time
+            checks = await asyncio.wait_for(container.readiness(), timeout=10)
+            assert checks["redis"] == "ok", checks
+    finally:
+        await container.aclose()
+        own.stop()
 
 
 async def test_readiness_reports_a_query_embedder_that_failed_to_load(
