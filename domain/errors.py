@@ -231,6 +231,15 @@ class EmbeddingRejected(IngestionFailed):
     default_message = "The embedding provider rejected the request; check its settings."
 
 
+class StoredFileMissing(DomainError):
+    """A live document's stored file is gone from the blob store: it cannot be downloaded
+    nor reprocessed (its chunks, if any, still answer)."""
+
+    code = ErrorCode.STORED_FILE_MISSING
+    # Uploading the same file again would be refused as a duplicate of this document.
+    default_message = "The document's stored file is missing; delete it and upload it again."
+
+
 class StorageUnavailable(ServiceUnavailable):
     default_message = "The file could not be stored right now; try again."
 

@@ -200,6 +200,12 @@ class DocumentRepository(Protocol):
         """Back to pending only if the row is exactly as ``seen`` (same status and update time)."""
         ...
 
+    async def hand_back_if_unchanged(self, seen: Document, at: datetime) -> Document | None:
+        """What :meth:`requeue_if_unchanged` does, also giving back the attempt the claim
+        ``seen`` counted (never below 0): a stopping worker hands the document back, which
+        is no fault of the document's."""
+        ...
+
     async def fail_if_unchanged(
         self, seen: Document, error_code: str, at: datetime
     ) -> Document | None: ...

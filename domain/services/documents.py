@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from domain.errors import (
     NotFound,
     QuotaExceeded,
     StorageUnavailable,
+    StoredFileMissing,
     TooManyFiles,
     ValidationFailed,
 )
@@ -322,6 +324,9 @@ class DocumentService:
         return self._events.subscribe(principal.organization_id)
 
     async def reprocess(self, principal: Principal, document_id: UUID, ip: str | None) -> Document:
+        """Back to pending (out of search until it is READY again) and queued, with a fresh
+        count of attempts. StoredFileMissing, changing nothing, when its stored file is
+        gone: the run could only fail, and a failed run deletes the chunks that answer."""
         require_role(principal, Role.EDITOR)
         now = self._clock.now()
         async with self._uow_factory.tenant(principal) as uow:
@@ -329,6 +334,11 @@ class DocumentService:
             document = await uow.documents.reset_to_pending(document_id, now, fresh=True)
             if document is None:
                 raise NotFound("No such document.")
+            # Looked for under the row's lock, which the reset holds (a delete waits), and
+            # before anything else is recorded: refusing rolls the reset back.
+            if not await asyncio.to_thread(self._blobs.exists, document.storage_key):
+                log.warning("reprocess.stored_file_missing document_id=%s", document_id)
+                raise StoredFileMissing()
             await uow.audit.record(
                 document_audit("document.reprocessed", principal, document, ip), now
             )

@@ -127,11 +127,16 @@ class IngestionService:
     async def release(self, claims: Sequence[Document]) -> int:
         """Hand back claims a stopping worker abandons: pending again (unless they moved
         on meanwhile) and queued, for the next worker at once rather than after the
-        watchdog's processing timeout. Returns how many."""
+        watchdog's processing timeout. Returns how many.
+
+        Each gets its attempt back: the worker's shutdown (a deploy) is not the document's
+        fault, so a long file that meets several deploys keeps every attempt for the
+        faults it meets itself. (A worker that died without a word is another matter: the
+        watchdog's recovery counts that attempt, since the document may have killed it.)"""
         released = 0
         for claimed in claims:
             async with self._uow_factory.organization(claimed.organization_id) as uow:
-                reset = await uow.documents.requeue_if_unchanged(claimed, self._clock.now())
+                reset = await uow.documents.hand_back_if_unchanged(claimed, self._clock.now())
                 # Or its run handed it back itself, failing as the worker's pools closed:
                 # the retry it asked the queue for may be lost with the stopping worker.
                 current = reset or await uow.documents.get(claimed.id)
@@ -516,6 +521,8 @@ class IngestionService:
                 if changed is not None:
                     await uow.chunks.delete_for_document(document.id)
             else:
+                # Unlike a hand-back (release), the claim keeps its attempt: a worker that
+                # died without a word may have been killed by the document itself.
                 changed = await uow.documents.requeue_if_unchanged(document, now)
                 if changed is not None:
                     # Queued before the commit, unlike other jobs: should the queue

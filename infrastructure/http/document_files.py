@@ -23,7 +23,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from domain.entities import Principal
-from domain.errors import DomainError, ErrorCode, NotFound, Unauthenticated
+from domain.errors import DomainError, ErrorCode, NotFound, StoredFileMissing, Unauthenticated
 from domain.ingestion.ports import BlobStore
 from domain.ports import Budget
 from domain.services import Services
@@ -53,12 +53,6 @@ _STATUS = {
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
 }
-
-
-class StoredFileMissing(DomainError):
-    code = ErrorCode.STORED_FILE_MISSING
-    # Uploading the same file again would be refused as a duplicate of this document.
-    default_message = "The document's stored file is missing; delete it and upload it again."
 
 
 @dataclass(frozen=True, slots=True)

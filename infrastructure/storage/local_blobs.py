@@ -4,6 +4,7 @@ named by organisation and document ids, never by anything a user typed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
@@ -59,16 +60,25 @@ class LocalBlobStore:
     async def commit(self, staged: StagedBlob, key: str) -> None:
         """Durable before it returns: the database row that names the blob commits next,
         and a crash must not leave that row pointing at an empty or missing file. (The
-        staged bytes were synced by :meth:`stage`; this syncs the new name.)"""
+        staged bytes were synced by :meth:`stage`; this syncs the new name.) All or
+        nothing: when it raises, no blob is left under ``key``."""
         await asyncio.to_thread(self._commit, self._staging / staged.token, self._path(key))
 
     def _commit(self, source: Path, target: Path) -> None:
         created = not target.parent.exists()
         target.parent.mkdir(mode=0o700, exist_ok=True)
         os.replace(source, target)  # its bytes were synced when staged
-        _fsync(target.parent)  # the new name
-        if created:
-            _fsync(self._blobs)  # the organisation's new folder
+        try:
+            _fsync(target.parent)  # the new name
+            if created:
+                _fsync(self._blobs)  # the organisation's new folder
+        except BaseException:
+            # The folder could not be synced (EIO, ENOSPC): the upload fails and no row
+            # will name this file, so it goes now rather than stay an orphan. (The key
+            # names a new document: nothing else was ever stored under it.)
+            with contextlib.suppress(OSError):
+                target.unlink(missing_ok=True)
+            raise
 
     async def discard(self, staged: StagedBlob) -> None:
         (self._staging / staged.token).unlink(missing_ok=True)

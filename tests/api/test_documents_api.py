@@ -32,6 +32,7 @@ query List($first: Int, $after: String, $status: DocumentStatus) {
 DELETE = "mutation($id: ID!) { deleteDocument(id: $id) }"
 REPROCESS = "mutation($id: ID!) { reprocessDocument(id: $id) { id status } }"
 GET = "query($id: ID!) { document(id: $id) { id status } }"
+SEARCH = "query($q: String!) { search(query: $q) { document { id } } }"
 
 
 async def _upload_texts(http: httpx.AsyncClient, token: str, count: int) -> list[str]:
@@ -186,6 +187,52 @@ async def test_reprocess_gives_the_same_rows_and_duplicate_jobs_change_nothing(
         )
     assert again == updated
     assert await rows() == before
+
+
+async def test_reprocessing_a_document_whose_stored_file_is_gone_is_refused_changing_nothing(
+    http: httpx.AsyncClient,
+    api: GraphQLClient,
+    container: Container,
+    settings: Settings,
+    worker: WorkerProcess,
+) -> None:
+    """The run could only fail, and a failed run deletes the chunks that still answer: so
+    the reprocess is refused with STORED_FILE_MISSING, and the document stays READY and
+    found by search (no reset, no job, no audit entry)."""
+    account = await api.sign_up()
+    [document_id] = await _upload_texts(http, account.access_token, 1)
+    assert (await wait_for_document(api, account.access_token, document_id))["status"] == "READY"
+    (settings.storage_dir / "blobs" / account.organization_id / document_id).unlink()
+
+    async def row() -> tuple[object, ...]:
+        async with container.session_factory() as session:
+            found = await session.execute(
+                select(DocumentRow.status, DocumentRow.attempts, DocumentRow.updated_at).where(
+                    DocumentRow.id == uuid.UUID(document_id)
+                )
+            )
+            return tuple(found.one())
+
+    before = await row()
+    code = await api.error_code(REPROCESS, {"id": document_id}, account.access_token)
+    assert code == "STORED_FILE_MISSING"
+    assert await row() == before
+    document = await api.data(GET, {"id": document_id}, account.access_token)
+    assert cast(JSON, document["document"])["status"] == "READY"
+    hits = cast(
+        list[JSON], (await api.data(SEARCH, {"q": "tides"}, account.access_token))["search"]
+    )
+    assert document_id in {cast(JSON, hit["document"])["id"] for hit in hits}
+    async with container.session_factory() as session:
+        audited = await session.scalar(
+            select(func.count())
+            .select_from(AuditLogRow)
+            .where(
+                AuditLogRow.target == f"document:{document_id}",
+                AuditLogRow.action == "document.reprocessed",
+            )
+        )
+    assert audited == 0
 
 
 def _skips(worker: WorkerProcess, document_id: str) -> int:

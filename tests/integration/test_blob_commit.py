@@ -1,10 +1,12 @@
 """Storing a blob: the whole file under its key, private, in a private folder of its
 organisation, and nothing left in staging (staging syncs the file and the commit its folder to
-the disk before the database row that names it commits); and when the row's commit
-fails, the blob goes only once it is sure the row did not commit after all."""
+the disk before the database row that names it commits); a commit that cannot sync its
+folder leaves no blob; and when the row's commit fails, the blob goes only once it is
+sure the row did not commit after all."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -20,6 +22,7 @@ from domain.services.documents import DocumentService, UploadLimits, UploadResul
 from infrastructure.clock import SystemClock
 from infrastructure.container import Container
 from infrastructure.database.uow import SqlUnitOfWork, SqlUnitOfWorkFactory, UnitOfWorkOptions
+from infrastructure.storage import local_blobs
 from infrastructure.storage.local_blobs import READ_SIZE, LocalBlobStore
 from tests.helpers import Silent, new_admin
 
@@ -62,6 +65,42 @@ async def test_a_committed_blob_is_complete_private_and_leaves_no_staging_file(
     assert sorted(p.name for p in stored.parent.iterdir()) == sorted(
         [str(document_id), other.split("/")[1]]
     )
+    assert list((tmp_path / "staging").iterdir()) == []
+
+
+@pytest.mark.parametrize("failing", ["its folder", "the organisation's new folder"])
+async def test_an_upload_whose_folder_cannot_be_synced_leaves_neither_row_nor_blob(
+    container: Container, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """The file is renamed into place before its folder is synced: when that sync fails
+    (EIO, ENOSPC), the upload fails with a code and no row, and the commit takes the file
+    back out, or it would stay on the disk with no row that names it."""
+    blobs_folder = tmp_path / "blobs"
+    real_fsync = local_blobs._fsync
+
+    def failing_fsync(path: Path) -> None:
+        if (path == blobs_folder) == (failing == "the organisation's new folder"):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(path)
+
+    monkeypatch.setattr(local_blobs, "_fsync", failing_fsync)
+    principal = await new_admin(container, "blob")
+    recorded = Silent()
+    service = DocumentService(
+        uow_factory=container.uow_factory,
+        blobs=LocalBlobStore(tmp_path),
+        queue=recorded,
+        events=recorded,
+        clock=SystemClock(),
+        limits=UploadLimits(max_file_bytes=1_000, max_files=1),
+    )
+    data = f"Tide tables for the harbour, {uuid.uuid4()}.".encode()
+    [result] = await service.upload(principal, [_incoming(data)], None)
+    assert isinstance(result.error, ServiceUnavailable)
+    assert result.error.code == "SERVICE_UNAVAILABLE" and result.document is None
+    async with container.uow_factory.tenant(principal) as uow:
+        assert await uow.documents.find_live_by_sha256(hashlib.sha256(data).hexdigest()) is None
+    assert _stored_blobs(tmp_path) == []
     assert list((tmp_path / "staging").iterdir()) == []
 
 

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import update
 
 from domain.entities import Document, Principal
-from domain.errors import TransientFailure
+from domain.errors import ServiceUnavailable, TransientFailure
 from domain.ingestion.chunking import Tokenizer
 from domain.ingestion.ports import Embedder
 from infrastructure.container import BackendUrls, Container
@@ -248,9 +248,9 @@ async def test_a_newer_claim_stays_in_flight_when_an_older_run_of_its_document_e
         assert await asyncio.wait_for(old, 60) is None  # superseded
         [new_claim] = ingestion.in_flight()
         assert new_claim.updated_at > old_claim.updated_at
-        # What a stopping worker does with the claims it abandons.
+        # What a stopping worker does with the claims it abandons (the attempt given back).
         assert await ingestion.release(ingestion.in_flight()) == 1
-        assert await _status(own, document.id) == ("pending", 1)
+        assert await _status(own, document.id) == ("pending", 0)
     finally:
         embedder.resume_all()
     assert await asyncio.wait_for(new, 60) is None  # handed back meanwhile
@@ -331,6 +331,39 @@ async def test_a_run_on_its_last_attempt_is_handed_back_not_failed_when_its_work
     assert await _row(own, document.id) == ("processing", 2, None)
     queued = await own.queue_depth()
     assert await ingestion.release(abandoned) == 1
-    assert await _row(own, document.id) == ("pending", 2, None)
+    assert await _row(own, document.id) == ("pending", 1, None)  # its last attempt back
     assert await own.queue_depth() == queued + 1
+    assert await own.services.documents.delete(principal, document.id, ip=None)
+
+
+async def _handed_back_mid_run(container: Container, document_id: uuid.UUID) -> None:
+    """A worker stopped (a deploy) while it chunks the document: the run fails as the
+    worker's pools close, and the release hands the document back."""
+    embedder = GatedEmbedder(container.embedder, 1, RuntimeError("the embedder was closed"))
+    ingestion = container.build_ingestion(embedder)
+    run = asyncio.create_task(ingestion.ingest(document_id))
+    try:
+        assert await embedder.reached_chunking(0)
+        ingestion.stop()
+        abandoned = ingestion.in_flight()
+    finally:
+        embedder.resume_all()
+    with pytest.raises(TransientFailure):
+        await asyncio.wait_for(run, 60)
+    assert await ingestion.release(abandoned) == 1
+
+
+async def test_hand_backs_at_shutdown_give_their_attempts_back(own: Container) -> None:
+    """Two deploys while a long file is processed, then the first fault the document
+    itself meets (the embedder down once): it is retried, not failed, since a hand-back
+    is the worker's shutdown and no attempt of the document's."""
+    principal = await _editor(own)  # two attempts per document
+    document = await _upload(own, principal)
+    for _ in range(2):
+        await _handed_back_mid_run(own, document.id)
+        assert await _row(own, document.id) == ("pending", 0, None)
+    embedder = GatedEmbedder(own.embedder, failure=ServiceUnavailable("embedder blip"))
+    with pytest.raises(TransientFailure):
+        await asyncio.wait_for(own.build_ingestion(embedder).ingest(document.id), 60)
+    assert await _row(own, document.id) == ("pending", 1, None)  # for the queue's retry
     assert await own.services.documents.delete(principal, document.id, ip=None)

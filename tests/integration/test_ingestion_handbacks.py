@@ -276,7 +276,7 @@ async def test_documents_a_stopping_worker_hands_back_are_announced(own: Contain
     finally:
         await events.close()
     assert announced.document.id == document.id
-    assert await _row(own, document.id) == ("pending", 1, None)
+    assert await _row(own, document.id) == ("pending", 0, None)  # its attempt given back
     assert await own.services.documents.delete(principal, document.id, ip=None)
 
 

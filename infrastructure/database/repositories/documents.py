@@ -245,6 +245,18 @@ class SqlDocumentRepository:
             heartbeat_at=None,
         )
 
+    async def hand_back_if_unchanged(self, seen: Document, at: datetime) -> Document | None:
+        # The attempt given back in the same conditional UPDATE: only the claim that
+        # counted it gives it back, and only once.
+        return await self._update_if_unchanged(
+            seen,
+            status=DocumentStatus.PENDING.value,
+            attempts=func.greatest(DocumentRow.attempts - 1, 0),
+            updated_at=at,
+            processing_started_at=None,
+            heartbeat_at=None,
+        )
+
     async def fail_if_unchanged(
         self, seen: Document, error_code: str, at: datetime
     ) -> Document | None:
