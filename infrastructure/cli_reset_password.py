@@ -1,7 +1,8 @@
-"""`foundry reset-password --email E [--password-stdin]`: an operator sets a new password
-for someone who forgot theirs, and every session of theirs ends. The password is never
-an argument (it would show in `ps` and the shell's history): it is read from stdin, or
-typed twice at a terminal prompt."""
+"""`foundry reset-password --email E [--password-stdin] [--revoke-api-keys]`: an operator
+sets a new password for someone who forgot theirs, and every session of theirs ends; with
+--revoke-api-keys (a compromised account) every API key they created is revoked too. The
+password is never an argument (it would show in `ps` and the shell's history): it is read
+from stdin, or typed twice at a terminal prompt."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from domain.errors import DomainError, NotFound, WeakPassword
-from domain.services.passwords import PasswordReset
+from domain.services.passwords import ApiKeysNotRevoked, ApiKeysRevoked, PasswordReset
 from infrastructure.cli_backends import running_backends, settings_from
 from infrastructure.container import BackendUrls, Container
 from infrastructure.settings import Settings
@@ -51,11 +52,18 @@ def read_new_password(
 
 
 async def reset_password(
-    settings: Settings, urls: BackendUrls, email: str, password: str
+    settings: Settings,
+    urls: BackendUrls,
+    email: str,
+    password: str,
+    *,
+    revoke_api_keys: bool = False,
 ) -> PasswordReset:
     container = Container(settings, urls)
     try:
-        return await container.services.passwords.reset(email, password)
+        return await container.services.passwords.reset(
+            email, password, revoke_api_keys=revoke_api_keys
+        )
     finally:
         await container.aclose()
 
@@ -65,8 +73,26 @@ def _say(line: str, stream: TextIO) -> None:
     stream.flush()
 
 
+def _count(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"
+
+
+def _reset_done(reset: PasswordReset) -> str:
+    ended = _count(reset.sessions_ended, "session", "sessions")
+    return f"Password reset for {reset.email}; {ended} ended (they must log in again)."
+
+
+def _keys_revoked(revoked: ApiKeysRevoked) -> str:
+    keys = _count(revoked.keys, "API key", "API keys")
+    where = _count(revoked.organizations, "organisation", "organisations")
+    return f"{keys} revoked, in {where}."
+
+
 def cmd_reset_password(args: argparse.Namespace) -> int:
-    """Set a new password for an account and end every session of it."""
+    """Set a new password for an account and end every session of it; with
+    --revoke-api-keys, then revoke every API key it created. The password comes first, so
+    that no new key can be made with the account while its keys are revoked; a failure
+    after it says the password was reset, and running the command again finishes."""
     import asyncio
 
     settings = settings_from(args)
@@ -81,7 +107,22 @@ def cmd_reset_password(args: argparse.Namespace) -> int:
         return 130
     with running_backends(settings) as urls:
         try:
-            reset = asyncio.run(reset_password(settings, urls, args.email, password))
+            reset = asyncio.run(
+                reset_password(
+                    settings, urls, args.email, password, revoke_api_keys=args.revoke_api_keys
+                )
+            )
+        except ApiKeysNotRevoked as partly:
+            # Checked before DomainError: here the password WAS reset (and committed).
+            _say(_reset_done(partly.reset), sys.stdout)
+            done = partly.reset.api_keys or ApiKeysRevoked(0, 0)
+            _say(
+                f"But not every API key could be revoked ({partly.code.value}): "
+                f"{partly.message} {_keys_revoked(done)} Run it again to revoke the rest "
+                "(keys already revoked are skipped).",
+                sys.stderr,
+            )
+            return 1
         except NotFound as unknown:
             _say(f"{unknown.message} Nothing changed.", sys.stderr)
             return 1
@@ -98,8 +139,9 @@ def cmd_reset_password(args: argparse.Namespace) -> int:
                 sys.stderr,
             )
             return 1
-    ended = "1 session" if reset.sessions_ended == 1 else f"{reset.sessions_ended} sessions"
-    _say(f"Password reset for {reset.email}; {ended} ended (they must log in again).", sys.stdout)
+    _say(_reset_done(reset), sys.stdout)
+    if reset.api_keys is not None:
+        _say(_keys_revoked(reset.api_keys), sys.stdout)
     return 0
 
 
@@ -115,6 +157,12 @@ def add_reset_password_parser(
         "--password-stdin",
         action="store_true",
         help="read the new password from stdin's first line (default: prompt twice)",
+    )
+    reset.add_argument(
+        "--revoke-api-keys",
+        action="store_true",
+        help="also revoke every API key the account created, in every organisation "
+        "(for a compromised account); after the password is reset",
     )
     reset.add_argument("--state-dir", help="where embedded data lives (default ./.foundry)")
     reset.set_defaults(func=cmd_reset_password)

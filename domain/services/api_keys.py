@@ -139,7 +139,9 @@ class ApiKeyService:
             details = {"name": key.name, "role": role.value, "prefix": key.key_prefix}
             if expires_at is not None:
                 details["expires_at"] = expires_at.isoformat()
-            await _audit_key(uow, principal, "api_key.created", key, details, ip=ip, now=now)
+            await _audit_key(
+                uow, principal.actor_user_id, "api_key.created", key, details, ip=ip, now=now
+            )
             await uow.commit()
         return CreatedApiKey(key=plaintext, api_key=key)
 
@@ -165,7 +167,7 @@ class ApiKeyService:
             if key is None:
                 raise NotFound("No such API key.")
             if key.revoked_at == now:
-                await _audit_revocation(uow, principal, key, ip, now)
+                await _audit_revocation(uow, principal.actor_user_id, key, ip, now)
             await uow.commit()
         # Streams opened with the key end before their next event, not at a later check.
         await self._revocations.announce([key.id])
@@ -211,16 +213,45 @@ async def revoke_keys_beyond_member(
     in this organisation with a role above ``role`` (every key when ``role`` is None, the
     member having left), each with an audit entry saying why. The revoked keys' ids, to
     announce once committed."""
+    return await revoke_keys_created_by(
+        uow,
+        member_id,
+        role=role,
+        reason=reason,
+        actor_user_id=principal.actor_user_id,
+        ip=ip,
+        now=now,
+    )
+
+
+async def revoke_keys_created_by(
+    uow: UnitOfWork,
+    creator_id: UUID,
+    *,
+    role: Role | None,
+    reason: str,
+    actor_user_id: UUID | None,
+    ip: str | None,
+    now: datetime,
+) -> list[UUID]:
+    """Revoke the live keys ``creator_id`` created in the organisation of ``uow`` (a tenant
+    transaction) with a role above ``role`` (every one when ``role`` is None), each audited
+    there as ``api_key.revoked`` with ``reason``, by ``actor_user_id`` (None: the system,
+    an operator's command). Keys already revoked are left as they are, so running it
+    again revokes only what is left. The revoked keys' ids, to
+    :meth:`SessionRevocations.announce` once committed: open streams authenticated by
+    them end before their next event (requests over HTTP read the key, so are refused
+    from the commit on)."""
     beyond = [r for r in Role if role is None or r.rank > role.rank]
-    revoked = await uow.api_keys.revoke_created_by(member_id, beyond, now)
+    revoked = await uow.api_keys.revoke_created_by(creator_id, beyond, now)
     for key in revoked:
-        await _audit_revocation(uow, principal, key, ip, now, reason=reason)
+        await _audit_revocation(uow, actor_user_id, key, ip, now, reason=reason)
     return [key.id for key in revoked]
 
 
 async def _audit_revocation(
     uow: UnitOfWork,
-    principal: Principal,
+    actor_user_id: UUID | None,
     key: ApiKey,
     ip: str | None,
     now: datetime,
@@ -230,12 +261,12 @@ async def _audit_revocation(
     details = {"name": key.name, "prefix": key.key_prefix}
     if reason is not None:
         details["reason"] = reason
-    await _audit_key(uow, principal, "api_key.revoked", key, details, ip=ip, now=now)
+    await _audit_key(uow, actor_user_id, "api_key.revoked", key, details, ip=ip, now=now)
 
 
 async def _audit_key(
     uow: UnitOfWork,
-    principal: Principal,
+    actor_user_id: UUID | None,
     action: str,
     key: ApiKey,
     details: dict[str, str],
@@ -243,11 +274,12 @@ async def _audit_key(
     ip: str | None,
     now: datetime,
 ) -> None:
+    # The key's own organisation: the tenant transaction's, which row-level security holds to.
     await uow.audit.record(
         AuditEntry(
             action,
-            principal.organization_id,
-            principal.actor_user_id,
+            key.organization_id,
+            actor_user_id,
             target=f"api_key:{key.id}",
             ip=ip,
             details=details,

@@ -2,7 +2,9 @@
 server's database and Redis): the new password works and the old one does not, every
 session of the account ends at once, the reset is audited, and a refusal changes nothing.
 The password comes from stdin with --password-stdin, or is typed twice at a terminal (a
-pseudo-terminal here)."""
+pseudo-terminal here). With --revoke-api-keys every API key the account made is revoked
+too, in every organisation, and open streams authenticated by one end; a run that could
+not revoke them all says so, and running it again finishes."""
 
 from __future__ import annotations
 
@@ -13,17 +15,33 @@ import select
 import subprocess
 import sys
 import time
+import uuid
 from typing import cast
 
+import httpx
+import pytest
 from sqlalchemy import func
 from sqlalchemy import select as sql_select
 
+import resolvers.documents
 from infrastructure.container import Container
-from infrastructure.database.models import AuditLogRow
+from infrastructure.database.models import ApiKeyRow, AuditLogRow
 from infrastructure.settings import Settings
+from tests.api.test_api_keys import WHO, create_key
 from tests.api.test_rate_limits import log_in
-from tests.conftest import worker_env
-from tests.helpers import JSON, LOG_IN, ME, PASSWORD, REFRESH, Account, GraphQLClient, unique_email
+from tests.api.test_session_notices import _stream, subscribers, until_subscribers
+from tests.conftest import ServerThread, worker_env
+from tests.helpers import (
+    JSON,
+    LOG_IN,
+    ME,
+    PASSWORD,
+    REFRESH,
+    Account,
+    GraphQLClient,
+    unique_email,
+    upload_outcomes,
+)
 
 NEW_PASSWORD = "a passphrase the operator set"
 COMMAND = [sys.executable, "-m", "infrastructure.cli", "reset-password"]
@@ -47,11 +65,17 @@ def _env(settings: Settings) -> dict[str, str]:
 
 
 async def _reset(
-    settings: Settings, email: str, stdin: str | None, **env: str
+    settings: Settings, email: str, stdin: str | None, *options: str, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """The command with --password-stdin and ``stdin`` as its input, or (None) without
-    that option and with no terminal; ``env`` overrides settings."""
-    args = [*COMMAND, "--email", email, *(["--password-stdin"] if stdin is not None else [])]
+    that option and with no terminal, and ``options``; ``env`` overrides settings."""
+    args = [
+        *COMMAND,
+        "--email",
+        email,
+        *(["--password-stdin"] if stdin is not None else []),
+        *options,
+    ]
     return await asyncio.to_thread(
         subprocess.run,
         args,
@@ -63,8 +87,8 @@ async def _reset(
     )
 
 
-async def _audit(api: GraphQLClient, token: str) -> list[JSON]:
-    data = await api.data(AUDIT, {"a": "auth.password_reset"}, token=token)
+async def _audit(api: GraphQLClient, token: str, action: str = "auth.password_reset") -> list[JSON]:
+    data = await api.data(AUDIT, {"a": action}, token=token)
     edges = cast(list[JSON], cast(JSON, data["auditLog"])["edges"])
     return [cast(JSON, edge["node"]) for edge in edges]
 
@@ -256,3 +280,184 @@ async def test_sessions_that_cannot_be_ended_fail_the_reset_and_change_nothing(
     assert "Password refused" not in reset.stderr
     assert "Nothing changed" in reset.stderr and "try again" in reset.stderr, reset.stderr
     await _still_works(api, account)
+
+
+REVOKE_KEYS = "--revoke-api-keys"
+
+
+def _revoked_by_reset(key: JSON) -> JSON:
+    """The audit entry of ``key`` revoked by a reset: no actor, reason password_reset."""
+    return {
+        "action": "api_key.revoked",
+        "target": f"api_key:{key['id']}",
+        "actor": {"userId": None, "email": None, "apiKeyId": None},
+        "details": [
+            {"key": "name", "value": key["name"]},
+            {"key": "prefix", "value": key["prefix"]},
+            {"key": "reason", "value": "password_reset"},
+        ],
+    }
+
+
+def _sorted(entries: list[JSON]) -> list[JSON]:
+    return sorted(entries, key=lambda entry: str(entry["target"]))
+
+
+async def _in_two_organisations(api: GraphQLClient) -> tuple[Account, Account, Account]:
+    """An account that administers its own organisation and, as an admin, another one's:
+    the account in its own, the other organisation's admin, and the account there."""
+    account = await api.sign_up()
+    other_admin = await api.sign_up()
+    await api.add_member(other_admin, account.email, role="ADMIN")
+    there = await api.log_in(account.email, organization_id=other_admin.organization_id)
+    return account, other_admin, there
+
+
+async def _organisation_of(api: GraphQLClient, key: str) -> str:
+    """The organisation the key acts for: a request that must succeed."""
+    return cast(str, cast(JSON, (await api.data(WHO, token=key))["organization"])["id"])
+
+
+async def test_revoke_api_keys_revokes_every_key_the_account_made_in_every_organisation(
+    api: GraphQLClient,
+    http: httpx.AsyncClient,
+    server: ServerThread,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Without the notice, the stream below would only re-check its key every hour.
+    monkeypatch.setattr(resolvers.documents, "SESSION_RECHECK_SECONDS", 3600.0)
+    account, other_admin, there = await _in_two_organisations(api)
+    home_keys = [
+        await create_key(api, account, role="EDITOR", name="home editor"),
+        await create_key(api, account, role="VIEWER", name="home viewer"),
+    ]
+    there_key = await create_key(api, there, role="ADMIN", name="there admin")
+    # Another user's key in the same organisation: not the account's, so it stays.
+    bystanders_key, _ = await create_key(api, other_admin, role="EDITOR", name="bystander")
+    outsider = await api.sign_up()  # a third organisation, which must see none of it
+
+    ended: list[str] = []
+    kept: list[str] = []
+    opened = [asyncio.Event(), asyncio.Event()]
+    before = await subscribers(http)
+    ended_task = asyncio.create_task(_stream(server, there_key[0], ended, opened[0]))
+    kept_task = asyncio.create_task(_stream(server, bystanders_key, kept, opened[1]))
+    try:
+        await until_subscribers(http, lambda count: count >= before + 2, [ended_task, kept_task])
+
+        reset = await _reset(settings, account.email, f"{NEW_PASSWORD}\n", REVOKE_KEYS)
+
+        assert reset.returncode == 0, reset.stderr
+        assert reset.stdout.splitlines() == [
+            f"Password reset for {account.email}; 2 sessions ended (they must log in again).",
+            "3 API keys revoked, in 2 organisations.",
+        ]
+        # An event in the key's organisation after the revocation: the stream that the
+        # key opened ends before it, with UNAUTHENTICATED; the bystander's gets it.
+        text = b"After the keys were revoked. " * 20
+        [outcome] = await upload_outcomes(
+            http, other_admin.access_token, [("revoked.txt", text, "text/plain")]
+        )
+        document_id = str(cast(JSON, outcome["document"])["id"])
+        ended_with = await asyncio.wait_for(ended_task, timeout=30)
+        for _ in range(300):
+            if document_id in kept:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        # Both: should the command fail, the key's stream would never end by itself.
+        for task in (ended_task, kept_task):
+            task.cancel()
+        await asyncio.gather(ended_task, kept_task, return_exceptions=True)
+    await until_subscribers(http, lambda count: count <= before, [])
+    assert ended_with == "UNAUTHENTICATED"
+    assert document_id in kept and document_id not in ended
+
+    # Refused over HTTP in both organisations; the other user's key still works.
+    for key, _ in [*home_keys, there_key]:
+        assert await api.error_code(WHO, token=key) == "UNAUTHENTICATED"
+    assert await _organisation_of(api, bystanders_key) == other_admin.organization_id
+
+    # Each revocation is audited in the key's own organisation, by no user.
+    data = await api.data(LOG_IN, log_in(account.email, NEW_PASSWORD))
+    home_admin = cast(str, cast(JSON, data["logIn"])["accessToken"])
+    home_entries = await _audit(api, home_admin, "api_key.revoked")
+    assert _sorted(home_entries) == _sorted([_revoked_by_reset(key) for _, key in home_keys])
+    there_entries = await _audit(api, other_admin.access_token, "api_key.revoked")
+    assert there_entries == [_revoked_by_reset(there_key[1])]
+    assert await _audit(api, outsider.access_token, "api_key.revoked") == []
+
+
+async def test_without_revoke_api_keys_the_accounts_keys_keep_working(
+    api: GraphQLClient, settings: Settings
+) -> None:
+    account, other_admin, there = await _in_two_organisations(api)
+    home_key, _ = await create_key(api, account)
+    there_key, _ = await create_key(api, there)
+
+    reset = await _reset(settings, account.email, f"{NEW_PASSWORD}\n")
+
+    assert reset.returncode == 0, reset.stderr
+    assert reset.stdout.splitlines() == [
+        f"Password reset for {account.email}; 2 sessions ended (they must log in again)."
+    ]
+    assert await _organisation_of(api, home_key) == account.organization_id
+    assert await _organisation_of(api, there_key) == other_admin.organization_id
+    assert await _audit(api, other_admin.access_token, "api_key.revoked") == []
+
+
+async def test_keys_that_could_not_be_revoked_fail_the_run_and_running_it_again_finishes(
+    api: GraphQLClient, settings: Settings, container: Container
+) -> None:
+    """One organisation's key stays locked by another transaction past the command's
+    statement timeout: the password is reset and the other organisation's keys revoked,
+    and the command says the job is unfinished (exit 1). Run again, it revokes only
+    what was left."""
+    account, other_admin, there = await _in_two_organisations(api)
+    home_key, home = await create_key(api, account)
+    there_key, held = await create_key(api, there)
+
+    async with container.session_factory() as db, db.begin():
+        await db.execute(
+            sql_select(ApiKeyRow.id)
+            .where(ApiKeyRow.id == uuid.UUID(cast(str, held["id"])))
+            .with_for_update()
+        )
+        failed = await _reset(
+            settings,
+            account.email,
+            f"{NEW_PASSWORD}\n",
+            REVOKE_KEYS,
+            FOUNDRY_DATABASE_STATEMENT_TIMEOUT_MS="1000",
+        )
+
+    assert failed.returncode == 1, failed.stderr
+    assert failed.stdout.splitlines() == [
+        f"Password reset for {account.email}; 2 sessions ended (they must log in again)."
+    ]
+    assert "But not every API key could be revoked (SERVICE_UNAVAILABLE)" in failed.stderr
+    assert "in 1 of the account's organisations" in failed.stderr
+    assert "1 API key revoked, in 1 organisation." in failed.stderr
+    assert "Run it again" in failed.stderr, failed.stderr
+    # Not silently half-done: the reset stands, one key is revoked, the other works.
+    await api.data(LOG_IN, log_in(account.email, NEW_PASSWORD))
+    assert await api.error_code(WHO, token=home_key) == "UNAUTHENTICATED"
+    assert await _organisation_of(api, there_key) == other_admin.organization_id
+
+    again = await _reset(settings, account.email, f"{NEW_PASSWORD}\n", REVOKE_KEYS)
+
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == [
+        # The session of the log-in above.
+        f"Password reset for {account.email}; 1 session ended (they must log in again).",
+        "1 API key revoked, in 1 organisation.",
+    ]
+    assert await api.error_code(WHO, token=there_key) == "UNAUTHENTICATED"
+    # Each key revoked once: the second run skipped the one the first had revoked.
+    assert await _audit(api, other_admin.access_token, "api_key.revoked") == [
+        _revoked_by_reset(held)
+    ]
+    data = await api.data(LOG_IN, log_in(account.email, NEW_PASSWORD))
+    home_admin = cast(str, cast(JSON, data["logIn"])["accessToken"])
+    assert await _audit(api, home_admin, "api_key.revoked") == [_revoked_by_reset(home)]
