@@ -106,10 +106,31 @@ class StorageCheck:
             if not page:
                 return
             present = await asyncio.to_thread(self._present, [key for _, _, key, _ in page])
-            for (document_id, organization, key, status), found in zip(page, present, strict=True):
-                if not found:
-                    report.missing.append(MissingFile(document_id, organization, status, key))
+            absent = [
+                MissingFile(document_id, organization, status, key)
+                for (document_id, organization, key, status), found in zip(
+                    page, present, strict=True
+                )
+                if not found
+            ]
+            report.missing.extend(await self._still_live(absent))
             after = page[-1][0]
+
+    async def _still_live(self, absent: list[MissingFile]) -> list[MissingFile]:
+        """Those of ``absent`` whose row is still live with the same key, read again after
+        their files were looked for: a document deleted meanwhile (its row commits
+        DELETED before its file is removed) lost its file on purpose."""
+        if not absent:
+            return []
+        async with self._uow_factory.system() as uow:
+            rows = await uow.maintenance.storage_keys([entry.document_id for entry in absent])
+        return [
+            entry
+            for entry in absent
+            if (row := rows.get(entry.document_id)) is not None
+            and row[1] is not DocumentStatus.DELETED
+            and row[0] == entry.storage_key
+        ]
 
     def _present(self, keys: list[str]) -> list[bool]:
         return [self._exists(key) for key in keys]

@@ -13,10 +13,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 from sqlalchemy import update
 
+from domain.entities import Principal
+from domain.ingestion.ports import BlobStore
 from domain.services.storage_check import StorageCheck
 from infrastructure.container import BackendUrls, Container
 from infrastructure.database.models import DocumentRow
@@ -39,6 +42,8 @@ class Setup:
     orphans: list[Path]  # old files nobody refers to
     recent: Path  # a file nobody refers to yet, as during an upload
     unknown: Path  # not a blob key
+    principal: Principal  # the editor who uploaded them
+    kept_id: uuid.UUID
 
 
 def _age(path: Path, hours: float) -> None:
@@ -93,7 +98,18 @@ async def setup(
             update(DocumentRow).values(created_at=datetime.now(UTC) - timedelta(hours=HOURS_AGO))
         )
         await db.commit()
-    yield Setup(container, own, blobs, blobs / kept.storage_key, lost.id, orphans, recent, unknown)
+    yield Setup(
+        container,
+        own,
+        blobs,
+        blobs / kept.storage_key,
+        lost.id,
+        orphans,
+        recent,
+        unknown,
+        principal,
+        kept.id,
+    )
     await container.aclose()
 
 
@@ -128,6 +144,41 @@ async def test_remove_deletes_only_old_orphans(setup: Setup) -> None:
     again = await _check(setup).run(timedelta(hours=HOURS_AGO + 1), remove=True)
     assert again.orphans == [] and again.recent == 1
     assert [missing.document_id for missing in again.missing] == [setup.lost]
+
+
+class DeletedWhileLookedFor:
+    """The blob store, except that looking for ``key`` first deletes its document (as a
+    user's deleteDocument landing between the check's read of the rows and its look at
+    the files)."""
+
+    def __init__(self, setup: Setup, key: str, loop: asyncio.AbstractEventLoop) -> None:
+        self._setup = setup
+        self._key = key
+        self._loop = loop
+        self.deleted = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._setup.container.blobs, name)
+
+    def exists(self, key: str) -> bool:  # called on a worker thread
+        if key == self._key and not self.deleted:
+            documents = self._setup.container.services.documents
+            delete = documents.delete(self._setup.principal, self._setup.kept_id, None)
+            asyncio.run_coroutine_threadsafe(delete, self._loop).result(timeout=30)
+            self.deleted = True
+        return self._setup.container.blobs.exists(key)
+
+
+async def test_a_document_deleted_during_the_check_is_not_reported_missing(
+    setup: Setup,
+) -> None:
+    key = str(setup.kept.relative_to(setup.blobs))
+    blobs = DeletedWhileLookedFor(setup, key, asyncio.get_running_loop())
+    container = setup.container
+    check = StorageCheck(container.uow_factory, cast(BlobStore, blobs), container.clock)
+    report = await check.run(timedelta(hours=1), remove=False)
+    assert blobs.deleted and not setup.kept.exists()
+    assert [missing.document_id for missing in report.missing] == [setup.lost]
 
 
 async def test_the_command_prints_the_report_and_says_by_its_exit_code(setup: Setup) -> None:
