@@ -172,7 +172,9 @@ class RefreshTokenRepository(Protocol):
 
     async def revoke_family(self, family_id: UUID, at: datetime) -> list[UUID]:
         """Revoke a session and every session switched to from it, however many switches
-        away, including tokens they were issued while this ran; returns their family ids."""
+        away, including tokens they were issued while this ran: their tokens that can still
+        be redeemed (used ones are refused as replays anyway). Returns the family ids of the
+        sessions it revoked (none when all had ended)."""
         ...
 
     async def revoke_for_member(
@@ -344,6 +346,7 @@ class Budget(StrEnum):
     SIGNUP_IP = "signup_ip"
     SIGNUP_EMAIL = "signup_email"
     SESSION_IP = "session_ip"
+    SESSION_USER = "session_user"
     UPLOAD_ORGANIZATION = "upload_org"
     ASK_USER = "ask_user"
     SEARCH_USER = "search_user"

@@ -118,10 +118,11 @@ class Settings(BaseSettings):
     graphql_introspection: bool | None = None
 
     # Rate limits, shared by all API processes through Redis. Keys are budgets
-    # (login_ip, login_email, signup_ip, signup_email, session_ip, upload_org, ask_user,
-    # search_user, reprocess_org, chats_user, members_user, download_user:
-    # "count/seconds"; ws_connections_user, subscriptions_user: "count"), optionally
-    # "budget:role" for a role's own limit. Unlisted budgets keep their defaults.
+    # (login_ip, login_email, signup_ip, signup_email, session_ip, session_user,
+    # upload_org, ask_user, search_user, reprocess_org, chats_user, members_user,
+    # download_user: "count/seconds"; ws_connections_user, subscriptions_user: "count"),
+    # optionally "budget:role" for a role's own limit. Unlisted budgets keep their
+    # defaults.
     rate_limits_enabled: bool = True
     rate_limits: dict[str, str] = Field(default_factory=dict)
 

@@ -4,8 +4,9 @@ caller's own user."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
+from uuid import UUID
 
 import strawberry
 
@@ -64,9 +65,10 @@ def normalized_email(email: str) -> str:
 
 @contextlib.asynccontextmanager
 async def _refused_tokens_counted(ctx: Context) -> AsyncIterator[None]:
-    """A refused refresh token spends its address's budget (session_ip); a good one spends
-    nothing, so a client sending junk cannot starve the others behind the same address
-    (an office, a carrier's NAT) of their refreshes."""
+    """A refused refresh token spends its address's budget (session_ip). A good one
+    spends its user's instead (session_user, _charge_user), never the address's, so a
+    client sending junk cannot starve the others behind the same address (an office, a
+    carrier's NAT) of their refreshes."""
     try:
         yield
     except (InvalidRefreshToken, RefreshTokenReused):
@@ -74,10 +76,24 @@ async def _refused_tokens_counted(ctx: Context) -> AsyncIterator[None]:
         raise
 
 
+def _charge_user(ctx: Context) -> Callable[[UUID], Awaitable[None]]:
+    """Spends the session_user budget of the user whose token the service verified: each
+    exchange writes a token row that stays until the session's maximum age, so a client
+    refreshing or switching in a loop is slowed down, and its token, left unused, still
+    works once the budget allows."""
+
+    async def charge(user_id: UUID) -> None:
+        await ctx.rate_limiter.hit(Budget.SESSION_USER, str(user_id))
+
+    return charge
+
+
 async def refresh_session(info: Info, refresh_token: str) -> AuthPayload:
     ctx = info.context
     async with _refused_tokens_counted(ctx):
-        session = await ctx.services.accounts.refresh(refresh_token, ctx.origin)
+        session = await ctx.services.accounts.refresh(
+            refresh_token, ctx.origin, charge_user=_charge_user(ctx)
+        )
     return AuthPayload.from_domain(session)
 
 
@@ -87,7 +103,10 @@ async def switch_organization(
     ctx = info.context
     async with _refused_tokens_counted(ctx):
         session = await ctx.services.accounts.switch_organization(
-            refresh_token, parse_id(organization_id, "organization"), ctx.origin
+            refresh_token,
+            parse_id(organization_id, "organization"),
+            ctx.origin,
+            charge_user=_charge_user(ctx),
         )
     return AuthPayload.from_domain(session)
 

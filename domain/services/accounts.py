@@ -432,7 +432,18 @@ class AccountService:
                 return OrganizationMembership(candidate.organization, membership.role)
         return None
 
-    async def refresh(self, refresh_token: str, origin: RequestOrigin) -> IssuedSession:
+    async def refresh(
+        self,
+        refresh_token: str,
+        origin: RequestOrigin,
+        *,
+        charge_user: Callable[[UUID], Awaitable[None]] | None = None,
+    ) -> IssuedSession:
+        """A new token pair for the session, the presented token used up.
+
+        ``charge_user`` runs with the session's user id once the token is found
+        redeemable, before anything is written; what it raises (RateLimited) refuses
+        the refresh and leaves the token as it was, still good for a later try."""
         if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
             raise InvalidRefreshToken()
         now = self._clock.now()
@@ -441,6 +452,8 @@ class AccountService:
             # or role change either shows here or waits for this session, then revokes or
             # refreshes it.
             record = await self._redeemable(uow, refresh_token, now, origin)
+            if charge_user is not None:
+                await charge_user(record.user_id)
             membership = await uow.memberships.get(record.user_id, record.organization_id)
             user = await uow.users.get(record.user_id)
             organization = await uow.organizations.get(record.organization_id)
@@ -461,24 +474,40 @@ class AccountService:
         return session
 
     async def switch_organization(
-        self, refresh_token: str, organization_id: UUID, origin: RequestOrigin
+        self,
+        refresh_token: str,
+        organization_id: UUID,
+        origin: RequestOrigin,
+        *,
+        charge_user: Callable[[UUID], Awaitable[None]] | None = None,
     ) -> IssuedSession:
         """Trade the session's refresh token for a session in another of the user's
         organisations. The old session ends (its access tokens are revoked at once), and
         the new one keeps its start, so switching never extends a session's maximum age.
         The new session is a family of its own that names the old one, so replaying the
         traded token later revokes it as a replay within one family would (_redeemable).
-        An organisation the user is not in is NOT_FOUND and leaves the token unused."""
+        An organisation the user is not in is NOT_FOUND, and the session's own
+        organisation VALIDATION_FAILED (a switch there would change nothing but write
+        a token and two audit entries): both leave the token unused.
+
+        ``charge_user`` runs as in refresh: once the token is found redeemable, so
+        every exchange a good token makes spends it, the refused ones too."""
         if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
             raise InvalidRefreshToken()
         now = self._clock.now()
         async with self._uow_factory.system() as uow:
             record = await self._redeemable(uow, refresh_token, now, origin)
+            if charge_user is not None:
+                await charge_user(record.user_id)
             user = await uow.users.get(record.user_id)
             if user is None:
                 await uow.refresh_tokens.revoke_family(record.family_id, now)
                 await uow.commit()
                 raise InvalidRefreshToken()
+            if organization_id == record.organization_id:
+                raise ValidationFailed(
+                    "The session is in that organisation already.", field="organizationId"
+                )
             # Under the target's hold, as in log_in.
             await uow.organizations.hold(organization_id)
             membership = await uow.memberships.get(record.user_id, organization_id)
@@ -555,13 +584,13 @@ class AccountService:
             )
         if not live:
             return
-        # When none of the lineage is live, the revocation changed nothing worth telling:
+        # When none of the lineage was live, the revocation changed nothing worth telling:
         # leaving without commit rolls it back.
-        lineage = await uow.refresh_tokens.revoke_family(record.family_id, now)
-        if live.isdisjoint(lineage):
+        revoked = await uow.refresh_tokens.revoke_family(record.family_id, now)
+        if live.isdisjoint(revoked):
             return
         await self._end_session(
-            uow, record, "auth.refresh_token_reused", now, origin, revoked=lineage
+            uow, record, "auth.refresh_token_reused", now, origin, revoked=revoked
         )
 
     @staticmethod
@@ -577,7 +606,8 @@ class AccountService:
         return await uow.refresh_tokens.find_for_update(token_hash)
 
     async def log_out(self, refresh_token: str, origin: RequestOrigin) -> bool:
-        """Revoke the whole session the refresh token belongs to."""
+        """Revoke the whole session the refresh token belongs to, and every session
+        switched to from it; False when none of them was left to end."""
         if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
             return False
         now = self._clock.now()
@@ -585,7 +615,13 @@ class AccountService:
             record = await self._locked(uow, refresh_token)
             if record is None or record.revoked_at is not None:
                 return False
-            await self._end_session(uow, record, "auth.logout", now, origin)
+            # Only live tokens are revoked, so a used token's own row says nothing of its
+            # session: the session ended already (a log-out, a replay, a removal, a
+            # password change) when none of its lineage was left to revoke.
+            revoked = await uow.refresh_tokens.revoke_family(record.family_id, now)
+            if not revoked:
+                return False
+            await self._end_session(uow, record, "auth.logout", now, origin, revoked=revoked)
         return True
 
     async def _end_session(
@@ -596,16 +632,10 @@ class AccountService:
         now: datetime,
         origin: RequestOrigin,
         *,
-        revoked: list[UUID] | None = None,
+        revoked: list[UUID],
     ) -> None:
-        """Revoke the token's session and every session switched to from it (unless
-        ``revoked`` says this transaction did already), audited as ``action``, and
-        commit."""
-        families = (
-            revoked
-            if revoked is not None
-            else await uow.refresh_tokens.revoke_family(record.family_id, now)
-        )
+        """Audit the end of the token's session as ``action``, tell Redis about the
+        sessions this transaction ``revoked`` (revoke_family), and commit."""
         await uow.audit.record(
             AuditEntry(
                 action,
@@ -618,7 +648,7 @@ class AccountService:
         )
         # Redis first: if it cannot be told, nothing is committed, and the next attempt
         # (a replay detected again, a log-out retried) does it all (see remove_member).
-        await self._revocations.revoke(families)
+        await self._revocations.revoke(revoked)
         await uow.commit()
 
     async def authenticate(self, access_token: str) -> Principal:

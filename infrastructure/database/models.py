@@ -109,6 +109,19 @@ class RefreshTokenRow(Base):
         Index(None, "family_id"),
         Index(None, "user_id", "organization_id"),
         Index(None, "previous_family_id"),
+        # The tokens that can still be redeemed, one per live session (migration 0012):
+        # what ends sessions reads these, not every token the sessions left behind.
+        Index(
+            "ix_refresh_tokens_family_id_live",
+            "family_id",
+            postgresql_where=text("used_at IS NULL AND revoked_at IS NULL"),
+        ),
+        Index(
+            "ix_refresh_tokens_user_id_organization_id_live",
+            "user_id",
+            "organization_id",
+            postgresql_where=text("used_at IS NULL AND revoked_at IS NULL"),
+        ),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True)

@@ -29,6 +29,12 @@ DEFAULT_LIMITS: Mapping[Budget, str] = {
     # Refused refresh tokens only (a good one spends nothing): far more than clients
     # whose session just ended make, behind however many users share an address.
     Budget.SESSION_IP: "300/300",
+    # Refreshes and switches with a good token, per user (all their sessions together):
+    # each writes a token row kept until the session's maximum age. A tab refreshes
+    # every 14 minutes; the burst covers many tabs and devices, reloads and switches at
+    # once, and one every 5 s after it is some 170 times a tab's pace, while a client
+    # looping on refreshSession writes at most 17,280 rows a day instead of millions.
+    Budget.SESSION_USER: "60/300",
     Budget.UPLOAD_ORGANIZATION: "600/3600",
     Budget.ASK_USER: "120/600",
     Budget.SEARCH_USER: "600/60",

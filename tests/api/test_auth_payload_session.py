@@ -122,11 +122,13 @@ async def test_switch_organization_nested_fields_use_the_new_session(
         "switchOrganization",
     )
     assert organization_ids(to_team) == {owner.organization_id, member.organization_id}
-    # ... and members as for an editor there: refused, though the old session was admin.
+    # ... and members as for an editor there: refused, though the request's session
+    # (at home) is admin.
+    at_home = await api.log_in(member.email)
     body = await api.execute(
         SWITCH_NESTED,
-        {"t": to_team["refreshToken"], "org": owner.organization_id},
-        token=member.access_token,
+        {"t": at_home.refresh_token, "org": owner.organization_id},
+        token=at_home.access_token,
     )
     errors = cast(list[JSON], body["errors"])
     assert [cast(JSON, e["extensions"])["code"] for e in errors] == ["FORBIDDEN"]

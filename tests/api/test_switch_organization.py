@@ -102,15 +102,15 @@ async def test_switching_with_a_bad_or_used_token(api: GraphQLClient) -> None:
 
 
 async def test_replaying_a_traded_token_ends_the_sessions_it_led_to(api: GraphQLClient) -> None:
-    # A stolen copy of the token, traded by the thief (here into the very organisation it
-    # belongs to), then presented by its owner: both sessions end, as within one family.
+    # A stolen copy of the token, traded by the thief, then presented by its owner: both
+    # sessions end, as within one family.
     owner, member = await team_with_editor(api)
-    stolen: JSON = {"token": member.refresh_token, "org": member.organization_id}
+    stolen: JSON = {"token": member.refresh_token, "org": owner.organization_id}
     thief = cast(JSON, (await api.data(SWITCH, stolen))["switchOrganization"])
     # Two more switches away, the session still descends from the stolen token.
-    onward: JSON = {"token": thief["refreshToken"], "org": owner.organization_id}
+    onward: JSON = {"token": thief["refreshToken"], "org": member.organization_id}
     moved = cast(JSON, (await api.data(SWITCH, onward))["switchOrganization"])
-    back: JSON = {"token": moved["refreshToken"], "org": member.organization_id}
+    back: JSON = {"token": moved["refreshToken"], "org": owner.organization_id}
     last = cast(JSON, (await api.data(SWITCH, back))["switchOrganization"])
     await api.data(ME, token=cast(str, last["accessToken"]))
 

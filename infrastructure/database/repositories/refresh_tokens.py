@@ -3,13 +3,16 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, delete, exists, or_, select, text, update
+from sqlalchemy import ColumnElement, Uuid, delete, exists, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.entities import RefreshTokenRecord
 from infrastructure.database.models import RefreshTokenRow
 
-# A family and the families switched to from it, and from those, and so on.
+# A family and the families switched to from it, and from those, and so on: one index
+# probe (previous_family_id) per switch, run inside the statement that uses it, so no
+# list of families ever travels to the client and back (a long lineage would not fit in
+# a statement's parameters).
 _LINEAGE = text(
     """
     WITH RECURSIVE lineage(family_id) AS (
@@ -20,7 +23,7 @@ _LINEAGE = text(
     )
     SELECT family_id FROM lineage
     """
-)
+).columns(family_id=Uuid)
 
 
 # A lineage only grows while a refresh or switch in it commits between two rounds.
@@ -82,20 +85,26 @@ class SqlRefreshTokenRepository:
         )
 
     async def revoke_family(self, family_id: UUID, at: datetime) -> list[UUID]:
+        # Only the tokens that can still be redeemed (unused, unrevoked: each session's
+        # newest), found through their partial index (migration 0012): a used token is
+        # refused as a replay whether revoked or not, so revoking the ones a session
+        # left behind would cost a write per refresh it ever made, and a long-lived
+        # session could outgrow the statement timeout and never be ended.
+        live = _live_in_lineage(family_id)
         # Each statement reads what was committed when it began: a refresh or switch in
-        # the lineage that commits meanwhile adds rows the update did not see, so it runs
-        # again until it changes nothing.
+        # the lineage that commits meanwhile (one this update waited for, then skipped
+        # as used) leaves a new token the update did not see, so it runs again until no
+        # live token of the lineage is left to see.
         families: set[UUID] = set()
         for _ in range(_MAX_REVOKE_ROUNDS):
-            lineage = list(await self._session.scalars(_LINEAGE, {"family": family_id}))
-            families.update(lineage)
             revoked = await self._session.scalars(
                 update(RefreshTokenRow)
-                .where(RefreshTokenRow.family_id.in_(lineage), RefreshTokenRow.revoked_at.is_(None))
+                .where(*live)
                 .values(revoked_at=at)
-                .returning(RefreshTokenRow.id)
+                .returning(RefreshTokenRow.family_id)
             )
-            if not revoked.all():
+            families.update(revoked)
+            if not await self._session.scalar(select(exists().where(*live))):
                 break
         return sorted(families)
 
@@ -173,6 +182,15 @@ class SqlRefreshTokenRepository:
             .returning(RefreshTokenRow.id)
         )
         return len(deleted.all())
+
+
+def _live_in_lineage(family_id: UUID) -> list[ColumnElement[bool]]:
+    """The unused, unrevoked tokens of a family and of every family switched to from it."""
+    return [
+        RefreshTokenRow.family_id.in_(_LINEAGE.bindparams(family=family_id)),
+        RefreshTokenRow.used_at.is_(None),
+        RefreshTokenRow.revoked_at.is_(None),
+    ]
 
 
 def _live_tips(
