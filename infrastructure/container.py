@@ -120,7 +120,8 @@ class Container:
             if settings.rate_limits_enabled
             else UnlimitedRateLimiter()
         )
-        revocations = RedisSessionRevocations(
+        # Also the session notices an authenticated WebSocket watches (socket_sessions).
+        self.revocations = revocations = RedisSessionRevocations(
             self.redis,
             settings.redis_key_prefix,
             settings.access_token_ttl_seconds,

@@ -73,6 +73,13 @@ class Context:
         if self.socket_token is not None:
             await self.authenticate(self.socket_token)
 
+    async def release_socket_slot(self) -> None:
+        """Give the socket's connection slot back, once: when the socket closes, or as
+        soon as its session is found ended (the socket serves nothing more meanwhile)."""
+        slot, self.socket_slot = self.socket_slot, None
+        if slot is not None:
+            await slot.__aexit__(None, None, None)
+
     async def keep_session(self, principal: Principal, recheck_seconds: float) -> None:
         """For a stream that outlives its start (document events, an answer): check the
         socket's session again when this process heard it was revoked or changed, or once

@@ -3,7 +3,8 @@
 Each revocation or required refresh is also announced on a pub/sub channel. An API
 process remembers for a minute which sessions it heard of, so a long-lived stream (a
 `documentEvents` subscription) re-checks its session before the next event instead
-of at its next periodic check. Announcements are best effort: one lost while Redis
+of at its next periodic check, and an authenticated WebSocket watching the session
+(``watch``) checks it at once. Announcements are best effort: one lost while Redis
 reconnects leaves the periodic check.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -71,6 +72,8 @@ class RedisSessionRevocations:
         self._put_script = redis.register_script(_PUT)
         # Session id -> time.monotonic() when this process heard it changed, oldest first.
         self._heard: OrderedDict[UUID, float] = OrderedDict()
+        # Session id -> what to call when a notice about it is heard (``watch``).
+        self._watchers: dict[UUID, set[Callable[[], None]]] = {}
         listener.route(self._channel, self._on_notice)
 
     async def revoke(self, session_ids: Sequence[UUID]) -> None:
@@ -97,6 +100,21 @@ class RedisSessionRevocations:
         heard = self._heard.get(session_id)
         return heard is not None and heard >= moment
 
+    def watch(self, session_id: UUID, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call ``wake`` each time this process hears a notice about the session, until
+        the function returned is called. ``wake`` runs on the listener's task: it must
+        not block (it schedules its work)."""
+        self._watchers.setdefault(session_id, set()).add(wake)
+
+        def unwatch() -> None:
+            wakes = self._watchers.get(session_id)
+            if wakes is not None:
+                wakes.discard(wake)
+                if not wakes:
+                    del self._watchers[session_id]
+
+        return unwatch
+
     def _on_notice(self, raw: bytes) -> None:
         try:
             session_ids = [UUID(value) for value in json.loads(raw)]
@@ -108,6 +126,12 @@ class RedisSessionRevocations:
         for session_id in session_ids:
             heard[session_id] = now
             heard.move_to_end(session_id)
+        for session_id in session_ids:
+            for wake in list(self._watchers.get(session_id, ())):
+                try:
+                    wake()
+                except Exception:  # one watcher's bug must not keep the others unwoken
+                    log.exception("sessions.watcher_failed")
         while heard:
             oldest = next(iter(heard.values()))
             if oldest > now - NOTICE_MEMORY_SECONDS and len(heard) <= NOTICE_MEMORY_ENTRIES:

@@ -41,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain.errors import ErrorCode
 from infrastructure.http.middleware import error_body
+from infrastructure.http.socket_work import SCOPE_KEY, SocketWork
 from schema.build import SchemaLimits
 from schema.operation_cache import DocumentCache
 
@@ -212,25 +213,15 @@ class DrainingWebSockets:
             await self._app(scope, receive, send)
             return
         drain = self._drain
-        # Per operation id, the operations started under it whose end has not been seen,
-        # oldest first, each marked whether the shutdown waits for it. graphql-ws lets a
-        # start reuse the id of a running operation: strawberry stops the old one (its
-        # "complete" follows) and runs the new one, so one id can name two at once.
-        running: dict[str, list[bool]] = {}
+        # The socket's operations, also read by its handler should its session end.
+        work = SocketWork()
+        scope = {**scope, SCOPE_KEY: work}
         # The start frame of the protocol the app accepted (any, until it has).
         starts: frozenset[str] = _CLIENT_STARTS
 
         def ended(operation_id: object, every: bool) -> None:
-            pending = running.get(operation_id) if isinstance(operation_id, str) else None
-            if pending is None:
-                return
-            count = len(pending) if every else 1
-            for drained in pending[:count]:
-                if drained:
-                    drain.finished()
-            del pending[:count]
-            if not pending:
-                del running[cast(str, operation_id)]
+            for _ in range(work.end(operation_id, every)):
+                drain.finished()
 
         async def receiving() -> Message:
             while True:
@@ -245,8 +236,8 @@ class DrainingWebSockets:
                         await send({"type": "websocket.send", "text": _refusal(kind, operation_id)})
                         continue
                     # graphql-transport-ws refuses a reused id (4409) rather than run it.
-                    if kind == "start" or operation_id not in running:
-                        running.setdefault(operation_id, []).append(drained)
+                    if kind == "start" or not work.running(operation_id):
+                        work.start(operation_id, drained)
                         if drained:
                             drain.started()
                 elif kind in _CLIENT_STOPS:
@@ -261,7 +252,7 @@ class DrainingWebSockets:
                 starts = frozenset({start}) if start else _CLIENT_STARTS
             text = message.get("text")
             # Only frames that can be an end are parsed (not every streamed token).
-            if running and isinstance(text, str) and ("complete" in text or "error" in text):
+            if work.busy and isinstance(text, str) and ("complete" in text or "error" in text):
                 frame = _frame(message)
                 if frame is not None and frame.get("type") in _SERVER_ENDS:
                     ended(frame.get("id"), every=False)
@@ -269,11 +260,8 @@ class DrainingWebSockets:
         try:
             await self._app(scope, receiving, sending)
         finally:
-            for pending in running.values():
-                for drained in pending:
-                    if drained:
-                        drain.finished()
-            running.clear()
+            for _ in range(work.end_all()):
+                drain.finished()
 
 
 class DrainingHTTP:

@@ -21,6 +21,7 @@ from strawberry.types.unset import UnsetType
 from domain.errors import ErrorCode, RateLimited, Unauthenticated
 from domain.ports import Budget
 from infrastructure.container import Container
+from infrastructure.http import socket_sessions
 from infrastructure.http.graphiql import GraphiQLPage
 from infrastructure.http.middleware import error_body
 from infrastructure.http.socket_refusals import (
@@ -29,6 +30,8 @@ from infrastructure.http.socket_refusals import (
     SocketRefused,
     TransportWsHandler,
 )
+from infrastructure.http.socket_sessions import EndableSocket, SocketSessionWatch
+from infrastructure.http.socket_work import SocketWork
 from schema.context import Context
 
 BEARER_PREFIX = "bearer "
@@ -95,6 +98,8 @@ class FoundryGraphQL(GraphQL[Context, None]):
             allowed_origins=settings.cors_allow_origins,
         )
         self._container = container
+        # The session notices this process hears, which a socket's watch listens to.
+        self._session_notices = container.revocations
         self.graphql_transport_ws_handler_class = TransportWsHandler
         self.graphql_ws_handler_class = LegacyWsHandler
         self._graphiql = graphiql
@@ -153,6 +158,16 @@ class FoundryGraphQL(GraphQL[Context, None]):
         context.socket_slot = slot
         return None
 
+    def watch_session(
+        self, context: Context, socket: EndableSocket, work: SocketWork | None
+    ) -> SocketSessionWatch | None:
+        """The watch that ends an acknowledged socket once its session has ended."""
+        if context.principal is None or context.socket_token is None:
+            return None
+        return SocketSessionWatch(
+            context, socket, work, self._session_notices, socket_sessions.RECHECK_SECONDS
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             # Our own context, so the socket's connection slot is released however it ends.
@@ -161,8 +176,7 @@ class FoundryGraphQL(GraphQL[Context, None]):
             try:
                 await self.run(socket, context=context)
             finally:
-                if context.socket_slot is not None:
-                    await context.socket_slot.__aexit__(None, None, None)
+                await context.release_socket_slot()
             return
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)

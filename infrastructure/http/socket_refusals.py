@@ -11,6 +11,9 @@ holding the code and retryAfter. On the legacy graphql-ws protocol the
 connection_error payload holds the same. strawberry's own refusal of an operation over
 the per-socket limit ("Subscription limit reached") gets a code, TOO_MANY_OPERATIONS.
 
+Once acknowledged, a socket's session is watched (``socket_sessions.py``): when it ends,
+the handler ends the socket's operations and closes it as a refused connection_init.
+
 The legacy graphql-ws handler also runs queries and mutations, as graphql-transport-ws
 does: strawberry's would refuse them as an internal error (see ``EveryOperation``); and
 it closes a socket that sends no connection_init in time (4408), as strawberry does
@@ -23,7 +26,7 @@ import asyncio
 import contextlib
 import inspect
 import json
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import cast
 
 from strawberry.schema.base import BaseSchema
@@ -37,6 +40,9 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     Message as TransportWsMessage,
 )
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    SubscribeMessage as TransportWsSubscribe,
+)
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import (
     ConnectionInitMessage as LegacyWsInit,
@@ -44,13 +50,17 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
 from strawberry.subscriptions.protocols.graphql_ws.types import (
     OperationMessage as LegacyWsMessage,
 )
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    StartMessage as LegacyWsStart,
+)
 
-from domain.errors import ErrorCode, RateLimited
+from domain.errors import DomainError, ErrorCode, RateLimited
 from infrastructure.http.socket_frames import (
     INVALID_FRAME,
     legacy_ws_problem,
     transport_ws_problem,
 )
+from infrastructure.http.socket_sessions import SocketSessionWatch, ended_error, watch_session
 from schema.context import Context
 
 TOO_MANY_CONNECTIONS = 4429
@@ -95,6 +105,9 @@ class SocketRateLimited(Exception):
 
 
 class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    session_error: DomainError | None = None
+    session_watch: SocketSessionWatch | None = None
+
     async def handle_message(self, message: TransportWsMessage) -> None:
         problem = transport_ws_problem(message)
         if problem is not None:
@@ -115,6 +128,46 @@ class TransportWsHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await self.websocket.close(TOO_MANY_CONNECTIONS, json.dumps(limited.payload))
         except SocketRefused as refused:
             await self.websocket.close(refused.close_code, json.dumps(refused.payload))
+        if self.connection_acknowledged and self.session_watch is None:
+            self.session_watch = watch_session(self.view, self.context, self, self.websocket)
+
+    async def handle_subscribe(self, message: TransportWsSubscribe) -> None:
+        error = self.session_error
+        if error is not None and message["id"] not in self.operations:
+            await self._send_ended(message["id"], error)  # its session has ended
+            return
+        await super().handle_subscribe(message)
+
+    async def shutdown(self) -> None:
+        if self.session_watch is not None:
+            self.session_watch.stop()
+        await super().shutdown()
+
+    def operation_ids(self) -> list[str]:
+        return list(self.operations)
+
+    async def end_operation(self, operation_id: str, error: DomainError) -> None:
+        operation = self.operations.get(operation_id)
+        if operation is None:
+            return
+        await self.cleanup_operation(operation_id)  # forgets it and cancels its task
+        if operation.task is not None:
+            await asyncio.wait({operation.task})  # its cleanup has run; it sends no more
+        await self._send_ended(operation_id, error)
+
+    async def _send_ended(self, operation_id: str, error: DomainError) -> None:
+        """What a stream that raises ``error`` sends: the error, then complete."""
+        await self.send_message(
+            {
+                "id": operation_id,
+                "type": "next",
+                "payload": {"data": None, "errors": [ended_error(error)]},
+            }
+        )
+        await self.send_message({"id": operation_id, "type": "complete"})
+
+    async def close_for(self, error: DomainError) -> None:
+        await self.websocket.close(REFUSED, json.dumps(SocketRefused(error.code).payload))
 
 
 class EveryOperation:
@@ -160,6 +213,10 @@ class EveryOperation:
 class LegacyWsHandler(BaseGraphQLWSHandler[Context, None]):
     init_received = False
     socket_ended = False
+    session_error: DomainError | None = None
+    session_watch: SocketSessionWatch | None = None
+    # Operations being ended for their session: what they send meanwhile is dropped.
+    silenced: frozenset[str] = frozenset()
 
     async def handle(self) -> None:
         if not isinstance(self.schema, EveryOperation):
@@ -201,7 +258,49 @@ class LegacyWsHandler(BaseGraphQLWSHandler[Context, None]):
     async def cleanup(self) -> None:
         """The socket ended: its operations are stopped, with nobody left to tell."""
         self.socket_ended = True
+        if self.session_watch is not None:
+            self.session_watch.stop()
         await super().cleanup()
+
+    async def handle_start(self, message: LegacyWsStart) -> None:
+        error = self.session_error
+        if error is not None:
+            await self._send_ended(message["id"], error)  # its session has ended
+            return
+        await super().handle_start(message)
+
+    def operation_ids(self) -> list[str]:
+        return list(self.tasks)
+
+    async def end_operation(self, operation_id: str, error: DomainError) -> None:
+        if operation_id not in self.tasks:
+            return
+        # Stopped, the operation says "complete" itself: dropped, sent after the error.
+        self.silenced |= {operation_id}
+        try:
+            await self.cleanup_operation(operation_id)
+        finally:
+            self.silenced -= {operation_id}
+        await self._send_ended(operation_id, error)
+
+    async def _send_ended(self, operation_id: str, error: DomainError) -> None:
+        """What a stream that raises ``error`` sends: data with the error, then complete."""
+        await self.send_message(
+            {
+                "type": "data",
+                "id": operation_id,
+                "payload": {"data": None, "errors": [ended_error(error)]},
+            }
+        )
+        await self.send_message({"type": "complete", "id": operation_id})
+
+    async def close_for(self, error: DomainError) -> None:
+        await self._refuse(SocketRefused(error.code).payload)
+
+    async def _refuse(self, payload: dict[str, object]) -> None:
+        """As strawberry answers a ConnectionRejectionError on this protocol."""
+        await self.send_message({"type": "connection_error", "payload": payload})
+        await self.websocket.close(1011, "")
 
     async def _close_unless_initialised(self) -> None:
         await asyncio.sleep(self.view.connection_init_wait_timeout.total_seconds())
@@ -209,6 +308,8 @@ class LegacyWsHandler(BaseGraphQLWSHandler[Context, None]):
             await self.websocket.close(INIT_TIMEOUT, "Connection initialisation timeout")
 
     async def send_message(self, message: LegacyWsMessage) -> None:
+        if self.silenced and cast(Mapping[str, object], message).get("id") in self.silenced:
+            return
         if message["type"] == "error":
             _add_code(message["payload"])
         await super().send_message(message)
@@ -218,6 +319,6 @@ class LegacyWsHandler(BaseGraphQLWSHandler[Context, None]):
         try:
             await super().handle_connection_init(message)
         except (SocketRateLimited, SocketRefused) as refused:
-            # As strawberry answers a ConnectionRejectionError on this protocol.
-            await self.send_message({"type": "connection_error", "payload": refused.payload})
-            await self.websocket.close(1011, "")
+            await self._refuse(refused.payload)
+        if self.connection_acknowledged and self.session_watch is None:
+            self.session_watch = watch_session(self.view, self.context, self, self.websocket)

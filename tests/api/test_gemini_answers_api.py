@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from typing import cast
@@ -29,6 +30,7 @@ from infrastructure.observability.answer_metrics import (
 )
 from infrastructure.settings import Settings
 from tests.api.test_answers_api import ANSWER, ASK, MESSAGES, ask, events_of, new_chat, transport
+from tests.api.test_socket_session_end import open_socket, until_closed
 from tests.conftest import ServerThread
 from tests.gemini_standin import GeminiStandIn, Reply
 from tests.helpers import JSON, GraphQLClient
@@ -411,3 +413,54 @@ async def test_a_sentence_embedding_outage_ends_the_answer_with_its_code(
             "batchEmbedContents",
         ]
         assert ANSWER_OUTCOMES.labels("EMBEDDING_UNAVAILABLE")._value.get() == failed + 2
+
+
+@pytest.mark.parametrize("ending", ["token_expiry", "log_out"])
+async def test_an_answer_under_way_when_its_session_ends_ends_as_before_then_its_socket_closes(
+    settings: Settings, urls: BackendUrls, gemini: GeminiStandIn, corpus: Corpus, ending: str
+) -> None:
+    """A socket whose token is refused closes once its answer has ended as it always did:
+    run to its end when only the token expired (or the role changed), stopped with
+    UNAUTHENTICATED at its next event when the session was logged out. Then the socket
+    closes with 4403 and the code, as for a refused token."""
+    # A token that expires mid-answer (a lifetime below the setting's minimum, which
+    # model_copy does not check): 2 s, accepted 5 s longer; the answer takes about 12 s.
+    short = ending == "token_expiry"
+    lifetime = {"access_token_ttl_seconds": 2} if short else {}
+    async with serving(on_standin(settings, gemini, **lifetime), urls) as (server, api):
+        owner = corpus.owner
+        session = await api.log_in(owner.email, organization_id=owner.organization_id)
+        chat_id = await new_chat(api, session.access_token)
+        gemini.script(Reply.ok(*["slowly "] * 24, delay_seconds=0.5))
+        ws = await open_socket(server, session.access_token)
+        variables = {"c": chat_id, "q": QUESTION}
+        payload = {"query": ANSWER, "variables": variables}
+        await ws.send(json.dumps({"id": "a", "type": "subscribe", "payload": payload}))
+        async with asyncio.timeout(30):
+            while "AnswerToken" not in json.dumps(json.loads(await ws.recv())):
+                pass
+        if not short:
+            await api.data(
+                "mutation($t: String!) { logOut(refreshToken: $t) }", {"t": session.refresh_token}
+            )
+        frames, code, reason = await until_closed(ws)
+        roles = await stored_roles(api, owner.access_token, chat_id)
+
+    events = [
+        cast(JSON, cast(JSON, cast(JSON, frame["payload"])["data"])["answer"])
+        for frame in frames
+        if frame["type"] == "next"
+    ]
+    assert frames[-1] == {"id": "a", "type": "complete"}
+    if short:
+        assert events[-1]["__typename"] == "AnswerDone"
+        assert roles == ["USER", "ASSISTANT"]
+        assert (code, json.loads(reason)) == (4403, {"code": "TOKEN_EXPIRED"})
+    else:
+        assert (events[-1]["__typename"], events[-1]["code"]) == (
+            "AnswerError",
+            "UNAUTHENTICATED",
+        )
+        assert len(events) < 24
+        assert roles == ["USER"]
+        assert (code, json.loads(reason)) == (4403, {"code": "UNAUTHENTICATED"})
