@@ -18,7 +18,7 @@ from domain.entities import Role
 from domain.errors import DomainError, EmailTaken, NotFound, ValidationFailed, WeakPassword
 from domain.services.accounts import CreatedAccount
 from infrastructure.cli_backends import running_backends, settings_from
-from infrastructure.cli_reset_password import PasswordNotRead, read_new_password
+from infrastructure.cli_reset_password import password_or_exit_code
 from infrastructure.container import BackendUrls, Container
 from infrastructure.settings import Settings
 
@@ -63,15 +63,10 @@ def cmd_create_account(args: argparse.Namespace, usage_error: Callable[[str], No
             "organisation)"
         )
     settings = settings_from(args)
-    try:
-        # Before the backends start: the prompt comes at once, and a refusal costs nothing.
-        password = read_new_password(args.password_stdin, sys.stdin)
-    except PasswordNotRead as refused:
-        _say(str(refused), sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        _say("\nInterrupted: nothing changed.", sys.stderr)
-        return 130
+    # Before the backends start: the prompt comes at once, and a refusal costs nothing.
+    password = password_or_exit_code(args.password_stdin)
+    if isinstance(password, int):
+        return password
     with running_backends(settings) as urls:
         try:
             created = asyncio.run(create_account(settings, urls, args, password))

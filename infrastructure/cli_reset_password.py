@@ -68,6 +68,19 @@ async def reset_password(
         await container.aclose()
 
 
+def password_or_exit_code(from_stdin: bool) -> str | int:
+    """The new password (``read_new_password`` on this process's stdin), or the exit code
+    of a refusal, said on stderr: 2 when none usable came in, 130 when interrupted."""
+    try:
+        return read_new_password(from_stdin, sys.stdin)
+    except PasswordNotRead as refused:
+        _say(str(refused), sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        _say("\nInterrupted: nothing changed.", sys.stderr)
+        return 130
+
+
 def _say(line: str, stream: TextIO) -> None:
     stream.write(f"{line}\n")
     stream.flush()
@@ -96,15 +109,10 @@ def cmd_reset_password(args: argparse.Namespace) -> int:
     import asyncio
 
     settings = settings_from(args)
-    try:
-        # Before the backends start: the prompt comes at once, and a refusal costs nothing.
-        password = read_new_password(args.password_stdin, sys.stdin)
-    except PasswordNotRead as refused:
-        _say(str(refused), sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        _say("\nInterrupted: nothing changed.", sys.stderr)
-        return 130
+    # Before the backends start: the prompt comes at once, and a refusal costs nothing.
+    password = password_or_exit_code(args.password_stdin)
+    if isinstance(password, int):
+        return password
     with running_backends(settings) as urls:
         try:
             reset = asyncio.run(

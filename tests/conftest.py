@@ -215,6 +215,33 @@ def worker_env(settings: Settings, **overrides: str) -> dict[str, str]:
     return env
 
 
+def cli_env(settings: Settings) -> dict[str, str]:
+    """Environment for an operator's `foundry` command (reset-password, create-account) on
+    the test's backends, with the test server's hashing cost, so that log-ins with the
+    password it sets stay quick."""
+    return worker_env(
+        settings,
+        FOUNDRY_ARGON2_TIME_COST=str(settings.argon2_time_cost),
+        FOUNDRY_ARGON2_MEMORY_COST_KIB=str(settings.argon2_memory_cost_kib),
+        FOUNDRY_ARGON2_PARALLELISM=str(settings.argon2_parallelism),
+    )
+
+
+@pytest.fixture(scope="module")
+def closed_server(settings: Settings, urls: BackendUrls) -> Iterator[ServerThread]:
+    """A test server with sign-up closed (FOUNDRY_SIGNUP=closed)."""
+    server = ServerThread(settings.model_copy(update={"signup": "closed"}), urls)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def closed_api(closed_server: ServerThread) -> AsyncIterator[GraphQLClient]:
+    async with httpx.AsyncClient(base_url=closed_server.base_url, timeout=30) as http:
+        yield GraphQLClient(http)
+
+
 class WorkerProcess:
     """A real `foundry worker` (Dramatiq consumers + watchdog) as a child process."""
 

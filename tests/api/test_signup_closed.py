@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import cast
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
-from infrastructure.container import BackendUrls, Container
+from infrastructure.container import Container
 from infrastructure.database.models import (
     AuditLogRow,
     MembershipRow,
@@ -20,7 +19,6 @@ from infrastructure.database.models import (
 from infrastructure.settings import Settings
 from tests.api.test_login_after_removal import removed_from_their_only_organisation
 from tests.api.test_members import ADD
-from tests.conftest import ServerThread
 from tests.helpers import (
     JSON,
     LOG_IN,
@@ -31,20 +29,6 @@ from tests.helpers import (
     GraphQLClient,
     unique_email,
 )
-
-
-@pytest.fixture(scope="module")
-def closed_server(settings: Settings, urls: BackendUrls) -> Iterator[ServerThread]:
-    server = ServerThread(settings.model_copy(update={"signup": "closed"}), urls)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def closed_api(closed_server: ServerThread) -> AsyncIterator[GraphQLClient]:
-    async with httpx.AsyncClient(base_url=closed_server.base_url, timeout=30) as http:
-        yield GraphQLClient(http)
 
 
 async def _row_counts(container: Container) -> dict[str, int]:

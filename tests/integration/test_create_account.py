@@ -12,14 +12,11 @@ import asyncio
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import cast
 
-import httpx
-import pytest
 from sqlalchemy import func, select
 
-from infrastructure.container import BackendUrls, Container
+from infrastructure.container import Container
 from infrastructure.database.models import (
     AuditLogRow,
     MembershipRow,
@@ -29,7 +26,7 @@ from infrastructure.database.models import (
 )
 from infrastructure.settings import Settings
 from tests.api.test_rate_limits import log_in
-from tests.conftest import ServerThread, worker_env
+from tests.conftest import cli_env
 from tests.helpers import JSON, LOG_IN, PASSWORD, Account, GraphQLClient, unique_email
 
 NEW_PASSWORD = "a passphrase the operator chose"
@@ -47,30 +44,6 @@ WHERE = "query { me { id email organizations { id name role } } }"
 MEMBERS = "query { organization { id name role members { user { email } role } } }"
 
 
-@pytest.fixture(scope="module")
-def closed_server(settings: Settings, urls: BackendUrls) -> Iterator[ServerThread]:
-    server = ServerThread(settings.model_copy(update={"signup": "closed"}), urls)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def closed_api(closed_server: ServerThread) -> AsyncIterator[GraphQLClient]:
-    async with httpx.AsyncClient(base_url=closed_server.base_url, timeout=30) as http:
-        yield GraphQLClient(http)
-
-
-def _env(settings: Settings) -> dict[str, str]:
-    # The test server's hashing cost, so that log-ins with the new password stay quick.
-    return worker_env(
-        settings,
-        FOUNDRY_ARGON2_TIME_COST=str(settings.argon2_time_cost),
-        FOUNDRY_ARGON2_MEMORY_COST_KIB=str(settings.argon2_memory_cost_kib),
-        FOUNDRY_ARGON2_PARALLELISM=str(settings.argon2_parallelism),
-    )
-
-
 async def _create(
     settings: Settings, *args: str, stdin: str | None = TYPED, **env: str
 ) -> subprocess.CompletedProcess[str]:
@@ -82,7 +55,7 @@ async def _create(
         subprocess.run,
         [*COMMAND, *args, *password],
         input=stdin if stdin is not None else "",
-        env={**_env(settings), **SIGNUP_CLOSED, **env},
+        env={**cli_env(settings), **SIGNUP_CLOSED, **env},
         capture_output=True,
         text=True,
         timeout=120,

@@ -30,7 +30,7 @@ from infrastructure.settings import Settings
 from tests.api.test_api_keys import WHO, create_key
 from tests.api.test_rate_limits import log_in
 from tests.api.test_session_notices import _stream, subscribers, until_subscribers
-from tests.conftest import ServerThread, worker_env
+from tests.conftest import ServerThread, cli_env
 from tests.helpers import (
     JSON,
     LOG_IN,
@@ -54,16 +54,6 @@ query($a: String!) {
 """
 
 
-def _env(settings: Settings) -> dict[str, str]:
-    # The test server's hashing cost, so its log-ins with the new password stay quick.
-    return worker_env(
-        settings,
-        FOUNDRY_ARGON2_TIME_COST=str(settings.argon2_time_cost),
-        FOUNDRY_ARGON2_MEMORY_COST_KIB=str(settings.argon2_memory_cost_kib),
-        FOUNDRY_ARGON2_PARALLELISM=str(settings.argon2_parallelism),
-    )
-
-
 async def _reset(
     settings: Settings, email: str, stdin: str | None, *options: str, **env: str
 ) -> subprocess.CompletedProcess[str]:
@@ -80,7 +70,7 @@ async def _reset(
         subprocess.run,
         args,
         input=stdin if stdin is not None else "",
-        env={**_env(settings), **env},
+        env={**cli_env(settings), **env},
         capture_output=True,
         text=True,
         timeout=120,
@@ -210,7 +200,7 @@ def _at_a_terminal(settings: Settings, email: str, answers: list[str]) -> tuple[
         stdin=terminal,
         stdout=terminal,
         stderr=terminal,
-        env=_env(settings),
+        env=cli_env(settings),
         start_new_session=True,  # no controlling terminal: getpass prompts on stdin's
     )
     os.close(terminal)
