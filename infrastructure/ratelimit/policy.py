@@ -21,6 +21,20 @@ FAIL_CLOSED_BUDGETS = frozenset(
     {Budget.LOGIN_IP, Budget.LOGIN_EMAIL, Budget.SIGNUP_IP, Budget.SIGNUP_EMAIL}
 )
 
+# Charged before anyone is known (sign-in), or per user across all their organisations
+# (refreshes): no role applies, so a "budget:role" limit of these is refused at start-up
+# rather than accepted and never used.
+ROLELESS_BUDGETS = frozenset(
+    {
+        Budget.LOGIN_IP,
+        Budget.LOGIN_EMAIL,
+        Budget.SIGNUP_IP,
+        Budget.SIGNUP_EMAIL,
+        Budget.SESSION_IP,
+        Budget.SESSION_USER,
+    }
+)
+
 DEFAULT_LIMITS: Mapping[Budget, str] = {
     Budget.LOGIN_IP: "100/300",
     Budget.LOGIN_EMAIL: "10/300",
@@ -113,6 +127,11 @@ def parse_policies(overrides: Mapping[str, str]) -> RatePolicies:
             ) from None
         if role is None:
             limits[budget] = parse_limit(budget, text)
+        elif budget in ROLELESS_BUDGETS:
+            raise ValueError(
+                f"rate limit {name!r}: {budget.value} is spent before a role is known, so it "
+                "takes no per-role limit"
+            )
         else:
             by_role[(budget, role)] = parse_limit(budget, text)
     return RatePolicies(limits, by_role)

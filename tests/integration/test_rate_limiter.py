@@ -148,6 +148,9 @@ def test_bad_limits_are_refused_at_start_up() -> None:
         {"ask_user:owner": "1/60"},
         {"ws_connections_user": "2/60"},
         {"login_ip": "0/60"},
+        # Spent with no role: a per-role limit would be accepted and never used.
+        {"session_user:admin": "600/300"},
+        {"login_email:viewer": "5/300"},
     ):
         with pytest.raises(ValueError, match="rate limit"):
             parse_policies(bad)
