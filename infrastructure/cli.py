@@ -21,7 +21,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from infrastructure import security_gate
 from infrastructure.cli_backends import running_backends, settings_from, start_backends
 from infrastructure.cli_create_account import add_create_account_parser
-from infrastructure.cli_errors import CommandFailed, root_cause, settings_problems, unreachable
+from infrastructure.cli_errors import (
+    CommandFailed,
+    local_failure,
+    root_cause,
+    settings_problems,
+    unreachable,
+)
 from infrastructure.cli_maintenance import cmd_reembed, cmd_schema_export, cmd_storage_check
 from infrastructure.cli_reset_password import add_reset_password_parser
 from infrastructure.cli_signals import STOP_SIGNALS, StopRequested
@@ -294,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     except StopRequested as stop:
         return 128 + stop.signum
     except (OSError, SQLAlchemyError, RedisError) as exc:
+        if local_failure(exc):  # e.g. FOUNDRY_WORKER_METRICS_PORT already in use
+            print(f"Failed: {root_cause(exc)}", file=sys.stderr)
+            return 1
         # A backend that cannot be reached: say which, without a traceback.
         print(f"Cannot reach a backend: {root_cause(exc)}", file=sys.stderr)
         print(

@@ -8,13 +8,23 @@ from pathlib import Path
 from typing import Annotated, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 Environment = Literal["development", "test", "production"]
 
 
 DATABASE_SCHEMES = frozenset({"postgres", "postgresql", "postgresql+asyncpg"})
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+# The ingest actor's time limit (workers/actors.py): Dramatiq interrupts a document's
+# ingestion after it, and the watchdog must wait longer (ingest_processing_timeout_seconds).
+INGEST_TIME_LIMIT_SECONDS = 30 * 60
 
 
 def trusted_proxy_entries(value: str) -> list[str]:
@@ -47,8 +57,16 @@ def trusted_proxy_entries(value: str) -> list[str]:
 class Settings(BaseSettings):
     """One settings object, built once by the composition root and passed down."""
 
+    # A blank FOUNDRY_* value (empty or only whitespace), in the environment or in .env,
+    # means the setting's default: docker-compose's ${VAR} of an unset variable, or
+    # .env.example's ``FOUNDRY_JWT_SECRET=`` uncommented. Empty values are dropped by
+    # env_ignore_empty, whitespace-only ones by settings_customise_sources.
     model_config = SettingsConfigDict(
-        env_prefix="FOUNDRY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="FOUNDRY_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
     )
 
     environment: Environment = "development"
@@ -164,8 +182,9 @@ class Settings(BaseSettings):
     parse_timeout_seconds: float = Field(default=300, gt=0, le=1_500)
     parse_memory_mb: int = Field(default=2_048, ge=256, le=65_536)
     ingest_max_attempts: int = Field(default=3, ge=1, le=20)
-    # Longer than the ingest actor's 30-minute time limit, so the watchdog never takes a
-    # document from a worker that is still allowed to be working on it.
+    # Longer than the ingest actor's 30-minute time limit (INGEST_TIME_LIMIT_SECONDS), so
+    # the watchdog never takes a document from a worker that is still allowed to be
+    # working on it (checked below, outside the test environment).
     ingest_processing_timeout_seconds: int = Field(default=2_400, ge=1)
     ingest_pending_timeout_seconds: int = Field(default=300, ge=1)
     # A processing worker records a heartbeat this often; a document whose heartbeat
@@ -227,6 +246,26 @@ class Settings(BaseSettings):
     # Logs.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The usual sources, with whitespace-only variables dropped from the
+        environment and .env as env_ignore_empty drops empty ones."""
+        for source in (env_settings, dotenv_settings):
+            if isinstance(source, EnvSettingsSource):  # DotEnvSettingsSource is one too
+                source.env_vars = {
+                    name: value
+                    for name, value in source.env_vars.items()
+                    if value is None or value.strip()
+                }
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
 
     @field_validator("cors_allow_origins", mode="before")
     @classmethod
@@ -306,6 +345,55 @@ class Settings(BaseSettings):
             raise ValueError(
                 "ingest_heartbeat_timeout_seconds must be at least three heartbeat "
                 "intervals (ingest_heartbeat_seconds), or a busy worker loses its documents"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _overlap_below_half_a_chunk(self) -> Self:
+        # What the worker's chunker requires (domain/ingestion/chunking.py): refused here,
+        # `foundry serve` would start and every worker would fail at start-up.
+        if self.chunk_overlap_tokens >= self.chunk_size_tokens // 2:
+            raise ValueError(
+                f"chunk_overlap_tokens ({self.chunk_overlap_tokens}) must be less than half "
+                f"of chunk_size_tokens ({self.chunk_size_tokens})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _processing_timeout_outlives_the_actor(self) -> Self:
+        # The test environment may shorten it to see the watchdog act within seconds.
+        if self.environment == "test":
+            return self
+        floor = max(INGEST_TIME_LIMIT_SECONDS, self.parse_timeout_seconds)
+        if self.ingest_processing_timeout_seconds <= floor:
+            raise ValueError(
+                f"ingest_processing_timeout_seconds must be more than {floor}, the ingest "
+                "job's time limit (and so more than parse_timeout_seconds), or the watchdog "
+                "takes documents from workers still working on them"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _argon2_memory_per_lane(self) -> Self:
+        # argon2's own rule; it would otherwise fail when the server builds its hasher.
+        if self.argon2_memory_cost_kib < 8 * self.argon2_parallelism:
+            raise ValueError(
+                "argon2_memory_cost_kib must be at least 8 times argon2_parallelism "
+                f"({8 * self.argon2_parallelism} for {self.argon2_parallelism})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _local_model_dimensions(self) -> Self:
+        if self.embedder != "local":
+            return self
+        from infrastructure.embeddings.local import DIMENSIONS
+
+        if self.embedding_dimensions != DIMENSIONS:
+            raise ValueError(
+                f"embedding_dimensions must be {DIMENSIONS} with the local embedder (its "
+                f"model's vectors), not {self.embedding_dimensions}; other sizes need "
+                "embedder gemini"
             )
         return self
 

@@ -7,6 +7,7 @@ from uuid import UUID
 import dramatiq
 
 from infrastructure.queue.jobs import DOCUMENTS_QUEUE, INGEST_ACTOR
+from infrastructure.settings import INGEST_TIME_LIMIT_SECONDS
 from workers import runtime
 from workers.retry_policy import MAX_BACKOFF_MS, MIN_BACKOFF_MS, retry_transient
 
@@ -22,7 +23,7 @@ def retry_ingest(retries: int, exc: BaseException) -> bool:
     retry_when=retry_ingest,
     min_backoff=MIN_BACKOFF_MS,
     max_backoff=MAX_BACKOFF_MS,
-    time_limit=30 * 60 * 1000,
+    time_limit=INGEST_TIME_LIMIT_SECONDS * 1000,
 )
 async def ingest(document_id: str) -> None:
     await runtime.current().ingestion.ingest(UUID(document_id))
