@@ -14,12 +14,19 @@ def parse_id(raw: str, what: str = "object") -> UUID:
         raise NotFound(f"No such {what}.") from None
 
 
+# Stands in for a malformed id in a filter: no row has the nil UUID as its id (ids are
+# random), so it matches nothing, and it still counts toward the filter's limit.
+UNMATCHABLE_ID = UUID(int=0)
+
+
 def parse_ids(raw: Sequence[str]) -> list[UUID]:
-    """Client-supplied IDs to filter by; malformed ones can match nothing, so they are dropped."""
+    """Client-supplied IDs to filter by, one for each given: a malformed one can match
+    nothing, so it becomes UNMATCHABLE_ID (and 101 malformed ids are as many as 101
+    good ones for a limit of 100)."""
     parsed: list[UUID] = []
     for value in raw:
         try:
             parsed.append(UUID(value))
         except (ValueError, TypeError, AttributeError):
-            continue
+            parsed.append(UNMATCHABLE_ID)
     return parsed

@@ -26,12 +26,15 @@ async def organization(info: Info) -> Organization:
 async def organizations_of(
     info: Info, user_id: str, session: Principal | None = None
 ) -> list[Organization]:
-    """Only a user's own organisations are visible, and only to that user. ``session``
-    is the session the field answers for when it is not the request's (AuthPayload)."""
+    """All of a user's organisations to that user; to anyone else (an admin reading
+    `members`), only the session's organisation, the one they share: another user's other
+    organisations belong to other tenants. ``session`` is the session the field answers
+    for when it is not the request's (AuthPayload). Never an error: this field is
+    non-null, and one would null everything above it, an AuthPayload's tokens too."""
     principal = session or info.context.require_principal()
-    if user_id != str(principal.user_id):
-        raise Forbidden("You can only list your own organisations.")
     memberships = await info.context.services.organizations.my_organizations(principal)
+    if user_id != str(principal.user_id):
+        memberships = [m for m in memberships if m.organization.id == principal.organization_id]
     return [Organization.from_domain(m.organization, m.role, session) for m in memberships]
 
 

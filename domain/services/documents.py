@@ -94,11 +94,12 @@ def filename_filter(raw: str | None) -> str | None:
     at most 255 characters (the longest filename) else ValidationFailed."""
     if raw is None:
         return None
-    if len(raw) > MAX_FILENAME_FILTER:
+    trimmed = raw.strip()
+    if len(trimmed) > MAX_FILENAME_FILTER:
         raise ValidationFailed(
             f"filename can have at most {MAX_FILENAME_FILTER} characters.", field="filename"
         )
-    return raw.strip() or None
+    return trimmed or None
 
 
 class DocumentService:

@@ -15,7 +15,12 @@ class AuditDetail:
     value: str
 
 
-@strawberry.type(description="Who acted; both null for anonymous events (a failed log-in).")
+@strawberry.type(
+    description=(
+        "Who acted; both ids null for an operator's command (foundry create-account, "
+        "reset-password)."
+    )
+)
 class AuditActor:
     user_id: strawberry.ID | None
     email: str | None = strawberry.field(

@@ -132,4 +132,10 @@ class UploadOutcome:
 class DocumentEvent:
     document: Document
     progress: float | None = strawberry.field(description="0..1 while processing; 1 when ready.")
-    deleted: bool = False
+    deleted: bool = strawberry.field(
+        default=False,
+        description=(
+            "True when the document was deleted: it is then reported with status FAILED "
+            'and errorCode "DELETED", and is gone from documents and document(id).'
+        ),
+    )

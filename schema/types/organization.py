@@ -53,9 +53,17 @@ class Organization:
         )
 
     # Admins only, checked by the resolver against the session the field answers for
-    # (a permission class would check the request's).
-    @strawberry.field(description="Members and their roles.")
-    async def members(self, info: Info) -> list[Member]:
+    # (a permission class would check the request's). Nullable, so that a refusal stops
+    # here: non-null, it nulled the organisation and everything up to the operation,
+    # an AuthPayload's new tokens included (a viewer's refreshSession selecting members
+    # lost the only copy of its rotated token).
+    @strawberry.field(
+        description=(
+            "Members and their roles: for admins, in the organisation their session is in; "
+            "otherwise null, with a FORBIDDEN error."
+        )
+    )
+    async def members(self, info: Info) -> list[Member] | None:
         from resolvers.organizations import list_members
 
         return await list_members(info, self.id, self.session)

@@ -31,7 +31,13 @@ class User:
             session=session,
         )
 
-    @strawberry.field(description="Organisations this user belongs to, with their role in each.")
+    @strawberry.field(
+        description=(
+            "Organisations this user belongs to that you can see, each with your role in it "
+            "(Organization.role): all of yours for yourself; for another member (an admin's "
+            "`members`), only the organisation your session is in, which you share."
+        )
+    )
     async def organizations(
         self, info: Info
     ) -> list[Annotated[Organization, strawberry.lazy("schema.types.organization")]]:

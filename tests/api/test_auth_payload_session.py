@@ -133,8 +133,12 @@ async def test_switch_organization_nested_fields_use_the_new_session(
     errors = cast(list[JSON], body["errors"])
     assert [cast(JSON, e["extensions"])["code"] for e in errors] == ["FORBIDDEN"]
     assert errors[0]["path"] == ["switchOrganization", "organization", "members"]
-    # Back home, where the member is admin, with no header at all (a new log-in: the
-    # refused switch used its token).
+    # The refusal stops at members (nullable): the payload, and the new tokens the
+    # switch rotated to, still arrive, and they work.
+    in_team = payload(cast(JSON, body["data"]), "switchOrganization")
+    assert cast(JSON, in_team["organization"])["members"] is None
+    await still_refreshes(api, in_team)
+    # Back home, where the member is admin, with no header at all.
     again = await api.log_in(member.email, organization_id=owner.organization_id)
     home = payload(
         await api.data(SWITCH_NESTED, {"t": again.refresh_token, "org": member.organization_id}),
@@ -143,3 +147,51 @@ async def test_switch_organization_nested_fields_use_the_new_session(
     assert member_ids(home) == {member.user_id}
     assert organization_ids(home) == {owner.organization_id, member.organization_id}
     await still_refreshes(api, home)
+
+
+async def test_a_refresh_payload_with_colleagues_in_members_keeps_its_tokens(
+    api: GraphQLClient,
+) -> None:
+    """NESTED on an organisation with a second member: a colleague's
+    `user.organizations` lists only the organisation the session shares with them (their
+    others belong to other tenants), and never refuses, which would null the payload and
+    lose the refresh token the call had just rotated."""
+    admin = await api.sign_up(organization_name="Harbour office")
+    colleague = await api.sign_up(organization_name="Colleague's own")
+    await api.add_member(admin, colleague.email, "VIEWER")
+    session = payload(await api.data(REFRESH_NESTED, {"t": admin.refresh_token}), "refreshSession")
+    members = cast(list[JSON], cast(JSON, session["organization"])["members"])
+    seen = {
+        cast(str, cast(JSON, member["user"])["id"]): {
+            cast(str, organization["id"])
+            for organization in cast(list[JSON], cast(JSON, member["user"])["organizations"])
+        }
+        for member in members
+    }
+    assert seen == {
+        admin.user_id: {admin.organization_id},
+        colleague.user_id: {admin.organization_id},  # not "Colleague's own"
+    }
+    await still_refreshes(api, session)
+
+
+async def test_members_of_another_organisation_are_null_not_the_whole_answer(
+    api: GraphQLClient,
+) -> None:
+    """An admin of two organisations lists members of each through `me`: the one the
+    session is not in answers null with FORBIDDEN, and the rest of `me` arrives."""
+    first = await api.sign_up()
+    second = await api.sign_up()
+    await api.add_member(second, first.email, "ADMIN")
+    body = await api.execute(
+        "{ me { id organizations { id members { role } } } }", token=first.access_token
+    )
+    me = cast(JSON, cast(JSON, body["data"])["me"])
+    members = {
+        cast(str, organization["id"]): organization["members"]
+        for organization in cast(list[JSON], me["organizations"])
+    }
+    assert members[second.organization_id] is None
+    assert members[first.organization_id] == [{"role": "ADMIN"}]
+    errors = cast(list[JSON], body["errors"])
+    assert [cast(JSON, e["extensions"])["code"] for e in errors] == ["FORBIDDEN"]

@@ -460,6 +460,8 @@ async def test_filename_filter_pages_with_cursors(
 async def test_filename_filter_length_is_limited(api: GraphQLClient) -> None:
     token = (await api.sign_up()).access_token
     assert (await _filtered(api, token, filename="x" * 255))["totalCount"] == 0
+    # The limit applies to what is left once surrounding spaces are trimmed.
+    assert (await _filtered(api, token, filename="  " + "x" * 255 + " "))["totalCount"] == 0
     body = await api.execute(FILTERED, {"filename": "x" * 256}, token)
     errors = cast(list[JSON], body["errors"])
     extensions = cast(JSON, errors[0]["extensions"])

@@ -89,6 +89,10 @@ async def test_search_validates_its_input(api: GraphQLClient, corpus: Corpus) ->
     assert await api.error_code(SEARCH, {"q": "tides", "limit": 51}, token) == "VALIDATION_FAILED"
     ids = [f"00000000-0000-0000-0000-{i:012d}" for i in range(101)]
     assert await api.error_code(SEARCH, {"q": "tides", "ids": ids}, token) == "VALIDATION_FAILED"
+    # Malformed ids match nothing but count all the same.
+    junk = [f"not-an-id-{i}" for i in range(101)]
+    assert await api.error_code(SEARCH, {"q": "tides", "ids": junk}, token) == "VALIDATION_FAILED"
+    assert await hits(api, token, "tides", ids=junk[:100]) == []
     assert await api.error_code(SEARCH, {"q": "tides"}) == "UNAUTHENTICATED"
 
 
