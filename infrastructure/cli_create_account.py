@@ -12,13 +12,13 @@ import sys
 import uuid
 from collections.abc import Callable
 from functools import partial
-from typing import NoReturn, TextIO
+from typing import NoReturn
 
 from domain.entities import Role
 from domain.errors import DomainError, EmailTaken, NotFound, ValidationFailed, WeakPassword
 from domain.services.accounts import CreatedAccount
 from infrastructure.cli_backends import running_backends, settings_from
-from infrastructure.cli_reset_password import password_or_exit_code
+from infrastructure.cli_reset_password import password_or_exit_code, say
 from infrastructure.container import BackendUrls, Container
 from infrastructure.settings import Settings
 
@@ -48,11 +48,6 @@ async def create_account(
         await container.aclose()
 
 
-def _say(line: str, stream: TextIO) -> None:
-    stream.write(f"{line}\n")
-    stream.flush()
-
-
 def cmd_create_account(args: argparse.Namespace, usage_error: Callable[[str], NoReturn]) -> int:
     """Make an account: with a new organisation it administers, or in an existing one."""
     import asyncio
@@ -71,16 +66,16 @@ def cmd_create_account(args: argparse.Namespace, usage_error: Callable[[str], No
         try:
             created = asyncio.run(create_account(settings, urls, args, password))
         except WeakPassword as refused:
-            _say(
+            say(
                 f"Password refused ({refused.code.value}): {refused.message} Nothing changed.",
                 sys.stderr,
             )
             return 2
         except ValidationFailed as refused:
-            _say(f"Refused ({refused.code.value}): {refused.message} Nothing changed.", sys.stderr)
+            say(f"Refused ({refused.code.value}): {refused.message} Nothing changed.", sys.stderr)
             return 2
         except EmailTaken:
-            _say(
+            say(
                 f"{args.email.strip()} already has an account: nothing changed. To give it a "
                 "place in an organisation, an admin of that organisation adds it with "
                 "addMember (email and role).",
@@ -88,19 +83,19 @@ def cmd_create_account(args: argparse.Namespace, usage_error: Callable[[str], No
             )
             return 1
         except NotFound as unknown:
-            _say(f"{unknown.message} Nothing changed.", sys.stderr)
+            say(f"{unknown.message} Nothing changed.", sys.stderr)
             return 1
         except DomainError as failed:  # SERVICE_UNAVAILABLE: the database
-            _say(
+            say(
                 f"Could not create the account ({failed.code.value}): {failed.message} "
                 "Nothing changed; try again.",
                 sys.stderr,
             )
             return 1
     # One greppable line each; never the password.
-    _say(f"user_id={created.user_id}", sys.stdout)
-    _say(f"organization_id={created.organization_id}", sys.stdout)
-    _say(f"role={created.role.name}", sys.stdout)
+    say(f"user_id={created.user_id}", sys.stdout)
+    say(f"organization_id={created.organization_id}", sys.stdout)
+    say(f"role={created.role.name}", sys.stdout)
     return 0
 
 

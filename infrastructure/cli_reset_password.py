@@ -74,14 +74,15 @@ def password_or_exit_code(from_stdin: bool) -> str | int:
     try:
         return read_new_password(from_stdin, sys.stdin)
     except PasswordNotRead as refused:
-        _say(str(refused), sys.stderr)
+        say(str(refused), sys.stderr)
         return 2
     except KeyboardInterrupt:
-        _say("\nInterrupted: nothing changed.", sys.stderr)
+        say("\nInterrupted: nothing changed.", sys.stderr)
         return 130
 
 
-def _say(line: str, stream: TextIO) -> None:
+def say(line: str, stream: TextIO) -> None:
+    """One line of an operator command's output, flushed at once."""
     stream.write(f"{line}\n")
     stream.flush()
 
@@ -122,9 +123,9 @@ def cmd_reset_password(args: argparse.Namespace) -> int:
             )
         except ApiKeysNotRevoked as partly:
             # Checked before DomainError: here the password WAS reset (and committed).
-            _say(_reset_done(partly.reset), sys.stdout)
+            say(_reset_done(partly.reset), sys.stdout)
             done = partly.reset.api_keys or ApiKeysRevoked(0, 0)
-            _say(
+            say(
                 f"But not every API key could be revoked ({partly.code.value}): "
                 f"{partly.message} {_keys_revoked(done)} Run it again to revoke the rest "
                 "(keys already revoked are skipped).",
@@ -132,24 +133,24 @@ def cmd_reset_password(args: argparse.Namespace) -> int:
             )
             return 1
         except NotFound as unknown:
-            _say(f"{unknown.message} Nothing changed.", sys.stderr)
+            say(f"{unknown.message} Nothing changed.", sys.stderr)
             return 1
         except WeakPassword as refused:
-            _say(
+            say(
                 f"Password refused ({refused.code.value}): {refused.message} Nothing changed.",
                 sys.stderr,
             )
             return 2
         except DomainError as failed:  # SERVICE_UNAVAILABLE: Redis or the database
-            _say(
+            say(
                 f"Could not reset the password ({failed.code.value}): {failed.message} "
                 "Nothing changed; try again.",
                 sys.stderr,
             )
             return 1
-    _say(_reset_done(reset), sys.stdout)
+    say(_reset_done(reset), sys.stdout)
     if reset.api_keys is not None:
-        _say(_keys_revoked(reset.api_keys), sys.stdout)
+        say(_keys_revoked(reset.api_keys), sys.stdout)
     return 0
 
 

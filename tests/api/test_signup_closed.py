@@ -31,7 +31,8 @@ from tests.helpers import (
 )
 
 
-async def _row_counts(container: Container) -> dict[str, int]:
+async def account_row_counts(container: Container) -> dict[str, int]:
+    """Rows of every table an account's making or ending writes, by table name."""
     counts: dict[str, int] = {}
     async with container.session_factory() as session:
         for table in (UserRow, OrganizationRow, MembershipRow, RefreshTokenRow, AuditLogRow):
@@ -52,7 +53,7 @@ async def test_closed_sign_up_is_refused_and_writes_nothing(
     closed_api: GraphQLClient, api: GraphQLClient, container: Container
 ) -> None:
     existing = await api.sign_up()  # through the open server
-    before = await _row_counts(container)
+    before = await account_row_counts(container)
     for email in (unique_email("closed"), existing.email):
         body = await closed_api.execute(
             SIGN_UP, {"input": {"email": email, "password": PASSWORD, "organizationName": None}}
@@ -63,7 +64,7 @@ async def test_closed_sign_up_is_refused_and_writes_nothing(
         assert cast(JSON, error["extensions"])["code"] == "SIGNUP_CLOSED", body
         assert "ask an admin of your organisation" in str(error["message"]), body
         assert body["data"] is None, body
-    assert await _row_counts(container) == before
+    assert await account_row_counts(container) == before
 
 
 async def test_existing_accounts_log_in_refresh_and_join_organisations(
@@ -90,13 +91,13 @@ async def test_closed_sign_up_gives_no_new_organisation_to_someone_removed_from_
     """With sign-up open, such a log-in makes a personal organisation; closed, it is
     refused and makes nothing: an admin's removal is not undone by logging in again."""
     removed = await removed_from_their_only_organisation(api, http)
-    before = await _row_counts(container)
+    before = await account_row_counts(container)
     body = await closed_api.execute(
         LOG_IN, {"input": {"email": removed.member.email, "password": PASSWORD}}
     )
     [error] = cast(list[JSON], body["errors"])
     assert cast(JSON, error["extensions"])["code"] == "FORBIDDEN", body
     assert "ask an admin to add you" in str(error["message"])
-    after = await _row_counts(container)
+    after = await account_row_counts(container)
     assert after["organizations"] == before["organizations"]
     assert after["memberships"] == before["memberships"]

@@ -14,18 +14,10 @@ import sys
 import uuid
 from typing import cast
 
-from sqlalchemy import func, select
-
 from infrastructure.container import Container
-from infrastructure.database.models import (
-    AuditLogRow,
-    MembershipRow,
-    OrganizationRow,
-    RefreshTokenRow,
-    UserRow,
-)
 from infrastructure.settings import Settings
 from tests.api.test_rate_limits import log_in
+from tests.api.test_signup_closed import account_row_counts
 from tests.conftest import cli_env
 from tests.helpers import JSON, LOG_IN, PASSWORD, Account, GraphQLClient, unique_email
 
@@ -71,16 +63,6 @@ def _created(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines)
 
 
-async def _row_counts(container: Container) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    async with container.session_factory() as session:
-        for table in (UserRow, OrganizationRow, MembershipRow, RefreshTokenRow, AuditLogRow):
-            counts[table.__tablename__] = int(
-                await session.scalar(select(func.count()).select_from(table)) or 0
-            )
-    return counts
-
-
 def _grew(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {table: after[table] - before[table] for table in before}
 
@@ -118,7 +100,7 @@ async def test_with_sign_up_closed_it_makes_an_account_and_an_organisation_it_ad
 ) -> None:
     bystander = await api.sign_up()
     email = unique_email("made")
-    before = await _row_counts(container)
+    before = await account_row_counts(container)
 
     # Normalised as sign-up normalises it; the name cleaned as sign-up cleans it.
     created = _created(
@@ -129,7 +111,7 @@ async def test_with_sign_up_closed_it_makes_an_account_and_an_organisation_it_ad
 
     assert created["role"] == "ADMIN"
     # One account, one organisation, one membership, one audit entry, and no session.
-    assert _grew(before, await _row_counts(container)) == {
+    assert _grew(before, await account_row_counts(container)) == {
         "users": 1,
         "organizations": 1,
         "memberships": 1,
@@ -175,7 +157,7 @@ async def test_with_an_organisation_id_it_joins_that_one_and_has_none_of_its_own
     admin = await api.sign_up()
     bystander = await api.sign_up()
     editor_email, viewer_email = unique_email("editor"), unique_email("viewer")
-    before = await _row_counts(container)
+    before = await account_row_counts(container)
 
     joins = ["--organization-id", admin.organization_id]
     # --role as typed: any case.
@@ -186,7 +168,7 @@ async def test_with_an_organisation_id_it_joins_that_one_and_has_none_of_its_own
     assert (editor["organization_id"], editor["role"]) == (admin.organization_id, "EDITOR")
     assert (viewer["organization_id"], viewer["role"]) == (admin.organization_id, "VIEWER")
     # Two accounts and their memberships, audited; no organisation, no session.
-    assert _grew(before, await _row_counts(container)) == {
+    assert _grew(before, await account_row_counts(container)) == {
         "users": 2,
         "organizations": 0,
         "memberships": 2,
@@ -225,7 +207,7 @@ async def test_every_refusal_exits_with_its_code_and_writes_nothing(
     taken = await api.sign_up()
     new = unique_email("refused")
     org = admin.organization_id
-    before = await _row_counts(container)
+    before = await account_row_counts(container)
 
     for args, stdin, code, says in (
         (["--email", new], "short\n", 2, "Password refused (WEAK_PASSWORD): Passwords need"),
@@ -263,7 +245,7 @@ async def test_every_refusal_exits_with_its_code_and_writes_nothing(
     assert "(SERVICE_UNAVAILABLE)" in unreachable.stderr
     assert "Nothing changed; try again." in unreachable.stderr
 
-    assert await _row_counts(container) == before
+    assert await account_row_counts(container) == before
     assert await api.error_code(LOG_IN, log_in(new, NEW_PASSWORD)) == "INVALID_CREDENTIALS"
     # The taken account is as it was: its own password, its own organisation.
     kept = cast(JSON, (await api.data(LOG_IN, log_in(taken.email, PASSWORD)))["logIn"])
